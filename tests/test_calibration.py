@@ -1,0 +1,80 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scarce.inference.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+)
+
+T = torch.tensor
+
+
+def test_ece_overconfident_half_right():
+    # confidence 1.0 everywhere, 50% accuracy -> ECE = |0.5 - 1.0| = 0.5
+    probs = T([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert expected_calibration_error(probs, T([0, 1, 1, 0])) == pytest.approx(0.5)
+    assert expected_calibration_error(probs, T([0, 0, 1, 1])) == pytest.approx(0.0)
+
+
+def test_ece_two_bins_hand_value():
+    # confidences sit mid-bin: float32 0.6 is 0.6000000238 and would land in (0.6, 0.7]
+    probs = T([[0.85, 0.15], [0.85, 0.15], [0.85, 0.15], [0.45, 0.55]])
+    y = T([0, 0, 1, 1])
+    # bin (0.8, 0.9]: 3 samples, acc 2/3, conf 0.85; bin (0.5, 0.6]: 1 sample, acc 1, conf 0.55
+    # ECE = 3/4 * |2/3 - 0.85| + 1/4 * |1 - 0.55| = 0.1375 + 0.1125
+    assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(0.25)
+    bins = reliability_bins(probs, y, n_bins=10)
+    assert bins["counts"] == [0, 0, 0, 0, 0, 1, 0, 0, 3, 0]
+    assert bins["accuracy"][8] == pytest.approx(2 / 3) and bins["confidence"][8] == pytest.approx(0.85)
+    assert bins["accuracy"][5] == pytest.approx(1.0) and bins["confidence"][5] == pytest.approx(0.55)
+    assert bins["accuracy"][0] == 0.0 and bins["confidence"][0] == 0.0  # empty bins
+    assert len(bins["edges"]) == 11 and bins["ece"] == pytest.approx(0.25) and bins["n"] == 4
+
+
+def test_ece_bounds():
+    g = torch.Generator().manual_seed(0)
+    probs = F.softmax(torch.randn(200, 5, generator=g), 1)
+    y = torch.randint(0, 5, (200,), generator=g)
+    e = expected_calibration_error(probs, y)
+    assert isinstance(e, float) and 0.0 <= e <= 1.0
+    assert sum(reliability_bins(probs, y)["counts"]) == 200
+
+
+def _synthetic(t0: float, n: int = 20000, c: int = 10, seed: int = 0):
+    """Scores z and labels drawn from softmax(z / t0): the true temperature is t0."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * 4.0
+    y = torch.multinomial(F.softmax(z / t0, 1), 1, generator=g).squeeze(1)
+    return z, y
+
+
+@pytest.mark.parametrize("t0", [0.5, 2.0, 3.0])
+def test_fit_temperature_recovers_known_temperature(t0):
+    z, y = _synthetic(t0)
+    t = fit_temperature(z, y)
+    assert isinstance(t, float)
+    assert abs(t - t0) / t0 < 0.1
+    assert t == fit_temperature(z, y)  # deterministic
+
+
+def test_fit_temperature_fixes_overconfidence():
+    z, y = _synthetic(3.0, n=5000, seed=1)
+    logits = z.float()  # a model that reports z as its logits is over-confident (T0 = 3)
+    t = fit_temperature(logits, y)
+    assert t > 1.0
+    assert nll(logits, y, t) < nll(logits, y, 1.0)
+    ece_before = expected_calibration_error(F.softmax(logits, 1), y)
+    ece_after = expected_calibration_error(F.softmax(logits / t, 1), y)
+    assert ece_after < ece_before
+
+
+def test_fit_temperature_edge_cases():
+    assert fit_temperature(torch.zeros(4, 3), T([0, 1, 2, 0])) == 1.0  # NLL independent of T
+    # every prediction right: NLL decreases as T -> 0; the search stops at the bound
+    t = fit_temperature(T([[2.0, 0.0], [0.0, 2.0]]), T([0, 1]), bounds=(0.05, 20.0))
+    assert t == pytest.approx(0.05, rel=1e-3)
+    with pytest.raises(ValueError):
+        fit_temperature(torch.zeros(3), T([0, 1, 2]))
