@@ -1,0 +1,286 @@
+"""Predictions files: one model's class probabilities on a set of samples.
+
+A predictions file is an ``.npz`` archive holding only plain arrays (it is read with
+``allow_pickle=False``, so opening a file never runs code):
+
+| key | dtype | shape | meaning |
+| --- | --- | --- | --- |
+| ``probs`` | float32 | ``[N, C]`` | class probabilities, rows sum to 1 |
+| ``ids`` | unicode str | ``[N]`` | unique sample ids (e.g. relative image paths) |
+| ``classes`` | unicode str | ``[C]`` | class names, in column order |
+| ``targets`` | int64 | ``[N]`` | true class index, ``-1`` where unknown |
+| ``metadata`` | unicode str | ``[]`` | a JSON object (model, checkpoint, TTA, ...) |
+
+``write_npz_atomic`` writes to a temporary file in the same folder then renames it,
+so a crash never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from scarce.errors import UserError
+
+REQUIRED_KEYS = ("probs", "ids", "classes", "targets", "metadata")
+_SUM_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; logits are far off
+
+
+@dataclass
+class Predictions:
+    """Arrays of a predictions file; see the module docstring for shapes."""
+
+    probs: np.ndarray
+    ids: np.ndarray
+    classes: np.ndarray
+    targets: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # where it was read from, for error messages
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """bool ``[N]``: where the true class is known."""
+        return self.targets >= 0
+
+    @property
+    def name(self) -> str:
+        return self.path or "<predictions>"
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:  # a file object: numpy adds no ".npz" suffix
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _str_array(values: Sequence[str] | np.ndarray, name: str, unique: bool) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+        arr = values
+    else:
+        arr = np.array([str(v) for v in values], dtype=str)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of str, got shape {arr.shape}")
+    if unique and len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{name} must be unique")
+    return arr
+
+
+def metadata_array(metadata: Mapping[str, Any] | None) -> np.ndarray:
+    """A metadata dict as the 0-d unicode array stored in files."""
+    return np.array(json.dumps(dict(metadata or {}), sort_keys=True))
+
+
+def save_predictions(
+    path: str | os.PathLike,
+    probs: np.ndarray,
+    ids: Sequence[str] | np.ndarray,
+    classes: Sequence[str] | np.ndarray,
+    targets: Sequence[int] | np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a predictions file (atomically); see the module docstring for the format.
+
+    Args:
+        probs: ``[N, C]`` probabilities (a torch tensor is accepted too).
+        ids: ``N`` unique sample ids; classes: ``C`` unique class names.
+        targets: ``N`` class indices, ``-1`` where unknown; ``None``: all unknown.
+        metadata: JSON-serialisable dict.
+    """
+    probs = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs, dtype=np.float32)
+    ids_arr = _str_array(ids, "ids", unique=True)
+    classes_arr = _str_array(classes, "classes", unique=True)
+    n, c = len(ids_arr), len(classes_arr)
+    if probs.shape != (n, c):
+        raise ValueError(f"probs must be [N, C] = [{n}, {c}] (len(ids), len(classes)), got {list(probs.shape)}")
+    tgt = np.full(n, -1, dtype=np.int64) if targets is None else np.asarray(targets, dtype=np.int64)
+    if tgt.shape != (n,) or (tgt < -1).any() or (tgt >= c).any():
+        raise ValueError(f"targets must be [N] = [{n}] class indices in [-1, {c}), got {tgt.shape}")
+    problem = _probs_problem(probs)
+    if problem:
+        raise ValueError(f"probs {problem}")
+    arrays = dict(probs=probs, ids=ids_arr, classes=classes_arr, targets=tgt, metadata=metadata_array(metadata))
+    return write_npz_atomic(path, arrays)
+
+
+def _probs_problem(probs: np.ndarray) -> str | None:
+    """Why ``probs`` are not probabilities, or None (catches logits saved as probs)."""
+    if not np.isfinite(probs).all():
+        return "contain NaN or infinite values"
+    if probs.size and probs.min() < 0:
+        return f"contain negative values (min {probs.min():.3g}); were logits saved instead?"
+    sums = probs.sum(axis=1, dtype=np.float64)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _SUM_TOLERANCE)
+    if bad.size:
+        return f"rows must sum to 1 (row {bad[0]} sums to {sums[bad[0]]:.4g}); were logits saved instead?"
+    return None
+
+
+def _open_npz(path: str) -> Any:
+    hint = "an .npz predictions file (probs, ids, classes, targets, metadata)"
+    try:
+        data = np.load(path, allow_pickle=False)  # never unpickle: files may come from anywhere
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; expected {hint}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: cannot read it as {hint} ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: holds a single array; expected {hint}")
+    return data
+
+
+def _read_arrays(path: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read ``keys`` (all required) from an npz; every failure is a ``UserError``."""
+    with _open_npz(path) as data:
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            found = ", ".join(data.files) or "none"
+            raise UserError(f"{path}: missing {', '.join(missing)}; expected keys {', '.join(keys)} (found {found})")
+        out = {}
+        for key in keys:
+            try:
+                out[key] = data[key]
+            except (ValueError, OSError, zipfile.BadZipFile) as exc:  # object arrays land here
+                msg = f"{path}: cannot read {key!r} without unpickling ({exc}); expected plain arrays"
+                raise UserError(msg) from None
+    return out
+
+
+def load_predictions(path: str | os.PathLike) -> Predictions:
+    """Read and check a predictions file; any problem raises ``UserError`` naming it."""
+    path = str(path)
+    a = _read_arrays(path, REQUIRED_KEYS)
+    probs, ids, classes, targets, meta = (a[k] for k in REQUIRED_KEYS)
+    if classes.ndim != 1 or classes.dtype.kind != "U" or len(np.unique(classes)) != len(classes):
+        got = f"{classes.dtype} {list(classes.shape)}"
+        raise UserError(f"{path}: 'classes' must be a 1-D array of unique str, got {got}")
+    if ids.ndim != 1 or ids.dtype.kind != "U" or len(np.unique(ids)) != len(ids):
+        raise UserError(f"{path}: 'ids' must be a 1-D array of unique str, got {ids.dtype} {list(ids.shape)}")
+    n, c = len(ids), len(classes)
+    if probs.dtype.kind != "f" or probs.shape != (n, c):
+        got = f"{probs.dtype} {list(probs.shape)}"
+        raise UserError(f"{path}: 'probs' must be float [N, C] = [{n}, {c}], got {got}")
+    if targets.dtype.kind not in "iu" or targets.shape != (n,) or (targets < -1).any() or (targets >= c).any():
+        got = f"{targets.dtype} {list(targets.shape)}"
+        raise UserError(f"{path}: 'targets' must be int [N] = [{n}] in [-1, {c}), got {got}")
+    problem = _probs_problem(probs)
+    if problem:
+        raise UserError(f"{path}: 'probs' {problem}")
+    try:
+        metadata = json.loads(str(meta[()])) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+    except json.JSONDecodeError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise UserError(f"{path}: 'metadata' must be a JSON object stored as a 0-d str array")
+    probs = probs.astype(np.float32, copy=False)
+    return Predictions(probs, ids, classes, targets.astype(np.int64), metadata, path)
+
+
+def write_predictions_csv(
+    path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None
+) -> Path:
+    """Write ``id,label,confidence,top1..top{k}`` rows (class names; ``top`` as ``name:prob``).
+
+    ``labels`` (``[N]`` class indices) overrides the answer, e.g. a plurality vote;
+    ``confidence`` is then the probability ``preds.probs`` gives that class.
+    """
+    probs = preds.probs
+    n, c = probs.shape
+    k = max(0, min(int(top_k), c))
+    label = probs.argmax(axis=1) if labels is None else np.asarray(labels, dtype=np.int64)
+    if label.shape != (n,) or (n and (label.min() < 0 or label.max() >= c)):
+        raise ValueError(f"labels must be [N] = [{n}] class indices in [0, {c}), got {list(label.shape)}")
+    top = np.empty((n, k), dtype=np.int64)
+    for lo in range(0, n, 4096):  # in chunks: argpartition makes [rows, C] temporaries
+        chunk = probs[lo : lo + 4096]
+        # argpartition then sort only the k kept columns: O(C) per row, not O(C log C).
+        part = np.argpartition(-chunk, k - 1, axis=1)[:, :k] if k else np.empty((len(chunk), 0), np.int64)
+        order = np.argsort(-np.take_along_axis(chunk, part, axis=1), axis=1, kind="stable")
+        top[lo : lo + 4096] = np.take_along_axis(part, order, axis=1)
+    top_p = np.take_along_axis(probs, top, axis=1)
+    conf = probs[np.arange(n), label]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label", "confidence", *(f"top{j + 1}" for j in range(k))])
+        for i in range(n):
+            tops = (f"{preds.classes[top[i, j]]}:{top_p[i, j]:.6f}" for j in range(k))
+            w.writerow([preds.ids[i], preds.classes[label[i]], f"{conf[i]:.6f}", *tops])
+    os.replace(tmp, path)
+    return path
+
+
+def _first_missing(ids: np.ndarray, other: np.ndarray) -> tuple[int, str]:
+    missing = ids[~np.isin(ids, other)]
+    return len(missing), (str(missing[0]) if len(missing) else "")
+
+
+def align_predictions(base: Predictions, members: list[Predictions], names: list[str]) -> list[Predictions]:
+    """Reorder each member's rows to the base's id order.
+
+    Args:
+        base, members: loaded predictions files.
+        names: display names, one per file, the base first (``len(members) + 1``).
+
+    Returns:
+        New ``Predictions`` per member whose ``ids`` equal ``base.ids`` (unchanged
+        members are returned as they are). Differing id sets, class lists, or known
+        targets that disagree raise ``UserError`` naming both files.
+    """
+    if len(names) != len(members) + 1:
+        want = len(members) + 1
+        raise ValueError(f"names must hold the base's name then one per member ({want}), got {len(names)}")
+    out = []
+    for member, name in zip(members, names[1:]):
+        out.append(_align_one(base, member, names[0], name))
+    return out
+
+
+def _align_one(base: Predictions, member: Predictions, base_name: str, name: str) -> Predictions:
+    if len(member.classes) != len(base.classes) or (member.classes != base.classes).any():
+        if len(member.classes) != len(base.classes):
+            what = f"{len(member.classes)} classes vs {len(base.classes)}"
+        else:
+            i = int(np.flatnonzero(member.classes != base.classes)[0])
+            what = f"class {i} is {str(member.classes[i])!r} vs {str(base.classes[i])!r}"
+        raise UserError(f"{name} has different classes from {base_name} ({what})")
+    if len(member.ids) == len(base.ids) and (member.ids == base.ids).all():
+        idx = None
+    else:
+        extra, first = _first_missing(member.ids, base.ids)
+        if extra:
+            raise UserError(f"{name} has {extra} ids not in {base_name} (first: {first!r})")
+        lacking, first = _first_missing(base.ids, member.ids)
+        if lacking:
+            raise UserError(f"{name} lacks {lacking} ids of {base_name} (first: {first!r})")
+        order = np.argsort(member.ids, kind="stable")
+        idx = order[np.searchsorted(member.ids, base.ids, sorter=order)]
+    targets = member.targets if idx is None else member.targets[idx]
+    clash = (targets >= 0) & (base.targets >= 0) & (targets != base.targets)
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        first = str(base.ids[i])
+        raise UserError(f"{name} and {base_name} disagree on {int(clash.sum())} labels (first: id {first!r})")
+    if idx is None:
+        return member
+    return Predictions(member.probs[idx], base.ids, member.classes, targets, member.metadata, member.path)

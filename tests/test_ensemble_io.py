@@ -1,0 +1,233 @@
+"""Predictions files, their alignment, and the ensemble command end to end."""
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from scarce.errors import UserError
+from scarce.inference import (
+    add_ensemble_arguments,
+    align_predictions,
+    ensemble_main,
+    load_predictions,
+    run_ensemble,
+    save_predictions,
+    write_predictions_csv,
+)
+
+CLASSES = ["cat", "dog", "eel"]
+IDS = ["a 1.png", "b.png", "ç/ünï code.png", "d.png"]
+TARGETS = [0, 1, 2, 1]
+# Base: right on a (0.9), wrong on b (0.5), right on ç (0.6), right on d (0.7, exactly the threshold).
+BASE = [[0.9, 0.05, 0.05], [0.5, 0.4, 0.1], [0.1, 0.3, 0.6], [0.2, 0.7, 0.1]]
+M1 = [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]]  # always "dog"
+M2 = [[0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1]]
+
+
+def _save(path, probs, order=(0, 1, 2, 3), targets=TARGETS, classes=CLASSES):
+    order = list(order)
+    save_predictions(path, np.array(probs)[order], [IDS[i] for i in order], classes,
+                     targets=None if targets is None else np.array(targets)[order], metadata={"model": path.name})
+    return str(path)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "members").mkdir()
+    return {
+        "base": _save(tmp_path / "base.npz", BASE),
+        "m1": _save(tmp_path / "members" / "m1.npz", M1, order=(3, 1, 0, 2)),  # shuffled rows
+        "m2": _save(tmp_path / "members" / "m2.npz", M2),
+        "val_base": _save(tmp_path / "val_base.npz", BASE, order=(2, 0, 3, 1)),
+        "val_m1": _save(tmp_path / "val_m1.npz", M1),
+        "val_m2": _save(tmp_path / "val_m2.npz", M2, order=(1, 2, 3, 0)),
+        "tmp": tmp_path,
+    }
+
+
+def test_round_trip(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=4).astype(np.float32)
+    path = save_predictions(tmp_path / "p.npz", probs, IDS, CLASSES, metadata={"tta": 2, "name": "b3"})
+    got = load_predictions(path)
+    np.testing.assert_array_equal(got.probs, probs)
+    assert got.ids.tolist() == IDS and got.ids.dtype.kind == "U"
+    assert got.classes.tolist() == CLASSES
+    assert got.targets.tolist() == [-1] * 4 and got.targets.dtype == np.int64
+    assert got.metadata == {"tta": 2, "name": "b3"}
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary file left behind
+
+
+def test_save_rejects_logits_and_bad_shapes(tmp_path):
+    with pytest.raises(ValueError, match="logits"):
+        save_predictions(tmp_path / "p.npz", np.array([[2.0, -1.0, 0.5]] * 4), IDS, CLASSES)
+    with pytest.raises(ValueError, match=r"\[N, C\]"):
+        save_predictions(tmp_path / "p.npz", np.full((3, 3), 1 / 3), IDS, CLASSES)
+    with pytest.raises(ValueError, match="unique"):
+        save_predictions(tmp_path / "p.npz", np.full((2, 3), 1 / 3), ["x", "x"], CLASSES)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="nope.npz: no such file"):
+        load_predictions(tmp_path / "nope.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(UserError, match="text.npz: cannot read"):
+        load_predictions(tmp_path / "text.npz")
+    np.savez(tmp_path / "partial.npz", probs=np.ones((1, 1), np.float32), ids=np.array(["x"]))
+    with pytest.raises(UserError, match="partial.npz: missing classes, targets, metadata"):
+        load_predictions(tmp_path / "partial.npz")
+    np.save(tmp_path / "single.npy", np.ones((2, 2)))
+    with pytest.raises(UserError, match="single array"):
+        load_predictions(tmp_path / "single.npy")
+
+
+class _Touch:
+    """Unpickling this calls open(path, 'w'): the file appears if anything unpickles it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_load_refuses_pickles_without_running_them(tmp_path):
+    def payload(marker):
+        path = tmp_path / f"{marker.stem}.npz"
+        np.savez(path, probs=np.array([_Touch(marker)], dtype=object), ids=np.array(["x"]),
+                 classes=np.array(["c"]), targets=np.array([0]), metadata=np.array("{}"))
+        return path
+
+    control = tmp_path / "control_marker"
+    with np.load(payload(control), allow_pickle=True) as data:  # the payload does work...
+        data["probs"]
+    assert control.exists()
+    marker = tmp_path / "marker"
+    with pytest.raises(UserError, match="marker.npz: cannot read 'probs' without unpickling"):
+        load_predictions(payload(marker))
+    assert not marker.exists()  # ...and load_predictions never ran it
+
+
+def test_align_reorders_members_to_the_base(files):
+    base, m1 = load_predictions(files["base"]), load_predictions(files["m1"])
+    assert m1.ids.tolist() != IDS
+    (aligned,) = align_predictions(base, [m1], ["base.npz", "members/m1.npz"])
+    assert aligned.ids.tolist() == IDS
+    np.testing.assert_allclose(aligned.probs, np.array(M1, np.float32))
+    assert aligned.targets.tolist() == TARGETS
+
+
+def test_align_errors_name_both_files(tmp_path, files):
+    base = load_predictions(files["base"])
+    fewer = load_predictions(_save(tmp_path / "fewer.npz", M1[:3] + [[1, 0, 0]], order=(0, 1, 2)))
+    with pytest.raises(UserError, match=r"members/a.npz lacks 1 ids of base.npz \(first: 'd.png'\)"):
+        align_predictions(base, [fewer], ["base.npz", "members/a.npz"])
+    save_predictions(tmp_path / "other.npz", np.full((4, 3), 1 / 3), IDS[:3] + ["x.png"], CLASSES)
+    with pytest.raises(UserError, match=r"members/a.npz has 1 ids not in base.npz \(first: 'x.png'\)"):
+        align_predictions(base, [load_predictions(tmp_path / "other.npz")], ["base.npz", "members/a.npz"])
+    renamed = load_predictions(_save(tmp_path / "renamed.npz", M1, classes=["cat", "dog", "emu"]))
+    with pytest.raises(UserError, match="b.npz has different classes from base.npz .class 2 is 'emu' vs 'eel'"):
+        align_predictions(base, [renamed], ["base.npz", "b.npz"])
+    relabelled = load_predictions(_save(tmp_path / "relab.npz", M1, targets=[0, 1, 2, 2]))
+    with pytest.raises(UserError, match="relab.npz and base.npz disagree on 1 labels"):
+        align_predictions(base, [relabelled], ["base.npz", "relab.npz"])
+
+
+def test_csv_columns(tmp_path, files):
+    preds = load_predictions(files["base"])
+    write_predictions_csv(tmp_path / "p.csv", preds, top_k=2)
+    rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    assert list(rows[0]) == ["id", "label", "confidence", "top1", "top2"]
+    assert rows[2] == {"id": IDS[2], "label": "eel", "confidence": "0.600000",
+                       "top1": "eel:0.600000", "top2": "dog:0.300000"}
+
+
+def _run(files, members=("m1", "m2"), **kw):
+    kw.setdefault("log", lambda line: None)
+    out = files["tmp"] / "final.npz"
+    report = run_ensemble(files["base"], [files[m] for m in members], out_path=out, **kw)
+    with np.load(out, allow_pickle=False) as data:
+        final = {k: data[k] for k in data.files}
+    return report, final
+
+
+def test_plurality_end_to_end(files, capsys):
+    report, final = _run(files, csv_path=files["tmp"] / "final.csv", log=print)
+    assert final["pred"].tolist() == [0, 1, 1, 1] and final["pred"].dtype == np.int64
+    assert "probs" not in final and final["ids"].tolist() == IDS
+    meta = json.loads(str(final["metadata"]))
+    assert meta["method"] == "plurality" and meta["threshold"] == 0.7 and len(meta["members"]) == 3
+    assert report["replaced"] == 2
+    assert report["accuracy"] == pytest.approx({"base": 0.75, "plurality": 0.75, "soft": 0.75, "oracle": 1.0})
+    printed = capsys.readouterr().out
+    assert "| oracle (any member right) | 1.0000 |" in printed and "replaced 2 of 4" in printed
+    rows = list(csv.DictReader(open(files["tmp"] / "final.csv", encoding="utf-8")))
+    assert [r["label"] for r in rows] == ["cat", "dog", "dog", "dog"]
+
+
+def test_base_listed_in_members_counts_once(files):
+    alone, final_a = _run(files, members=("m1", "m2"))
+    listed, final_b = _run(files, members=("m1", "base", "m2"))
+    assert len(alone["members"]) == len(listed["members"]) == 3
+    np.testing.assert_array_equal(final_a["pred"], final_b["pred"])
+    with pytest.raises(UserError, match="listed twice"):
+        _run(files, members=("m1", "m1"))
+    with pytest.raises(UserError, match="at least one file besides --base"):
+        _run(files, members=("base",))
+
+
+def test_soft_and_weighted(files):
+    report, final = _run(files, method="soft")
+    assert final["pred"].tolist() == [0, 1, 1, 1]
+    np.testing.assert_allclose(final["probs"][3], [0.2, 0.7, 0.1], atol=1e-6)
+    report, final = _run(files, method="weighted", weights=[1, 0, 0])  # base first: base only
+    assert final["pred"].tolist() == [0, 0, 2, 1] and report["replaced"] == 0
+    assert report["accuracy"]["weighted"] == 0.75
+    with pytest.raises(UserError, match="--weights has 2 values for 3 members"):
+        _run(files, method="weighted", weights=[1, 1])
+
+
+def test_weighted_from_validation_accuracy(files):
+    report, final = _run(files, method="weighted", val_base=files["val_base"],
+                         val_members=[files["val_m1"], files["val_m2"]])
+    assert report["weights"] == pytest.approx([0.375, 0.25, 0.375])  # val accuracy 3/4, 2/4, 3/4
+    assert final["pred"].tolist() == [0, 1, 1, 1]
+    with pytest.raises(UserError, match="weighted needs --weights"):
+        _run(files, method="weighted")
+
+
+def test_auto_threshold(files):
+    lines = []
+    report, final = _run(files, threshold="auto", val_base=files["val_base"],
+                         val_members=[files["val_m1"], files["val_m2"]], log=lines.append)
+    # Validation = test here: keeping the base above 0.5 fixes b and keeps ç: 0.55 is best.
+    assert report["threshold"] == 0.55 and report["threshold_source"] == "auto"
+    assert final["pred"].tolist() == [0, 1, 2, 1] and report["accuracy"]["plurality"] == 1.0
+    meta = json.loads(str(final["metadata"]))
+    assert meta["threshold"] == 0.55 and len(meta["threshold_table"]) == 22
+    assert any("<- chosen" in line and "| 0.55 |" in line for line in lines)
+    listed, final_b = _run(files, members=("m1", "base", "m2"), threshold="auto",
+                           val_members=[files["val_m1"], files["val_base"], files["val_m2"]])
+    assert listed["threshold"] == 0.55 and final_b["pred"].tolist() == [0, 1, 2, 1]
+    with pytest.raises(UserError, match=r"--val-base should be --val-members\[1\]"):
+        _run(files, members=("m1", "base", "m2"), threshold="auto", val_base=files["val_m1"],
+             val_members=[files["val_m1"], files["val_base"], files["val_m2"]])
+    with pytest.raises(UserError, match="auto needs labelled validation"):
+        _run(files, threshold="auto")
+    with pytest.raises(UserError, match="--val-members has 1 files but --members has 2"):
+        _run(files, threshold="auto", val_base=files["val_base"], val_members=[files["val_m1"]])
+
+
+def test_cli_arguments(files):
+    parser = add_ensemble_arguments(argparse.ArgumentParser())
+    out = files["tmp"] / "cli.npz"
+    args = parser.parse_args(["--base", files["base"], "--members", files["m1"], files["m2"],
+                              "--threshold", "1.01", "--out", str(out)])
+    assert ensemble_main(args) == 0
+    with np.load(out) as data:
+        assert data["pred"].tolist() == [0, 1, 1, 1]  # pure plurality: a's vote is 0 (base, m2)
+    with pytest.raises(UserError, match="--threshold must be"):
+        ensemble_main(parser.parse_args(["--base", files["base"], "--members", files["m1"],
+                                         "--threshold", "high", "--out", str(out)]))
