@@ -1,0 +1,134 @@
+"""The ``scarce`` command. Parses arguments, builds a typed config, calls components.
+
+User mistakes (:class:`UserError`) print one line and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from scarce.errors import UserError
+
+
+def _config_help() -> str:
+    from scarce.config import available_recipes, describe
+    rows = describe()
+    width = max(len(k) for k, _, _ in rows)
+    lines = [f"  {k:<{width}}  {d:<14} {h}" for k, d, h in rows]
+    return ("config keys (override as key=value; values are YAML):\n" + "\n".join(lines)
+            + f"\n\nbuilt-in recipes: {', '.join(available_recipes())}")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from scratch",
+                       description="Train a timm model from scratch. Example: scarce train --recipe demo epochs=2",
+                       epilog=_config_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
+    p.add_argument("--data", default=None, help="built-in dataset (demo, fashion-mnist) or image-folder root")
+    p.add_argument("--train", dest="train_dir", default=None, help="train image folder")
+    p.add_argument("--val", dest="val_dir", default=None, help="val image folder")
+    p.add_argument("--test", dest="test_dir", default=None, help="test image folder")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
+
+
+def cmd_train(args) -> int:
+    from scarce.config import load_config
+    from scarce.engine.trainer import train
+    extra: dict = {}
+    data = {k: v for k, v in (("name", args.data), ("train", args.train_dir), ("val", args.val_dir),
+                              ("test", args.test_dir)) if v is not None}
+    if data:
+        extra["data"] = data
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.recipe or args.out:
+            raise UserError("--resume takes its recipe and directory from RUN_DIR; drop --recipe/--out")
+        cfg = load_config(str(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None,
+                          args.overrides, extra)
+    else:
+        cfg = load_config(args.recipe, args.overrides, extra)
+        name = Path(args.recipe).stem if args.recipe else "run"
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    if summary:
+        test = summary.get("test")
+        if test:
+            print(f"test top-1: {test['top1']:.4f}  top-5: {test['top5']:.4f}  ({test['count']} images)")
+        print(f"run directory: {run_dir}  (config.yaml, metrics.jsonl, best.safetensors, "
+              f"last.safetensors, summary.json)")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="top-1, top-5 and per-class accuracy of a run's weights")
+    p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
+    p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
+    p.add_argument("--split", default="test", help="split to score (default: test)")
+    p.add_argument("--out", default=None, help="JSON output (default: RUN_DIR/eval_<split>.json)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+
+
+def cmd_evaluate(args) -> int:
+    from scarce.config import DataConfig
+    from scarce.engine.evaluation import evaluate_run
+    data = DataConfig(name=args.data) if args.data else None
+    result = evaluate_run(args.path, data, args.split, args.out, args.device, args.batch_size, args.workers)
+    print(json.dumps({k: result[k] for k in ("split", "top1", "top5", "count")}))
+    for name, acc in result["per_class"].items():
+        print(f"  {name:<24} {acc:.4f}")
+    return 0
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("subset", help="VIPriors-style k-per-class split of an image folder, with a manifest")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.add_argument("--per-class", type=int, required=True)
+    s.add_argument("--val-per-class", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"])
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "subset":
+        from scarce.data.subset import make_subset
+        print(json.dumps(make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)))
+    return 0
+
+
+COMMANDS = {"train": (_add_train, cmd_train), "evaluate": (_add_evaluate, cmd_evaluate),
+            "data": (_add_data, cmd_data)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scarce", description="Train image classifiers from scratch on scarce data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except UserError as exc:
+        print(f"scarce {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scarce {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

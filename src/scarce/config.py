@@ -1,0 +1,277 @@
+"""Typed run configuration: YAML recipe -> dataclasses -> keyword arguments.
+
+A recipe is a YAML file (read with ``yaml.safe_load``) whose nested keys mirror
+:class:`Config`. Command-line overrides are dotted ``key=value`` pairs whose
+values are parsed as YAML scalars (``optim.lr=0.01``, ``augment.randaugment=null``).
+Unknown keys and wrong types fail with a one-line :class:`UserError` that lists
+what is valid, so a typo never silently trains the wrong recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from scarce.errors import UserError
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config field with a help text (and optional allowed values)."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    name: str = opt("demo", "built-in dataset (demo, fashion-mnist) or image-folder root with train/val/test")
+    train: str | None = opt(None, "train image folder (overrides <name>/train)")
+    val: str | None = opt(None, "val image folder (overrides <name>/val)")
+    test: str | None = opt(None, "test image folder (overrides <name>/test)")
+    root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
+    per_class: int | None = opt(None, "fashion-mnist: train images per class sampled from the 60k set")
+    val_per_class: int | None = opt(None, "fashion-mnist: val images per class, disjoint from train")
+    split_seed: int = opt(0, "seed of the per-class sampling")
+    img_size: int = opt(64, "training and evaluation resolution (small images are resized up)")
+    channels: str = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels",
+                        ("auto", "gray", "rgb"))
+    crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size")
+    num_workers: int = opt(2, "data-loading worker processes (0: in the main process)")
+    skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
+
+
+@dataclass
+class LsbSwapConfig:
+    enabled: bool = opt(False, "swap the low bits of every pixel with a partner image")
+    bits: int = opt(2, "number of least-significant bits swapped (1..7)")
+    p: float = opt(0.5, "probability that an image is swapped")
+    partner: str = opt("any", "partner image: any class or same_class (sample stage only)", ("any", "same_class"))
+    stage: str = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device", ("sample", "batch"))
+    placement: str = opt("last", "last: after all uint8 transforms; before_randaugment: the paper's placement",
+                         ("last", "before_randaugment"))
+
+
+@dataclass
+class AugmentConfig:
+    scale: list[float] = opt([0.35, 1.0], "RandomResizedCrop area range")
+    ratio: list[float] = opt([0.75, 1.3333333], "RandomResizedCrop aspect-ratio range")
+    hflip: float = opt(0.5, "horizontal flip probability")
+    randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
+    re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)")
+    re_mode: str = opt("pixel", "random erasing fill", ("const", "rand", "pixel"))
+    lsb_swap: LsbSwapConfig = field(default_factory=LsbSwapConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = opt("resnet18", "any timm model name")
+    drop_rate: float = opt(0.0, "dropout before the classifier")
+    drop_path_rate: float = opt(0.0, "drop path (drop connect) rate")
+    prediction_source: str = opt("auto", "probabilities from: auto, logits, g (head g), cosine",
+                                 ("auto", "logits", "g", "cosine"))
+
+
+@dataclass
+class LossConfig:
+    name: str = opt("ce", "ce, label_smoothing, cosine, cosine_ce, focal, focal_cosine, focal_cosine_authors")
+    smoothing: float = opt(0.1, "label_smoothing: smoothing factor")
+    gamma: float = opt(2.0, "focal losses: focusing parameter")
+    lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term")
+
+
+@dataclass
+class OptimConfig:
+    name: str = opt("adamw", "any timm optimizer name (sgd, adamw, rmsproptf, lamb, ...)")
+    lr: float = opt(1e-3, "peak learning rate")
+    weight_decay: float = opt(0.05, "weight decay")
+    momentum: float = opt(0.9, "momentum (sgd, rmsprop)")
+    eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)")
+
+
+@dataclass
+class SchedConfig:
+    name: str = opt("cosine", "any timm scheduler name (cosine, step, multistep, plateau, poly, tanh)")
+    warmup_epochs: int = opt(0, "linear warmup epochs")
+    warmup_lr: float = opt(1e-5, "learning rate at the start of warmup")
+    min_lr: float = opt(1e-6, "final learning rate (cosine)")
+    decay_epochs: float = opt(2.4, "step: epochs between decays")
+    decay_rate: float = opt(0.97, "step: multiplicative decay")
+
+
+@dataclass
+class EmaConfig:
+    enabled: bool = opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3)")
+    decay: float = opt(0.999, "EMA decay per optimizer step")
+    warmup: bool = opt(True, "ramp the decay up early in training")
+
+
+@dataclass
+class Config:
+    epochs: int = opt(30, "training epochs")
+    batch_size: int = opt(32, "batch size per process")
+    seed: int = opt(0, "fixes model init, data order and augmentation")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N")
+    amp: str = opt("none", "autocast dtype", ("none", "bf16", "fp16"))
+    channels_last: bool = opt(False, "channels_last memory format")
+    clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)")
+    deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
+    eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)")
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+
+
+# ---------------------------------------------------------------- building
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except UserError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{key}': expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(v, item_tp, key) for v in value]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}': expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}")
+        return build(tp, value, prefix=key + ".")
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
+        tp is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return float(value) if tp is float else value
+
+
+def build(cls: type, values: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, validating keys, types and choices."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise UserError(f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(prefix + k for k in fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        coerced = _coerce(value, hints[name], prefix + name)
+        choices = fields[name].metadata.get("choices")
+        if choices and coerced not in choices:
+            raise UserError(f"config key '{prefix}{name}': expected one of {', '.join(choices)}, got {coerced!r}")
+        kwargs[name] = coerced
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["optim.lr=0.01", "epochs=2"]`` -> nested dict; values parsed as YAML scalars."""
+    tree: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"override '{pair}': expected dotted key=value, e.g. optim.lr=0.01")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            raise UserError(f"override '{pair}': the value is not valid YAML") from None
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{pair}': '{part}' is set both as a value and as a section")
+        node[leaf] = value
+    return tree
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def read_recipe(recipe: str) -> dict:
+    """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
+    path = Path(recipe)
+    if not path.is_file():
+        path = RECIPES_DIR / f"{recipe}.yaml"
+    if not path.is_file():
+        raise UserError(f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"recipe {path}: expected a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def load_config(recipe: str | None = None, overrides: list[str] | None = None,
+                extra: dict | None = None) -> Config:
+    """Defaults <- recipe <- ``extra`` (e.g. ``--data``) <- dotted overrides."""
+    values = read_recipe(recipe) if recipe else {}
+    values = _merge(values, extra or {})
+    values = _merge(values, parse_overrides(overrides or []))
+    return build(Config, values)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from scarce.engine.io import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Rows (key, default, help) for every leaf key, for ``scarce train --help``."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], prefix + f.name + ".")
+            continue
+        text = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            text += f" [{'|'.join(f.metadata['choices'])}]"
+        rows.append((prefix + f.name, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."), text))
+    return rows

@@ -1,0 +1,146 @@
+"""Datasets that yield ``(uint8 Tensor [C, H, W], label)``.
+
+Two sources share one class: image files on disk (an image folder) and an
+in-memory uint8 array (Fashion-MNIST's IDX files). Both go through the same
+mode conversion and transform, so every technique sees identical data.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scarce.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def scan_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], list[str]]:
+    """``root/<class>/**/<image>`` -> ([(relative path, class index)], sorted class names).
+
+    Symlinked folders are followed once: a symlink loop cannot make the scan spin.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root}: not found (expected <root>/<class>/<image> folders)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise UserError(f"data folder {root}: no class folders (expected <root>/<class>/<image>)")
+    samples = []
+    for index, name in enumerate(classes):
+        found = _images_under(root / name)
+        if not found:
+            raise UserError(f"data folder {root}: class folder '{name}' has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        samples += [(str(p.relative_to(root)), index) for p in found]
+    return samples, classes
+
+
+def _images_under(folder: Path) -> list[Path]:
+    seen: set[str] = set()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames)
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+    return found
+
+
+def to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL mode to 'L' or 'RGB'.
+
+    16-bit images are scaled to 8 bits (not clipped); transparency is
+    composited on white, the usual background of product and scanned images;
+    palette, CMYK and other modes go through Pillow's own conversion.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img if img.mode == mode else img.convert(mode)
+
+
+def read_image(path: str | os.PathLike, mode: str) -> Image.Image:
+    """Open and fully decode ``path`` (so truncation is caught here), converted to ``mode``."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_mode(img, mode)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise UserError(f"image {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class Split:
+    """What a dataset split is made of, before any transform."""
+    ids: list[str]           # file paths relative to the root, or 'train/123' indices
+    targets: list[int]
+    classes: list[str]
+    root: str | None = None  # image files: root that ids are relative to
+    array: np.ndarray | None = None  # in-memory: uint8 [N, H, W] or [N, H, W, C]
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """A :class:`Split` read as PIL images in ``mode`` and passed through ``transform``.
+
+    ``transform(img, index)`` returns uint8 ``[C, H, W]``; it receives the index so
+    sample-stage augmentations (LSB Swap's partner) can draw other images.
+    """
+
+    def __init__(self, split: Split, mode: str, transform: Callable | None = None):
+        self.split = split
+        self.mode = mode
+        self.transform = transform
+
+    @property
+    def classes(self) -> list[str]:
+        return self.split.classes
+
+    @property
+    def targets(self) -> list[int]:
+        return self.split.targets
+
+    @property
+    def ids(self) -> list[str]:
+        return self.split.ids
+
+    def __len__(self) -> int:
+        return len(self.split.ids)
+
+    def load(self, index: int) -> Image.Image:
+        if self.split.array is not None:
+            return to_mode(Image.fromarray(self.split.array[index]), self.mode)
+        return read_image(Path(self.split.root) / self.split.ids[index], self.mode)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img = self.load(index)
+        if self.transform is None:
+            from torchvision.transforms.functional import pil_to_tensor
+            return pil_to_tensor(img), self.split.targets[index]
+        return self.transform(self, index, img), self.split.targets[index]
+
+
+def folder_split(root: str | os.PathLike, classes: Sequence[str] | None = None) -> Split:
+    """An image folder as a :class:`Split`; ``classes`` (from train) must match its folders."""
+    samples, found = scan_image_folder(root)
+    if classes is not None and list(found) != list(classes):
+        missing = sorted(set(classes) - set(found))
+        extra = sorted(set(found) - set(classes))
+        raise UserError(f"data folder {root}: classes differ from the training set "
+                        f"(missing: {missing or 'none'}, unknown: {extra or 'none'})")
+    return Split(ids=[s[0] for s in samples], targets=[s[1] for s in samples],
+                 classes=list(found), root=str(root))

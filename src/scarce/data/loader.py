@@ -1,0 +1,138 @@
+"""From a :class:`DataConfig` to splits, datasets and seeded loaders."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from scarce.config import AugmentConfig, DataConfig
+from scarce.data.datasets import ImageDataset, Split, folder_split
+from scarce.data.fashion_mnist import fashion_mnist_splits
+from scarce.data.transforms import EvalTransform, TrainTransform
+from scarce.errors import UserError
+
+DEMO_ROOT = Path(__file__).resolve().parent / "demo"
+BUILTIN_DATASETS = ("demo", "fashion-mnist")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+@dataclass
+class DataBundle:
+    """The resolved dataset: its splits and how images enter the model."""
+    splits: dict[str, Split]
+    classes: list[str]
+    mode: str            # PIL mode the images are converted to: 'L' or 'RGB'
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def in_chans(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+
+def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
+    """train (required), val and test (optional) splits of a built-in dataset or a folder."""
+    if cfg.name == "fashion-mnist":
+        return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
+    root = DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
+    paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
+    if cfg.train is None and not (root / "train").is_dir():
+        raise UserError(f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+                        f"nor a folder with a train/ subfolder")
+    splits = {"train": folder_split(cfg.train or root / "train")}
+    classes = splits["train"].classes
+    for name in ("val", "test"):
+        path = paths[name] or (root / name if (root / name).is_dir() else None)
+        if paths[name] is not None and not Path(paths[name]).is_dir():
+            raise UserError(f"data.{name} {paths[name]}: folder not found")
+        if path is not None:
+            splits[name] = folder_split(path, classes)
+    return splits
+
+
+def _sniff_mode(split: Split, probe: int = 16) -> str:
+    """'L' when the first images are all grayscale, else 'RGB'."""
+    if split.array is not None:
+        return "L" if split.array.ndim == 3 else "RGB"
+    for rel in split.ids[:probe]:
+        try:
+            with Image.open(Path(split.root) / rel) as img:
+                if img.mode not in GRAY_MODES and not (img.mode == "P" and _palette_is_gray(img)):
+                    return "RGB"
+        except OSError:
+            continue  # bad files are reported by the scan, not here
+    return "L"
+
+
+def _palette_is_gray(img: Image.Image) -> bool:
+    palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
+
+
+def build_data(cfg: DataConfig) -> DataBundle:
+    splits = resolve_splits(cfg)
+    mode = {"gray": "L", "rgb": "RGB"}.get(cfg.channels) or _sniff_mode(splits["train"])
+    if mode == "L":
+        mean, std = [float(np.mean(IMAGENET_MEAN))], [float(np.mean(IMAGENET_STD))]
+    else:
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return DataBundle(splits=splits, classes=splits["train"].classes, mode=mode, mean=mean, std=std)
+
+
+def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: AugmentConfig | None) -> ImageDataset:
+    """``augment`` None: the evaluation transform."""
+    if split not in bundle.splits:
+        raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
+    transform = TrainTransform(data, augment, bundle.mean) if augment is not None else EvalTransform(data)
+    return ImageDataset(bundle.splits[split], bundle.mode, transform)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds `random` and itself per worker; timm's RandAugment also draws from numpy.
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
+                       rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Shuffled loader whose order and augmentation depend only on (seed, epoch).
+
+    Call :func:`set_loader_epoch` before each epoch. The sampler is a
+    DistributedSampler also for one process, so 1 and N processes share one code path.
+    """
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    per_rank = len(sampler)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=per_rank > batch_size,  # no size-1 batch reaching BatchNorm
+                      worker_init_fn=_seed_worker, generator=torch.Generator(),
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    loader.sampler.set_epoch(epoch)
+    loader.generator.manual_seed(epoch_seed(seed, epoch))
+
+
+def build_eval_loader(dataset: ImageDataset, batch_size: int, num_workers: int,
+                      rank: int = 0, world_size: int = 1) -> DataLoader:
+    """In-order loader over this rank's shard (``rank::world_size``): no sample is padded or
+    counted twice, so summed metrics are exact."""
+    shard = dataset if world_size == 1 else Subset(dataset, list(range(rank, len(dataset), world_size)))
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available())

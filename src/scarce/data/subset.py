@@ -1,0 +1,68 @@
+"""``scarce data subset``: a VIPriors-style k-per-class split of any image folder."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from scarce.data.datasets import scan_image_folder
+from scarce.engine.io import atomic_path
+from scarce.errors import UserError
+
+LINK_MODES = ("hard", "sym", "copy")
+
+
+def _place(src: Path, dst: Path, link: str) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link == "sym":
+        os.symlink(src.resolve(), dst)
+        return
+    if link == "hard":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # other filesystem: fall back to a copy
+    shutil.copy2(src, dst)
+
+
+def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class: int = 0,
+                seed: int = 0, link: str = "hard") -> dict:
+    """Sample ``per_class`` train and ``val_per_class`` val images per class from ``src``
+    (``src/train`` if it exists), copy ``src/test`` whole if present, write ``manifest.csv``.
+
+    Returns counts per split. ``dst`` must not exist yet (nothing is overwritten).
+    """
+    if link not in LINK_MODES:
+        raise UserError(f"--link '{link}': expected one of {', '.join(LINK_MODES)}")
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise UserError(f"{dst}: already exists; choose a new destination folder")
+    pool_root = src / "train" if (src / "train").is_dir() else src
+    samples, classes = scan_image_folder(pool_root)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index, name in enumerate(classes):
+        files = [rel for rel, c in samples if c == index]
+        need = per_class + val_per_class
+        if need > len(files):
+            raise UserError(f"{pool_root}: class '{name}' has {len(files)} images, {need} asked "
+                            f"(--per-class {per_class} + --val-per-class {val_per_class})")
+        order = rng.permutation(len(files))
+        picks = {"train": order[:per_class], "val": order[per_class:need]}
+        for split, chosen in picks.items():
+            rows += [(split, name, str(pool_root / files[i]), f"{split}/{files[i]}") for i in sorted(chosen)]
+    if (src / "test").is_dir() and pool_root != src:
+        test_samples, _ = scan_image_folder(src / "test")
+        rows += [("test", Path(rel).parts[0], str(src / "test" / rel), f"test/{rel}") for rel, _ in test_samples]
+    for _, _, source, target in rows:
+        _place(Path(source), dst / target, link)
+    with atomic_path(dst / "manifest.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "class", "source", "path"])
+        writer.writerows(rows)
+    counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
+    return {"classes": len(classes), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}

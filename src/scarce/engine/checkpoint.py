@@ -1,0 +1,121 @@
+"""Training state in safe formats: tensors in safetensors, the rest in JSON.
+
+Layout of a run directory::
+
+    checkpoints/epoch-0007/{model,ema,optimizer}.safetensors   resumable state
+    state.json        epoch, step, best score, which checkpoint folder is current
+    last.safetensors  best.safetensors   plain timm weights (head g beside, if any)
+
+A checkpoint folder is complete before ``state.json`` (written atomically) points
+to it, and older folders are deleted only after that, so a kill at any moment
+leaves a consistent (state, weights) pair. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from scarce.engine.io import atomic_write_json, load_tensors, read_json, save_tensors
+from scarce.errors import UserError
+
+HEAD_G_SUFFIX = ".head_g.safetensors"
+
+
+def split_weights(model: nn.Module) -> tuple[dict, dict]:
+    """(timm backbone state dict, head-g state dict) of a plain or head-g model."""
+    model = getattr(model, "module", model)  # DDP
+    state = model.state_dict()
+    if not hasattr(model, "backbone") or not isinstance(model.backbone, nn.Module):
+        return state, {}
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    head = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    return backbone, head
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
+    """Write timm-loadable weights to ``path``; head g (if any) beside it."""
+    backbone, head = split_weights(model)
+    save_tensors(path, backbone, metadata)
+    if head:
+        save_tensors(path.with_suffix("").with_suffix(HEAD_G_SUFFIX), head, metadata)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Inverse of :func:`save_weights`; a mismatch names the file and the first differing keys."""
+    model = getattr(model, "module", model)
+    state = {f"backbone.{k}": v for k, v in load_tensors(path).items()} if hasattr(model, "backbone") \
+        else load_tensors(path)
+    head_path = path.with_suffix("").with_suffix(HEAD_G_SUFFIX)
+    if head_path.is_file():
+        state.update(load_tensors(head_path))
+    _load_state(model, state, path)
+
+
+def _load_state(module: nn.Module, state: dict, path: Path) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model needs {tuple(expected[wrong[0]].shape)}")
+        raise UserError(f"weights {path}: do not fit this model (other architecture or class count?): {detail}")
+    module.load_state_dict(state)
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict, dict]:
+    tensors, scalars = {}, {}
+    for pid, per_param in state_dict["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"scalars": scalars, "param_groups": state_dict["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, key = flat.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None,
+                    extra: dict | None = None) -> None:
+    """Write a resumable checkpoint for the end of ``epoch`` (0-based) and point state.json at it."""
+    folder_name = f"checkpoints/epoch-{epoch:04d}"
+    folder = run_dir / folder_name
+    shutil.rmtree(folder, ignore_errors=True)  # a torn folder from a killed run
+    save_tensors(folder / "model.safetensors", getattr(model, "module", model).state_dict())
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_tensors(folder / "optimizer.safetensors", opt_tensors)
+    if ema is not None:
+        save_tensors(folder / "ema.safetensors", ema.module.state_dict())
+    state = {"epoch": epoch, "checkpoint": folder_name, "optimizer": opt_meta,
+             "scaler": scaler.state_dict() if scaler is not None else None, **(extra or {})}
+    atomic_write_json(run_dir / "state.json", state)
+    for old in (run_dir / "checkpoints").iterdir():
+        if old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:
+    """Restore what :func:`save_checkpoint` wrote; returns the state.json mapping."""
+    state = read_json(run_dir / "state.json")
+    folder = run_dir / state["checkpoint"]
+    _load_state(getattr(model, "module", model), load_tensors(folder / "model.safetensors"), folder)
+    optimizer.load_state_dict(_unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"),
+                                                   state["optimizer"]))
+    if ema is not None:
+        ema_path = folder / "ema.safetensors"
+        if not ema_path.is_file():
+            raise UserError(f"resume {run_dir}: ema.enabled is true but the checkpoint has no EMA weights")
+        _load_state(ema.module, load_tensors(ema_path), ema_path)
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state

@@ -1,0 +1,87 @@
+"""PyTorch distributed, as launched by ``torchrun`` (env:// rendezvous).
+
+One process without torchrun is a world of size 1 and never touches
+``torch.distributed``, so the same code runs on a laptop and on a cluster.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group when ``WORLD_SIZE`` > 1 (nccl on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    info = DistInfo(rank=int(os.environ["RANK"]), world_size=world_size,
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and info.enabled:
+        name = f"cuda:{info.local_rank}"
+    return torch.device(name)
+
+
+def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over processes (a no-op for one process)."""
+    if info.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics).
+
+    DDP syncs gradients, not buffers: after the last training step each rank holds
+    statistics of its own shard, so ranks would score (and save) different models.
+    """
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def broadcast_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's decision, shared with every rank (e.g. "stop now")."""
+    if not info.enabled:
+        return value
+    flag = torch.tensor([1 if value else 0], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,106 @@
+"""Load a finished run and score its weights on a split (``scarce evaluate``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from scarce.config import Config, DataConfig, build
+from scarce.data.datasets import ImageDataset, folder_split
+from scarce.data.loader import DataBundle, build_data, build_eval_loader
+from scarce.data.transforms import EvalTransform
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.checkpoint import load_weights
+from scarce.engine.io import atomic_write_json, read_json
+from scarce.engine.loop import evaluate
+from scarce.engine.setup import probs_function
+from scarce.errors import UserError
+from scarce.losses import loss_requires_head_g
+from scarce.models.factory import create_model
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    weights: Path
+    cfg: Config
+    classes: list[str]
+    mode: str
+    mean: list[float]
+    std: list[float]
+    model: torch.nn.Module
+
+
+def resolve_weights(path: str | Path) -> tuple[Path, Path]:
+    """A run directory (-> its best.safetensors) or a weights file -> (run dir, weights)."""
+    path = Path(path)
+    if path.is_dir():
+        weights = path / "best.safetensors"
+        if not weights.is_file():
+            raise UserError(f"{path}: no best.safetensors (not a finished scarce run directory)")
+        return path, weights
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise UserError(f"{path}: expected a scarce run directory or a .safetensors file inside one")
+    return path.parent, path
+
+
+def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+    run_dir, weights = resolve_weights(path)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
+    cfg = build(Config, yaml.safe_load(config_path.read_text(encoding="utf-8")) or {})
+    info = read_json(run_dir / "classes.json")
+    model = create_model(cfg.model, len(info["classes"]), info["in_chans"],
+                         head_g=loss_requires_head_g(cfg.loss.name))
+    load_weights(model, weights)
+    return LoadedRun(run_dir, weights, cfg, info["classes"], info["mode"], info["mean"], info["std"],
+                     model.to(device).eval())
+
+
+def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
+    """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
+    data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct)
+    root = Path(data.name)
+    explicit = getattr(data, split, None) if split in ("train", "val", "test") else None
+    if data.name in ("demo", "fashion-mnist") or (root / "train").is_dir() and explicit is None and (root / split).is_dir():
+        bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
+        if split not in bundle.splits:
+            raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
+        s = bundle.splits[split]
+        if s.classes != run.classes:
+            raise UserError(f"data '{data.name}': classes {s.classes[:5]}... differ from the run's {run.classes[:5]}...")
+    else:
+        folder = explicit or (root / split if (root / split).is_dir() else root)
+        s = folder_split(folder, run.classes)
+    return ImageDataset(s, run.mode, EvalTransform(data))
+
+
+def evaluate_weights(run_dir: Path, weights: Path, cfg: Config, data: DataBundle, device: torch.device,
+                     split: str = "test") -> dict:
+    """top-1, top-5 and per-class accuracy of ``weights`` on ``split`` of an already built bundle."""
+    loaded = load_run(weights, device)
+    dataset = ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data))
+    return _score(loaded, dataset, cfg.batch_size * 2, cfg.data.num_workers, device)
+
+
+def _score(run: LoadedRun, dataset: ImageDataset, batch_size: int, num_workers: int, device) -> dict:
+    loader = build_eval_loader(dataset, batch_size, num_workers)
+    preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
+    result = evaluate(run.model, loader, preprocess, len(run.classes), probs_fn=probs_function(run.cfg))
+    result["per_class"] = dict(zip(run.classes, result["per_class"]))
+    result["weights"] = str(run.weights)
+    return result
+
+
+def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test", out: str | Path | None = None,
+                 device: str = "cpu", batch_size: int = 64, num_workers: int = 2) -> dict:
+    """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
+    run = load_run(path, device)
+    dataset = eval_dataset(run, data or run.cfg.data, split)
+    result = _score(run, dataset, batch_size, num_workers, device)
+    result.update(split=split, data=(data or run.cfg.data).name)
+    atomic_write_json(Path(out) if out else run.run_dir / f"eval_{split}.json", result)
+    return result

@@ -1,0 +1,199 @@
+"""A whole run: config -> data, model, loss, optimizer -> epochs -> run directory."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from scarce.config import Config, config_to_dict, save_config
+from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
+from scarce.data.loader import epoch_seed, seed_everything
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cleanup, init_distributed,
+                                      resolve_device)
+from scarce.engine.io import append_jsonl, atomic_write_json, read_jsonl
+from scarce.engine.loop import evaluate, train_one_epoch
+from scarce.engine.setup import build_components, probs_function
+from scarce.errors import UserError
+
+
+@dataclass
+class Run:
+    """Everything a training run holds while it runs."""
+    cfg: Config
+    run_dir: Path
+    info: DistInfo
+    device: torch.device
+    data: DataBundle
+    model: nn.Module
+    train_model: nn.Module          # model, or its DDP wrapper
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    ema: object | None
+    scaler: object | None
+    preprocess: BatchPreprocessor
+    loaders: dict = field(default_factory=dict)
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
+
+
+def validate_config(cfg: Config) -> None:
+    swap = cfg.augment.lsb_swap
+    if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
+        raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
+                        "(the batch stage runs after all per-image transforms)")
+    if swap.enabled and not 1 <= swap.bits <= 7:
+        raise UserError(f"augment.lsb_swap.bits: expected 1..7, got {swap.bits}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise UserError("epochs and batch_size must be >= 1")
+
+
+def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
+    validate_config(cfg)
+    info = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device, info)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)  # model init depends on the seed only
+    data = build_data(cfg.data)
+    parts = build_components(cfg, data, device)
+    train_model = parts["model"]
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            parts["model"], device_ids=[device.index] if device.type == "cuda" else None)
+    preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, cfg.channels_last)
+    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, data=data, train_model=train_model,
+              preprocess=preprocess, **parts)
+    train_set = build_dataset(data, "train", cfg.data, cfg.augment)
+    run.loaders["train"] = build_train_loader(train_set, cfg.batch_size, cfg.seed, cfg.data.num_workers,
+                                              info.rank, info.world_size)
+    if "val" in data.splits:
+        val_set = build_dataset(data, "val", cfg.data, None)
+        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * 2, cfg.data.num_workers,
+                                               info.rank, info.world_size)
+    if resume:
+        state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.scaler)
+        run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
+    return run
+
+
+def write_run_info(run: Run) -> None:
+    """config.yaml, classes.json and environment.json beside the run's outputs."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run.cfg, run.run_dir / "config.yaml")
+    atomic_write_json(run.run_dir / "classes.json", {
+        "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
+        "mean": run.data.mean, "std": run.data.std,
+        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()}})
+    atomic_write_json(run.run_dir / "environment.json", {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "timm": __import__("timm").__version__, "platform": platform.platform(),
+        "device": str(run.device), "world_size": run.info.world_size,
+        "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
+
+
+def validate_epoch(run: Run) -> dict:
+    """Val top-1 of the raw model and of the EMA weights."""
+    if "val" not in run.loaders:
+        return {}
+    probs_fn = probs_function(run.cfg)
+    n = len(run.data.classes)
+    out = {"val_top1": evaluate(run.model, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn)["top1"]}
+    if run.ema is not None:
+        out["val_top1_ema"] = evaluate(run.ema.module, run.loaders["val"], run.preprocess, n, run.info,
+                                       run.cfg.amp, probs_fn)["top1"]
+    return out
+
+
+def save_epoch(run: Run, epoch: int, scores: dict) -> None:
+    """last/best weights (rank 0) and the resumable checkpoint."""
+    last_is_val = "val_top1" in scores
+    candidates = [("model", run.model, scores.get("val_top1"))]
+    if run.ema is not None:
+        candidates.append(("ema", run.ema.module, scores.get("val_top1_ema")))
+    save_weights(run.model, run.run_dir / "last.safetensors", {"epoch": epoch, "source": "model"})
+    if run.ema is not None:
+        save_weights(run.ema.module, run.run_dir / "last_ema.safetensors", {"epoch": epoch, "source": "ema"})
+    # Without a val split there is nothing to choose on: the last EMA (or raw) weights are "best".
+    name, module, top1 = max(candidates, key=lambda c: c[2]) if last_is_val else candidates[-1]
+    if not last_is_val or top1 > run.best["top1"]:
+        run.best = {"top1": top1 if top1 is not None else -1.0, "epoch": epoch, "weights": name}
+        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
+    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.scaler,
+                    {"global_step": run.global_step, "best": run.best})
+
+
+def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None) -> None:
+    cfg = run.cfg
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(run.start_epoch, end):
+        seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
+        run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
+        set_loader_epoch(run.loaders["train"], cfg.seed, epoch)
+        stats, run.global_step = train_one_epoch(
+            run.train_model, run.loaders["train"], run.loss_fn, run.optimizer, run.scheduler, run.preprocess,
+            epoch, amp=cfg.amp, scaler=run.scaler, clip_grad=cfg.clip_grad, ema=run.ema,
+            global_step=run.global_step, progress=progress and run.info.is_main)
+        run.scheduler.step(epoch + 1)
+        broadcast_buffers(run.model, run.info)
+        if run.ema is not None:
+            broadcast_buffers(run.ema.module, run.info)
+        evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        scores = validate_epoch(run) if evaluate_now else {}
+        if run.info.is_main:
+            save_epoch(run, epoch, scores)
+            record = {"epoch": epoch, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
+                      "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
+            append_jsonl(run.run_dir / "metrics.jsonl", record)
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+        barrier(run.info)
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train per ``cfg`` into ``run_dir`` (resuming from its last checkpoint) -> summary.
+
+    ``stop_after``: leave after that many epochs in total (resumable; e.g. a time slot).
+    """
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / "state.json").exists():
+        raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
+    if resume and not (run_dir / "state.json").is_file():
+        raise UserError(f"--resume {run_dir}: no state.json there (not a scarce run directory, or no epoch finished)")
+    start = time.perf_counter()
+    run = prepare_run(cfg, run_dir, resume)
+    try:
+        if run.info.is_main:
+            write_run_info(run)
+            if not resume:
+                (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        run_epochs(run, progress, stop_after)
+        finished = stop_after is None or stop_after >= cfg.epochs
+        summary = finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
+        barrier(run.info)
+        return summary
+    finally:
+        cleanup(run.info)
+
+
+def finish_run(run: Run, seconds: float) -> dict:
+    """Test-set score of the best weights, summary.json."""
+    from scarce.engine.evaluation import evaluate_weights
+    summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best,
+               "train_seconds": round(seconds, 1),
+               "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
+    if "test" in run.data.splits:
+        result = evaluate_weights(run.run_dir, run.run_dir / "best.safetensors", run.cfg, run.data, run.device)
+        summary["test"] = {k: result[k] for k in ("top1", "top5", "count")}
+        atomic_write_json(run.run_dir / "test_metrics.json", result)
+    atomic_write_json(run.run_dir / "summary.json", summary)
+    print(json.dumps({k: summary[k] for k in ("best", "test") if k in summary}), flush=True)
+    return summary

@@ -1,0 +1,99 @@
+import pytest
+
+from scarce.config import Config, available_recipes, build, describe, load_config, parse_overrides
+from scarce.errors import UserError
+
+
+def test_defaults_and_overrides_nest():
+    cfg = load_config(None, ["optim.lr=0.01", "epochs=3", "model.name=resnet34", "augment.randaugment=rand-m9-mstd0.5"])
+    assert cfg.optim.lr == 0.01 and cfg.epochs == 3 and cfg.model.name == "resnet34"
+    assert cfg.augment.randaugment == "rand-m9-mstd0.5"
+    assert cfg.batch_size == Config().batch_size
+
+
+def test_override_values_are_yaml():
+    tree = parse_overrides(["a.b=0.5", "c=[0.5, 1.0]", "d=null", "e=true", "f=rand-m9"])
+    assert tree == {"a": {"b": 0.5}, "c": [0.5, 1.0], "d": None, "e": True, "f": "rand-m9"}
+
+
+def test_exponent_floats_without_dot_are_floats():
+    cfg = load_config(None, ["optim.lr=1e-3", "augment.scale=[1e-1, 1]"])
+    assert cfg.optim.lr == 1e-3 and cfg.augment.scale == [0.1, 1.0]
+
+
+def test_int_is_accepted_as_float_but_not_the_reverse():
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
+    with pytest.raises(UserError, match=r"config key 'epochs': expected int, got 2.5"):
+        load_config(None, ["epochs=2.5"])
+
+
+def test_unknown_key_lists_valid_ones():
+    with pytest.raises(UserError, match=r"unknown config key 'optim.lrr'; valid keys here: optim.name, optim.lr"):
+        load_config(None, ["optim.lrr=0.1"])
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(UserError, match="unknown config key 'epoch'"):
+        load_config(None, ["epoch=1"])
+
+
+def test_choices_are_enforced():
+    with pytest.raises(UserError, match=r"config key 'amp': expected one of none, bf16, fp16, got 'fp8'"):
+        load_config(None, ["amp=fp8"])
+
+
+def test_bool_is_not_an_int():
+    with pytest.raises(UserError, match="expected int"):
+        build(Config, {"epochs": True})
+
+
+def test_wrong_type_in_section():
+    with pytest.raises(UserError, match=r"config key 'data': expected a mapping"):
+        build(Config, {"data": 3})
+
+
+def test_bad_override_syntax():
+    with pytest.raises(UserError, match="expected dotted key=value"):
+        parse_overrides(["optim.lr"])
+
+
+def test_builtin_recipes_load():
+    names = available_recipes()
+    assert {"demo", "fashion-mnist-50", "vipriors-effnet-b3"} <= set(names)
+    for name in names:
+        load_config(name)
+
+
+def test_paper_recipe_values():
+    cfg = load_config("vipriors-effnet-b3")
+    assert (cfg.model.name, cfg.data.img_size) == ("efficientnet_b3", 300)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.eps, cfg.optim.weight_decay) == ("rmsproptf", 0.016, 1e-3, 1e-5)
+    assert (cfg.sched.name, cfg.sched.decay_rate, cfg.sched.decay_epochs, cfg.sched.warmup_epochs) == ("step", 0.97, 2.4, 3)
+    assert (cfg.epochs, cfg.model.drop_rate, cfg.model.drop_path_rate) == (450, 0.3, 0.2)
+    assert (cfg.ema.enabled, cfg.ema.decay, cfg.augment.randaugment, cfg.augment.re_prob) == (True, 0.9999, "rand-m9-mstd0.5", 0.2)
+
+
+def test_unknown_recipe_lists_builtins():
+    with pytest.raises(UserError, match="built-in recipes: .*demo"):
+        load_config("no-such-recipe")
+
+
+def test_recipe_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_config(str(path))
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("epochs: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(str(path))
+
+
+def test_describe_lists_every_leaf_with_help():
+    rows = {k: (d, h) for k, d, h in describe()}
+    assert rows["optim.lr"][0] == "0.001"
+    assert "lsb_swap" in " ".join(rows)
+    assert all(h for _, h in rows.values())

@@ -1,0 +1,147 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig
+from scarce.data import build_data, build_dataset, scan_image_folder
+from scarce.data.fashion_mnist import CLASSES, fashion_mnist_splits, read_idx, sample_per_class
+from scarce.data.subset import make_subset
+from scarce.errors import UserError
+from tests.conftest import make_image_folder
+
+
+def test_demo_dataset_is_embedded_and_complete():
+    bundle = build_data(DataConfig(name="demo"))
+    assert bundle.classes == sorted(CLASSES)
+    sizes = {k: len(v.ids) for k, v in bundle.splits.items()}
+    assert sizes == {"train": 500, "val": 100, "test": 1000}
+    assert bundle.mode == "L" and bundle.in_chans == 1
+    counts = np.bincount(bundle.splits["train"].targets)
+    assert counts.tolist() == [50] * 10
+
+
+def test_image_folder_classes_sorted_and_uint8_output(image_folder):
+    bundle = build_data(DataConfig(name=str(image_folder), img_size=24))
+    assert bundle.classes == ["cat", "dog", "emu"] and bundle.mode == "RGB"
+    ds = build_dataset(bundle, "train", DataConfig(name=str(image_folder), img_size=24), AugmentConfig())
+    x, y = ds[0]
+    assert x.dtype == torch.uint8 and x.shape == (3, 24, 24) and y == 0
+    eval_ds = build_dataset(bundle, "test", DataConfig(name=str(image_folder), img_size=24), None)
+    a, _ = eval_ds[3]
+    b, _ = eval_ds[3]
+    assert torch.equal(a, b)
+
+
+def test_rgb_switch_expands_grayscale(tmp_path):
+    root = make_image_folder(tmp_path / "g", mode="L")
+    assert build_data(DataConfig(name=str(root))).in_chans == 1
+    bundle = build_data(DataConfig(name=str(root), channels="rgb"))
+    ds = build_dataset(bundle, "val", DataConfig(name=str(root), channels="rgb", img_size=20), None)
+    x, _ = ds[0]
+    assert x.shape[0] == 3 and torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+
+
+def test_separate_folders_and_class_mismatch(tmp_path):
+    root = make_image_folder(tmp_path / "a")
+    other = make_image_folder(tmp_path / "b", classes=("cat", "dog"))
+    bundle = build_data(DataConfig(name="x", train=str(root / "train"), val=str(root / "val")))
+    assert set(bundle.splits) == {"train", "val"}
+    with pytest.raises(UserError, match=r"classes differ from the training set \(missing: \['emu'\]"):
+        build_data(DataConfig(name="x", train=str(root / "train"), val=str(other / "val")))
+
+
+def test_missing_path_and_empty_class(tmp_path):
+    with pytest.raises(UserError, match="not a built-in dataset"):
+        build_data(DataConfig(name=str(tmp_path / "nope")))
+    root = make_image_folder(tmp_path / "d")
+    (root / "train" / "zebra").mkdir()
+    with pytest.raises(UserError, match="class folder 'zebra' has no images"):
+        build_data(DataConfig(name=str(root)))
+
+
+def test_symlink_loop_does_not_hang(tmp_path):
+    root = make_image_folder(tmp_path / "d")
+    (root / "train" / "cat" / "loop").symlink_to(root / "train" / "cat", target_is_directory=True)
+    samples, _ = scan_image_folder(root / "train")
+    assert len(samples) == 24
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reader_and_sampling(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 12)
+    images = rng.integers(0, 256, size=(120, 28, 28))
+    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels),
+                      ("t10k-images-idx3-ubyte.gz", images[:30]), ("t10k-labels-idx1-ubyte.gz", labels[:30])):
+        _write_idx(tmp_path / name, arr)
+    assert np.array_equal(read_idx(tmp_path / "train-images-idx3-ubyte.gz"), images)
+    splits = fashion_mnist_splits(str(tmp_path), per_class=5, val_per_class=3, seed=1)
+    assert np.bincount(splits["train"].targets).tolist() == [5] * 10
+    assert np.bincount(splits["val"].targets).tolist() == [3] * 10
+    assert not set(splits["train"].ids) & set(splits["val"].ids)
+    assert len(splits["test"].ids) == 30
+    again = fashion_mnist_splits(str(tmp_path), per_class=5, val_per_class=3, seed=1)
+    assert again["train"].ids == splits["train"].ids
+    with pytest.raises(UserError, match="asked for 13 images of class 0, only 12 exist"):
+        fashion_mnist_splits(str(tmp_path), per_class=10, val_per_class=3, seed=1)
+
+
+def test_sample_per_class_train_independent_of_val_size():
+    labels = np.repeat(np.arange(3), 20)
+    a = sample_per_class(labels, [5, 2], seed=0)[0]
+    b = sample_per_class(labels, [5, 10], seed=0)[0]
+    assert np.array_equal(a, b)
+
+
+def test_truncated_idx_file(tmp_path):
+    path = tmp_path / "x.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x00" * 4)
+    with pytest.raises(UserError, match="truncated"):
+        read_idx(path)
+
+
+def test_debian_fashion_mnist_if_installed():
+    if not Path("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    bundle = build_data(DataConfig(name="fashion-mnist", per_class=10, val_per_class=10))
+    assert {k: len(v.ids) for k, v in bundle.splits.items()} == {"train": 100, "val": 100, "test": 10000}
+
+
+def test_subset_tool_makes_disjoint_split_with_manifest(tmp_path):
+    src = make_image_folder(tmp_path / "src", per_split={"train": 10, "test": 2})
+    result = make_subset(src, tmp_path / "dst", per_class=3, val_per_class=2, seed=0, link="hard")
+    assert (result["train"], result["val"], result["test"]) == (9, 6, 6)
+    manifest = (tmp_path / "dst" / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "split,class,source,path" and len(manifest) == 22
+    bundle = build_data(DataConfig(name=str(tmp_path / "dst")))
+    assert not set(bundle.splits["train"].ids) & set(bundle.splits["val"].ids)
+    with pytest.raises(UserError, match="already exists"):
+        make_subset(src, tmp_path / "dst", per_class=3)
+    with pytest.raises(UserError, match="class 'cat' has 10 images, 11 asked"):
+        make_subset(src, tmp_path / "dst2", per_class=9, val_per_class=2)
+
+
+def test_sample_stage_lsb_swap_keeps_partner_low_bits(image_folder):
+    data = DataConfig(name=str(image_folder), img_size=20)
+    augment = AugmentConfig(scale=[1.0, 1.0], ratio=[1.0, 1.0], hflip=0.0,
+                            lsb_swap=LsbSwapConfig(enabled=True, bits=3, p=1.0, stage="sample"))
+    bundle = build_data(data)
+    ds = build_dataset(bundle, "train", data, augment)
+    plain = build_dataset(bundle, "train", data, None)
+    torch.manual_seed(0)
+    x, _ = ds[0]
+    own = plain[0][0]
+    assert torch.equal(x >> 3, own >> 3)
+    partners = [plain[j][0] for j in range(1, len(plain))]
+    assert any(torch.equal(x & 7, p & 7) for p in partners)

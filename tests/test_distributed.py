@@ -1,0 +1,26 @@
+import json
+import os
+import subprocess
+import sys
+
+from scarce.engine.evaluation import evaluate_run
+from tests.conftest import TINY
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "scarce", "train", "--recipe", "demo", "--out", str(out), "--no-progress", *TINY]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]  # only rank 0 writes
+    assert result.stdout.count("run directory:") == 1
+    # The sharded val score equals a single-process evaluation of the same weights: no sample
+    # was padded or counted twice.
+    single = evaluate_run(out / "last.safetensors", None, "val", tmp_path / "e.json", num_workers=0)
+    assert single["count"] == 100
+    assert abs(single["top1"] - rows[-1]["val_top1"]) < 1e-9
+    env_info = json.loads((out / "environment.json").read_text())
+    assert env_info["world_size"] == 2

@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.engine.evaluation import evaluate_run
+from scarce.engine.trainer import train
+from tests.conftest import TINY
+
+
+def _train(tmp_path, *extra, name="run", data="demo"):
+    cfg = load_config(None, TINY + list(extra), {"data": {"name": data}})
+    summary = train(cfg, tmp_path / name, progress=False)
+    return tmp_path / name, summary
+
+
+def test_smoke_run_writes_run_directory(tmp_path):
+    run_dir, summary = _train(tmp_path, "ema.enabled=true", "ema.decay=0.9")
+    for name in ("config.yaml", "classes.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
+                 "last_ema.safetensors", "state.json", "summary.json", "test_metrics.json", "environment.json"):
+        assert (run_dir / name).is_file(), name
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert all({"train_loss", "val_top1", "val_top1_ema", "lr", "seconds"} <= set(r) for r in rows)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["name"] == "test_resnet" and saved["ema"]["enabled"] is True
+    assert summary["test"]["count"] == 1000 and 0.0 <= summary["test"]["top1"] <= 1.0
+    assert summary["best"]["weights"] in ("model", "ema")
+
+
+def test_weights_load_in_plain_timm(tmp_path):
+    run_dir, _ = _train(tmp_path, "epochs=1")
+    model = timm.create_model("test_resnet", pretrained=True, num_classes=10, in_chans=1,
+                              pretrained_cfg_overlay=dict(file=str(run_dir / "best.safetensors"), num_classes=10))
+    saved = load_file(str(run_dir / "best.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_ema_is_evaluated_and_differs_from_model(tmp_path):
+    run_dir, _ = _train(tmp_path, "ema.enabled=true", "ema.decay=0.5", "ema.warmup=false")
+    raw = load_file(str(run_dir / "last.safetensors"))
+    ema = load_file(str(run_dir / "last_ema.safetensors"))
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+
+
+def test_training_learns_on_separable_folder(tmp_path, image_folder):
+    run_dir, summary = _train(tmp_path, "epochs=8", "data.img_size=16", "optim.lr=0.005", data=str(image_folder))
+    assert summary["test"]["top1"] >= 0.9  # class means are 80 grey levels apart
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    extra = ["epochs=3", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "augment.randaugment=rand-m9-mstd0.5"]
+    full, _ = _train(tmp_path, *extra, name="full")
+    cfg = load_config(None, TINY + extra, {"data": {"name": "demo"}})
+    assert train(cfg, tmp_path / "part", progress=False, stop_after=2) == {}
+    assert not (tmp_path / "part" / "summary.json").exists()
+    assert main(["train", "--resume", str(tmp_path / "part"), "--no-progress"]) == 0
+    for name in ("last.safetensors", "last_ema.safetensors"):
+        a, b = load_file(str(full / name)), load_file(str(tmp_path / "part" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    rows = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_evaluate_writes_json(tmp_path):
+    run_dir, _ = _train(tmp_path, "epochs=1")
+    result = evaluate_run(run_dir, None, "val", tmp_path / "eval.json", num_workers=0)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["count"] == 100 and set(saved["per_class"]) == set(result["per_class"])
+    assert 0 <= saved["top1"] <= saved["top5"] <= 1
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["train", "--recipe", "demo", "--out", str(out), "--no-progress", *TINY, "epochs=1"]) == 0
+    assert "run directory:" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--split", "val", "--workers", "0"]) == 0
+    assert '"count": 100' in capsys.readouterr().out
+    assert main(["train", "--recipe", "demo", "--out", str(out), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.name=resnet19"], "model.name 'resnet19': not a timm model; close matches: resnet18"),
+    (["optim.name=adamww"], "optim.name 'adamww': unknown; close matches: adamw"),
+    (["loss.name=cosinee"], "loss.name 'cosinee': unknown; valid: ce,"),
+    (["sched.name=cosin"], "sched.name 'cosin': unknown; close matches: cosine"),
+    (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+    (["--data", "/no/such/folder"], "not a built-in dataset"),
+    (["--recipe", "nope"], "built-in recipes:"),
+])
+def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "x"), *TINY, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_is_installed_console_script(tmp_path):
+    result = subprocess.run([str(Path(sys.executable).parent / "scarce"), "train", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "optim.lr" in result.stdout and "augment.lsb_swap.bits" in result.stdout
