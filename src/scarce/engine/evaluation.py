@@ -12,6 +12,7 @@ from scarce.data.datasets import ImageDataset, folder_split
 from scarce.data.loader import DataBundle, build_data, build_eval_loader
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.calibrate import calibrate, read_temperature
 from scarce.engine.checkpoint import load_weights
 from scarce.engine.io import atomic_write_json, read_json
 from scarce.engine.loop import evaluate
@@ -31,6 +32,7 @@ class LoadedRun:
     mean: list[float]
     std: list[float]
     model: torch.nn.Module
+    temperature: float = 1.0
 
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
@@ -57,7 +59,7 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
                          head_g=loss_requires_head_g(cfg.loss.name))
     load_weights(model, weights)
     return LoadedRun(run_dir, weights, cfg, info["classes"], info["mode"], info["mean"], info["std"],
-                     model.to(device).eval())
+                     model.to(device).eval(), read_temperature(run_dir))
 
 
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
@@ -78,18 +80,26 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 
-def evaluate_weights(run_dir: Path, weights: Path, cfg: Config, data: DataBundle, device: torch.device,
-                     split: str = "test") -> dict:
-    """top-1, top-5 and per-class accuracy of ``weights`` on ``split`` of an already built bundle."""
-    loaded = load_run(weights, device)
-    dataset = ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data))
-    return _score(loaded, dataset, cfg.batch_size * 2, cfg.data.num_workers, device)
+def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device) -> dict:
+    """After training: fit the temperature on val (calibration.json), then score best weights on test."""
+    loaded = load_run(run_dir / "best.safetensors", device)
+    loaders = {split: build_eval_loader(ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
+                                        cfg.batch_size * 2, cfg.data.num_workers)
+               for split in ("val", "test") if split in data.splits}
+    out: dict = {}
+    if "val" in loaders:
+        preprocess = BatchPreprocessor(loaded.mean, loaded.std, torch.device(device))
+        out["calibration"] = calibrate(loaded.model, loaders["val"], preprocess, cfg, run_dir, loaders.get("test"))
+        loaded.temperature = out["calibration"]["temperature"]
+    if "test" in loaders:
+        out["test"] = _score(loaded, loaders["test"], device)
+    return out
 
 
-def _score(run: LoadedRun, dataset: ImageDataset, batch_size: int, num_workers: int, device) -> dict:
-    loader = build_eval_loader(dataset, batch_size, num_workers)
+def _score(run: LoadedRun, loader, device) -> dict:
     preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
-    result = evaluate(run.model, loader, preprocess, len(run.classes), probs_fn=probs_function(run.cfg))
+    result = evaluate(run.model, loader, preprocess, len(run.classes),
+                      probs_fn=probs_function(run.cfg, run.temperature))
     result["per_class"] = dict(zip(run.classes, result["per_class"]))
     result["weights"] = str(run.weights)
     return result
@@ -100,7 +110,7 @@ def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test",
     """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
     run = load_run(path, device)
     dataset = eval_dataset(run, data or run.cfg.data, split)
-    result = _score(run, dataset, batch_size, num_workers, device)
+    result = _score(run, build_eval_loader(dataset, batch_size, num_workers), device)
     result.update(split=split, data=(data or run.cfg.data).name)
     atomic_write_json(Path(out) if out else run.run_dir / f"eval_{split}.json", result)
     return result

@@ -74,10 +74,15 @@ def build_components(cfg: Config, data: DataBundle, device: torch.device) -> dic
             "scheduler": build_scheduler(cfg, optimizer), "ema": ema, "scaler": scaler}
 
 
+def prediction_source(cfg: Config) -> str:
+    """The run's declared prediction source: model.prediction_source, or the loss's natural one."""
+    from scarce.losses import loss_prediction_source
+    source = cfg.model.prediction_source
+    return loss_prediction_source(cfg.loss.name) if source == "auto" else source
+
+
 def probs_function(cfg: Config, temperature: float = 1.0) -> Callable:
     """outputs -> probabilities ``[B, C]`` from the run's declared prediction source."""
     from scarce.models.heads import prediction_probs
-    source = cfg.model.prediction_source
-    if source == "auto" and cfg.loss.name in ("cosine", "focal_cosine_authors"):
-        source = "cosine"  # these models are trained on normalised scores; raw logit scale is arbitrary
+    source = prediction_source(cfg)
     return lambda outputs: prediction_probs(outputs, source=source, temperature=temperature)

@@ -185,15 +185,17 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
 
 
 def finish_run(run: Run, seconds: float) -> dict:
-    """Test-set score of the best weights, summary.json."""
-    from scarce.engine.evaluation import evaluate_weights
+    """Calibration on val, test-set score of the best weights, summary.json."""
+    from scarce.engine.evaluation import finish_evaluation
     summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best,
                "train_seconds": round(seconds, 1),
                "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
-    if "test" in run.data.splits:
-        result = evaluate_weights(run.run_dir, run.run_dir / "best.safetensors", run.cfg, run.data, run.device)
-        summary["test"] = {k: result[k] for k in ("top1", "top5", "count")}
-        atomic_write_json(run.run_dir / "test_metrics.json", result)
+    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device)
+    if "calibration" in results:
+        summary["calibration"] = results["calibration"]
+    if "test" in results:
+        summary["test"] = {k: results["test"][k] for k in ("top1", "top5", "count")}
+        atomic_write_json(run.run_dir / "test_metrics.json", results["test"])
     atomic_write_json(run.run_dir / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("best", "test") if k in summary}), flush=True)
     return summary

@@ -1,0 +1,55 @@
+"""Calibrated confidence: a temperature fitted on the val split after training.
+
+Voting thresholds compare a confidence to a number (0.7 in the paper); that only
+means something when confidence is calibrated, so every run with a val split
+saves ``calibration.json`` and every later prediction uses it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.io import atomic_write_json
+from scarce.engine.loop import predict_outputs
+from scarce.engine.setup import prediction_source
+from scarce.inference.calibration import expected_calibration_error, fit_temperature, nll
+from scarce.models.heads import prediction_scores
+
+CALIBRATION_FILE = "calibration.json"
+
+
+@torch.no_grad()
+def collect_scores(model: torch.nn.Module, loader, preprocess: BatchPreprocessor, source: str,
+                   amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-softmax scores ``[N, C]`` of ``source`` and targets ``[N]``, in loader order."""
+    scores, targets = [], []
+    for outputs, target in predict_outputs(model, loader, preprocess, amp):
+        scores.append(prediction_scores(outputs, source=source).float().cpu())
+        targets.append(target)
+    return torch.cat(scores), torch.cat(targets)
+
+
+def calibrate(model, val_loader, preprocess, cfg, run_dir: Path, test_loader=None) -> dict:
+    """Fit T on val; write calibration.json with ECE (15 bins) before and after."""
+    source = prediction_source(cfg)
+    val_scores, val_targets = collect_scores(model, val_loader, preprocess, source, cfg.amp)
+    temperature = fit_temperature(val_scores, val_targets)
+    result = {"source": source, "temperature": temperature, "n_val": int(len(val_targets)),
+              "nll_val_before": nll(val_scores, val_targets), "nll_val_after": nll(val_scores, val_targets, temperature)}
+    splits = {"val": (val_scores, val_targets)}
+    if test_loader is not None:
+        splits["test"] = collect_scores(model, test_loader, preprocess, source, cfg.amp)
+    for name, (scores, targets) in splits.items():
+        result[f"ece_{name}_before"] = expected_calibration_error(scores.softmax(1), targets)
+        result[f"ece_{name}_after"] = expected_calibration_error((scores / temperature).softmax(1), targets)
+    atomic_write_json(run_dir / CALIBRATION_FILE, result)
+    return result
+
+
+def read_temperature(run_dir: Path) -> float:
+    """The fitted temperature of a run, 1.0 when it has none (no val split)."""
+    import json
+    path = Path(run_dir) / CALIBRATION_FILE
+    return float(json.loads(path.read_text())["temperature"]) if path.is_file() else 1.0

@@ -1,0 +1,24 @@
+import json
+
+import pytest
+
+from scarce.config import load_config
+from scarce.engine.trainer import train
+from scarce.losses import LOSS_NAMES
+from tests.conftest import TINY
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_two_epoch_smoke_for_every_loss(tmp_path, loss):
+    cfg = load_config(None, TINY + [f"loss.name={loss}"], {"data": {"name": "demo"}})
+    summary = train(cfg, tmp_path / loss, progress=False)
+    calibration = json.loads((tmp_path / loss / "calibration.json").read_text())
+    expected_source = {"cosine_ce": "g", "focal_cosine": "g", "cosine": "cosine",
+                       "focal_cosine_authors": "cosine"}.get(loss, "logits")
+    assert calibration["source"] == expected_source
+    assert calibration["temperature"] > 0
+    # T minimises val NLL over a range that contains T=1, so NLL cannot get worse.
+    assert calibration["nll_val_after"] <= calibration["nll_val_before"] + 1e-6
+    assert 0.0 <= calibration["ece_val_after"] <= 1.0
+    assert 0.0 <= summary["test"]["top1"] <= 1.0
+    assert summary["calibration"]["n_val"] == 100
