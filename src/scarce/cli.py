@@ -106,8 +106,79 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="self-contained HTML report of a run or of an ensemble",
+                       description="Examples: scarce report runs/demo-x   |   "
+                       "scarce report --ensemble final.npz --members a.npz b.npz c.npz")
+    p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR", help="a finished scarce run directory")
+    p.add_argument("--ensemble", default=None, metavar="FINAL_NPZ", help="report on a `scarce ensemble` output")
+    p.add_argument("--members", nargs="+", default=None,
+                   help="--ensemble: the members' predictions files (default: the paths in its metadata)")
+    p.add_argument("--out", default=None,
+                   help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)")
+    p.add_argument("--device", default="cpu", help="device for the test-split predictions (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+
+
+def cmd_report(args) -> int:
+    if (args.run_dir is None) == (args.ensemble is None):
+        raise UserError("give either RUN_DIR or --ensemble FINAL_NPZ (not both)")
+    if args.members and args.ensemble is None:
+        raise UserError("--members goes with --ensemble FINAL_NPZ")
+    if args.ensemble is not None:
+        from scarce.report import build_ensemble_report
+        out = build_ensemble_report(args.ensemble, args.members, args.out)
+    else:
+        from scarce.report import build_run_report
+        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers)
+    print(f"wrote {out} (and its PNGs beside it)")
+    return 0
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets positionals follow options (``DATA --recipe R key=value --out F``): plain argparse
+    takes all positionals from the first run of them and rejects the later ``key=value``."""
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:  # parse_known_intermixed_args calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
+def _add_augment(sub) -> None:
+    p = sub.add_parser("augment", help="augmentation tools")
+    asub = p.add_subparsers(dest="augment_command", required=True, parser_class=_IntermixedParser)
+    s = asub.add_parser("preview", help="grid of training images as the pipeline produces them, and LSB Swap's bits",
+                        description="Example: scarce augment preview demo --recipe demo "
+                        "augment.randaugment=rand-m9-mstd0.5 augment.lsb_swap.enabled=true --out grid.png")
+    s.add_argument("data", metavar="DATA", help="built-in dataset (demo, fashion-mnist) or image-folder root")
+    s.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--images", type=int, default=8, help="images (columns) shown (default 8)")
+    s.add_argument("--views", type=int, default=3, help="random training views per image (default 3)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. augment.re_prob=0.5")
+
+
+def cmd_augment(args) -> int:
+    from scarce.config import load_config
+    from scarce.report.preview import augment_preview
+    if args.images < 1 or args.views < 1:
+        raise UserError(f"--images and --views: expected >= 1, got {args.images} and {args.views}")
+    cfg = load_config(args.recipe, args.overrides, {"data": {"name": args.data}})
+    print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
+    return 0
+
+
 COMMANDS = {"train": (_add_train, cmd_train), "evaluate": (_add_evaluate, cmd_evaluate),
             "data": (_add_data, cmd_data)}
+COMMANDS.update({"report": (_add_report, cmd_report), "augment": (_add_augment, cmd_augment)})
 
 
 def build_parser() -> argparse.ArgumentParser:

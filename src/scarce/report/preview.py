@@ -1,0 +1,102 @@
+"""``scarce augment preview``: training images as the network receives them.
+
+The views come from the real pipeline, not a re-implementation: the recipe's
+train dataset (``build_dataset``: crop, flip, RandAugment, sample-stage LSB Swap, on
+uint8) then the device step (``BatchPreprocessor``: batch-stage LSB Swap, random
+erasing after normalisation), un-normalised for display. A second panel shows what
+LSB Swap does to the bits: it is invisible in the images, so the low bit-planes of
+an image, its partner and the swapped result are drawn one plane at a time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scarce.config import Config
+from scarce.engine.io import atomic_path
+from scarce.report.plots import image_grid_figure
+
+Image = np.ndarray | tuple[np.ndarray, str]
+
+
+def to_display(x: torch.Tensor) -> np.ndarray:
+    """uint8 ``[C, H, W]`` -> ``[H, W]`` (one channel) or ``[H, W, 3]`` numpy for imshow."""
+    arr = x.detach().cpu().numpy()
+    return arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+
+
+def unnormalise(x: torch.Tensor, preprocess) -> torch.Tensor:
+    """Float ``[B, C, H, W]`` from ``BatchPreprocessor`` back to uint8 ``[B, C, H, W]``."""
+    return (x * preprocess.std + preprocess.mean).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def bit_plane(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Bit ``k`` (0 = least significant) of uint8 ``x`` as 0/255, same shape."""
+    return ((x >> k) & 1) * 255
+
+
+def lsb_panel(a: torch.Tensor, b: torch.Tensor, bits: int) -> list[tuple[str, list[Image]]]:
+    """Rows for uint8 ``[C, H, W]`` images ``a`` (kept) and ``b`` (partner): the images, the
+    swapped result and its amplified difference, then each of the ``bits`` low bit-planes."""
+    from scarce.augment import lsb_swap
+    swapped = lsb_swap(a, b, bits=bits)
+    mask = (1 << bits) - 1
+    diff = (swapped.int() - a.int()).abs() * (255 // mask)
+    rows: list[tuple[str, list[Image]]] = [("images", [
+        (to_display(a), "a (keeps label)"), (to_display(b), "b (partner)"),
+        (to_display(swapped), "a after swap"), (to_display(diff.to(torch.uint8)), f"|after - a| x{255 // mask}")])]
+    for k in range(bits):
+        rows.append((f"bit-plane {k}", [(to_display(bit_plane(a, k)), f"a, bit {k}"),
+                                        (to_display(bit_plane(b, k)), f"b, bit {k}"),
+                                        (to_display(bit_plane(swapped, k)), f"after, bit {k} (= b's)")]))
+    return rows
+
+
+def _pipeline_title(cfg: Config) -> str:
+    a, s = cfg.augment, cfg.augment.lsb_swap
+    swap = f"LSB Swap {s.bits} bits p={s.p:g} ({s.stage} stage, {s.placement})" if s.enabled else "LSB Swap off"
+    return (f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: crop scale {a.scale}, "
+            f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}")
+
+
+def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0,
+                   split: str = "train") -> list[tuple[str, list[tuple[str, list[Image]]]]]:
+    """Panels for :func:`image_grid_figure`: original + ``views`` seeded training views of
+    ``n_images`` images (columns), then the LSB Swap bit-plane panel."""
+    from scarce.data import build_data, build_dataset
+    from scarce.data.loader import seed_everything
+    from scarce.engine.batch import BatchPreprocessor
+    bundle = build_data(cfg.data)
+    train_set = build_dataset(bundle, split, cfg.data, cfg.augment)
+    eval_set = build_dataset(bundle, split, cfg.data, None)
+    n_images = min(n_images, len(train_set))
+    picks = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n_images].tolist()
+    seed_everything(seed)  # the per-image transforms draw from the global torch/random/numpy generators
+    preprocess = BatchPreprocessor(bundle.mean, bundle.std, torch.device("cpu"), cfg.augment)
+    preprocess.seed(seed)
+    originals = torch.stack([eval_set[i][0] for i in picks])
+    rows: list[tuple[str, list[Image]]] = [("original", [
+        (to_display(x), train_set.classes[train_set.targets[i]]) for x, i in zip(originals, picks)])]
+    last_uint8 = originals
+    for v in range(views):
+        last_uint8 = torch.stack([train_set[i][0] for i in picks])
+        seen = unnormalise(preprocess(last_uint8, train=True), preprocess)
+        rows.append((f"view {v + 1}", [to_display(x) for x in seen]))
+    panels = [(_pipeline_title(cfg), rows)]
+    if n_images >= 2:
+        bits = cfg.augment.lsb_swap.bits
+        state = "enabled" if cfg.augment.lsb_swap.enabled else "off in this recipe; shown for reference"
+        panels.append((f"LSB Swap, {bits} low bits ({state}): invisible in the image, exact in the bit-planes",
+                       lsb_panel(originals[0], originals[1], bits)))
+    return panels
+
+
+def augment_preview(cfg: Config, out: str | Path, n_images: int = 8, views: int = 3, seed: int = 0) -> Path:
+    """Write the preview grid PNG to ``out`` (atomically); return its path."""
+    fig = image_grid_figure(preview_panels(cfg, n_images, views, seed))
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    return out

@@ -1,0 +1,168 @@
+"""``scarce report RUN_DIR``: one HTML page about a finished training run.
+
+The confusion matrix, per-class accuracy and reliability diagrams need the best
+weights' scores on the test split; they are computed once (``load_run`` ->
+``eval_dataset`` -> ``collect_scores``) and cached in ``RUN_DIR/report_test_scores.npz``,
+keyed by the weights file and the temperature, so re-rendering is instant.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from scarce.engine.io import atomic_path, read_json, read_jsonl
+from scarce.errors import UserError
+from scarce.report import plots
+from scarce.report.html import Figures, Section, key_values, paragraph, pre, table, write_page
+
+CACHE_FILE = "report_test_scores.npz"
+
+
+def _cache_key(weights: Path, temperature: float, source: str, split: str) -> dict:
+    stat = weights.stat()
+    return {"weights": weights.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "temperature": temperature, "source": source, "split": split}
+
+
+def _read_cache(path: Path, key: dict) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"][()])) != key:
+                return None
+            return {"scores": torch.from_numpy(z["scores"]), "targets": torch.from_numpy(z["targets"])}
+    except (OSError, KeyError, ValueError):
+        return None  # absent, torn or from another version: recompute
+
+
+def split_scores(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64,
+                num_workers: int = 0) -> dict:
+    """Best weights' pre-softmax scores on ``split``: ``scores`` float32 ``[N, C]``, ``targets`` int64 ``[N]``.
+
+    Also returns ``temperature`` (calibration.json, else 1) and ``source``; cached in the run dir.
+    """
+    from scarce.data import build_eval_loader
+    from scarce.engine.batch import BatchPreprocessor
+    from scarce.engine.calibrate import collect_scores
+    from scarce.engine.evaluation import eval_dataset, load_run
+    from scarce.engine.setup import prediction_source
+
+    run = load_run(run_dir, device)
+    source = prediction_source(run.cfg)
+    key = _cache_key(run.weights, run.temperature, source, split)
+    cache = run.run_dir / CACHE_FILE
+    found = _read_cache(cache, key)
+    if found is None:
+        loader = build_eval_loader(eval_dataset(run, run.cfg.data, split), batch_size, num_workers)
+        preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
+        scores, targets = collect_scores(run.model, loader, preprocess, source, run.cfg.amp)
+        found = {"scores": scores.float(), "targets": targets.long()}
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
+            np.savez(fh, scores=found["scores"].numpy(), targets=found["targets"].numpy(),
+                     key=np.array(json.dumps(key)))
+    return {**found, "temperature": run.temperature, "source": source, "classes": run.classes}
+
+
+def confusion_matrix(pred: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[C, C]`` int64 counts; row = true class, column = predicted class."""
+    return np.bincount(targets * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Section:
+    best = summary.get("best", {})
+    rows = {"run directory": str(run_dir), "model": cfg.get("model", {}).get("name"),
+            "loss": cfg.get("loss", {}).get("name"), "epochs": summary.get("epochs", cfg.get("epochs")),
+            "best epoch": best.get("epoch", -1) + 1 if best else None, "best weights": best.get("weights"),
+            "best val top-1": best.get("top1"), "test top-1": test.get("top1"), "test top-5": test.get("top5"),
+            "test images": test.get("count"), "training seconds": summary.get("train_seconds")}
+    return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
+
+
+def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **eval_kwargs) -> list[Section]:
+    """Confusion matrix, per-class accuracy and reliability diagrams from the test scores."""
+    confusion = Section("confusion", "Confusion matrix (test split, best weights)")
+    per_class = Section("per-class", "Per-class accuracy (test split)")
+    reliability = Section("reliability", "Reliability (test split)")
+    try:
+        got = split_scores(run_dir, **eval_kwargs)
+    except UserError as exc:
+        note = paragraph(f"test predictions unavailable: {exc}", "note")
+        return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
+    from scarce.inference.calibration import reliability_bins
+    scores, targets, classes, temp = got["scores"], got["targets"], got["classes"], got["temperature"]
+    pred = scores.argmax(1).numpy()
+    cm = confusion_matrix(pred, targets.numpy(), len(classes))
+    counts = cm.sum(axis=1)
+    acc = [float(cm[i, i] / counts[i]) if counts[i] else float("nan") for i in range(len(classes))]
+    confusion.parts += [paragraph(f"top-1 recomputed from these predictions: {np.trace(cm) / cm.sum():.4f} "
+                                  f"({int(np.trace(cm))} of {int(cm.sum())})"),
+                        figs.add(plots.confusion_matrix_figure(cm, classes), "confusion", "confusion matrix")]
+    per_class.parts += [figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
+                        table(["class", "images", "accuracy", "most confused with"],
+                              [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes)) for i, c in enumerate(classes)])]
+    before = reliability_bins(scores.softmax(1), targets)
+    after = reliability_bins((scores / temp).softmax(1), targets) if has_calibration else None
+    reliability.parts.append(paragraph(f"confidence = top probability of the '{got['source']}' scores, 15 bins"))
+    if not has_calibration:
+        reliability.parts.append(paragraph("no calibration.json (no val split): only T=1 is shown", "note"))
+    reliability.parts.append(figs.add(plots.reliability_figure(before, after, temp), "reliability", "reliability"))
+    return [confusion, per_class, reliability]
+
+
+def _confused_with(cm: np.ndarray, i: int, classes: list[str]) -> str:
+    row = cm[i].copy()
+    row[i] = 0
+    j = int(row.argmax())
+    return f"{classes[j]} ({int(row[j])})" if row[j] else "-"
+
+
+def _calibration_table(calibration: dict) -> str:
+    rows = [(split, calibration.get(f"ece_{split}_before"), calibration.get(f"ece_{split}_after"))
+            for split in ("val", "test") if f"ece_{split}_before" in calibration]
+    rows.append(("NLL val", calibration.get("nll_val_before"), calibration.get("nll_val_after")))
+    return (paragraph(f"calibration.json: source '{calibration.get('source')}', temperature "
+                      f"{calibration.get('temperature', 1.0):.4g} fitted on {calibration.get('n_val')} val images")
+            + table(["ECE (15 bins)", "before (T=1)", "after"], rows))
+
+
+def build_run_report(run_dir: str | Path, out: str | Path | None = None, device: str = "cpu",
+                     batch_size: int = 64, num_workers: int = 0) -> Path:
+    """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path."""
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "metrics.jsonl"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: no {name} (expected a scarce run directory)")
+    out = Path(out) if out else run_dir / "report.html"
+    figs = Figures(out.parent, out.stem + "_")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    test = read_json(run_dir / "test_metrics.json") if (run_dir / "test_metrics.json").is_file() else {}
+    calibration = read_json(run_dir / "calibration.json") if (run_dir / "calibration.json").is_file() else None
+    best_epoch = summary.get("best", {}).get("epoch")
+    curves = Section("curves", "Training curves", [
+        figs.add(plots.training_curves(rows, best_epoch), "curves", "training curves"),
+        table(["epoch", "train loss", "val top-1", "val top-1 EMA", "lr"],
+              [(r["epoch"] + 1, r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""), r.get("lr"))
+               for r in rows])])
+    sections = [_summary_section(run_dir, cfg, summary, test), curves]
+    predictions = _prediction_sections(run_dir, figs, calibration is not None, device=device,
+                                       batch_size=batch_size, num_workers=num_workers)
+    if calibration is not None:
+        predictions[-1].parts.insert(0, _calibration_table(calibration))
+    sections += predictions
+    sections.append(Section("config", "Resolved config (config.yaml)", [pre(yaml.safe_dump(cfg, sort_keys=False))]))
+    seconds = [r["seconds"] for r in rows if "seconds" in r]
+    timing = {"training seconds (total, with evaluation)": summary.get("train_seconds"),
+              "epochs recorded": len(rows), "mean seconds per epoch": float(np.mean(seconds)) if seconds else None,
+              "mean images/s": float(np.mean([r["images_per_s"] for r in rows if "images_per_s" in r] or [np.nan]))}
+    sections.append(Section("timings", "Timings", [key_values({k: v for k, v in timing.items() if v is not None}),
+                                                   figs.add(plots.timing_figure(rows), "timings", "timings")]))
+    env_path = run_dir / "environment.json"
+    env = read_json(env_path) if env_path.is_file() else {}
+    sections.append(Section("environment", "Environment", [key_values(env) if env else
+                                                           paragraph("no environment.json", "note")]))
+    return write_page(out, f"scarce run report: {run_dir.name}", str(run_dir.resolve()), sections)
