@@ -1,0 +1,138 @@
+"""Deterministic test-time augmentation (TTA): V views of every image, soft-voted.
+
+View 0 is the clean evaluation view (resize to ``img_size / crop_pct``, center crop).
+Views 1..V-1 start from that view and are augmented with randomness drawn from a seed
+made of ``(seed, view, image id)`` only:
+
+- odd views are mirrored horizontally when the run trained with flips (``augment.hflip > 0``);
+- every augmented view goes through the run's RandAugment when it has one
+  (``augment.randaugment``, the paper's "same RandAugment used in training").
+
+Nothing depends on the dataset order, the batch size or the number of loader workers,
+so an image gets the same views (and probabilities) however it is loaded. Without
+RandAugment views 2, 4, ... repeat views 0 and 1, so ``V > 2`` only helps with it.
+
+One data pass: the dataset yields all V views of an image as uint8 ``[V, C, H, W]``
+(decoded and resized once), a batch ``[B, V, C, H, W]`` is flattened to ``[B*V, ...]``
+and goes through the model in chunks of ``chunk_size`` rows; the answer is the mean of
+the V probability vectors (soft voting).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms.functional import pil_to_tensor
+
+from scarce.config import AugmentConfig, DataConfig
+from scarce.data.transforms import EvalTransform, create_randaugment
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.loop import autocast
+
+
+def view_seed(seed: int, view: int, image_id: str) -> int:
+    """A 63-bit seed from ``(seed, view, image id)``, stable across processes and runs.
+
+    ``hash()`` of a str is salted per process, so a cryptographic digest is used instead.
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{view}\x00{image_id}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed Python's ``random`` and NumPy's global generator, restoring both afterwards.
+
+    timm's RandAugment draws from these global generators (it takes no generator
+    argument), so a deterministic view needs them seeded around the call; restoring
+    keeps the caller's random streams (e.g. a training loop in the same process) intact.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def augment_view(img: Image.Image, view: int, seed: int, flip: bool = True,
+                 randaugment: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
+    """View ``view`` of an evaluation-view image: mirrored when ``flip`` and ``view`` is odd,
+    then ``randaugment`` under ``seed``. View 0 is returned unchanged."""
+    if view == 0:
+        return img
+    if flip and view % 2 == 1:
+        img = ImageOps.mirror(img)
+    if randaugment is not None:
+        with seeded_global_rngs(seed):
+            img = randaugment(img)
+    return img
+
+
+def tta_views(img: Image.Image, image_id: str, views: int | Sequence[int], *, seed: int = 0,
+              flip: bool = True, randaugment: Callable[[Image.Image], Image.Image] | None = None) -> torch.Tensor:
+    """The TTA views of one evaluation-view image -> uint8 ``[V, C, H, W]``.
+
+    ``views``: how many (views ``0..V-1``) or which view indices; view ``v`` of image
+    ``image_id`` is drawn with ``view_seed(seed, v, image_id)``.
+    """
+    indices = range(views) if isinstance(views, int) else views
+    return torch.stack([pil_to_tensor(augment_view(img, v, view_seed(seed, v, image_id), flip, randaugment))
+                        for v in indices])
+
+
+class TTATransform:
+    """Dataset transform ``(dataset, index, img) -> uint8 [V, C, H, W]``: the TTA views of
+    image ``index``, keyed by ``dataset.ids[index]``. ``views``: a count or view indices."""
+
+    def __init__(self, data: DataConfig, augment: AugmentConfig, mean: list[float],
+                 views: int | Sequence[int], seed: int = 0):
+        self.eval_view = EvalTransform(data).pipeline
+        self.views = list(range(views)) if isinstance(views, int) else list(views)
+        if not self.views or min(self.views) < 0:
+            raise ValueError(f"views must be a positive count or view indices >= 0, got {views!r}")
+        augmented = max(self.views) > 0
+        self.randaugment = (create_randaugment(augment.randaugment, data.img_size, mean)
+                            if augment.randaugment and augmented else None)
+        self.flip = augment.hflip > 0
+        self.seed = seed
+
+    def __call__(self, dataset, index: int, img: Image.Image) -> torch.Tensor:
+        return tta_views(self.eval_view(img), str(dataset.ids[index]), self.views, seed=self.seed,
+                         flip=self.flip, randaugment=self.randaugment)
+
+
+@torch.no_grad()
+def tta_predict(model: torch.nn.Module, loader, preprocess: BatchPreprocessor,
+                probs_fn: Callable[[object], torch.Tensor], *, chunk_size: int = 64, amp: str = "none",
+                per_view: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-voted probabilities over TTA views, in loader order.
+
+    ``loader`` yields ``(x uint8 [B, V, C, H, W], target [B])`` (a :class:`TTATransform`
+    dataset); ``probs_fn(outputs) -> [b, C]``. Views go through the model ``chunk_size``
+    rows at a time. Returns ``(probs [N, C], targets [N])``, or ``probs [N, V, C]`` (one
+    row per view, not averaged) when ``per_view``.
+    """
+    model.eval()
+    out, targets = [], []
+    for x, target in loader:
+        b, v = x.shape[:2]
+        flat = x.reshape(b * v, *x.shape[2:])
+        probs = []
+        for chunk in flat.split(chunk_size):
+            with autocast(preprocess.device, amp):
+                outputs = model(preprocess(chunk, train=False))
+            probs.append(probs_fn(outputs).float())
+        p = torch.cat(probs).reshape(b, v, -1)
+        out.append((p if per_view else p.mean(dim=1)).cpu())
+        targets.append(torch.as_tensor(target))
+    if not out:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(out), torch.cat(targets)
