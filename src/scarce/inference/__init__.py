@@ -1,7 +1,9 @@
 """Inference: voting ensembles and predictions files.
 
 ``calibration`` is imported on its own (``scarce.inference.calibration``) to keep this
-package's import light and its parts independent.
+package's import light and its parts independent. ``predict_run``, ``tta_predict``,
+``tta_views`` and ``TTATransform`` load torch models and the engine, so they are imported
+on first use (the engine itself imports ``scarce.inference.calibration``).
 """
 
 from scarce.inference.ensemble import add_ensemble_arguments, ensemble_main, run_ensemble
@@ -14,8 +16,21 @@ from scarce.inference.predictions import (
 )
 from scarce.inference.voting import ThresholdRow, choose_threshold, plurality_vote, soft_vote
 
+_LAZY = {"predict_run": "scarce.inference.predict", "write_predictions": "scarce.inference.predict",
+         "tta_predict": "scarce.inference.tta", "tta_views": "scarce.inference.tta",
+         "TTATransform": "scarce.inference.tta"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'scarce.inference' has no attribute {name!r}")
+
+
 __all__ = [
     "Predictions",
+    "TTATransform",
     "ThresholdRow",
     "add_ensemble_arguments",
     "align_predictions",
@@ -23,8 +38,12 @@ __all__ = [
     "ensemble_main",
     "load_predictions",
     "plurality_vote",
+    "predict_run",
     "run_ensemble",
     "save_predictions",
     "soft_vote",
+    "tta_predict",
+    "tta_views",
+    "write_predictions",
     "write_predictions_csv",
 ]

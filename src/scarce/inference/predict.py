@@ -1,0 +1,164 @@
+"""``scarce predict``: a trained run's calibrated class probabilities on a set of images.
+
+What is predicted (``split``):
+
+- ``train``/``val``/``test`` of ``data`` (a built-in dataset or an image-folder root;
+  default: the run's own data config);
+- a folder path: ``<folder>/<class>/<image>`` (labelled; every class folder must be one
+  the run knows, a subset is fine) or a *flat* folder of images with no class folders
+  (unlabelled: targets are -1). A data root with no such split but a flat folder of
+  images is read the same way (``--data my_images/``).
+
+Ids are image paths relative to the data root (``test/cat/1.png``), relative to the
+folder for a folder given as ``--split``, and dataset ids (``test/123``) for
+fashion-mnist. Probabilities come from the run's declared prediction source, divided by
+its fitted temperature (``calibration.json``), averaged over ``tta_views`` deterministic
+views (:mod:`scarce.inference.tta`; 1 = the clean evaluation view only).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scarce.config import DataConfig
+from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_image_folder
+from scarce.data.loader import BUILTIN_DATASETS, DEMO_ROOT, build_eval_loader
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
+from scarce.engine.setup import prediction_source, probs_function
+from scarce.errors import UserError
+from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
+from scarce.inference.tta import TTATransform, tta_predict
+
+SPLITS = ("train", "val", "test")
+
+
+def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Split:
+    """An image folder to predict: class folders (labels, checked against ``classes``) or a
+    flat folder of images (targets -1). Ids are relative to ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder}: not found")
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    subdirs = [p for p in entries if p.is_dir()]
+    images = sorted(p.name for p in entries if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+    if images and subdirs:
+        raise UserError(f"image folder {folder}: holds both images and subfolders; expected either "
+                        f"<class>/<image> folders (labelled) or only images (unlabelled)")
+    if images:
+        return Split(ids=images, targets=[-1] * len(images), classes=list(classes), root=str(folder))
+    samples, found = scan_image_folder(folder)
+    unknown = [c for c in found if c not in classes]
+    if unknown:
+        raise UserError(f"image folder {folder}: class folders {unknown} are not classes of the run "
+                        f"(known: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})")
+    index = {name: classes.index(name) for name in found}
+    return Split(ids=[rel for rel, _ in samples], targets=[index[found[c]] for _, c in samples],
+                 classes=list(classes), root=str(folder))
+
+
+def _split_folder(data: DataConfig, split: str) -> tuple[Path, Path] | None:
+    """(folder to read, root its ids are relative to) when ``split`` is read as a folder;
+    None for a split of a built-in dataset."""
+    if split not in SPLITS:
+        if Path(split).is_dir():
+            return Path(split), Path(split)
+        nested = Path(data.name) / split
+        if data.name not in BUILTIN_DATASETS and nested.is_dir():
+            return nested, Path(data.name)
+        raise UserError(f"--split '{split}': not a split name ({', '.join(SPLITS)}) nor an image folder")
+    if data.name in BUILTIN_DATASETS:
+        return None
+    root = Path(data.name)
+    explicit = getattr(data, split)
+    if explicit is not None:
+        return Path(explicit), root
+    if (root / split).is_dir():
+        return root / split, root
+    if (root / "train").is_dir():
+        raise UserError(f"data '{data.name}': has no {split}/ folder")
+    return root, root  # a plain folder of images (or of class folders)
+
+
+def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
+    """The images to predict (no transform set yet) and their ids (see module docstring)."""
+    where = _split_folder(data, split)
+    if where is None:
+        dataset = eval_dataset(run, data, split)
+        data_root = DEMO_ROOT if data.name == "demo" else None
+    else:
+        folder, data_root = where
+        dataset = ImageDataset(folder_prediction_split(folder, run.classes), run.mode)
+    ids = list(dataset.ids)
+    if data_root is not None and dataset.split.root is not None:
+        prefix = Path(os.path.relpath(Path(dataset.split.root).resolve(), data_root.resolve()))
+        if prefix != Path(".") and not str(prefix).startswith(".."):
+            ids = [(prefix / i).as_posix() for i in ids]
+    return dataset, ids
+
+
+def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
+    """``data``, or the run's own data config when ``data`` is None or is a bare
+    ``DataConfig(name=...)`` naming the run's dataset (keeps its sampling seeds and sizes)."""
+    if data is None or (data.name == run.cfg.data.name and data == DataConfig(name=data.name)):
+        return run.cfg.data
+    return data
+
+
+def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: str = "test",
+                tta_views: int = 1, device: str = "cpu", batch_size: int = 64, num_workers: int = 2,
+                seed: int = 0) -> Predictions:
+    """Predict ``split`` with the run (or weights file) at ``path``.
+
+    Returns :class:`Predictions`: ``probs`` float32 ``[N, C]`` (calibrated, soft-voted over
+    ``tta_views`` views), ``ids`` ``[N]``, ``classes`` ``[C]``, ``targets`` ``[N]`` (-1 where
+    unknown) and ``metadata`` (run dir, weights, model, source, temperature, TTA, split, data).
+    ``batch_size`` images are loaded at a time and ``batch_size`` views go through the model
+    at a time; ``seed`` draws the augmented views.
+    """
+    if tta_views < 1:
+        raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size: expected >= 1, got {batch_size}")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    run = load_run(path, dev)
+    data = _data_config(run, data)
+    dataset, ids = prediction_dataset(run, data, split)
+    if len(dataset) == 0:
+        raise UserError(f"split '{split}' of data '{data.name}': no images")
+    dataset.transform = TTATransform(replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct),
+                                     run.cfg.augment, run.mean, tta_views, seed)
+    loader = build_eval_loader(dataset, batch_size, num_workers)
+    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=run.cfg.channels_last)
+    amp = run.cfg.amp if dev.type == "cuda" else "none"  # bf16 autocast on CPU is slow and gains nothing
+    probs, _ = tta_predict(run.model, loader, preprocess, probs_function(run.cfg, run.temperature),
+                           chunk_size=batch_size, amp=amp)
+    metadata = {"run_dir": str(run.run_dir), "weights": str(run.weights), "model": run.cfg.model.name,
+                "source": prediction_source(run.cfg), "temperature": run.temperature, "tta_views": tta_views,
+                "tta_seed": seed, "tta_randaugment": run.cfg.augment.randaugment if tta_views > 1 else None,
+                "split": split, "data": data.name}
+    return Predictions(probs.numpy().astype(np.float32), np.array(ids, dtype=str), np.array(run.classes, dtype=str),
+                       np.asarray(dataset.targets, dtype=np.int64), metadata)
+
+
+def write_predictions(preds: Predictions, out: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
+    """Save ``preds`` as a predictions file (``.npz``) and optionally as a CSV."""
+    save_predictions(out, preds.probs, preds.ids, preds.classes, preds.targets, preds.metadata)
+    if csv_path is not None:
+        write_predictions_csv(csv_path, preds)
+
+
+def summarize(preds: Predictions) -> str:
+    """One line: count, mean confidence and, with labels, top-1 accuracy."""
+    conf = preds.probs.max(axis=1)
+    line = f"{len(preds.ids)} images, {len(preds.classes)} classes, mean confidence {conf.mean():.4f}"
+    mask = preds.labelled
+    if mask.any():
+        acc = float((preds.probs[mask].argmax(axis=1) == preds.targets[mask]).mean())
+        line += f", top-1 {acc:.4f} on {int(mask.sum())} labelled"
+    return line

@@ -1,0 +1,140 @@
+"""``predict_run`` / ``scarce predict`` on tiny trained runs, and ``scarce ensemble`` on their files."""
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from scarce.cli import main
+from scarce.config import DataConfig, load_config
+from scarce.data.loader import build_eval_loader
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.evaluation import eval_dataset, load_run
+from scarce.engine.loop import predict_outputs
+from scarce.engine.setup import probs_function
+from scarce.engine.trainer import train
+from scarce.errors import UserError
+from scarce.inference import load_predictions, predict_run
+from tests.conftest import TINY, make_image_folder
+
+CLASSES = ["cat", "dog", "emu"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from threads; on a shared 2-core machine they only contend.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_thread):
+    """Two tiny runs on a 3-class folder: a plain one and one with RandAugment + head g."""
+    root = tmp_path_factory.mktemp("predict")
+    data = make_image_folder(root / "data", classes=CLASSES, per_split={"train": 8, "val": 4, "test": 5})
+    extras = {"plain": [], "fancy": ["augment.randaugment=rand-m9-mstd0.5", "loss.name=focal_cosine", "seed=1"]}
+    runs = {}
+    for name, extra in extras.items():
+        cfg = load_config(None, TINY + ["epochs=1", *extra], {"data": {"name": str(data)}})
+        train(cfg, root / name, progress=False)
+        runs[name] = root / name
+    return {"root": root, "data": data, **runs}
+
+
+def _plain_probs(run_dir, data, split):
+    """Reference: the evaluation loader, the model, the run's calibrated probabilities."""
+    run = load_run(run_dir)
+    loader = build_eval_loader(eval_dataset(run, DataConfig(name=str(data)), split), 5, 0)
+    pre = BatchPreprocessor(run.mean, run.std, torch.device("cpu"))
+    probs_fn = probs_function(run.cfg, run.temperature)
+    return torch.cat([probs_fn(o) for o, _ in predict_outputs(run.model, loader, pre)]).numpy(), run
+
+
+@pytest.mark.parametrize("name", ["plain", "fancy"])
+def test_no_tta_equals_plain_calibrated_prediction(trained, name):
+    preds = predict_run(trained[name], DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4)
+    expected, run = _plain_probs(trained[name], trained["data"], "test")
+    np.testing.assert_allclose(preds.probs, expected, rtol=1e-5, atol=1e-6)
+    assert run.temperature != 1.0  # calibration.json was written and used
+    assert preds.ids.tolist()[:2] == ["test/cat/0.png", "test/cat/1.png"]  # relative to the data root
+    assert preds.targets.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert preds.classes.tolist() == CLASSES
+    meta = preds.metadata
+    assert meta["tta_views"] == 1 and meta["split"] == "test" and meta["model"] == "test_resnet"
+    assert meta["temperature"] == run.temperature and meta["source"] == ("g" if name == "fancy" else "logits")
+    assert meta["run_dir"] == str(trained[name]) and meta["weights"].endswith("best.safetensors")
+
+
+def test_tta_averages_views_and_keeps_order(trained):
+    data = DataConfig(name=str(trained["data"]))
+    one = predict_run(trained["fancy"], data, "val", tta_views=1, num_workers=0)
+    four = predict_run(trained["fancy"], data, "val", tta_views=4, num_workers=0, batch_size=5)
+    assert four.ids.tolist() == one.ids.tolist() and four.targets.tolist() == one.targets.tolist()
+    np.testing.assert_allclose(four.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(four.probs, one.probs, atol=1e-5)
+    assert four.metadata["tta_views"] == 4 and four.metadata["tta_randaugment"] == "rand-m9-mstd0.5"
+
+
+def test_flat_folder_is_predicted_unlabelled(trained, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for cls in ("cat", "emu"):
+        shutil.copy(trained["data"] / "test" / cls / "0.png", flat / f"{cls}.png")
+    preds = predict_run(trained["plain"], None, str(flat), num_workers=0)
+    assert preds.ids.tolist() == ["cat.png", "emu.png"] and preds.targets.tolist() == [-1, -1]
+    labelled = predict_run(trained["plain"], None, "test", num_workers=0)  # the run's own data
+    rows = [labelled.ids.tolist().index(f"test/{c}/0.png") for c in ("cat", "emu")]
+    np.testing.assert_allclose(preds.probs, labelled.probs[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_folder_with_unknown_class_is_one_line_error(trained, tmp_path, capsys):
+    make_image_folder(tmp_path / "other", classes=("cat", "zebra"), per_split={"test": 1})
+    code = main(["predict", str(trained["plain"]), "--data", str(tmp_path / "other"), "--out",
+                 str(tmp_path / "p.npz"), "--workers", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "zebra" in err and "Traceback" not in err
+    assert not (tmp_path / "p.npz").exists()
+    with pytest.raises(UserError, match="--tta"):
+        predict_run(trained["plain"], None, "test", tta_views=0)
+    with pytest.raises(UserError, match="--split 'nowhere'"):
+        predict_run(trained["plain"], None, "nowhere")
+
+
+def test_cli_predict_then_ensemble_round_trip(trained, tmp_path, capsys):
+    data, out = str(trained["data"]), tmp_path
+    files = {}
+    for name in ("plain", "fancy"):
+        for split, tta in (("val", "1"), ("test", "1"), ("test", "3")):
+            key = f"{name}_{split}_{tta}"
+            files[key] = out / f"{key}.npz"
+            args = ["predict", str(trained[name]), "--data", data, "--split", split, "--tta", tta,
+                    "--out", str(files[key]), "--workers", "0"]
+            assert main(args + (["--csv", str(out / f"{key}.csv")] if key == "plain_test_1" else [])) == 0
+    assert "15 images, 3 classes" in capsys.readouterr().out
+    loaded = load_predictions(files["fancy_test_3"])
+    direct = predict_run(trained["fancy"], DataConfig(name=data), "test", tta_views=3, num_workers=0)
+    np.testing.assert_allclose(loaded.probs, direct.probs, rtol=1e-6)
+    assert loaded.ids.tolist() == direct.ids.tolist() and loaded.metadata["tta_views"] == 3
+
+    with open(out / "plain_test_1.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["id", "label", "confidence", "top1", "top2", "top3"]  # top-k capped at C = 3
+    plain = load_predictions(files["plain_test_1"])
+    assert rows[1][0] == "test/cat/0.png" and rows[1][1] == CLASSES[int(plain.probs[0].argmax())]
+    assert float(rows[1][2]) == pytest.approx(float(plain.probs[0].max()), abs=1e-6)
+
+    members = [str(files[k]) for k in ("plain_test_1", "plain_test_3", "fancy_test_1", "fancy_test_3")]
+    final = out / "final.npz"
+    assert main(["ensemble", "--base", members[0], "--members", *members, "--threshold", "0.7",
+                 "--out", str(final), "--csv", str(out / "final.csv")]) == 0
+    report = capsys.readouterr().out
+    assert "ensemble: 4 models, 15 samples" in report and "oracle" in report
+    with np.load(final, allow_pickle=False) as z:
+        assert z["pred"].dtype == np.int64 and z["pred"].shape == (15,)
+        assert z["ids"].tolist() == plain.ids.tolist() and z["classes"].tolist() == CLASSES
+    assert main(["ensemble", "--base", members[0], "--members", members[1], str(files["plain_val_1"]),
+                 "--out", str(out / "bad.npz")]) == 2
+    assert "ids" in capsys.readouterr().err
