@@ -1,0 +1,81 @@
+"""The paper's ensemble recipe, scaled down: trains, predicts, votes, and resumes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from scarce.inference import load_predictions
+from scarce.inference.paper import MEMBERS, main, member_overrides, run_paper_ensemble
+from tests.conftest import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from threads; on a shared 2-core machine they only contend.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_full_scale_members_follow_the_paper():
+    assert [m.name for m in MEMBERS] == ["b3", "b3_lsb", "b4", "b5", "b7"]
+    sizes = {m.name: (m.model, m.img_size) for m in MEMBERS}
+    assert sizes["b3"] == ("efficientnet_b3", 300) and sizes["b7"] == ("efficientnet_b7", 600)
+    assert sizes["b4"] == ("efficientnet_b4", 380) and sizes["b5"] == ("efficientnet_b5", 456)
+    assert "augment.lsb_swap.enabled=true" in member_overrides(MEMBERS[1], 1, "full")
+    assert not any("lsb" in o for o in member_overrides(MEMBERS[0], 0, "full"))
+
+
+def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_split={"train": 8, "val": 3, "test": 4}, size=16)
+    out = tmp_path / "paper"
+    assert main(["--scale", "small", "--data", str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ensemble: 10 models, 12 samples, method plurality, threshold 0.7 (given)" in printed
+    report = json.loads((out / "ensemble.json").read_text())
+    assert report["base"].endswith("b7_test.npz") and len(report["members"]) == 10
+    assert {Path(m).name for m in report["members"]} == {
+        f"{m.name}{t}_test.npz" for m in MEMBERS for t in ("", "_tta")}
+    recipe = yaml.safe_load((out / "recipes" / "b3_lsb.yaml").read_text())
+    assert recipe["augment"]["lsb_swap"]["enabled"] and recipe["loss"]["name"] == "focal_cosine"
+    assert recipe["augment"]["randaugment"] == "rand-m9-mstd0.5" and recipe["data"]["img_size"] == 16
+    tta = load_predictions(out / "predictions" / "b3_tta_val.npz")
+    assert tta.metadata["tta_views"] == 2 and len(tta.ids) == 9
+    with np.load(out / "ensemble_test.npz", allow_pickle=False) as z:
+        assert z["pred"].shape == (12,)
+
+    # Resume: a trained member is not retrained, a present predictions file is not redone.
+    summary_mtime = (out / "members" / "b4" / "summary.json").stat().st_mtime_ns
+    kept = out / "predictions" / "b5_test.npz"
+    kept_mtime = kept.stat().st_mtime_ns
+    (out / "predictions" / "b3_tta_test.npz").unlink()
+    (out / "members" / "b7" / "summary.json").unlink()  # killed after its last epoch, before the summary
+    logs = []
+    run_paper_ensemble(str(data), out, "small", 2, log=logs.append)
+    assert (out / "members" / "b4" / "summary.json").stat().st_mtime_ns == summary_mtime
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert [line.split("]")[0] for line in logs if line.startswith("[b3_tta")] == ["[b3_tta_test"]
+    assert sum("trained already" in line for line in logs) == 4 and "[b7] resuming test_resnet at 16 px" in logs
+    assert (out / "members" / "b7" / "summary.json").is_file()
+    assert len((out / "members" / "b7" / "metrics.jsonl").read_text().splitlines()) == 1  # no epoch redone
+
+
+def test_bad_options_are_one_line_errors(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "x")]) == 2  # full scale needs --data
+    assert main(["--scale", "small", "--out", str(tmp_path / "x"), "--base", "b9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--data" in err[0] and "--base 'b9'" in err[1]
+
+
+def test_script_shows_help():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_ensemble.py"), "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--scale" in result.stdout
