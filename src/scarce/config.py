@@ -114,6 +114,11 @@ class EmaConfig:
 
 
 @dataclass
+class LogConfig:
+    tensorboard: bool = opt(False, "also write epoch scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
+
+
+@dataclass
 class Config:
     epochs: int = opt(30, "training epochs")
     batch_size: int = opt(32, "batch size per process")
@@ -131,6 +136,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 # ---------------------------------------------------------------- building

@@ -20,6 +20,7 @@ from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cle
 from scarce.engine.io import append_jsonl, atomic_write_json, read_jsonl
 from scarce.engine.loop import evaluate, train_one_epoch
 from scarce.engine.setup import build_components, probs_function
+from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
 
 
@@ -134,6 +135,7 @@ def save_epoch(run: Run, epoch: int, scores: dict) -> None:
 def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None) -> None:
     cfg = run.cfg
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
     for epoch in range(run.start_epoch, end):
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
@@ -154,7 +156,9 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None) -
                       "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
             append_jsonl(run.run_dir / "metrics.jsonl", record)
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+            tb.log(record)
         barrier(run.info)
+    tb.close()
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,

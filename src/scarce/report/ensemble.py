@@ -86,33 +86,77 @@ def confidence_bins(confidence: np.ndarray, correct_base: np.ndarray, correct_fi
             "final": (np.bincount(idx, weights=correct_final, minlength=n_bins) / safe).tolist()}
 
 
-def _breakdown_section(e: dict, base_answer: np.ndarray, labelled: np.ndarray) -> Section:
-    pred, y, meta = e["pred"], e["targets"], e["final"]["metadata"]
+def analyse_ensemble(e: dict) -> dict:
+    """The numbers of the report, from :func:`load_ensemble`'s dict.
+
+    ``replaced``: answers differing from the base model's. With labels (on the labelled
+    rows only): ``fixed`` / ``broken`` / ``other`` replaced answers (base wrong -> right,
+    right -> wrong, wrong -> wrong), ``accuracy`` per rule, ``bins`` (:func:`confidence_bins`),
+    ``curve`` (``choose_threshold`` rows over ``CURVE_THRESHOLDS``) and ``best_threshold``.
+    """
+    base, pred, y = e["base"], e["pred"], e["targets"]
+    base_answer = base.argmax(axis=1)
     changed = pred != base_answer
+    out: dict = {"n": len(pred), "replaced": int(changed.sum()), "labelled": int((y >= 0).sum())}
+    m = y >= 0
+    if not m.any():
+        return out
+    base_ok, final_ok = base_answer[m] == y[m], pred[m] == y[m]
+    out.update(fixed=int((changed[m] & ~base_ok & final_ok).sum()), broken=int((changed[m] & base_ok & ~final_ok).sum()),
+               other=int((changed[m] & ~base_ok & ~final_ok).sum()))
+    votes = e["stack"][:, m].argmax(axis=2)  # [M, n]
+    out["accuracy"] = {"base": float(base_ok.mean()), "final": float(final_ok.mean()),
+                       "members": [float(v.mean()) for v in votes == y[m]],
+                       "oracle": float((votes == y[m]).any(axis=0).mean())}
+    out["bins"] = confidence_bins(base[m].max(axis=1), base_ok.astype(float), final_ok.astype(float))
+    out["best_threshold"], out["curve"] = choose_threshold(base[m], e["stack"][:, m], y[m], candidates=CURVE_THRESHOLDS)
+    return out
+
+
+def _breakdown_section(e: dict, a: dict) -> Section:
+    meta = e["final"]["metadata"]
     rows = {"method": meta.get("method"), "threshold": meta.get("threshold"),
             "threshold source": meta.get("threshold_source"), "members": len(e["paths"]),
-            "base": e["paths"][e["base_index"]], "samples": len(pred),
-            "answers replaced": f"{int(changed.sum())} ({changed.mean():.2%})"}
+            "base": e["paths"][e["base_index"]], "samples": a["n"],
+            "answers replaced": f"{a['replaced']} ({a['replaced'] / max(a['n'], 1):.2%})"}
     parts = [key_values(rows)]
-    if labelled.any():
-        fixed = int((changed & labelled & (base_answer != y) & (pred == y)).sum())
-        broken = int((changed & labelled & (base_answer == y) & (pred != y)).sum())
-        both = int((changed & labelled & (base_answer != y) & (pred != y)).sum())
-        parts.append(table(["replaced answers (labelled)", "count"],
-                           [("base wrong -> ensemble right (fixed)", fixed),
-                            ("base right -> ensemble wrong (broken)", broken),
-                            ("base wrong -> ensemble wrong (other class)", both),
-                            ("net gain", fixed - broken)]))
-        acc = [("base model", float((base_answer[labelled] == y[labelled]).mean())),
-               (f"ensemble ({meta.get('method')})", float((pred[labelled] == y[labelled]).mean()))]
-        votes = e["stack"].argmax(axis=2)
-        acc += [(f"member {i}: {Path(p).name}", float((votes[i][labelled] == y[labelled]).mean()))
-                for i, p in enumerate(e["paths"])]
-        acc.append(("oracle (any member right)", float((votes[:, labelled] == y[labelled]).any(axis=0).mean())))
-        parts.append(table([f"accuracy on {int(labelled.sum())} labelled samples", "top-1"], acc))
-    else:
+    if "accuracy" not in a:
         parts.append(paragraph("no labels in the ensemble output: accuracies cannot be shown", "note"))
+        return Section("breakdown", "Voting breakdown", parts)
+    parts.append(table(["replaced answers (labelled)", "count"],
+                       [("base wrong -> ensemble right (fixed)", a["fixed"]),
+                        ("base right -> ensemble wrong (broken)", a["broken"]),
+                        ("base wrong -> ensemble wrong (other class)", a["other"]),
+                        ("net gain", a["fixed"] - a["broken"])]))
+    acc = a["accuracy"]
+    rows_acc = [("base model", acc["base"]), (f"ensemble ({meta.get('method')})", acc["final"])]
+    rows_acc += [(f"member {i}: {Path(p).name}", v) for i, (p, v) in enumerate(zip(e["paths"], acc["members"]))]
+    rows_acc.append(("oracle (any member right)", acc["oracle"]))
+    parts.append(table([f"accuracy on {a['labelled']} labelled samples", "top-1"], rows_acc))
     return Section("breakdown", "Voting breakdown", parts)
+
+
+def _labelled_sections(a: dict, figs: Figures, threshold: float | None) -> tuple[Section, Section]:
+    bins_part = Section("confidence-bins", "Accuracy by base-confidence bin")
+    curve = Section("threshold-curve", "Threshold curve (plurality vote)")
+    if "bins" not in a:
+        note = paragraph("no labels: accuracy per bin and the threshold curve need labelled predictions", "note")
+        return Section(bins_part.id, bins_part.title, [note]), Section(curve.id, curve.title, [note])
+    b, rows = a["bins"], a["curve"]
+    bins_part.parts += [
+        figs.add(plots.confidence_bins_figure(b["edges"], b["counts"], b["base"], b["final"], threshold),
+                 "confidence_bins", "accuracy by confidence bin"),
+        table(["base confidence", "samples", "base accuracy", "ensemble accuracy"],
+              [(f"{lo:.1f}-{hi:.1f}", n, ba, fa) for lo, hi, n, ba, fa in
+               zip(b["edges"][:-1], b["edges"][1:], b["counts"], b["base"], b["final"]) if n])]
+    curve.parts += [
+        paragraph(f"best threshold on these labels: {a['best_threshold']:g} (accuracy "
+                  f"{max(r.accuracy for r in rows):.4f}); choosing it on the test labels would overfit: "
+                  "pick it on validation predictions (scarce ensemble --threshold auto)", "note"),
+        figs.add(plots.threshold_figure([r.threshold for r in rows], [r.accuracy for r in rows],
+                                        [r.replaced for r in rows], threshold, a["accuracy"]["base"]),
+                 "threshold_curve", "threshold curve")]
+    return bins_part, curve
 
 
 def build_ensemble_report(final_path: str | Path, members: Sequence[str] | None = None,
@@ -120,41 +164,15 @@ def build_ensemble_report(final_path: str | Path, members: Sequence[str] | None 
     """Write the ensemble report (default ``<final>_report.html`` beside ``final_path``) and its PNGs."""
     final_path = Path(final_path)
     e = load_ensemble(final_path, members)
+    a = analyse_ensemble(e)
     out = Path(out) if out else final_path.with_name(final_path.stem + "_report.html")
     figs = Figures(out.parent, out.stem + "_")
-    base, y, meta = e["base"], e["targets"], e["final"]["metadata"]
-    base_answer = base.argmax(axis=1)
-    confidence = base.max(axis=1)
-    labelled = y >= 0
-    sections = [_breakdown_section(e, base_answer, labelled)]
-    threshold = meta.get("threshold")
-    bins_part = Section("confidence-bins", "Accuracy by base-confidence bin")
-    curve = Section("threshold-curve", "Threshold curve (plurality vote)")
-    if labelled.any():
-        m = labelled
-        b = confidence_bins(confidence[m], (base_answer[m] == y[m]).astype(float), (e["pred"][m] == y[m]).astype(float))
-        bins_part.parts += [figs.add(plots.confidence_bins_figure(b["edges"], b["counts"], b["base"], b["final"], threshold),
-                                     "confidence_bins", "accuracy by confidence bin"),
-                            table(["base confidence", "samples", "base accuracy", "ensemble accuracy"],
-                                  [(f"{lo:.1f}-{hi:.1f}", n, ba, fa) for lo, hi, n, ba, fa in
-                                   zip(b["edges"][:-1], b["edges"][1:], b["counts"], b["base"], b["final"]) if n])]
-        best, rows = choose_threshold(base[m], e["stack"][:, m], y[m], candidates=CURVE_THRESHOLDS)
-        base_acc = float((base_answer[m] == y[m]).mean())
-        curve.parts += [paragraph(f"best threshold on these labels: {best:g} (accuracy "
-                                  f"{max(r.accuracy for r in rows):.4f}); choosing it on the test labels "
-                                  "would overfit, pick it on validation predictions (--threshold auto)", "note"),
-                        figs.add(plots.threshold_figure([r.threshold for r in rows], [r.accuracy for r in rows],
-                                                        [r.replaced for r in rows], threshold, base_acc),
-                                 "threshold_curve", "threshold curve")]
-    else:
-        note = paragraph("no labels: accuracy per bin and the threshold curve need labelled predictions", "note")
-        bins_part.parts.append(note)
-        curve.parts.append(note)
-    table_rows = meta.get("threshold_table")
-    if table_rows:
+    meta = e["final"]["metadata"]
+    bins_part, curve = _labelled_sections(a, figs, meta.get("threshold"))
+    if meta.get("threshold_table"):
         curve.parts.append(table(["threshold (validation)", "val accuracy", "replaced"],
-                                 [(r["threshold"], r["accuracy"], r["replaced"]) for r in table_rows]))
-    sections += [bins_part, curve, Section("files", "Files", [table(["role", "file"],
-                 [("ensemble output", str(final_path))] + [("base" if i == e["base_index"] else "member", p)
-                                                          for i, p in enumerate(e["paths"])])])]
+                                 [(r["threshold"], r["accuracy"], r["replaced"]) for r in meta["threshold_table"]]))
+    files = [("ensemble output", str(final_path))]
+    files += [("base" if i == e["base_index"] else "member", p) for i, p in enumerate(e["paths"])]
+    sections = [_breakdown_section(e, a), bins_part, curve, Section("files", "Files", [table(["role", "file"], files)])]
     return write_page(out, f"scarce ensemble report: {final_path.name}", str(final_path.resolve()), sections)
