@@ -1,0 +1,98 @@
+"""Gather finished small-data cells into mean +- std tables (JSON, Markdown) and a plot."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+METRICS = ("test_top1", "test_top5", "val_top1", "ece_test_before", "ece_test_after", "best_epoch", "wall_seconds")
+
+
+def cell_metrics(run_dir: Path) -> dict | None:
+    """One finished cell's numbers (None while ``summary.json`` is missing)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    cal = summary.get("calibration", {})
+    cell_path = run_dir / "cell.json"
+    wall = json.loads(cell_path.read_text(encoding="utf-8")).get("wall_seconds") if cell_path.is_file() else None
+    return {"test_top1": summary.get("test", {}).get("top1"), "test_top5": summary.get("test", {}).get("top5"),
+            "val_top1": summary["best"]["top1"], "best_epoch": summary["best"]["epoch"],
+            "best_weights": summary["best"].get("weights"),
+            "ece_test_before": cal.get("ece_test_before"), "ece_test_after": cal.get("ece_test_after"),
+            "temperature": cal.get("temperature"), "wall_seconds": wall}
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def gather(cells: list) -> list[dict]:
+    """One row per (dataset tag, config), in plan order: per-seed values, mean, std (ddof=1), n."""
+    groups: dict[tuple[str, str], list] = {}
+    for cell in cells:
+        tag = Path(cell.run_dir).parents[1].name
+        groups.setdefault((tag, cell.config), []).append(cell)
+    rows = []
+    for (tag, config), members in groups.items():
+        per_seed = {c.seed: cell_metrics(Path(c.run_dir)) for c in members}
+        done = {s: m for s, m in per_seed.items() if m is not None}
+        row = {"dataset": tag, "config": config, "n": len(done), "seeds": sorted(done),
+               "overrides": list(members[0].overrides), "per_seed": done}
+        for key in METRICS:
+            row[key + "_mean"], row[key + "_std"] = mean_std([m[key] for m in done.values()])
+        rows.append(row)
+    return rows
+
+
+def _pm(row: dict, key: str, scale: float = 100.0, digits: int = 2) -> str:
+    mean, std = row[key + "_mean"], row[key + "_std"]
+    if mean is None:
+        return "-"
+    return f"{mean * scale:.{digits}f} +- {std * scale:.{digits}f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| data | config | n | test top-1 % | test top-5 % | val top-1 % | ECE test % (T-scaled) "
+             "| ECE test % (raw) | best epoch | wall s/cell |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['config']} | {r['n']} | {_pm(r, 'test_top1')} | {_pm(r, 'test_top5')} "
+                     f"| {_pm(r, 'val_top1')} | {_pm(r, 'ece_test_after')} | {_pm(r, 'ece_test_before')} "
+                     f"| {_pm(r, 'best_epoch', 1, 1)} | {_pm(r, 'wall_seconds', 1, 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r["n"]]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
+    labels = [f"{r['config']}\n{r['dataset']}" if len({x['dataset'] for x in rows}) > 1 else r["config"] for r in rows]
+    ax.bar(range(len(rows)), [100 * r["test_top1_mean"] for r in rows],
+           yerr=[100 * r["test_top1_std"] for r in rows], capsize=3, color="#4878a8")
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+    low = min(100 * (r["test_top1_mean"] - r["test_top1_std"]) for r in rows)
+    ax.set_ylim(max(0.0, low - 3), None)
+    ax.set_ylabel("test top-1 % (mean +- std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(rows: list[dict], cells: list, folder: Path, name: str, meta: dict) -> None:
+    from scarce.engine.io import atomic_write_json, atomic_write_text
+    folder.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    atomic_write_json(folder / f"{name}.json", {**meta, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                                                "cells_planned": len(cells), "rows": rows})
+    atomic_write_text(folder / f"{name}.md", table)
+    plot(rows, folder / f"{name}.png")

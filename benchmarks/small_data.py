@@ -1,0 +1,170 @@
+"""Small-data benchmark: a matrix of named configs x datasets x per-class counts x seeds.
+
+Every cell is a normal scarce run directory (``train`` through the normal trainer) under
+``--work`` (default ``benchmarks/work/``, gitignored), named ``<dataset>-k<k>/<config>/seed<s>``.
+A cell with ``summary.json`` is finished and skipped; a cell with ``state.json`` is resumed,
+so a killed benchmark continues where it stopped. Results (mean +- std over seeds, n) go to
+``benchmarks/results/small_data_<matrix>.{json,md,png}``.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/small_data.py --matrix main --seeds 0 1 2 --epochs 20 --jobs 2
+
+Seed ``s`` fixes both the training seed and the per-class sampling (``data.split_seed``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_configs import MATRICES, config_overrides  # noqa: E402
+from bench_report import gather, write_results  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the matrix."""
+    dataset: str          # "fashion-mnist" or an image-folder root
+    k: int | None         # train (and val) images per class; None: the folder's own split
+    config: str
+    seed: int
+    overrides: tuple[str, ...]
+    run_dir: str
+
+    @property
+    def name(self) -> str:
+        return str(Path(self.run_dir).relative_to(Path(self.run_dir).parents[2]))
+
+
+def dataset_tag(dataset: str, k: int | None) -> str:
+    base = dataset if dataset == "fashion-mnist" else Path(dataset).name
+    return f"{base}-k{k}" if k is not None else base
+
+
+def data_overrides(dataset: str, k: int | None, seed: int, work: Path) -> list[str]:
+    """Overrides that point a cell at its data (building a seeded split of a folder if needed)."""
+    if dataset == "fashion-mnist":
+        k = 50 if k is None else k
+        return ["data.name=fashion-mnist", f"data.per_class={k}", f"data.val_per_class={k}",
+                f"data.split_seed={seed}"]
+    from bench_split import prepare_folder
+    return [f"data.name={prepare_folder(Path(dataset), k, seed, work / 'splits')}"]
+
+
+def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: list[int],
+         epochs: int | None, work: Path, extra: list[str]) -> list[Cell]:
+    """Cells in seed-major order, so a cut-short matrix has every config at the same n."""
+    cells = []
+    for seed in seeds:
+        for dataset in datasets:
+            for k in ks:
+                for config in configs:
+                    run_dir = work / dataset_tag(dataset, k) / config / f"seed{seed}"
+                    overrides = data_overrides(dataset, k, seed, work) + [f"seed={seed}"]
+                    overrides += [f"epochs={epochs}"] if epochs else []
+                    overrides += config_overrides(config) + list(extra)
+                    cells.append(Cell(dataset, k, config, seed, tuple(overrides), str(run_dir)))
+    return cells
+
+
+def machine() -> dict:
+    import torch
+    return {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
+    """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>/train.log``."""
+    import torch
+    from scarce.config import load_config
+    from scarce.engine.trainer import train
+    if threads:
+        torch.set_num_threads(threads)  # on a shared CPU, 1 thread per cell beats oversubscription
+    run_dir = Path(cell.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = (run_dir / "state.json").is_file()
+    cfg = load_config(recipe, list(cell.overrides))
+    start = time.perf_counter()
+    with open(run_dir / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        train(cfg, run_dir, resume=resume, progress=False)
+    from scarce.engine.io import atomic_write_json
+    record = {**asdict(cell), "recipe": recipe, "resumed": resume,
+              "wall_seconds": round(time.perf_counter() - start, 1),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+    atomic_write_json(run_dir / "cell.json", record)
+    return record
+
+
+def run_cells(cells: list[Cell], recipe: str, jobs: int, threads: int | None, log=print) -> list[dict]:
+    """Run the unfinished cells, ``jobs`` at a time (1: in this process)."""
+    todo = [c for c in cells if not (Path(c.run_dir) / "summary.json").is_file()]
+    log(f"{len(cells) - len(todo)} of {len(cells)} cells finished already; running {len(todo)}")
+    done = []
+    if jobs <= 1:
+        for i, cell in enumerate(todo):
+            log(f"[{i + 1}/{len(todo)}] {cell.name}")
+            done.append(run_cell(cell, recipe, threads))
+            log(f"    {done[-1]['wall_seconds']} s")
+        return done
+    # spawn: a fresh interpreter per worker (no forked torch thread pools); one task per child
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {pool.submit(run_cell, c, recipe, threads): c for c in todo}
+        for i, future in enumerate(futures):
+            record = future.result()
+            log(f"[{i + 1}/{len(todo)}] {futures[future].name}: {record['wall_seconds']} s")
+            done.append(record)
+    return done
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--matrix", default="main", choices=sorted(MATRICES), help="named set of configs")
+    p.add_argument("--configs", nargs="*", help="run only these configs (names in bench_configs.py)")
+    p.add_argument("--data", nargs="+", default=["fashion-mnist"],
+                   help="fashion-mnist or image-folder roots (with train/val/test, or flat <class>/<image>)")
+    p.add_argument("--k", nargs="+", type=int, default=None, help="per-class counts (default: 50 for fashion-mnist)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--recipe", default="fashion-mnist-50")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every cell")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per cell (0: torch's default)")
+    p.add_argument("--work", type=Path, default=HERE / "work")
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--name", default=None, help="results file stem (default small_data_<matrix>)")
+    p.add_argument("--report-only", action="store_true", help="gather finished cells, train nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    configs = args.configs or MATRICES[args.matrix]
+    ks = args.k or [None if d != "fashion-mnist" else 50 for d in args.data[:1]]
+    cells = plan(configs, args.data, ks, args.seeds, args.epochs, args.work, args.set)
+    if not args.report_only:
+        run_cells(cells, args.recipe, args.jobs, args.threads or None)
+    name = args.name or f"small_data_{args.matrix}"
+    rows = gather(cells)
+    write_results(rows, cells, args.results, name, {"argv": sys.argv[1:] if argv is None else argv,
+                                                    "epochs": args.epochs, "recipe": args.recipe})
+    print((args.results / f"{name}.md").read_text(encoding="utf-8"))
+    finished = sum(r["n"] for r in rows)
+    print(f"cells_finished: {finished}/{len(cells)}")
+    return {"rows": rows, "cells": cells}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The small-data benchmark harness on a generated image folder: table, resume-skip, splits."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, make_image_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_split  # noqa: E402
+import small_data  # noqa: E402
+
+
+def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    argv = ["--data", str(data), "--configs", "ce", "ce_ra", "--seeds", "0", "--recipe", "demo",
+            "--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--name", "t",
+            "--threads", "1", "--set", *TINY]
+    threads = torch.get_num_threads()
+    try:  # the harness sets 1 thread per cell (shared CPU); give the suite its default back
+        out = small_data.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["config"]: r for r in out["rows"]}
+    assert set(rows) == {"ce", "ce_ra"} and all(r["n"] == 1 for r in rows.values())
+    for cell in out["cells"]:
+        run = Path(cell.run_dir)
+        assert run.parent.parent.name == "data" and run.name == "seed0"
+        record = json.loads((run / "cell.json").read_text())
+        assert record["wall_seconds"] > 0 and record["machine"]["cpus"] >= 1
+        summary = json.loads((run / "summary.json").read_text())
+        assert rows[cell.config]["test_top1_mean"] == pytest.approx(summary["test"]["top1"])
+    table = (tmp_path / "res" / "t.md").read_text()
+    assert "| data | ce | 1 |" in table and "| data | ce_ra | 1 |" in table
+    assert (tmp_path / "res" / "t.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "res" / "t.json").read_text())
+    assert saved["cells_planned"] == 2 and [r["config"] for r in saved["rows"]] == ["ce", "ce_ra"]
+
+    # a rerun trains nothing: finished cells are skipped, summaries untouched
+    stamps = {c.run_dir: (Path(c.run_dir) / "summary.json").stat().st_mtime_ns for c in out["cells"]}
+    capsys.readouterr()
+    try:
+        small_data.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert "2 of 2 cells finished already; running 0" in capsys.readouterr().out
+    assert stamps == {c.run_dir: (Path(c.run_dir) / "summary.json").stat().st_mtime_ns for c in out["cells"]}
+
+
+def test_report_only_counts_unfinished_cells(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    out = small_data.main(["--data", str(data), "--configs", "ce", "--seeds", "0", "1", "--report-only",
+                           "--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--name", "r"])
+    assert [r["n"] for r in out["rows"]] == [0]
+    assert "| data | ce | 0 | - |" in (tmp_path / "res" / "r.md").read_text()
+
+
+def test_flat_folder_gets_a_seeded_stratified_split(tmp_path):
+    flat = make_image_folder(tmp_path / "src", per_split={"all": 10}) / "all"
+    first = Path(bench_split.prepare_folder(flat, 3, seed=1, splits_dir=tmp_path / "splits"))
+    record = json.loads((first / "split.json").read_text())
+    assert record["counts"] == {"train": 9, "val": 9, "test": 12} and record["seed"] == 1
+    files = {s: sorted(p.name for p in (first / s).rglob("*.png")) for s in ("train", "val", "test")}
+    assert all(len(files[s]) == n for s, n in record["counts"].items())
+    names = {s: {str(p.relative_to(first / s)) for p in (first / s).rglob("*.png")} for s in files}
+    assert not (names["train"] & names["val"]) and not (names["train"] & names["test"])
+    # same seed -> same split (reused); another seed -> another split
+    again = bench_split.prepare_folder(flat, 3, seed=1, splits_dir=tmp_path / "splits2")
+    other = bench_split.prepare_folder(flat, 3, seed=2, splits_dir=tmp_path / "splits2")
+    as_set = lambda root: {str(p.relative_to(root)) for p in (Path(root) / "train").rglob("*.png")}  # noqa: E731
+    assert as_set(again) == as_set(first) and as_set(other) != as_set(first)
+
+
+def test_split_too_small_names_the_class(tmp_path):
+    flat = make_image_folder(tmp_path / "src", per_split={"all": 4}) / "all"
+    with pytest.raises(Exception, match="class 'cat' has 4 images"):
+        bench_split.prepare_folder(flat, 2, seed=0, splits_dir=tmp_path / "splits")
+
+
+def test_unknown_config_is_a_user_error():
+    from scarce.errors import UserError
+    with pytest.raises(UserError, match="benchmark config 'nope': unknown"):
+        small_data.plan(["nope"], ["fashion-mnist"], [50], [0], None, Path("w"), [])
