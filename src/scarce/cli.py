@@ -34,6 +34,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable images (count printed, list in RUN_DIR/bad_images.json) instead of failing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
 
 
@@ -43,6 +45,8 @@ def cmd_train(args) -> int:
     extra: dict = {}
     data = {k: v for k, v in (("name", args.data), ("train", args.train_dir), ("val", args.val_dir),
                               ("test", args.test_dir)) if v is not None}
+    if args.skip_bad_images:
+        data["skip_bad_images"] = True
     if data:
         extra["data"] = data
     if args.resume:
@@ -97,13 +101,39 @@ def _add_data(sub) -> None:
     s.add_argument("--val-per-class", type=int, default=0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"])
+    c = dsub.add_parser("check", help="scan a dataset: unreadable files, modes, sizes, class counts, "
+                        "duplicates across splits", description="Exit status: 0 no problem found, 1 problems "
+                        "found (unreadable images, duplicates across splits, manifest paths outside the root), "
+                        "2 usage error (missing folder, empty class folder, classes differing between splits).")
+    c.add_argument("data", help="built-in dataset or image-folder root with train/ (val/, test/)")
+    c.add_argument("--max-mae", type=float, default=None, help="near-duplicate thumbnail difference in grey levels "
+                   "(default 4)")
+    c.add_argument("--json", default=None, help="also write the full report as JSON here")
+    c.add_argument("--limit", type=int, default=20, help="rows listed per table (default 20)")
 
 
 def cmd_data(args) -> int:
     if args.data_command == "subset":
         from scarce.data.subset import make_subset
         print(json.dumps(make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)))
+    if args.data_command == "check":
+        return cmd_data_check(args)
     return 0
+
+
+def cmd_data_check(args) -> int:
+    """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
+    from scarce.config import DataConfig
+    from scarce.data.check import NEAR_MAE, check_dataset, format_report
+    from scarce.data.loader import DEMO_ROOT, resolve_splits
+    from scarce.engine.io import atomic_write_json
+    root = DEMO_ROOT if args.data == "demo" else Path(args.data)
+    report = check_dataset(resolve_splits(DataConfig(name=args.data)), args.max_mae or NEAR_MAE,
+                           manifest_root=None if args.data == "fashion-mnist" else str(root))
+    print(format_report(report, args.limit))
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 1 if report["problems"] else 0
 
 
 def _add_predict(sub) -> None:
@@ -232,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command][1](args)
     except UserError as exc:
         print(f"scarce {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"scarce {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 2)  # 3: a training fault (non-finite loss, disk full)
+    except KeyboardInterrupt as exc:  # the trainer's carries the signal and where to resume
+        print(f"scarce {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":

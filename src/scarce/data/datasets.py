@@ -55,6 +55,19 @@ def _images_under(folder: Path) -> list[Path]:
     return found
 
 
+def safe_join(root: str | os.PathLike, rel: str, what: str = "path") -> Path:
+    """``root / rel`` for a relative path read from a file (manifest, CSV) that stays inside
+    ``root``; an absolute path or one whose ``..`` climbs out raises :class:`UserError`.
+
+    The check is lexical: symlinks inside ``root`` (``data subset --link sym``) are the data
+    owner's and are followed as usual.
+    """
+    norm = os.path.normpath(str(rel))
+    if not rel or "\0" in rel or os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
+        raise UserError(f"{what}: path {rel!r} escapes the data root {root} (expected a relative path inside it)")
+    return Path(root) / norm
+
+
 def to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB'.
 

@@ -66,8 +66,8 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
             with Image.open(Path(split.root) / rel) as img:
                 if img.mode not in GRAY_MODES and not (img.mode == "P" and _palette_is_gray(img)):
                     return "RGB"
-        except OSError:
-            continue  # bad files are reported by the scan, not here
+        except (OSError, Image.DecompressionBombError):
+            continue  # bad files are reported by the preflight scan, not here
     return "L"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -12,13 +12,15 @@ import torch.nn as nn
 
 from scarce.config import Config, config_to_dict, save_config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
+from scarce.data.check import preflight
 from scarce.data.loader import epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cleanup, init_distributed,
                                       resolve_device)
-from scarce.engine.io import append_jsonl, atomic_write_json, read_jsonl
-from scarce.engine.loop import evaluate, train_one_epoch
+from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
+from scarce.engine.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from scarce.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from scarce.engine.setup import build_components, probs_function
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
@@ -44,6 +46,7 @@ class Run:
     start_epoch: int = 0
     global_step: int = 0
     best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
+    bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
 
 
 def validate_config(cfg: Config) -> None:
@@ -65,6 +68,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
+    splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images)  # fail fast, before any epoch
+    data = replace(data, splits=splits)
     parts = build_components(cfg, data, device)
     train_model = parts["model"]
     if info.enabled:
@@ -72,7 +77,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
             parts["model"], device_ids=[device.index] if device.type == "cuda" else None)
     preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, cfg.channels_last)
     run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, data=data, train_model=train_model,
-              preprocess=preprocess, **parts)
+              preprocess=preprocess, bad_images=bad_images, **parts)
     train_set = build_dataset(data, "train", cfg.data, cfg.augment)
     run.loaders["train"] = build_train_loader(train_set, cfg.batch_size, cfg.seed, cfg.data.num_workers,
                                               info.rank, info.world_size)
@@ -99,6 +104,9 @@ def write_run_info(run: Run) -> None:
         "timm": __import__("timm").__version__, "platform": platform.platform(),
         "device": str(run.device), "world_size": run.info.world_size,
         "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
+    if run.cfg.data.skip_bad_images:
+        atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
+        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 
 def validate_epoch(run: Run) -> dict:
@@ -132,7 +140,10 @@ def save_epoch(run: Run, epoch: int, scores: dict) -> None:
                     {"global_step": run.global_step, "best": run.best})
 
 
-def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None) -> None:
+def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
+               guard: SignalGuard | None = None) -> None:
+    """Epochs ``start_epoch..``; a signal (``guard``) never splits a checkpoint write."""
+    guard = guard or SignalGuard()
     cfg = run.cfg
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
@@ -151,10 +162,12 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None) -
         evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
         scores = validate_epoch(run) if evaluate_now else {}
         if run.info.is_main:
-            save_epoch(run, epoch, scores)
             record = {"epoch": epoch, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
                       "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
-            append_jsonl(run.run_dir / "metrics.jsonl", record)
+            # metrics first: a row of an epoch whose checkpoint did not land is trimmed on resume
+            with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
+                append_jsonl(run.run_dir / "metrics.jsonl", record)
+                save_epoch(run, epoch, scores)
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
             tb.log(record)
         barrier(run.info)
@@ -166,26 +179,56 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     """Train per ``cfg`` into ``run_dir`` (resuming from its last checkpoint) -> summary.
 
     ``stop_after``: leave after that many epochs in total (resumable; e.g. a time slot).
+    Faults raise :class:`RunFault` (exit 3), SIGINT/SIGTERM :class:`Interrupted` (exit
+    128 + signal); both keep the last complete checkpoint (see :mod:`scarce.engine.faults`).
     """
     run_dir = Path(run_dir)
-    if not resume and (run_dir / "state.json").exists():
-        raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
-    if resume and not (run_dir / "state.json").is_file():
-        raise UserError(f"--resume {run_dir}: no state.json there (not a scarce run directory, or no epoch finished)")
+    resume = _check_run_dir(run_dir, resume)
     start = time.perf_counter()
     run = prepare_run(cfg, run_dir, resume)
     try:
         if run.info.is_main:
             write_run_info(run)
-            if not resume:
-                (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        run_epochs(run, progress, stop_after)
-        finished = stop_after is None or stop_after >= cfg.epochs
-        summary = finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
+            _trim_metrics(run_dir, run.start_epoch)
+        with SignalGuard() as guard:
+            run_epochs(run, progress, stop_after, guard)
+            finished = stop_after is None or stop_after >= cfg.epochs
+            summary = finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
         barrier(run.info)
         return summary
+    except NonFiniteLossError as exc:
+        raise RunFault(f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; lower optim.lr or set clip_grad, "
+                       f"then resume with: scarce train --resume {run_dir} optim.lr=...") from None
+    except Interrupted as exc:
+        raise Interrupted(f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
+                          f"continue with: scarce train --resume {run_dir}", exc.signum) from None
     finally:
         cleanup(run.info)
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> bool:
+    """Whether to resume: ``--resume`` on a run killed before its first checkpoint starts fresh."""
+    if not resume and (run_dir / "state.json").exists():
+        raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
+    if resume and not (run_dir / "state.json").is_file():
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
+                            f"stopped before it started: run the original command again)")
+        print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
+        return False
+    return resume
+
+
+def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
+    """Drop metrics rows of epochs that will be trained again (after a kill or a fault) and a
+    torn last line, which the next append would otherwise run into."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = [r for r in read_jsonl(path) if isinstance(r.get("epoch"), int) and r["epoch"] < start_epoch]
+    text = "".join(json.dumps(r) + "\n" for r in keep)
+    if text != path.read_text(encoding="utf-8"):
+        atomic_write_text(path, text)
 
 
 def finish_run(run: Run, seconds: float) -> dict:

@@ -1,0 +1,234 @@
+"""Every kind of bad input a hand-collected dataset holds: one line, exit 2, no traceback;
+``--skip-bad-images`` skips, counts and lists; odd modes are converted; ``data check``."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+from PIL import Image
+from safetensors.torch import save_file
+
+from scarce.cli import main
+from scarce.data.check import check_image
+from scarce.data.datasets import read_image
+from scarce.errors import UserError
+from tests.conftest import TINY, make_image_folder
+
+SMALL = {"train": 6, "val": 2, "test": 2}
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def write_bomb_png(path: Path, side: int = 20000) -> None:
+    """A 119-byte PNG declaring side x side 1-bit pixels (20000^2 = 4e8 > 2 x MAX_IMAGE_PIXELS)."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (side // 8 + 1) * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
+                     + _png_chunk(b"IEND", b""))
+
+
+def _noise(size: int = 48, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def _truncated(path: Path, fmt: str) -> None:
+    buf = io.BytesIO()
+    _noise().save(buf, fmt)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+# kind -> (file name, writer, expected words of the reason)
+BAD = {
+    "zero-byte": ("zero.png", lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+    "truncated JPEG": ("cut.jpg", lambda p: _truncated(p, "JPEG"), "image file is truncated"),
+    "truncated PNG": ("cut.png", lambda p: _truncated(p, "PNG"), "image file is truncated"),
+    "text named .jpg": ("notes.jpg", lambda p: p.write_text("not an image\n"), "cannot identify image file"),
+    "decompression bomb": ("bomb.png", write_bomb_png, "decompression bomb refused"),
+    "dangling symlink": ("gone.png", lambda p: p.symlink_to(p.parent / "missing.png"), "No such file"),
+}
+
+
+def _write_convertible(folder: Path) -> dict[str, Path]:
+    """CMYK JPEG, RGBA PNG, 16-bit PNG, palette PNG with known pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {k: folder / n for k, n in (("cmyk", "cmyk.jpg"), ("rgba", "rgba.png"), ("gray16", "gray16.png"),
+                                        ("palette", "palette.png"))}
+    Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(paths["cmyk"])  # red
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # fully transparent...
+    rgba.paste((0, 0, 255, 255), (0, 0, 10, 20))       # ...except an opaque blue left half
+    rgba.save(paths["rgba"])
+    gray = np.zeros((20, 20), np.uint16)
+    gray[:, :10] = 65535
+    gray[:, 10:] = 32768
+    Image.fromarray(gray).save(paths["gray16"])
+    _noise(20).quantize(16).save(paths["palette"])
+    return paths
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_image_fails_fast_naming_file_and_reason(kind, tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL)
+    name, write, reason = BAD[kind]
+    write(root / "train" / "dog" / name)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--out", str(out), *TINY]) == 2
+    line = _one_line_error(capsys)
+    assert f"dog/{name}" in line and reason in line and "--skip-bad-images" in line, line
+    assert not (out / "config.yaml").exists()  # failed before training started
+
+
+@pytest.mark.parametrize("switch", [["--skip-bad-images"], ["data.skip_bad_images=true"]])
+def test_skip_bad_images_counts_lists_and_trains(switch, tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL)
+    where = ["train/cat", "train/dog", "train/emu", "val/cat", "test/dog", "train/cat"]
+    for (name, write, _), folder in zip(BAD.values(), where):
+        write(root / folder / name)
+    _write_convertible(root / "train" / "emu")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--out", str(out), "--no-progress", *TINY, "epochs=1", *switch]) == 0
+    assert f"skipped {len(BAD)} unreadable images" in capsys.readouterr().out
+    listed = json.loads((out / "bad_images.json").read_text())
+    assert sorted(Path(b["path"]).name for b in listed) == sorted(n for n, _, _ in BAD.values())
+    assert {b["split"] for b in listed} == {"train", "val", "test"} and all(b["reason"] for b in listed)
+    sizes = json.loads((out / "classes.json").read_text())["split_sizes"]
+    assert sizes == {"train": 18 + 4, "val": 6, "test": 6}  # the bad ones out, the 4 converted ones in
+
+
+def test_modes_are_converted_as_documented(tmp_path):
+    paths = _write_convertible(tmp_path)
+    assert all(check_image(p, "RGB").ok for p in paths.values())
+    assert read_image(paths["cmyk"], "RGB").getpixel((5, 5)) == (255, 0, 0)
+    rgba = read_image(paths["rgba"], "RGB")
+    assert rgba.getpixel((2, 5)) == (0, 0, 255) and rgba.getpixel((15, 5)) == (255, 255, 255)  # on white
+    gray = read_image(paths["gray16"], "L")
+    assert gray.getpixel((2, 5)) == 255 and gray.getpixel((15, 5)) == 128  # scaled, not clipped
+    with Image.open(paths["palette"]) as img:
+        expected = img.convert("RGB")
+    assert np.array_equal(np.asarray(read_image(paths["palette"], "RGB")), np.asarray(expected))
+
+
+def test_decompression_bomb_guard_holds(tmp_path):
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's default; scarce never lifts it
+    write_bomb_png(tmp_path / "bomb.png")
+    assert (tmp_path / "bomb.png").stat().st_size < 200
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "bomb.png")
+    with pytest.raises(UserError, match="bomb.png: cannot be read .DecompressionBombError"):
+        read_image(tmp_path / "bomb.png", "RGB")
+
+
+def test_empty_class_folder_is_one_line_exit_2(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL)
+    (root / "train" / "zebra").mkdir()
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "class folder 'zebra' has no images" in _one_line_error(capsys)
+    assert main(["data", "check", str(root)]) == 2
+    assert "class folder 'zebra' has no images" in _one_line_error(capsys)
+
+
+@pytest.fixture(scope="module")
+def unicode_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished 1-epoch run on data whose root and classes have spaces and non-ASCII."""
+    base = tmp_path_factory.mktemp("uni")
+    root = make_image_folder(base / "données d'été", classes=("chat noir", "ñandú", "鳥 bird"), per_split=SMALL)
+    out = base / "run été"
+    assert main(["train", "--data", str(root), "--out", str(out), "--no-progress", *TINY, "epochs=1"]) == 0
+    return root, out
+
+
+def test_unicode_and_spaces_in_paths(unicode_run, capsys):
+    root, out = unicode_run
+    assert json.loads((out / "classes.json").read_text())["classes"] == ["chat noir", "ñandú", "鳥 bird"]
+    assert main(["evaluate", str(out), "--split", "test", "--workers", "0"]) == 0
+    assert '"count": 6' in capsys.readouterr().out
+    assert main(["data", "check", str(root)]) == 0
+    assert "鳥 bird" in capsys.readouterr().out
+
+
+def test_unknown_class_at_evaluate_and_predict_time(unicode_run, tmp_path, capsys):
+    _, out = unicode_run
+    other = make_image_folder(tmp_path / "other", classes=("chat noir", "ñandú", "鳥 bird", "fox"), per_split=SMALL)
+    assert main(["evaluate", str(out), "--data", str(other), "--workers", "0"]) == 2
+    assert "'fox'" in _one_line_error(capsys)  # named, on one line
+    assert main(["predict", str(out), "--split", str(other / "test"), "--out", str(tmp_path / "p.npz"),
+                 "--workers", "0"]) == 2
+    assert "['fox'] are not classes of the run" in _one_line_error(capsys)
+    assert not (tmp_path / "p.npz").exists()
+
+
+@pytest.mark.parametrize("model, classes", [("test_resnet", 5), ("test_efficientnet", 3)],
+                         ids=["class count", "architecture"])
+def test_checkpoint_of_other_model_is_one_line_exit_2(model, classes, unicode_run, tmp_path, capsys):
+    _, out = unicode_run
+    run = shutil.copytree(out, tmp_path / "run")
+    other = timm.create_model(model, num_classes=classes, in_chans=3)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run / "best.safetensors"))
+    assert main(["evaluate", str(run), "--workers", "0"]) == 2
+    line = _one_line_error(capsys)
+    assert "best.safetensors: do not fit this model" in line, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["epochs=ten"], "config key 'epochs': expected int, got 'ten'"),
+    (["data.skip_bad_images=maybe"], "config key 'data.skip_bad_images': expected bool"),
+    (["optim.lr=[0.1]"], "config key 'optim.lr': expected float"),
+    (["augment.scale=0.5"], "config key 'augment.scale': expected a list of float"),
+    (["data=demo"], "config key 'data': expected a mapping"),
+])
+def test_config_with_wrong_types_is_one_line_exit_2(args, message, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY, *args]) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_recipe_file_with_wrong_types(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("epochs: 3\nmodel:\n  drop_rate: high\n")
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert "config key 'model.drop_rate': expected float, got 'high'" in _one_line_error(capsys)
+
+
+def test_data_check_reports_bad_files_and_duplicates(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL, size=32)
+    for name, write, _ in list(BAD.values())[:3]:
+        write(root / "train" / "cat" / name)
+    y, x = np.mgrid[0:32, 0:32]
+    smooth = np.stack([128 + 100 * np.sin(x / 5.0), 128 + 100 * np.cos(y / 7.0), (x * 4 + y * 3) % 256], -1)
+    source = Image.fromarray(smooth.astype(np.uint8))  # a photo-like test image and three copies in train
+    source.save(root / "test" / "dog" / "photo.png")
+    source.save(root / "train" / "dog" / "copy.png")                                         # exact
+    source.save(root / "train" / "dog" / "reencoded.jpg", quality=70)                        # near
+    source.resize((64, 64), Image.Resampling.BICUBIC).save(root / "train" / "emu" / "big.png")  # near, other class
+    (root / "train" / "cat" / "loop").symlink_to(root / "train" / "cat", target_is_directory=True)
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable images: 3" in out and "problems: 6" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    dups = sorted((Path(d["train"]).name, d["kind"], Path(d["test"]).name) for d in report["duplicates"])
+    assert dups == [("big.png", "near", "photo.png"), ("copy.png", "exact", "photo.png"),
+                    ("reencoded.jpg", "near", "photo.png")]
+    train = report["splits"]["train"]
+    assert train["classes"] == {"cat": 6 + 3, "dog": 6 + 2, "emu": 6 + 1}  # the loop adds nothing
+    assert train["modes"] == {"RGB": 6 * 3 + 3} and train["sizes"] == {"min": [32, 32], "max": [64, 64], "distinct": 2}
+
+
+def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL)
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "problems: 0" in out and "cat" in out and "duplicates across splits" in out
