@@ -5,9 +5,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import yaml
 
-from scarce.config import Config, DataConfig, build
+from scarce.config import Config, DataConfig, build, read_recipe
 from scarce.data.datasets import ImageDataset, folder_split
 from scarce.data.loader import DataBundle, build_data, build_eval_loader
 from scarce.data.transforms import EvalTransform
@@ -53,7 +52,7 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
-    cfg = build(Config, yaml.safe_load(config_path.read_text(encoding="utf-8")) or {})
+    cfg = build(Config, read_recipe(str(config_path)))  # safe_load; bad YAML is a one-line UserError
     info = read_json(run_dir / "classes.json")
     model = create_model(cfg.model, len(info["classes"]), info["in_chans"],
                          head_g=loss_requires_head_g(cfg.loss.name))
