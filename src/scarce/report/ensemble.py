@@ -102,8 +102,9 @@ def analyse_ensemble(e: dict) -> dict:
     if not m.any():
         return out
     base_ok, final_ok = base_answer[m] == y[m], pred[m] == y[m]
-    out.update(fixed=int((changed[m] & ~base_ok & final_ok).sum()), broken=int((changed[m] & base_ok & ~final_ok).sum()),
-               other=int((changed[m] & ~base_ok & ~final_ok).sum()))
+    c = changed[m]
+    out.update(fixed=int((c & ~base_ok & final_ok).sum()), broken=int((c & base_ok & ~final_ok).sum()),
+               other=int((c & ~base_ok & ~final_ok).sum()))
     votes = e["stack"][:, m].argmax(axis=2)  # [M, n]
     out["accuracy"] = {"base": float(base_ok.mean()), "final": float(final_ok.mean()),
                        "members": [float(v.mean()) for v in votes == y[m]],

@@ -28,6 +28,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f7f9; border: 1px solid #e2e4ea; padding: 8px 12px; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; border: 1px solid #eee; }
 .note { color: #665; font-style: italic; }
+summary { cursor: pointer; color: #335; margin: 6px 0; }
 .meta { color: #556; font-size: 0.9em; }
 """
 
@@ -78,6 +79,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def key_values(mapping: dict) -> str:
     return table(["key", "value"], [(k, v) for k, v in mapping.items()])
+
+
+def details(summary: str, body: str, open_: bool = False) -> str:
+    """A collapsible block (long tables: hundreds of epochs or classes)."""
+    return f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>{body}</details>"
 
 
 def image(png: bytes, alt: str) -> str:

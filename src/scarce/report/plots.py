@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -153,6 +154,7 @@ def timing_figure(rows: Sequence[dict]) -> Figure:
     ax_s.set(title="seconds per epoch", xlabel="epoch", ylabel="s")
     ax_ips.plot(*_series(rows, "images_per_s"), marker=".", color="tab:orange")
     ax_ips.set(title="training throughput", xlabel="epoch", ylabel="images / s")
+    ax_ips.set_ylim(bottom=0)  # a zero baseline: small jitter should not look like a collapse
     for ax in (ax_s, ax_ips):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -213,7 +215,8 @@ def image_grid_figure(panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[n
     """
     ncols = max(len(images) for _, rows in panels for _, images in rows)
     heights = [len(rows) + 0.5 for _, rows in panels]
-    fig = new_figure(cell * ncols + 1.8, cell * sum(heights))
+    width = cell * ncols + 1.8
+    fig = new_figure(width, cell * sum(heights))
     subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))
     for sub, (title, rows) in zip(subfigs, panels):
         axes = np.asarray(sub.subplots(len(rows), ncols, squeeze=False))
@@ -229,5 +232,5 @@ def image_grid_figure(panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[n
                 if caption:
                     ax.set_title(caption, fontsize=7)
             axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        sub.suptitle(title, fontsize=10)
+        sub.suptitle(textwrap.fill(title, int(width * 12)), fontsize=10)  # ~12 characters per inch at 10 pt
     return fig

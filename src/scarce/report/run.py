@@ -17,7 +17,7 @@ import yaml
 from scarce.engine.io import atomic_path, read_json, read_jsonl
 from scarce.errors import UserError
 from scarce.report import plots
-from scarce.report.html import Figures, Section, key_values, paragraph, pre, table, write_page
+from scarce.report.html import Figures, Section, details, key_values, paragraph, pre, table, write_page
 
 CACHE_FILE = "report_test_scores.npz"
 
@@ -101,8 +101,10 @@ def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **
                                   f"({int(np.trace(cm))} of {int(cm.sum())})"),
                         figs.add(plots.confusion_matrix_figure(cm, classes), "confusion", "confusion matrix")]
     per_class.parts += [figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
-                        table(["class", "images", "accuracy", "most confused with"],
-                              [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes)) for i, c in enumerate(classes)])]
+                        details("per-class table", table(
+                            ["class", "images", "accuracy", "most confused with"],
+                            [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes))
+                             for i, c in enumerate(classes)]), open_=len(classes) <= 30)]
     before = reliability_bins(scores.softmax(1), targets)
     after = reliability_bins((scores / temp).softmax(1), targets) if has_calibration else None
     reliability.parts.append(paragraph(f"confidence = top probability of the '{got['source']}' scores, 15 bins"))
@@ -145,9 +147,10 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, device:
     best_epoch = summary.get("best", {}).get("epoch")
     curves = Section("curves", "Training curves", [
         figs.add(plots.training_curves(rows, best_epoch), "curves", "training curves"),
-        table(["epoch", "train loss", "val top-1", "val top-1 EMA", "lr"],
-              [(r["epoch"] + 1, r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""), r.get("lr"))
-               for r in rows])])
+        details("per-epoch values", table(
+            ["epoch", "train loss", "val top-1", "val top-1 EMA", "lr", "seconds"],
+            [(r["epoch"] + 1, r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""),
+              f"{r['lr']:.3g}" if "lr" in r else "", r.get("seconds", "")) for r in rows]))])
     sections = [_summary_section(run_dir, cfg, summary, test), curves]
     predictions = _prediction_sections(run_dir, figs, calibration is not None, device=device,
                                        batch_size=batch_size, num_workers=num_workers)
