@@ -232,3 +232,22 @@ def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
     assert main(["data", "check", str(root)]) == 0
     out = capsys.readouterr().out
     assert "problems: 0" in out and "cat" in out and "duplicates across splits" in out
+
+
+def test_skipping_every_image_of_a_train_class_is_an_error(tmp_path):
+    from scarce.config import DataConfig
+    from scarce.data import build_data
+    from scarce.data.check import preflight
+    root = make_image_folder(tmp_path / "data", per_split={"train": 2, "val": 1, "test": 1})
+    for name in ("0.png", "1.png"):
+        (root / "train" / "emu" / name).write_bytes(b"")
+    (root / "val" / "emu" / "0.png").write_bytes(b"")  # an emptied val class is fine
+    bundle = build_data(DataConfig(name=str(root)))
+    with pytest.raises(UserError, match="class 'emu' has no readable images left"):
+        preflight(bundle.splits, bundle.mode, skip_bad=True)
+    (root / "train" / "emu" / "1.png").unlink()
+    make_image_folder(tmp_path / "fresh", per_split={"train": 1})
+    shutil.copy(tmp_path / "fresh" / "train" / "emu" / "0.png", root / "train" / "emu" / "1.png")
+    splits, bad = preflight(build_data(DataConfig(name=str(root))).splits, bundle.mode, skip_bad=True)
+    assert [(b["split"], Path(b["path"]).name) for b in bad] == [("train", "0.png"), ("val", "0.png")]
+    assert len(splits["train"].ids) == 5 and len(splits["val"].ids) == 2

@@ -133,7 +133,7 @@ def preflight(splits: dict[str, Split], mode: str, skip_bad: bool,
                             f"{f' (and {more} more in {name})' if more else ''}; fix or remove it, "
                             f"or skip bad images with --skip-bad-images (data.skip_bad_images=true)")
         empty = sorted(set(range(len(split.classes))) - set(kept[name].targets))
-        if empty and len(keep) < len(split.ids):
+        if name == "train" and empty and len(keep) < len(split.ids):  # val/test may lack a class
             raise UserError(f"data {split.root}: class '{split.classes[empty[0]]}' has no readable images left "
                             f"after skipping bad ones")
     return kept, bad
