@@ -244,3 +244,16 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
     for trial, delay, outcome, saved, how in rows:
         print(f"{trial:>5} {delay:>9.2f}  {outcome:<12} {saved:<10} {how:<8} bit-identical")
     assert len(rows) == KILL_TRIALS
+
+
+def test_resume_before_first_checkpoint_starts_fresh(data, reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--resume", str(out)]) == 2  # nothing there yet: not a run
+    assert "no config.yaml there" in _one_line(capsys.readouterr().err)
+    from scarce.config import load_config
+    cfg = load_config(None, ARGS, {"data": {"name": str(data)}})
+    assert trainer.train(cfg, out, progress=False, stop_after=0) == {}  # config.yaml written, no epoch
+    assert (out / "config.yaml").is_file() and not (out / "state.json").exists()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "no epoch had finished; starting from epoch 0" in capsys.readouterr().out
+    assert_same_run(reference[0], out)
