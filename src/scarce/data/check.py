@@ -89,7 +89,7 @@ def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool =
     except Image.DecompressionBombError as exc:
         check.reason = f"decompression bomb refused ({exc})"
     except Exception as exc:  # Pillow raises many types for corrupt files; a scan must not stop
-        text = str(exc).replace(str(path), "").strip(" '\"") or type(exc).__name__
+        text = str(exc).replace(str(path), "").strip(" '\":") or type(exc).__name__
         check.reason = f"not a readable image ({type(exc).__name__}: {text})"
     return check
 
