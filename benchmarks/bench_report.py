@@ -6,7 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
-METRICS = ("test_top1", "test_top5", "val_top1", "ece_test_before", "ece_test_after", "best_epoch", "wall_seconds")
+METRICS = ("test_top1", "test_top5", "val_top1", "ece_test_before", "ece_test_after", "best_epoch", "wall_seconds",
+           "val_top1_last", "val_top1_ema_last")
 
 
 def cell_metrics(run_dir: Path) -> dict | None:
@@ -18,11 +19,16 @@ def cell_metrics(run_dir: Path) -> dict | None:
     cal = summary.get("calibration", {})
     cell_path = run_dir / "cell.json"
     wall = json.loads(cell_path.read_text(encoding="utf-8")).get("wall_seconds") if cell_path.is_file() else None
+    last = {}
+    if (run_dir / "metrics.jsonl").is_file():  # last epoch: val of the raw and (when on) the EMA weights
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        last = json.loads(lines[-1]) if lines else {}
     return {"test_top1": summary.get("test", {}).get("top1"), "test_top5": summary.get("test", {}).get("top5"),
             "val_top1": summary["best"]["top1"], "best_epoch": summary["best"]["epoch"],
             "best_weights": summary["best"].get("weights"),
             "ece_test_before": cal.get("ece_test_before"), "ece_test_after": cal.get("ece_test_after"),
-            "temperature": cal.get("temperature"), "wall_seconds": wall}
+            "temperature": cal.get("temperature"), "wall_seconds": wall,
+            "val_top1_last": last.get("val_top1"), "val_top1_ema_last": last.get("val_top1_ema")}
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
