@@ -1,6 +1,8 @@
 import json
 
 import pytest
+import timm
+from safetensors.torch import load_file
 
 from scarce.config import load_config
 from scarce.engine.trainer import train
@@ -22,3 +24,8 @@ def test_two_epoch_smoke_for_every_loss(tmp_path, loss):
     assert 0.0 <= calibration["ece_val_after"] <= 1.0
     assert 0.0 <= summary["test"]["top1"] <= 1.0
     assert summary["calibration"]["n_val"] == 100
+    # The backbone stays plain timm weights; head g (if any) sits beside it.
+    backbone = load_file(str(tmp_path / loss / "best.safetensors"))
+    assert set(backbone) == set(timm.create_model("test_resnet", num_classes=10, in_chans=1).state_dict())
+    head_file = tmp_path / loss / "best.head_g.safetensors"
+    assert head_file.is_file() == (expected_source == "g")

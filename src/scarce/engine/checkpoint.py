@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from scarce.engine.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.errors import UserError
+from scarce.models.heads import CosineHeadModel
 
 HEAD_G_SUFFIX = ".head_g.safetensors"
 
@@ -28,7 +29,7 @@ def split_weights(model: nn.Module) -> tuple[dict, dict]:
     """(timm backbone state dict, head-g state dict) of a plain or head-g model."""
     model = getattr(model, "module", model)  # DDP
     state = model.state_dict()
-    if not hasattr(model, "backbone") or not isinstance(model.backbone, nn.Module):
+    if not isinstance(model, CosineHeadModel):
         return state, {}
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     head = {k: v for k, v in state.items() if not k.startswith("backbone.")}
@@ -46,7 +47,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Inverse of :func:`save_weights`; a mismatch names the file and the first differing keys."""
     model = getattr(model, "module", model)
-    state = {f"backbone.{k}": v for k, v in load_tensors(path).items()} if hasattr(model, "backbone") \
+    state = {f"backbone.{k}": v for k, v in load_tensors(path).items()} if isinstance(model, CosineHeadModel) \
         else load_tensors(path)
     head_path = path.with_suffix("").with_suffix(HEAD_G_SUFFIX)
     if head_path.is_file():

@@ -34,5 +34,6 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, head_g: bool
 
 def backbone_of(model: nn.Module) -> nn.Module:
     """The plain timm model inside DDP and head-g wrappers."""
+    from scarce.models.heads import CosineHeadModel
     model = getattr(model, "module", model)
-    return getattr(model, "backbone", model)
+    return model.backbone if isinstance(model, CosineHeadModel) else model
