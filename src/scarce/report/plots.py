@@ -201,7 +201,7 @@ def threshold_figure(thresholds: Sequence[float], accuracy: Sequence[float], rep
     twin.set(ylabel="fraction of answers replaced", ylim=(0, 1))
     lines = ax.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=8, loc="lower right")
+    ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=8, loc="best")
     return fig
 
 
