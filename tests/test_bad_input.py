@@ -251,3 +251,13 @@ def test_skipping_every_image_of_a_train_class_is_an_error(tmp_path):
     splits, bad = preflight(build_data(DataConfig(name=str(root))).splits, bundle.mode, skip_bad=True)
     assert [(b["split"], Path(b["path"]).name) for b in bad] == [("train", "0.png"), ("val", "0.png")]
     assert len(splits["train"].ids) == 5 and len(splits["val"].ids) == 2
+
+
+def test_bad_image_met_in_a_loader_worker_is_still_one_line(unicode_run, tmp_path, capsys):
+    """evaluate has no up-front scan: the worker's UserError reaches the CLI without its traceback."""
+    root, out = unicode_run
+    data = shutil.copytree(root, tmp_path / "data")
+    (data / "test" / "ñandú" / "0.png").write_bytes(b"")
+    assert main(["evaluate", str(out), "--data", str(data), "--workers", "2"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("scarce evaluate: error: image ") and "ñandú/0.png: cannot be read" in line, line

@@ -256,12 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: UserError) -> str:
+    """The error's own line: a UserError raised in a DataLoader worker (an image that broke
+    after the scan, or evaluate/predict reading it) arrives with the worker's traceback."""
+    lines = str(exc).strip().splitlines()
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    if len(lines) > 1 and lines[-1].startswith(prefix):
+        return lines[-1][len(prefix):]
+    return " ".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
     except UserError as exc:
-        print(f"scarce {args.command}: error: {exc}", file=sys.stderr)
+        print(f"scarce {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)  # 3: a training fault (non-finite loss, disk full)
     except KeyboardInterrupt as exc:  # the trainer's carries the signal and where to resume
         print(f"scarce {args.command}: {exc or 'interrupted'}", file=sys.stderr)
