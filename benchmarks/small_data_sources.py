@@ -1,0 +1,73 @@
+"""Head-g runs scored from each prediction source: psi's cosine scores vs head g's softmax.
+
+The focal-cosine and cosine+CE cells predict from head g by default (its softmax is what the
+temperature calibrates). This scores the same best weights on the official test set from
+both sources in one pass, so a weak g can be told apart from a weak embedding psi.
+Run from the repository root after the cells exist::
+
+    .venv/bin/python benchmarks/small_data_sources.py --configs focal_cosine cosine_ce full
+
+Writes ``benchmarks/results/small_data_sources.{md,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+@torch.no_grad()
+def top1_by_source(run_dir: Path, sources: tuple[str, ...] = ("cosine", "g")) -> dict[str, float]:
+    """Test top-1 of ``run_dir``'s best weights for each prediction source."""
+    from scarce.data import build_data, build_eval_loader
+    from scarce.data.datasets import ImageDataset
+    from scarce.data.transforms import EvalTransform
+    from scarce.engine.batch import BatchPreprocessor
+    from scarce.engine.evaluation import load_run
+    from scarce.engine.loop import predict_outputs
+    from scarce.models.heads import prediction_scores
+    run = load_run(run_dir)
+    data = build_data(run.cfg.data)
+    dataset = ImageDataset(data.splits["test"], data.mode, EvalTransform(run.cfg.data))
+    preprocess = BatchPreprocessor(run.mean, run.std, torch.device("cpu"))
+    correct = {s: 0 for s in sources}
+    for outputs, target in predict_outputs(run.model, build_eval_loader(dataset, 250, 0), preprocess):
+        for s in sources:
+            correct[s] += int((prediction_scores(outputs, source=s).argmax(1) == target).sum())
+    return {s: c / len(dataset) for s, c in correct.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cells", type=Path, default=HERE / "work" / "fashion-mnist-k50")
+    p.add_argument("--configs", nargs="+", default=["focal_cosine", "cosine_ce", "full"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    out = {}
+    for config in args.configs:
+        runs = [args.cells / config / f"seed{s}" for s in args.seeds]
+        runs = [r for r in runs if (r / "summary.json").is_file()]
+        out[config] = {r.name: top1_by_source(r) for r in runs}
+    lines = ["| config | n | test top-1 % from psi (cosine) | test top-1 % from head g (declared source) |",
+             "| --- | --- | --- | --- |"]
+    for config, per_seed in out.items():
+        cell = lambda s: (f"{100 * statistics.fmean(v[s] for v in per_seed.values()):.2f} +- "  # noqa: E731
+                          f"{100 * (statistics.stdev(v[s] for v in per_seed.values()) if len(per_seed) > 1 else 0):.2f}")
+        lines.append(f"| {config} | {len(per_seed)} | {cell('cosine')} | {cell('g')} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    from scarce.engine.io import atomic_write_json, atomic_write_text
+    atomic_write_json(args.results / "small_data_sources.json", json.loads(json.dumps(out)))
+    atomic_write_text(args.results / "small_data_sources.md", table)
+    return out
+
+
+if __name__ == "__main__":
+    main()
