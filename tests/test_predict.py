@@ -12,7 +12,7 @@ from scarce.data.loader import build_eval_loader
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import eval_dataset, load_run
 from scarce.engine.loop import predict_outputs
-from scarce.engine.setup import probs_function
+from scarce.engine.setup import prediction_source, probs_function
 from scarce.engine.trainer import train
 from scarce.errors import UserError
 from scarce.inference import load_predictions, predict_run
@@ -64,7 +64,8 @@ def test_no_tta_equals_plain_calibrated_prediction(trained, name):
     assert preds.classes.tolist() == CLASSES
     meta = preds.metadata
     assert meta["tta_views"] == 1 and meta["split"] == "test" and meta["model"] == "test_resnet"
-    assert meta["temperature"] == run.temperature and meta["source"] == ("g" if name == "fancy" else "logits")
+    assert meta["temperature"] == run.temperature and meta["source"] == prediction_source(run.cfg)
+    assert (meta["source"] == "logits") == (name == "plain")  # the focal cosine run predicts from its own head
     assert meta["run_dir"] == str(trained[name]) and meta["weights"].endswith("best.safetensors")
 
 
