@@ -181,8 +181,8 @@ def test_attributes():
         "label_smoothing": ("none", False, "logits"),
         "focal": ("none", False, "logits"),
         "cosine": ("none", True, "cosine"),
-        "cosine_ce": ("g", True, "g"),
-        "focal_cosine": ("g", True, "g"),
+        "cosine_ce": ("g", True, "cosine"),
+        "focal_cosine": ("g", True, "cosine"),
         "focal_cosine_authors": ("none", True, "cosine"),
     }
     assert set(LOSS_NAMES) == set(expected)

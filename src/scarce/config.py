@@ -75,7 +75,8 @@ class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
     drop_rate: float = opt(0.0, "dropout before the classifier")
     drop_path_rate: float = opt(0.0, "drop path (drop connect) rate")
-    prediction_source: str = opt("auto", "probabilities from: auto, logits, g (head g), cosine",
+    prediction_source: str = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
+                                         "scores); auto: cosine for cosine-family losses, else logits",
                                  ("auto", "logits", "g", "cosine"))
 
 
