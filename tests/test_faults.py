@@ -60,7 +60,7 @@ def spawn():
     """``spawn(argv, log) -> Process`` running ``scarce <argv>`` in a forked child."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["scarce.cli", "scarce.engine.trainer", "scarce.engine.evaluation", "timm",
-                                "tests.test_faults"])
+                                "timm.optim", "timm.scheduler", "tests.test_faults"])
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)  # the forkserver imports tests.
 
@@ -85,15 +85,17 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(data, spawn, tmp_path_factory) -> tuple[Path, float]:
-    """One uninterrupted run in a child (all comparisons use it) and its wall time."""
+def reference(data, spawn, tmp_path_factory) -> tuple[Path, tuple[float, float]]:
+    """One uninterrupted run in a child (all comparisons use it) and its timing: seconds
+    until config.yaml appears (data scan, model), then seconds of training and evaluation."""
     out = tmp_path_factory.mktemp("reference") / "run"
     start = time.perf_counter()
     process = spawn(_argv(data, out), out.parent / "log")
+    _wait_for(out / "config.yaml", process)
+    started = time.perf_counter()
     process.join(300)
-    seconds = time.perf_counter() - start
     assert process.exitcode == 0, (out.parent / "log").read_text()
-    return out, seconds
+    return out, (started - start, time.perf_counter() - started)
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -215,15 +217,34 @@ def test_signal_exits_cleanly_and_resume_is_bit_identical(sig, data, spawn, refe
     assert_same_run(reference[0], out)
 
 
+def _wait_for_rows(out: Path, rows: int, process) -> None:
+    """Until metrics.jsonl has ``rows`` lines (0: until config.yaml exists) or the child exits."""
+    path = out / ("metrics.jsonl" if rows else "config.yaml")
+    while process.is_alive():
+        if path.exists() and (not rows or len(path.read_text().splitlines()) >= rows):
+            return
+        time.sleep(0.005)
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, reference, tmp_path):
-    """10 runs killed at seeded random fractions of an uninterrupted run's wall time, each
-    resumed (``--resume``, or the original command if the kill came before config.yaml)."""
-    ref, seconds = reference
-    delays = np.random.default_rng(2020).uniform(0.02, 0.9, KILL_TRIALS) * seconds
+    """10 runs killed with SIGKILL at seeded random moments, each resumed (``--resume``, or the
+    original command if the kill came before config.yaml was written); every resume must end
+    bit-identical to the reference.
+
+    A moment is an anchor (-1: the start; 0: config.yaml written; k: the metrics row of epoch
+    k-1 appended, i.e. its checkpoint being written) plus a random fraction of a reference
+    epoch. Anchors keep the kills spread over the run however loaded the machine is.
+    """
+    ref, (startup, training) = reference
+    rng = np.random.default_rng(2020)
+    anchors = rng.integers(-1, 4, KILL_TRIALS)
+    delays = rng.uniform(0.0, 1.0, KILL_TRIALS) * np.where(anchors < 0, startup, training / 5)
     rows = []
-    for trial, delay in enumerate(delays):
+    for trial, (anchor, delay) in enumerate(zip(anchors, delays)):
         out, log = tmp_path / f"run{trial}", tmp_path / f"log{trial}"
         process = spawn(_argv(data, out), log)
+        if anchor >= 0:
+            _wait_for_rows(out, int(anchor), process)
         time.sleep(delay)
         try:
             os.kill(process.pid, signal.SIGKILL)
@@ -237,12 +258,12 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
         resumed.join(300)
         assert resumed.exitcode == 0, (tmp_path / f"resume{trial}").read_text()
         assert_same_run(ref, out)
-        rows.append((trial, delay, "killed" if process.exitcode == -signal.SIGKILL else "had finished",
+        rows.append((trial, int(anchor), delay, "killed" if process.exitcode == -signal.SIGKILL else "had finished",
                      "none" if saved is None else f"epoch {saved}", how))
-    print(f"\nreference run: {seconds:.2f} s")
-    print(f"{'trial':>5} {'kill at s':>9}  {'outcome':<12} {'checkpoint':<10} resume  result")
-    for trial, delay, outcome, saved, how in rows:
-        print(f"{trial:>5} {delay:>9.2f}  {outcome:<12} {saved:<10} {how:<8} bit-identical")
+    print(f"\nreference: {startup:.2f} s to config.yaml, then {training:.2f} s")
+    print(f"{'trial':>5} {'anchor':>6} {'+ s':>5}  {'outcome':<12} {'checkpoint':<10} resume   result")
+    for trial, anchor, delay, outcome, saved, how in rows:
+        print(f"{trial:>5} {anchor:>6} {delay:>5.2f}  {outcome:<12} {saved:<10} {how:<8} bit-identical")
     assert len(rows) == KILL_TRIALS
 
 
