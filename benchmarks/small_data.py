@@ -56,7 +56,6 @@ def dataset_tag(dataset: str, k: int | None) -> str:
 def data_overrides(dataset: str, k: int | None, seed: int, work: Path) -> list[str]:
     """Overrides that point a cell at its data (building a seeded split of a folder if needed)."""
     if dataset == "fashion-mnist":
-        k = 50 if k is None else k
         return ["data.name=fashion-mnist", f"data.per_class={k}", f"data.val_per_class={k}",
                 f"data.split_seed={seed}"]
     from bench_split import prepare_folder
@@ -70,6 +69,7 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
     for seed in seeds:
         for dataset in datasets:
             for k in ks:
+                k = 50 if dataset == "fashion-mnist" and k is None else k
                 for config in configs:
                     run_dir = work / dataset_tag(dataset, k) / config / f"seed{seed}"
                     overrides = data_overrides(dataset, k, seed, work) + [f"seed={seed}"]
@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     configs = args.configs or MATRICES[args.matrix]
-    ks = args.k or [None if d != "fashion-mnist" else 50 for d in args.data[:1]]
+    ks = args.k or [None]  # None: 50 for fashion-mnist, a folder's own split (or 60/20/20 %)
     cells = plan(configs, args.data, ks, args.seeds, args.epochs, args.work, args.set)
     if not args.report_only:
         run_cells(cells, args.recipe, args.jobs, args.threads or None)
