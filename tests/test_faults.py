@@ -232,19 +232,26 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
     bit-identical to the reference.
 
     A moment is an anchor (-1: the start; 0: config.yaml written; k: the metrics row of epoch
-    k-1 appended, i.e. its checkpoint being written) plus a random fraction of a reference
-    epoch. Anchors keep the kills spread over the run however loaded the machine is.
+    k-1 appended, i.e. its checkpoint being written) plus a seeded random fraction of an
+    epoch's wall time as last measured in a child, so kills stay spread over the run however
+    loaded the machine is.
     """
     ref, (startup, training) = reference
     rng = np.random.default_rng(2020)
     anchors = rng.integers(-1, 4, KILL_TRIALS)
-    delays = rng.uniform(0.0, 1.0, KILL_TRIALS) * np.where(anchors < 0, startup, training / 5)
+    fractions = rng.uniform(0.0, 1.0, KILL_TRIALS)
+    epoch_time = training / 5  # 4 epochs and the final evaluation, until a child is measured
     rows = []
-    for trial, (anchor, delay) in enumerate(zip(anchors, delays)):
+    for trial, (anchor, fraction) in enumerate(zip(anchors, fractions)):
         out, log = tmp_path / f"run{trial}", tmp_path / f"log{trial}"
         process = spawn(_argv(data, out), log)
         if anchor >= 0:
-            _wait_for_rows(out, int(anchor), process)
+            _wait_for_rows(out, 0, process)
+            began = time.perf_counter()
+            if anchor > 0:
+                _wait_for_rows(out, int(anchor), process)
+                epoch_time = (time.perf_counter() - began) / anchor
+        delay = fraction * (startup if anchor < 0 else epoch_time)
         time.sleep(delay)
         try:
             os.kill(process.pid, signal.SIGKILL)
