@@ -1,0 +1,85 @@
+"""Why ``scarce data check`` confirms dHash candidates with a thumbnail difference.
+
+On the demo data (Fashion-MNIST, 28 px; 500 train x 1000 test images) it measures, side by
+side: how many train/test pairs a 64-bit dHash alone flags at several radii, how far apart
+(in dHash bits and in thumbnail grey levels) true near copies of 300 test images land
+(JPEG q70 re-encode, 2x bicubic resize, +15 brightness, 1-px crop and zoom), and the closest
+distinct train/test pair by thumbnail difference. Run from the repository root::
+
+    .venv/bin/python benchmarks/near_duplicates.py
+
+Writes ``benchmarks/results/near_duplicates.{md,json}``; ends with ``name: value`` lines.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scarce.config import DataConfig
+from scarce.data.check import HAMMING, NEAR_MAE, dhash, thumbnail
+from scarce.data.loader import resolve_splits
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("jpeg_q70", "resize_2x", "brightness_+15", "crop_1px_zoom")
+
+
+def variants(img: Image.Image) -> list[Image.Image]:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=70)
+    w, h = img.size
+    return [Image.open(io.BytesIO(buf.getvalue())).convert("L"),
+            img.resize((2 * w, 2 * h), Image.Resampling.BICUBIC),
+            Image.fromarray(np.clip(np.asarray(img, dtype=np.int16) + 15, 0, 255).astype(np.uint8)),
+            img.crop((1, 1, w - 1, h - 1)).resize((w, h))]
+
+
+def main() -> None:
+    splits = resolve_splits(DataConfig(name="demo"))
+    load = lambda s: [Image.open(Path(s.root) / r).convert("L") for r in s.ids]  # noqa: E731
+    train, test = load(splits["train"]), load(splits["test"])
+    ha = np.array([dhash(i) for i in train], dtype=np.uint64)
+    hb = np.array([dhash(i) for i in test], dtype=np.uint64)
+    bits = np.bitwise_count(ha[:, None] ^ hb[None, :])           # [500, 1000]
+    ta, tb = np.stack([thumbnail(i) for i in train]), np.stack([thumbnail(i) for i in test])
+    mae = np.abs(ta[:, None, :] - tb[None, :, :]).mean(axis=2)   # [500, 1000]
+    v_bits, v_mae = [], []
+    for img in test[:300]:
+        h, t = dhash(img), thumbnail(img)
+        v_bits.append([int(np.bitwise_count(np.uint64(h ^ dhash(v)))) for v in variants(img)])
+        v_mae.append([float(np.abs(t - thumbnail(v)).mean()) for v in variants(img)])
+    v_bits, v_mae = np.array(v_bits), np.array(v_mae)
+    result = {
+        "pairs": int(bits.size),
+        "dhash_alone_pairs": {str(r): int((bits <= r).sum()) for r in (0, 4, 8, HAMMING)},
+        "flagged_by_check": int(((bits <= HAMMING) & (mae <= NEAR_MAE)).sum()),
+        "closest_distinct_mae": round(float(mae.min()), 2),
+        "variants_max_bits": dict(zip(VARIANTS, v_bits.max(0).tolist())),
+        "variants_max_mae": {k: round(float(v), 2) for k, v in zip(VARIANTS, v_mae.max(0))},
+        "variants_caught": {k: round(float(((b <= HAMMING) & (m <= NEAR_MAE)).mean()), 3)
+                            for k, b, m in zip(VARIANTS, v_bits.T, v_mae.T)},
+    }
+    lines = ["| measure | value |", "| --- | --- |",
+             *[f"| train/test pairs with dHash <= {r} bits (dHash alone) | {n} |"
+               for r, n in result["dhash_alone_pairs"].items()],
+             f"| pairs flagged by data check (dHash <= {HAMMING} and MAE <= {NEAR_MAE:g}) | {result['flagged_by_check']} |",
+             f"| closest distinct pair, thumbnail MAE (grey levels) | {result['closest_distinct_mae']} |",
+             "", "| copy of a test image | max dHash bits | max MAE | caught by data check |", "| --- | --- | --- | --- |",
+             *[f"| {k} | {result['variants_max_bits'][k]} | {result['variants_max_mae'][k]} | "
+               f"{result['variants_caught'][k]:.0%} |" for k in VARIANTS]]
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "near_duplicates.md").write_text(f"# near duplicates on the demo data\n\n{table}\n")
+    (RESULTS / "near_duplicates.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"dhash4_false_pairs: {result['dhash_alone_pairs']['4']}")
+    print(f"check_false_pairs: {result['flagged_by_check']}")
+    print(f"closest_distinct_mae: {result['closest_distinct_mae']}")
+    print(f"jpeg_q70_caught: {result['variants_caught']['jpeg_q70']}")
+
+
+if __name__ == "__main__":
+    main()
