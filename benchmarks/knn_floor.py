@@ -10,7 +10,6 @@ Writes ``benchmarks/results/knn_floor.{md,json}``; last line ``knn_top1: X`` (me
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

@@ -29,6 +29,17 @@ def make_image_folder(root: Path, classes=("cat", "dog", "emu"), per_split=None,
     return root
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on 1 thread for a module: tiny models gain nothing from threads, and on a
+    shared 2-core machine extra threads only contend."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig
 from scarce.data import build_data, build_dataset, scan_image_folder

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from scarce.config import Config, config_to_dict, save_config
+from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.check import preflight
 from scarce.data.loader import epoch_seed, seed_everything
