@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scarce.config import load_config
 from scarce.data import build_data, build_dataset, build_train_loader, set_loader_epoch
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.loop import train_one_epoch
+from scarce.engine.loop import TrainStep, train_one_epoch
 from scarce.engine.setup import build_components
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,17 +38,16 @@ def scarce_side(workers: int, batch: int):
     cfg = load_config("fashion-mnist-50", ["augment.scale=[1.0,1.0]", "augment.ratio=[1.0,1.0]", "augment.hflip=0.0",
                                            f"data.num_workers={workers}", f"batch_size={batch}", "device=cpu"])
     data = build_data(cfg.data)
-    parts = build_components(cfg, data, torch.device("cpu"))
-    preprocess = BatchPreprocessor(data.mean, data.std, torch.device("cpu"), cfg.augment)
     dataset = build_dataset(data, "train", cfg.data, cfg.augment)
     loader = build_train_loader(dataset, batch, cfg.seed, workers)
+    parts = build_components(cfg, data, torch.device("cpu"), updates_per_epoch=len(loader))
+    preprocess = BatchPreprocessor(data.mean, data.std, torch.device("cpu"), cfg.augment)
     state = {"epoch": 0, "step": 0}
 
     def epoch() -> int:
         set_loader_epoch(loader, cfg.seed, state["epoch"])
-        stats, state["step"] = train_one_epoch(parts["model"], loader, parts["loss_fn"], parts["optimizer"],
-                                               parts["scheduler"], preprocess, state["epoch"],
-                                               global_step=state["step"], progress=False)
+        step = TrainStep(parts.model, parts.loss_fn, parts.optimizer, parts.scheduler)
+        stats, state["step"] = train_one_epoch(step, loader, preprocess, state["epoch"], state["step"], progress=False)
         state["epoch"] += 1
         return stats["images"]
     # the same images, already transformed, for the bare loop: uint8 [N, C, H, W]

@@ -9,7 +9,7 @@ from PIL import Image
 
 # A run that takes seconds on 2 CPU cores: tiny timm model, 16 px, demo data.
 TINY = ["epochs=2", "batch_size=16", "model.name=test_resnet", "data.img_size=16", "data.num_workers=0",
-        "optim.lr=0.01", "sched.warmup_epochs=0"]
+        "optim.lr=0.01", "sched.warmup_epochs=0", "model.small_input=false"]
 
 
 def make_image_folder(root: Path, classes=("cat", "dog", "emu"), per_split=None, size=20, mode="RGB",

@@ -5,7 +5,7 @@ from scarce.augment import lsb_swap_batch
 from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig
 from scarce.data import build_data, build_dataset
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.loop import train_one_epoch
+from scarce.engine.loop import TrainStep, train_one_epoch
 
 
 class RecordingModel(torch.nn.Module):
@@ -40,8 +40,8 @@ def _train_once(bundle, batches, augment, seed=0):
     pre.seed(seed)
     model = RecordingModel(3 * 20 * 20, len(bundle.classes))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    train_one_epoch(model, batches, lambda out, y: torch.nn.functional.cross_entropy(out, y), opt, None, pre,
-                    epoch=0, progress=False)
+    step = TrainStep(model, lambda out, y: torch.nn.functional.cross_entropy(out, y), opt)
+    train_one_epoch(step, batches, pre, epoch=0, progress=False)
     return pre, model.inputs[0]
 
 

@@ -73,6 +73,8 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
+    small_input: bool | str = opt("auto", "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
+                                          "ConvNeXt); auto: on at data.img_size <= 40", ("auto", True, False))
     drop_rate: float = opt(0.0, "dropout before the classifier")
     drop_path_rate: float = opt(0.0, "drop path (drop connect) rate")
     prediction_source: str = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
@@ -99,12 +101,13 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = opt("cosine", "any timm scheduler name (cosine, step, multistep, plateau, poly, tanh)")
-    warmup_epochs: int = opt(0, "linear warmup epochs")
+    name: str = opt("cosine", "timm scheduler, stepped per optimizer update: cosine, tanh, step, multistep, poly, constant")
+    warmup_epochs: float = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the run)")
     warmup_lr: float = opt(1e-5, "learning rate at the start of warmup")
     min_lr: float = opt(1e-6, "final learning rate (cosine)")
     decay_epochs: float = opt(2.4, "step: epochs between decays")
-    decay_rate: float = opt(0.97, "step: multiplicative decay")
+    decay_rate: float = opt(0.97, "step, multistep: multiplicative decay")
+    decay_milestones: list[float] = opt([90.0, 180.0, 270.0], "multistep: epochs at which the lr decays")
 
 
 @dataclass
@@ -193,7 +196,7 @@ def build(cls: type, values: dict, prefix: str = "") -> Any:
         coerced = _coerce(value, hints[name], prefix + name)
         choices = fields[name].metadata.get("choices")
         if choices and coerced not in choices:
-            raise UserError(f"config key '{prefix}{name}': expected one of {', '.join(choices)}, got {coerced!r}")
+            raise UserError(f"config key '{prefix}{name}': expected one of {', '.join(map(str, choices))}, got {coerced!r}")
         kwargs[name] = coerced
     return cls(**kwargs)
 
@@ -279,6 +282,6 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]
             continue
         text = f.metadata.get("help", "")
         if f.metadata.get("choices"):
-            text += f" [{'|'.join(f.metadata['choices'])}]"
+            text += f" [{'|'.join(map(str, f.metadata['choices']))}]"
         rows.append((prefix + f.name, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."), text))
     return rows

@@ -54,7 +54,7 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
         raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
     cfg = build(Config, read_recipe(str(config_path)))  # safe_load; bad YAML is a one-line UserError
     info = read_json(run_dir / "classes.json")
-    model = create_model(cfg.model, len(info["classes"]), info["in_chans"],
+    model = create_model(cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size,
                          head_g=loss_requires_head_g(cfg.loss.name))
     load_weights(model, weights)
     return LoadedRun(run_dir, weights, cfg, info["classes"], info["mode"], info["mean"], info["std"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -31,48 +32,78 @@ def logits_of(outputs) -> torch.Tensor:
     return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
-def train_one_epoch(model: nn.Module, loader, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-                    scheduler, preprocess: BatchPreprocessor, epoch: int, *, amp: str = "none",
-                    scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None,
-                    ema=None, global_step: int = 0, progress: bool = True) -> tuple[dict, int]:
-    """Train for one epoch -> (``{"loss", "images", "seconds", "lr"}``, new global step)."""
-    model.train()
-    device = preprocess.device
-    total_loss = torch.zeros((), dtype=torch.float64)
-    images, start = 0, time.perf_counter()
-    updates_per_epoch = len(loader)
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
-    for x, target in bar:
-        x = preprocess(x, train=True)
-        target = target.to(device, non_blocking=True)
-        with autocast(device, amp):
-            loss = loss_fn(model(x), target)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, step {global_step}")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+@dataclass
+class TrainStep:
+    """What one optimizer update needs: forward, loss, backward, (unscale, clip), step, EMA, lr.
+
+    ``scaler`` is an fp16 ``GradScaler`` or None; ``scheduler`` a timm scheduler stepped per
+    update (``step_update``); ``ema`` a timm ``ModelEmaV3``.
+    """
+    model: nn.Module
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: object = None
+    scaler: torch.amp.GradScaler | None = None
+    clip_grad: float | None = None
+    ema: object = None
+    amp: str = "none"
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, global_step: int) -> torch.Tensor:
+        """One update on batch ``x [B, C, H, W]``; returns the loss (on the device, not synced)."""
+        with autocast(x.device, self.amp):
+            loss = self.loss_fn(self.model(x), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:  # as timm's NativeScaler: scale, unscale, clip, step, update
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         else:
-            optimizer.step()
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model, step=global_step + 1)
+        if self.scheduler is not None:
+            self.scheduler.step_update(num_updates=global_step + 1)
+        return loss.detach()
+
+
+def train_one_epoch(step: TrainStep, loader, preprocess: BatchPreprocessor, epoch: int, global_step: int = 0,
+                    progress: bool = True, log_every: int = 50) -> tuple[dict, int]:
+    """Train for one epoch -> (``{"loss", "images", "seconds", "lr", "updates"}``, new global step).
+
+    The loss sum and a non-finite flag stay on the device; the host reads them every
+    ``log_every`` steps and at the end of the epoch (so a NaN stops the run within that many
+    steps, before anything is saved). ``lr`` is the learning rate the epoch's last update used.
+    """
+    step.model.train()
+    device = preprocess.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    non_finite = torch.zeros((), dtype=torch.bool, device=device)
+    first_bad = torch.zeros((), device=device)  # the first non-finite loss, for the message
+    images, start, lr = 0, time.perf_counter(), step.optimizer.param_groups[0]["lr"]
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
+    for i, (x, target) in enumerate(bar):
+        x = preprocess(x, train=True)
+        lr = step.optimizer.param_groups[0]["lr"]
+        loss = step(x, target.to(device, non_blocking=True), global_step)
         global_step += 1
-        if ema is not None:
-            ema.update(model, step=global_step)
-        if scheduler is not None:
-            scheduler.step_update(num_updates=global_step)
-        total_loss += loss.detach().double().cpu() * x.shape[0]
+        first_bad = torch.where(non_finite, first_bad, loss.float())
+        non_finite |= ~torch.isfinite(loss)
+        loss_sum += loss.double() * x.shape[0]
         images += x.shape[0]
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if (i + 1) % log_every == 0 or i + 1 == len(loader):
+            if bool(non_finite):
+                raise NonFiniteLossError(f"loss is {float(first_bad)} at epoch {epoch} (by step {global_step})")
+            if progress:
+                bar.set_postfix(loss=f"{float(loss_sum) / images:.4f}", lr=f"{lr:.2e}")
     seconds = time.perf_counter() - start
-    return {"loss": float(total_loss) / max(images, 1), "images": images, "seconds": seconds,
-            "lr": optimizer.param_groups[0]["lr"], "updates": updates_per_epoch}, global_step
+    return {"loss": float(loss_sum) / max(images, 1), "images": images, "seconds": seconds,
+            "lr": lr, "updates": len(loader)}, global_step
 
 
 @torch.no_grad()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn as nn
 
 from scarce.config import Config
 from scarce.data.loader import DataBundle
@@ -44,23 +46,50 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     return create_optimizer_v2(model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay, **kwargs)
 
 
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
-    """A timm scheduler, stepped once per epoch by the trainer (warmup included)."""
+def schedule_steps(cfg: Config, updates_per_epoch: int) -> tuple[int, int]:
+    """(total optimizer steps, warmup steps) of a run; warmup is clipped to a fifth of the run."""
+    total = cfg.epochs * updates_per_epoch
+    warmup = round(cfg.sched.warmup_epochs * updates_per_epoch)
+    return total, min(warmup, total // 5)
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_epoch: int):
+    """A timm scheduler stepped per optimizer update (``step_update(global_step)``).
+
+    Counted in steps, so a run of any length trains: warmup ramps ``sched.warmup_lr`` to
+    ``optim.lr`` over its first steps (a prefix of the run, clipped to a fifth of it), then the
+    decay spans the remaining steps. The lr at step t depends on the config alone, so a
+    resumed run follows the schedule of the config in force.
+    """
     from timm.scheduler import create_scheduler_v2
     s = cfg.sched
     if s.name not in SCHEDULERS:
         raise _unknown("sched.name", s.name, list(SCHEDULERS))
+    total, warmup = schedule_steps(cfg, updates_per_epoch)
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=s.name, num_epochs=cfg.epochs, decay_epochs=s.decay_epochs, decay_rate=s.decay_rate,
-        min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=s.warmup_epochs)
+        optimizer, sched=s.name, num_epochs=max(total - warmup, 1), decay_epochs=s.decay_epochs * updates_per_epoch,
+        decay_milestones=[round(m * updates_per_epoch) for m in s.decay_milestones], decay_rate=s.decay_rate,
+        min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=warmup, warmup_prefix=True,
+        step_on_epochs=False, updates_per_epoch=1)
     return scheduler
 
 
-def build_components(cfg: Config, data: DataBundle, device: torch.device) -> dict:
-    """model, loss_fn, optimizer, scheduler, ema, scaler for a run."""
+@dataclass
+class Components:
+    """What a run trains with, built from its config."""
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    ema: object | None
+    scaler: torch.amp.GradScaler | None
+
+
+def build_components(cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int) -> Components:
+    """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run."""
     from scarce.losses import loss_requires_head_g
     loss_fn = build_loss(cfg)
-    model = create_model(cfg.model, len(data.classes), data.in_chans, head_g=loss_requires_head_g(cfg.loss.name))
+    model = create_model(cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name))
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -70,8 +99,8 @@ def build_components(cfg: Config, data: DataBundle, device: torch.device) -> dic
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup, device=device)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
-    return {"model": model, "loss_fn": loss_fn.to(device), "optimizer": optimizer,
-            "scheduler": build_scheduler(cfg, optimizer), "ema": ema, "scaler": scaler}
+    return Components(model=model, loss_fn=loss_fn.to(device), optimizer=optimizer,
+                      scheduler=build_scheduler(cfg, optimizer, updates_per_epoch), ema=ema, scaler=scaler)
 
 
 def prediction_source(cfg: Config) -> str:

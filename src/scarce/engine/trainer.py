@@ -20,8 +20,8 @@ from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cle
                                       resolve_device)
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from scarce.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from scarce.engine.setup import build_components, probs_function
+from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, train_one_epoch
+from scarce.engine.setup import build_components, probs_function, schedule_steps
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
 
@@ -35,18 +35,21 @@ class Run:
     device: torch.device
     data: DataBundle
     model: nn.Module
-    train_model: nn.Module          # model, or its DDP wrapper
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    ema: object | None
-    scaler: object | None
+    step: TrainStep                 # its model is ``model`` or its DDP wrapper
     preprocess: BatchPreprocessor
     loaders: dict = field(default_factory=dict)
     start_epoch: int = 0
     global_step: int = 0
     best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
     bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.step.optimizer
+
+    @property
+    def ema(self):
+        return self.step.ema
 
 
 def validate_config(cfg: Config) -> None:
@@ -70,25 +73,44 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     data = build_data(cfg.data)
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images)  # fail fast, before any epoch
     data = replace(data, splits=splits)
-    parts = build_components(cfg, data, device)
-    train_model = parts["model"]
+    train_set = build_dataset(data, "train", cfg.data, cfg.augment)
+    train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, cfg.data.num_workers,
+                                      info.rank, info.world_size)
+    parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
+    train_model = parts.model
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
-            parts["model"], device_ids=[device.index] if device.type == "cuda" else None)
+            parts.model, device_ids=[device.index] if device.type == "cuda" else None)
+    step = TrainStep(train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad,
+                     parts.ema, cfg.amp)
     preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, cfg.channels_last)
-    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, data=data, train_model=train_model,
-              preprocess=preprocess, bad_images=bad_images, **parts)
-    train_set = build_dataset(data, "train", cfg.data, cfg.augment)
-    run.loaders["train"] = build_train_loader(train_set, cfg.batch_size, cfg.seed, cfg.data.num_workers,
-                                              info.rank, info.world_size)
+    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, data=data, model=parts.model, step=step,
+              preprocess=preprocess, bad_images=bad_images)
+    run.loaders["train"] = train_loader
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
         run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * 2, cfg.data.num_workers,
                                                info.rank, info.world_size)
     if resume:
-        state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.scaler)
+        config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+        state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
         run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
+        # The optimizer state keeps its moments; lr, weight decay and the rest follow the config in force.
+        for group, values in zip(run.optimizer.param_groups, config_groups):
+            group.update(values)
+    run.step.scheduler.step_update(num_updates=run.global_step)
     return run
+
+
+def describe_schedule(run: Run) -> str:
+    """One line: steps, warmup (and whether it was clipped), peak lr."""
+    cfg = run.cfg
+    updates = len(run.loaders["train"])
+    total, warmup = schedule_steps(cfg, updates)
+    asked = round(cfg.sched.warmup_epochs * updates)
+    clipped = f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
+    return (f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
+            f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}")
 
 
 def write_run_info(run: Run) -> None:
@@ -136,7 +158,7 @@ def save_epoch(run: Run, epoch: int, scores: dict) -> None:
     if not last_is_val or top1 > run.best["top1"]:
         run.best = {"top1": top1 if top1 is not None else -1.0, "epoch": epoch, "weights": name}
         save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
-    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.scaler,
+    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.step.scaler,
                     {"global_step": run.global_step, "best": run.best})
 
 
@@ -151,11 +173,8 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
         set_loader_epoch(run.loaders["train"], cfg.seed, epoch)
-        stats, run.global_step = train_one_epoch(
-            run.train_model, run.loaders["train"], run.loss_fn, run.optimizer, run.scheduler, run.preprocess,
-            epoch, amp=cfg.amp, scaler=run.scaler, clip_grad=cfg.clip_grad, ema=run.ema,
-            global_step=run.global_step, progress=progress and run.info.is_main)
-        run.scheduler.step(epoch + 1)
+        stats, run.global_step = train_one_epoch(run.step, run.loaders["train"], run.preprocess, epoch,
+                                                 run.global_step, progress=progress and run.info.is_main)
         broadcast_buffers(run.model, run.info)
         if run.ema is not None:
             broadcast_buffers(run.ema.module, run.info)
@@ -190,6 +209,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         if run.info.is_main:
             write_run_info(run)
             _trim_metrics(run_dir, run.start_epoch)
+            print(describe_schedule(run), flush=True)
         with SignalGuard() as guard:
             run_epochs(run, progress, stop_after, guard)
             finished = stop_after is None or stop_after >= cfg.epochs

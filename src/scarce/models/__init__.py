@@ -1,4 +1,5 @@
-"""timm models by name, and the psi + g head of the cosine losses."""
+"""timm models by name, small-input stems, and the psi + g head of the cosine losses."""
 from scarce.models.factory import backbone_of, create_model
+from scarce.models.small_input import adapt_to_small_input
 
-__all__ = ["backbone_of", "create_model"]
+__all__ = ["adapt_to_small_input", "backbone_of", "create_model"]

@@ -8,10 +8,12 @@ import torch.nn as nn
 
 from scarce.config import ModelConfig
 from scarce.errors import UserError
+from scarce.models.small_input import adapt_to_small_input, wants_small_input
 
 
-def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, head_g: bool = False) -> nn.Module:
-    """``timm.create_model`` with ``pretrained=False``; ``head_g`` adds the focal-cosine head g.
+def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, img_size: int, head_g: bool = False) -> nn.Module:
+    """``timm.create_model`` with ``pretrained=False``, its stem adapted to ``img_size`` per
+    ``cfg.small_input`` (:mod:`scarce.models.small_input`); ``head_g`` adds the focal-cosine head g.
 
     An unknown name fails listing the closest timm names.
     """
@@ -26,6 +28,8 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, head_g: bool
         model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         raise UserError(f"model.name '{cfg.name}': does not accept these options ({exc})") from None
+    if wants_small_input(cfg.small_input, img_size):
+        adapt_to_small_input(model)
     if head_g:
         from scarce.models.heads import wrap_with_head_g
         model = wrap_with_head_g(model, num_classes)
