@@ -12,6 +12,7 @@ sampling with ``split_seed`` = seed, val drawn and left unused); scored once on 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -94,10 +95,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [train_and_test(s, args.epochs, args.per_class, args.randaugment) for s in args.seeds]
+    name = args.name or f"bare_loop{'_ra' if args.randaugment else ''}_k{args.per_class}_e{args.epochs}"
+    rows = []
+    for seed in args.seeds:  # one JSON per finished seed: a killed benchmark resumes at the next seed
+        done = HERE / "work" / "bare_loop" / name / f"seed{seed}.json"
+        if not done.is_file():
+            from scarce.engine.io import atomic_write_json
+            atomic_write_json(done, {**train_and_test(seed, args.epochs, args.per_class, args.randaugment),
+                                     "threads": torch.get_num_threads()})
+        rows.append(json.loads(done.read_text()))
+        print(f"seed {seed}: test top-1 {100 * rows[-1]['test_top1']:.2f} %", flush=True)
     top1 = [100 * r["test_top1"] for r in rows]
     mean, std = statistics.mean(top1), statistics.stdev(top1) if len(top1) > 1 else 0.0
-    name = args.name or f"bare_loop{'_ra' if args.randaugment else ''}_k{args.per_class}"
     table = markdown_table(["seed", "test top-1 %", "train s", "s/epoch"],
                            [[r["seed"], f"{100 * r['test_top1']:.2f}", r["train_seconds"], r["seconds_per_epoch"]]
                             for r in rows])

@@ -31,7 +31,7 @@ from scarce.cli import main
 from scarce.engine.io import read_jsonl
 from tests.conftest import TINY, make_image_folder
 
-ARGS = TINY + ["epochs=4", "deterministic=true", "ema.enabled=true", "ema.decay=0.9",
+ARGS = TINY + ["epochs=4", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "checkpoint.every_epochs=1",
                "augment.randaugment=rand-m9-mstd0.5"]
 WEIGHTS = ("last.safetensors", "last_ema.safetensors", "best.safetensors")
 KILL_TRIALS = 10
@@ -284,4 +284,22 @@ def test_resume_before_first_checkpoint_starts_fresh(data, reference, tmp_path, 
     assert (out / "config.yaml").is_file() and not (out / "state.json").exists()
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert "no epoch had finished; starting from epoch 0" in capsys.readouterr().out
+    assert_same_run(reference[0], out)
+
+
+def test_signal_between_timed_checkpoints_saves_the_last_completed_epoch(data, spawn, reference, tmp_path):
+    """Checkpoints by time only (none due during this short run): SIGTERM still leaves the
+    last completed epoch on disk, from the in-memory snapshot, and the resume is bit-identical."""
+    out = tmp_path / "run"
+    argv = _argv(data, out) + ["checkpoint.every_epochs=0", "checkpoint.every_seconds=100000"]
+    process = spawn(argv, tmp_path / "log")
+    _wait_for_rows(out, 2, process)
+    assert process.is_alive() and not (out / "state.json").exists()  # nothing written by time yet
+    os.kill(process.pid, signal.SIGTERM)
+    process.join(120)
+    assert process.exitcode == 128 + signal.SIGTERM
+    assert _checkpoint_epoch(out) >= 1
+    resumed = spawn(["train", "--resume", str(out), "--no-progress"], tmp_path / "log2")
+    resumed.join(300)
+    assert resumed.exitcode == 0, (tmp_path / "log2").read_text()
     assert_same_run(reference[0], out)

@@ -108,3 +108,13 @@ def test_cli_is_installed_console_script(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "optim.lr" in result.stdout and "augment.lsb_swap.bits" in result.stdout
+
+
+def test_best_changes_only_on_evaluated_epochs(tmp_path):
+    run_dir, summary = _train(tmp_path, "epochs=3", "eval_every=2")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert ["val_top1" in r for r in rows] == [False, True, True]
+    assert summary["best"]["epoch"] in (1, 2) and summary["best"]["top1"] >= 0
+    from safetensors import safe_open
+    with safe_open(str(run_dir / "best.safetensors"), "pt") as fh:
+        assert int(fh.metadata()["epoch"]) == summary["best"]["epoch"]

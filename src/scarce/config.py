@@ -118,6 +118,13 @@ class EmaConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every_seconds: float = opt(60.0, "write the resumable checkpoint once this long has passed since the last "
+                                     "(always at the end of the run and on SIGINT/SIGTERM)")
+    every_epochs: int = opt(0, "also write it every N epochs (0: only by time)")
+
+
+@dataclass
 class LogConfig:
     tensorboard: bool = opt(False, "also write epoch scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
 
@@ -140,6 +147,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -110,14 +110,17 @@ class Split:
 class ImageDataset(torch.utils.data.Dataset):
     """A :class:`Split` read as PIL images in ``mode`` and passed through ``transform``.
 
-    ``transform(img, index)`` returns uint8 ``[C, H, W]``; it receives the index so
-    sample-stage augmentations (LSB Swap's partner) can draw other images.
+    ``transform(dataset, index, img)`` returns uint8 ``[C, H, W]``; it receives the dataset
+    and index so sample-stage augmentations (LSB Swap's partner) can draw other images.
+    An item is an index, or ``(epoch, index)`` (from ``EpochSampler``): then the random
+    generators are seeded from ``(self.seed, epoch, index)`` for this sample alone.
     """
 
-    def __init__(self, split: Split, mode: str, transform: Callable | None = None):
+    def __init__(self, split: Split, mode: str, transform: Callable | None = None, seed: int = 0):
         self.split = split
         self.mode = mode
         self.transform = transform
+        self.seed = seed
 
     @property
     def classes(self) -> list[str]:
@@ -139,7 +142,13 @@ class ImageDataset(torch.utils.data.Dataset):
             return to_mode(Image.fromarray(self.split.array[index]), self.mode)
         return read_image(Path(self.split.root) / self.split.ids[index], self.mode)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(item, tuple):
+            from scarce.data.loader import sample_seed, seeded_rngs
+            epoch, index = item
+            with seeded_rngs(sample_seed(self.seed, epoch, index)):
+                return self[index]
+        index = item
         img = self.load(index)
         if self.transform is None:
             from torchvision.transforms.functional import pil_to_tensor

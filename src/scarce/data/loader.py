@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ DEMO_ROOT = Path(__file__).resolve().parent / "demo"
 BUILTIN_DATASETS = ("demo", "fashion-mnist")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# No gradients, no optimizer state: evaluation batches can be this many times the training batch.
+EVAL_BATCH_FACTOR = 4
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -103,36 +107,71 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of sample ``index``'s augmentation in ``epoch``: the same in any worker."""
+    return (epoch_seed(seed, epoch) * 1_000_033 + index) % 2**63
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
+@contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Seed python, numpy and torch (CPU) for a block, then restore their previous states, so
+    per-sample seeding in the main process (``num_workers=0``) leaves dropout's stream alone.
+
+    Uses ``torch.default_generator`` directly: ``torch.manual_seed`` also queues a lazy CUDA
+    seed with a stack trace, ~100x slower, per sample.
+    """
+    states = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.default_generator.set_state(states[2])
+
+
+class EpochSampler(DistributedSampler):
+    """A :class:`DistributedSampler` that yields ``(epoch, index)``: the dataset seeds each
+    sample's augmentation from them, so workers can live for the whole run and the number
+    of workers changes no result."""
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in super().__iter__())
+
+
 def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
                        rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Shuffled loader whose order and augmentation depend only on (seed, epoch).
+    """Shuffled loader whose order and augmentation depend only on (seed, epoch, index).
 
-    Call :func:`set_loader_epoch` before each epoch. The sampler is a
-    DistributedSampler also for one process, so 1 and N processes share one code path.
+    Call :func:`set_loader_epoch` before each epoch. The sampler is distributed also for one
+    process, so 1 and N processes share one code path. Workers persist across epochs.
     """
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    dataset.seed = seed
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     per_rank = len(sampler)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=per_rank > batch_size,  # no size-1 batch reaching BatchNorm
-                      worker_init_fn=_seed_worker, generator=torch.Generator(),
-                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+                      worker_init_fn=_seed_worker, persistent_workers=num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
 
 
 def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
     loader.sampler.set_epoch(epoch)
-    loader.generator.manual_seed(epoch_seed(seed, epoch))
 
 
 def build_eval_loader(dataset: ImageDataset, batch_size: int, num_workers: int,
-                      rank: int = 0, world_size: int = 1) -> DataLoader:
+                      rank: int = 0, world_size: int = 1, persistent: bool = False) -> DataLoader:
     """In-order loader over this rank's shard (``rank::world_size``): no sample is padded or
     counted twice, so summed metrics are exact."""
     shard = dataset if world_size == 1 else Subset(dataset, list(range(rank, len(dataset), world_size)))
     return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available())
+                      worker_init_fn=_seed_worker, persistent_workers=persistent and num_workers > 0,
+                      pin_memory=torch.cuda.is_available())

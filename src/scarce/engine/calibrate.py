@@ -31,21 +31,30 @@ def collect_scores(model: torch.nn.Module, loader, preprocess: BatchPreprocessor
     return torch.cat(scores), torch.cat(targets)
 
 
-def calibrate(model, val_loader, preprocess, cfg, run_dir: Path, test_loader=None) -> dict:
-    """Fit T on val; write calibration.json with ECE (15 bins) before and after."""
-    source = prediction_source(cfg)
-    val_scores, val_targets = collect_scores(model, val_loader, preprocess, source, cfg.amp)
+def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str, run_dir: Path) -> dict:
+    """Fit T on ``scores["val"]`` (``(scores [N, C], targets [N])``); write calibration.json
+    with NLL on val and ECE (15 bins) before and after on every split given."""
+    val_scores, val_targets = scores["val"]
     temperature = fit_temperature(val_scores, val_targets)
     result = {"source": source, "temperature": temperature, "n_val": int(len(val_targets)),
               "nll_val_before": nll(val_scores, val_targets), "nll_val_after": nll(val_scores, val_targets, temperature)}
-    splits = {"val": (val_scores, val_targets)}
-    if test_loader is not None:
-        splits["test"] = collect_scores(model, test_loader, preprocess, source, cfg.amp)
-    for name, (scores, targets) in splits.items():
-        result[f"ece_{name}_before"] = expected_calibration_error(scores.softmax(1), targets)
-        result[f"ece_{name}_after"] = expected_calibration_error((scores / temperature).softmax(1), targets)
+    for name, (split_scores, targets) in scores.items():
+        result[f"ece_{name}_before"] = expected_calibration_error(split_scores.softmax(1), targets)
+        result[f"ece_{name}_after"] = expected_calibration_error((split_scores / temperature).softmax(1), targets)
     atomic_write_json(run_dir / CALIBRATION_FILE, result)
     return result
+
+
+def accuracy_metrics(scores: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
+    """top-1, top-5 and per-class accuracy of ``scores [N, C]`` (any monotone transform of the
+    probabilities ranks the same) against ``targets [N]``; the fields of ``engine.loop.evaluate``."""
+    top = scores.topk(min(5, num_classes), dim=1).indices
+    hit1 = top[:, 0] == targets
+    count = len(targets)
+    per_class = [int(hit1[targets == c].sum()) / int((targets == c).sum()) if bool((targets == c).any())
+                 else float("nan") for c in range(num_classes)]
+    return {"top1": int(hit1.sum()) / count, "top5": int((top == targets[:, None]).any(1).sum()) / count,
+            "per_class": per_class, "count": count}
 
 
 def read_temperature(run_dir: Path) -> float:

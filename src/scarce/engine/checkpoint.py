@@ -86,23 +86,44 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None,
-                    extra: dict | None = None) -> None:
-    """Write a resumable checkpoint for the end of ``epoch`` (0-based) and point state.json at it."""
+def capture_state(epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None,
+                  copy: bool = False) -> dict:
+    """What a checkpoint holds for the end of ``epoch``; ``copy``: detached CPU copies, so the
+    snapshot survives further training (written later, e.g. on a signal)."""
+    def tensors(state: dict) -> dict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in state.items()} if copy else state
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    if copy:
+        import copy as copy_module
+        opt_meta = copy_module.deepcopy(opt_meta)
+    return {"epoch": epoch, "model": tensors(getattr(model, "module", model).state_dict()),
+            "optimizer": tensors(opt_tensors), "optimizer_meta": opt_meta,
+            "ema": tensors(ema.module.state_dict()) if ema is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None, "extra": dict(extra or {})}
+
+
+def write_checkpoint(run_dir: Path, snapshot: dict) -> None:
+    """Write a :func:`capture_state` snapshot as the resumable checkpoint and point state.json at it."""
+    epoch = snapshot["epoch"]
     folder_name = f"checkpoints/epoch-{epoch:04d}"
     folder = run_dir / folder_name
     shutil.rmtree(folder, ignore_errors=True)  # a torn folder from a killed run
-    save_tensors(folder / "model.safetensors", getattr(model, "module", model).state_dict())
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_tensors(folder / "optimizer.safetensors", opt_tensors)
-    if ema is not None:
-        save_tensors(folder / "ema.safetensors", ema.module.state_dict())
-    state = {"epoch": epoch, "checkpoint": folder_name, "optimizer": opt_meta,
-             "scaler": scaler.state_dict() if scaler is not None else None, **(extra or {})}
+    save_tensors(folder / "model.safetensors", snapshot["model"])
+    save_tensors(folder / "optimizer.safetensors", snapshot["optimizer"])
+    if snapshot["ema"] is not None:
+        save_tensors(folder / "ema.safetensors", snapshot["ema"])
+    state = {"epoch": epoch, "checkpoint": folder_name, "optimizer": snapshot["optimizer_meta"],
+             "scaler": snapshot["scaler"], **snapshot["extra"]}
     atomic_write_json(run_dir / "state.json", state)
     for old in (run_dir / "checkpoints").iterdir():
         if old.name != folder.name:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None,
+                    extra: dict | None = None) -> None:
+    """Write a resumable checkpoint for the end of ``epoch`` (0-based) and point state.json at it."""
+    write_checkpoint(run_dir, capture_state(epoch, model, optimizer, ema, scaler, extra))
 
 
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:

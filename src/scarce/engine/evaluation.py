@@ -8,14 +8,14 @@ import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
 from scarce.data.datasets import ImageDataset, folder_split
-from scarce.data.loader import DataBundle, build_data, build_eval_loader
+from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.calibrate import calibrate, read_temperature
+from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
 from scarce.engine.io import atomic_write_json, read_json
 from scarce.engine.loop import evaluate
-from scarce.engine.setup import probs_function
+from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
 from scarce.losses import loss_requires_head_g
 from scarce.models.factory import create_model
@@ -80,18 +80,22 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
 
 
 def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device) -> dict:
-    """After training: fit the temperature on val (calibration.json), then score best weights on test."""
+    """After training, one pass over val and test with the best weights: fit the temperature
+    on val (calibration.json), score test from the same outputs."""
     loaded = load_run(run_dir / "best.safetensors", device)
-    loaders = {split: build_eval_loader(ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
-                                        cfg.batch_size * 2, cfg.data.num_workers)
-               for split in ("val", "test") if split in data.splits}
+    preprocess = BatchPreprocessor(loaded.mean, loaded.std, torch.device(device))
+    source = prediction_source(cfg)
+    scores = {split: collect_scores(loaded.model, build_eval_loader(
+                  ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
+                  cfg.batch_size * EVAL_BATCH_FACTOR, cfg.data.num_workers), preprocess, source, cfg.amp)
+              for split in ("val", "test") if split in data.splits}
     out: dict = {}
-    if "val" in loaders:
-        preprocess = BatchPreprocessor(loaded.mean, loaded.std, torch.device(device))
-        out["calibration"] = calibrate(loaded.model, loaders["val"], preprocess, cfg, run_dir, loaders.get("test"))
+    if "val" in scores:
+        out["calibration"] = calibrate(scores, source, run_dir)
         loaded.temperature = out["calibration"]["temperature"]
-    if "test" in loaders:
-        out["test"] = _score(loaded, loaders["test"], device)
+    if "test" in scores:
+        test = accuracy_metrics(*scores["test"], len(loaded.classes))
+        out["test"] = {**test, "per_class": dict(zip(loaded.classes, test["per_class"])), "weights": str(loaded.weights)}
     return out
 
 

@@ -13,9 +13,10 @@ import torch.nn as nn
 from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.check import preflight
-from scarce.data.loader import epoch_seed, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from scarce.engine.checkpoint import (capture_state, load_checkpoint, save_checkpoint, save_weights,
+                                     write_checkpoint)
 from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cleanup, init_distributed,
                                       resolve_device)
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
@@ -42,6 +43,8 @@ class Run:
     global_step: int = 0
     best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
     bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
+    snapshot: dict | None = None    # capture_state() of the last epoch not yet checkpointed
+    checkpoint_time: float = 0.0    # time.monotonic() of the last checkpoint write
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -89,8 +92,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     run.loaders["train"] = train_loader
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
-        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * 2, cfg.data.num_workers,
-                                               info.rank, info.world_size)
+        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR, cfg.data.num_workers,
+                                               info.rank, info.world_size, persistent=True)
     if resume:
         config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
         state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
@@ -144,31 +147,57 @@ def validate_epoch(run: Run) -> dict:
     return out
 
 
-def save_epoch(run: Run, epoch: int, scores: dict) -> None:
-    """last/best weights (rank 0) and the resumable checkpoint."""
-    last_is_val = "val_top1" in scores
-    candidates = [("model", run.model, scores.get("val_top1"))]
+def save_best(run: Run, epoch: int, scores: dict) -> None:
+    """best.safetensors, written when an evaluated epoch beats the best so far (raw or EMA
+    weights, whichever scored higher); without a val split, the weights of every epoch."""
+    if "val_top1" not in scores:
+        if "val" in run.loaders:
+            return  # an epoch without evaluation (eval_every > 1) cannot be "best"
+        name, module = ("ema", run.ema.module) if run.ema is not None else ("model", run.model)
+        run.best = {"top1": -1.0, "epoch": epoch, "weights": name}
+        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
+        return
+    candidates = [("model", run.model, scores["val_top1"])]
     if run.ema is not None:
-        candidates.append(("ema", run.ema.module, scores.get("val_top1_ema")))
+        candidates.append(("ema", run.ema.module, scores["val_top1_ema"]))
+    name, module, top1 = max(candidates, key=lambda c: c[2])
+    if top1 > run.best["top1"]:
+        run.best = {"top1": top1, "epoch": epoch, "weights": name}
+        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
+
+
+def save_last(run: Run, epoch: int) -> None:
+    """last(_ema).safetensors and the resumable checkpoint of the end of ``epoch``."""
     save_weights(run.model, run.run_dir / "last.safetensors", {"epoch": epoch, "source": "model"})
     if run.ema is not None:
         save_weights(run.ema.module, run.run_dir / "last_ema.safetensors", {"epoch": epoch, "source": "ema"})
-    # Without a val split there is nothing to choose on: the last EMA (or raw) weights are "best".
-    name, module, top1 = max(candidates, key=lambda c: c[2]) if last_is_val else candidates[-1]
-    if not last_is_val or top1 > run.best["top1"]:
-        run.best = {"top1": top1 if top1 is not None else -1.0, "epoch": epoch, "weights": name}
-        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
-    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.step.scaler,
-                    {"global_step": run.global_step, "best": run.best})
+    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.step.scaler, _extra_state(run))
+    run.snapshot, run.checkpoint_time = None, time.monotonic()
+
+
+def _extra_state(run: Run) -> dict:
+    return {"global_step": run.global_step, "best": dict(run.best)}
+
+
+def checkpoint_due(run: Run, epoch: int, end: int) -> bool:
+    """The last epoch of this process, every ``checkpoint.every_epochs``, or ``every_seconds`` since the last."""
+    every = run.cfg.checkpoint
+    return (epoch + 1 == end or (every.every_epochs > 0 and (epoch + 1) % every.every_epochs == 0)
+            or time.monotonic() - run.checkpoint_time >= every.every_seconds)
 
 
 def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
                guard: SignalGuard | None = None) -> None:
-    """Epochs ``start_epoch..``; a signal (``guard``) never splits a checkpoint write."""
+    """Epochs ``start_epoch..``; a signal (``guard``) never splits a checkpoint write.
+
+    Between checkpoints, the state at the end of the last epoch is kept in memory
+    (``run.snapshot``) so that a signal can still save it (:func:`save_on_signal`).
+    """
     guard = guard or SignalGuard()
     cfg = run.cfg
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
+    run.checkpoint_time = time.monotonic()
     for epoch in range(run.start_epoch, end):
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
@@ -183,14 +212,30 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         if run.info.is_main:
             record = {"epoch": epoch, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
                       "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
-            # metrics first: a row of an epoch whose checkpoint did not land is trimmed on resume
+            # metrics first: rows of epochs after the last checkpoint are trimmed on resume
             with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
                 append_jsonl(run.run_dir / "metrics.jsonl", record)
-                save_epoch(run, epoch, scores)
+                save_best(run, epoch, scores)
+                if checkpoint_due(run, epoch, end):
+                    save_last(run, epoch)
+                else:
+                    run.snapshot = capture_state(epoch, run.model, run.optimizer, run.ema, run.step.scaler,
+                                                 _extra_state(run), copy=True)
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
             tb.log(record)
         barrier(run.info)
     tb.close()
+
+
+def save_on_signal(run: Run) -> None:
+    """After SIGINT/SIGTERM: write the in-memory state of the last completed epoch, if newer
+    than the checkpoint on disk (the epoch in progress is abandoned)."""
+    if run.snapshot is None or not run.info.is_main:
+        return
+    with SignalGuard() as guard, guard.writing(), \
+            write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}"):
+        write_checkpoint(run.run_dir, run.snapshot)
+    run.snapshot = None
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -220,6 +265,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         raise RunFault(f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; lower optim.lr or set clip_grad, "
                        f"then resume with: scarce train --resume {run_dir} optim.lr=...") from None
     except Interrupted as exc:
+        save_on_signal(run)
         raise Interrupted(f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
                           f"continue with: scarce train --resume {run_dir}", exc.signum) from None
     finally:
