@@ -46,6 +46,12 @@ for _lr in ("1e-3", "3e-3", "1e-2"):
     for _wd in ("5e-3", "5e-2"):
         CONFIGS[f"tune_lr{_lr}_wd{_wd}"] = [f"optim.lr={_lr}", f"optim.weight_decay={_wd}"]
 
+# Small inputs (28 px Fashion-MNIST at 32 px): the stem as timm builds it, the stem without its
+# early downsampling, and the unchanged stem on images upsampled to 64 px.
+CONFIGS["si_unchanged"] = ["model.small_input=false"]
+CONFIGS["si_stem"] = ["model.small_input=true"]
+CONFIGS["si_up64"] = ["model.small_input=false", "data.img_size=64"]
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
@@ -53,6 +59,7 @@ MATRICES: dict[str, list[str]] = {
     "losses": ["ce", "label_smoothing", "cosine", "cosine_ce", "focal_cosine", "focal_cosine_authors"],
     "ensemble": ["full"],
     "smoke": ["ce", "ce_ra"],
+    "small_input": ["si_unchanged", "si_stem", "si_up64"],
 }
 # Everything the three tables need, in one list (shared cells are trained once).
 MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRICES["losses"]))

@@ -95,8 +95,9 @@ def time_batches(fresh, batches: int, workers: int) -> float:
 
 
 def measure(root: Path, batch: int, workers: int, batches: int, repeats: int, randaugment: str) -> dict:
-    import scarce.data  # noqa: F401  (imports outside the timed setup, for both)
     import timm.data  # noqa: F401
+
+    import scarce.data  # noqa: F401  (imports outside the timed setup, for both)
     build = {}
     loaders = {}
     for name, make in (("scarce", scarce_loader), ("timm", timm_loader)):

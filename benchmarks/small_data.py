@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
-import socket
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_configs import MATRICES, config_overrides  # noqa: E402
 from bench_report import gather, write_results  # noqa: E402
+from bench_results import machine  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -78,16 +76,10 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
     return cells
 
 
-def machine() -> dict:
-    import torch
-    return {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>/train.log``."""
     import torch
+
     from scarce.config import load_config
     from scarce.engine.trainer import train
     if threads:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     lines = ["| config | n | test top-1 % from psi (calibrated cosine scores, the default now) | test top-1 % from head g (the default before 4e50ac6) |",
              "| --- | --- | --- | --- |"]
     for config, per_seed in out.items():
-        cell = lambda s: (f"{100 * statistics.fmean(v[s] for v in per_seed.values()):.2f} +- "  # noqa: E731
+        cell = lambda s, per_seed=per_seed: (f"{100 * statistics.fmean(v[s] for v in per_seed.values()):.2f} +- "  # noqa: E731
                           f"{100 * (statistics.stdev(v[s] for v in per_seed.values()) if len(per_seed) > 1 else 0):.2f}")
         lines.append(f"| {config} | {len(per_seed)} | {cell('cosine')} | {cell('g')} |")
     table = "\n".join(lines) + "\n"

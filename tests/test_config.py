@@ -38,7 +38,7 @@ def test_unknown_top_level_key():
 
 
 def test_choices_are_enforced():
-    with pytest.raises(UserError, match=r"config key 'amp': expected one of none, bf16, fp16, got 'fp8'"):
+    with pytest.raises(UserError, match=r"config key 'amp': expected one of auto, none, bf16, fp16, got 'fp8'"):
         load_config(None, ["amp=fp8"])
 
 

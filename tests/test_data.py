@@ -144,3 +144,34 @@ def test_sample_stage_lsb_swap_keeps_partner_low_bits(image_folder):
     assert torch.equal(x >> 3, own >> 3)
     partners = [plain[j][0] for j in range(1, len(plain))]
     assert any(torch.equal(x & 7, p & 7) for p in partners)
+
+
+def test_decoded_cache_reads_each_image_file_once(tmp_path, image_folder, monkeypatch):
+    """data.cache=ram: the up-front scan decodes every file; training, validation and the
+    final scoring never open one again."""
+    import scarce.data.datasets as datasets
+    from scarce.config import load_config
+    from scarce.engine.trainer import train
+    from tests.conftest import TINY
+
+    def no_file_reads(*args, **kwargs):
+        raise AssertionError("an image file was decoded again")
+    monkeypatch.setattr(datasets, "read_image", no_file_reads)
+    cfg = load_config(None, TINY + ["data.cache=ram"], {"data": {"name": str(image_folder)}})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["test"]["count"] == 12
+    cfg = load_config(None, TINY + ["data.cache=none"], {"data": {"name": str(image_folder)}})
+    with pytest.raises(AssertionError, match="decoded again"):
+        train(cfg, tmp_path / "uncached", progress=False)
+
+
+def test_cache_auto_stays_within_its_memory_budget():
+    from scarce.config import DataConfig
+    from scarce.data.datasets import Split
+    from scarce.data.loader import decoded_cache_side
+    files = Split(ids=["a.png"] * 1000, targets=[0] * 1000, classes=["a"], root=".")
+    assert decoded_cache_side(DataConfig(img_size=32), {"train": files}) == 37  # ceil(1.15 * 32)
+    assert decoded_cache_side(DataConfig(img_size=32, cache="none"), {"train": files}) is None
+    big = Split(ids=["a.png"] * 50_000, targets=[0] * 50_000, classes=["a"], root=".")
+    assert decoded_cache_side(DataConfig(img_size=300), {"train": big}) is None        # ~23 GB
+    assert decoded_cache_side(DataConfig(img_size=300, cache="ram"), {"train": big}) == 345

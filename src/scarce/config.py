@@ -9,11 +9,12 @@ what is valid, so a typo never silently trains the wrong recipe.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import yaml
 
@@ -22,9 +23,11 @@ from scarce.errors import UserError
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
 
-def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A config field with a help text (and optional allowed values)."""
-    meta = {"help": help, "choices": choices}
+def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None) -> Any:
+    """A config field with a help text, optional allowed values and an optional numeric range
+    in interval notation (``"[0, 1)"``, ``"(0, inf)"``) that numbers (and list items) must lie in;
+    with a range, ``choices`` applies to non-numbers only (``num_workers: auto`` or an int)."""
+    meta = {"help": help, "choices": choices, "range": range}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,20 +42,24 @@ class DataConfig:
     root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
     per_class: int | None = opt(None, "fashion-mnist: train images per class sampled from the 60k set")
     val_per_class: int | None = opt(None, "fashion-mnist: val images per class, disjoint from train")
-    split_seed: int = opt(0, "seed of the per-class sampling")
-    img_size: int = opt(64, "training and evaluation resolution (small images are resized up)")
+    split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
+    img_size: int = opt(64, "training and evaluation resolution (small images are resized up)", range="[8, 4096]")
     channels: str = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels",
                         ("auto", "gray", "rgb"))
-    crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size")
-    num_workers: int = opt(2, "data-loading worker processes (0: in the main process)")
+    crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
+    num_workers: int | str = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
+                                         "in-memory images, else the cores the compute threads leave",
+                                 ("auto",), range="[0, 256]")
+    cache: str = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
+                             "fit in 2 GB at 1.15 x the evaluation resize", ("auto", "ram", "none"))
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
 
 
 @dataclass
 class LsbSwapConfig:
     enabled: bool = opt(False, "swap the low bits of every pixel with a partner image")
-    bits: int = opt(2, "number of least-significant bits swapped (1..7)")
-    p: float = opt(0.5, "probability that an image is swapped")
+    bits: int = opt(2, "number of least-significant bits swapped (1..7)", range="[1, 7]")
+    p: float = opt(0.5, "probability that an image is swapped", range="[0, 1]")
     partner: str = opt("any", "partner image: any class or same_class (sample stage only)", ("any", "same_class"))
     stage: str = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device", ("sample", "batch"))
     placement: str = opt("last", "last: after all uint8 transforms; before_randaugment: the paper's placement",
@@ -61,11 +68,11 @@ class LsbSwapConfig:
 
 @dataclass
 class AugmentConfig:
-    scale: list[float] = opt([0.35, 1.0], "RandomResizedCrop area range")
-    ratio: list[float] = opt([0.75, 1.3333333], "RandomResizedCrop aspect-ratio range")
-    hflip: float = opt(0.5, "horizontal flip probability")
+    scale: list[float] = opt([0.35, 1.0], "RandomResizedCrop area range", range="(0, 1]")
+    ratio: list[float] = opt([0.75, 1.3333333], "RandomResizedCrop aspect-ratio range", range="(0, inf)")
+    hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
     randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
-    re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)")
+    re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)", range="[0, 1]")
     re_mode: str = opt("pixel", "random erasing fill", ("const", "rand", "pixel"))
     lsb_swap: LsbSwapConfig = field(default_factory=LsbSwapConfig)
 
@@ -75,8 +82,8 @@ class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
     small_input: bool | str = opt("auto", "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
                                           "ConvNeXt); auto: on at data.img_size <= 40", ("auto", True, False))
-    drop_rate: float = opt(0.0, "dropout before the classifier")
-    drop_path_rate: float = opt(0.0, "drop path (drop connect) rate")
+    drop_rate: float = opt(0.0, "dropout before the classifier", range="[0, 1)")
+    drop_path_rate: float = opt(0.0, "drop path (drop connect) rate", range="[0, 1)")
     prediction_source: str = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
                                          "scores); auto: cosine for cosine-family losses, else logits",
                                  ("auto", "logits", "g", "cosine"))
@@ -85,43 +92,44 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     name: str = opt("ce", "ce, label_smoothing, cosine, cosine_ce, focal, focal_cosine, focal_cosine_authors")
-    smoothing: float = opt(0.1, "label_smoothing: smoothing factor")
-    gamma: float = opt(2.0, "focal losses: focusing parameter")
-    lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term")
+    smoothing: float = opt(0.1, "label_smoothing: smoothing factor", range="[0, 1)")
+    gamma: float = opt(2.0, "focal losses: focusing parameter", range="[0, inf)")
+    lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term", range="[0, inf)")
 
 
 @dataclass
 class OptimConfig:
     name: str = opt("adamw", "any timm optimizer name (sgd, adamw, rmsproptf, lamb, ...)")
-    lr: float = opt(1e-3, "peak learning rate")
-    weight_decay: float = opt(0.05, "weight decay")
-    momentum: float = opt(0.9, "momentum (sgd, rmsprop)")
-    eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)")
+    lr: float = opt(1e-3, "peak learning rate", range="(0, inf)")
+    weight_decay: float = opt(0.05, "weight decay", range="[0, inf)")
+    momentum: float = opt(0.9, "momentum (sgd, rmsprop)", range="[0, 1)")
+    eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)", range="(0, inf)")
 
 
 @dataclass
 class SchedConfig:
     name: str = opt("cosine", "timm scheduler, stepped per optimizer update: cosine, tanh, step, multistep, poly, constant")
-    warmup_epochs: float = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the run)")
-    warmup_lr: float = opt(1e-5, "learning rate at the start of warmup")
-    min_lr: float = opt(1e-6, "final learning rate (cosine)")
-    decay_epochs: float = opt(2.4, "step: epochs between decays")
-    decay_rate: float = opt(0.97, "step, multistep: multiplicative decay")
+    warmup_epochs: float = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the run)",
+                               range="[0, inf)")
+    warmup_lr: float = opt(1e-5, "learning rate at the start of warmup", range="[0, inf)")
+    min_lr: float = opt(1e-6, "final learning rate (cosine)", range="[0, inf)")
+    decay_epochs: float = opt(2.4, "step: epochs between decays", range="(0, inf)")
+    decay_rate: float = opt(0.97, "step, multistep: multiplicative decay", range="(0, inf)")
     decay_milestones: list[float] = opt([90.0, 180.0, 270.0], "multistep: epochs at which the lr decays")
 
 
 @dataclass
 class EmaConfig:
     enabled: bool = opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3)")
-    decay: float = opt(0.999, "EMA decay per optimizer step")
+    decay: float = opt(0.999, "EMA decay per optimizer step", range="[0, 1)")
     warmup: bool = opt(True, "ramp the decay up early in training")
 
 
 @dataclass
 class CheckpointConfig:
     every_seconds: float = opt(60.0, "write the resumable checkpoint once this long has passed since the last "
-                                     "(always at the end of the run and on SIGINT/SIGTERM)")
-    every_epochs: int = opt(0, "also write it every N epochs (0: only by time)")
+                                     "(always at the end of the run and on SIGINT/SIGTERM)", range="[0, inf)")
+    every_epochs: int = opt(0, "also write it every N epochs (0: only by time)", range="[0, inf)")
 
 
 @dataclass
@@ -131,15 +139,18 @@ class LogConfig:
 
 @dataclass
 class Config:
-    epochs: int = opt(30, "training epochs")
-    batch_size: int = opt(32, "batch size per process")
-    seed: int = opt(0, "fixes model init, data order and augmentation")
+    epochs: int = opt(30, "training epochs", range="[1, inf)")
+    batch_size: int = opt(32, "batch size per process", range="[1, inf)")
+    seed: int = opt(0, "fixes model init, data order and augmentation", range="[0, inf)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
-    amp: str = opt("none", "autocast dtype", ("none", "bf16", "fp16"))
-    channels_last: bool = opt(False, "channels_last memory format")
-    clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)")
+    amp: str = opt("auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), "
+                           "else none", ("auto", "none", "bf16", "fp16"))
+    channels_last: bool | str = opt("auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16",
+                                    ("auto", True, False))
+    threads: int | None = opt(None, "torch threads (null: every available core)", range="[1, 1024]")
+    clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)", range="(0, inf)")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
-    eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)")
+    eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)", range="[1, inf)")
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -202,11 +213,34 @@ def build(cls: type, values: dict, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in values.items():
         coerced = _coerce(value, hints[name], prefix + name)
-        choices = fields[name].metadata.get("choices")
-        if choices and coerced not in choices:
-            raise UserError(f"config key '{prefix}{name}': expected one of {', '.join(map(str, choices))}, got {coerced!r}")
+        _check_value(coerced, fields[name].metadata, prefix + name)
         kwargs[name] = coerced
     return cls(**kwargs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _in_range(value: float, interval: str) -> bool:
+    low, high = (float(part) for part in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return math.isfinite(value) and above and below
+
+
+def _check_value(value: Any, meta: Mapping, key: str) -> None:
+    """Choices and numeric range of one coerced config value (list items checked one by one)."""
+    choices, interval = meta.get("choices"), meta.get("range")
+    items = value if isinstance(value, list) else [value]
+    if interval and all(_is_number(v) for v in items if v is not None):
+        bad = [v for v in items if v is not None and not _in_range(v, interval)]
+        if bad:
+            raise UserError(f"config key '{key}': expected a finite number in {interval}, got {bad[0]!r}")
+        return
+    if choices and value not in choices:
+        raise UserError(f"config key '{key}': expected one of {', '.join(map(str, choices))}"
+                        f"{f' or a number in {interval}' if interval else ''}, got {value!r}")
 
 
 def _merge(base: dict, update: dict) -> dict:

@@ -47,6 +47,7 @@ class ImageCheck:
     dhash: int = 0
     digest: str = ""
     thumb: np.ndarray | None = None   # float32 [256]: 16x16 grayscale thumbnail minus its mean
+    pixels: np.ndarray | None = None  # uint8 [H, W(, C)] decoded in ``mode`` when asked to keep it
 
     @property
     def ok(self) -> bool:
@@ -66,26 +67,34 @@ def thumbnail(img: Image.Image, size: int = 16) -> np.ndarray:
     return (small - small.mean()).flatten()
 
 
-def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool) -> None:
+def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool, keep_side: int | None = None) -> None:
     check.mode, check.size = img.mode, img.size
     img.load()  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
     if mode is not None:
-        to_mode(img, mode)  # the conversion the dataset will do must also succeed
+        converted = to_mode(img, mode)  # the conversion the dataset will do must also succeed
+        if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
+            scale = keep_side / min(converted.size)
+            if scale < 1:
+                converted = converted.resize((max(1, round(converted.width * scale)),
+                                              max(1, round(converted.height * scale))), Image.Resampling.BILINEAR)
+            check.pixels = np.asarray(converted).copy()
     if hashes:
         check.dhash = dhash(img)
         check.thumb = thumbnail(img)
         check.digest = hashlib.blake2b(to_mode(img, "RGB").tobytes(), digest_size=16).hexdigest()
 
 
-def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool = False) -> ImageCheck:
-    """Open and fully decode ``path``; never raises for a bad file, it names the reason."""
+def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool = False,
+                keep_side: int | None = None) -> ImageCheck:
+    """Open and fully decode ``path``; never raises for a bad file, it names the reason.
+    ``keep_side``: keep the pixels (converted to ``mode``, shorter side at most this) in ``.pixels``."""
     check = ImageCheck(str(path))
     try:
         if os.path.getsize(path) == 0:
             check.reason = "empty file (0 bytes)"
             return check
         with Image.open(path) as img:
-            _inspect(img, check, mode, hashes)
+            _inspect(img, check, mode, hashes, keep_side)
     except Image.DecompressionBombError as exc:
         check.reason = f"decompression bomb refused ({exc})"
     except Exception as exc:  # Pillow raises many types for corrupt files; a scan must not stop
@@ -95,7 +104,7 @@ def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool =
 
 
 def check_split(split: Split, mode: str | None = None, hashes: bool = False,
-                workers: int | None = None) -> list[ImageCheck]:
+                workers: int | None = None, keep_side: int | None = None) -> list[ImageCheck]:
     """:func:`check_image` for every sample of ``split``, in order (threads: decoding drops the GIL)."""
     if split.array is not None:
         def one(i: int) -> ImageCheck:
@@ -106,26 +115,28 @@ def check_split(split: Split, mode: str | None = None, hashes: bool = False,
     paths = [Path(split.root) / rel for rel in split.ids]
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: check_image(p, mode, hashes), paths, chunksize=32))
+        return list(pool.map(lambda p: check_image(p, mode, hashes, keep_side), paths, chunksize=32))
 
 
-def preflight(splits: dict[str, Split], mode: str, skip_bad: bool,
-              workers: int | None = None) -> tuple[dict[str, Split], list[dict]]:
+def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int | None = None,
+              keep_side: int | None = None) -> tuple[dict[str, Split], list[dict]]:
     """Decode every image file of every split before training.
 
     Returns the splits without bad images and ``[{"split", "path", "reason"}]``. Without
     ``skip_bad`` the first bad image raises a one-line :class:`UserError` naming it.
-    In-memory splits (Fashion-MNIST arrays) have nothing to scan.
+    In-memory splits (Fashion-MNIST arrays) have nothing to scan. ``keep_side``: the decoded
+    images (shorter side at most ``keep_side``) stay in ``Split.cache``, so none is decoded again.
     """
     kept, bad = {}, []
     for name, split in splits.items():
         if split.array is not None:
             kept[name] = split
             continue
-        checks = check_split(split, mode, workers=workers)
+        checks = check_split(split, mode, workers=workers, keep_side=keep_side)
         bad += [{"split": name, "path": c.id, "reason": c.reason} for c in checks if not c.ok]
         keep = [i for i, c in enumerate(checks) if c.ok]
-        kept[name] = replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep])
+        kept[name] = replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep],
+                             cache=[checks[i].pixels for i in keep] if keep_side is not None else None)
         if bad and not skip_bad:
             first = bad[0]
             more = sum(not c.ok for c in checks) - 1

@@ -105,6 +105,7 @@ class Split:
     classes: list[str]
     root: str | None = None  # image files: root that ids are relative to
     array: np.ndarray | None = None  # in-memory: uint8 [N, H, W] or [N, H, W, C]
+    cache: list[np.ndarray] | None = None  # image files decoded once (data.cache): uint8 [H, W(, C)] each
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -138,6 +139,8 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.split.ids)
 
     def load(self, index: int) -> Image.Image:
+        if self.split.cache is not None:
+            return to_mode(Image.fromarray(self.split.cache[index]), self.mode)
         if self.split.array is not None:
             return to_mode(Image.fromarray(self.split.array[index]), self.mode)
         return read_image(Path(self.split.root) / self.split.ids[index], self.mode)

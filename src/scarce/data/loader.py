@@ -1,6 +1,7 @@
 """From a :class:`DataConfig` to splits, datasets and seeded loaders."""
 from __future__ import annotations
 
+import math
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,26 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
         if path is not None:
             splits[name] = folder_split(path, classes)
     return splits
+
+
+# data.cache=auto keeps decoded images when they fit in this many bytes.
+CACHE_BUDGET_BYTES = 2 * 1024**3
+
+
+def decoded_cache_side(cfg: DataConfig, splits: dict[str, Split]) -> int | None:
+    """Shorter side at which the up-front scan keeps decoded images (None: no cache).
+
+    1.15 x the evaluation resize, so crops and resizes still start from more pixels than
+    they produce; ``auto`` caches when the files' images, at that side, fit in
+    :data:`CACHE_BUDGET_BYTES` (estimated as square RGB).
+    """
+    files = sum(len(s.ids) for s in splits.values() if s.array is None)
+    if cfg.cache == "none" or files == 0:
+        return None
+    side = math.ceil(1.15 * cfg.img_size / cfg.crop_pct)
+    if cfg.cache == "auto" and files * side * side * 3 > CACHE_BUDGET_BYTES:
+        return None
+    return side
 
 
 def _sniff_mode(split: Split, probe: int = 16) -> str:

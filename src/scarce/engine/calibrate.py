@@ -13,7 +13,6 @@ import torch
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.io import atomic_write_json
 from scarce.engine.loop import predict_outputs
-from scarce.engine.setup import prediction_source
 from scarce.inference.calibration import expected_calibration_error, fit_temperature, nll
 from scarce.models.heads import prediction_scores
 

@@ -43,8 +43,9 @@ def init_distributed(device: str) -> DistInfo:
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """The config's ``device`` for this process (``auto`` resolved; ``cuda`` -> its local rank's GPU)."""
+    from scarce.engine.hardware import device_name
+    name = device_name(name)
     if name == "cuda" and info.enabled:
         name = f"cuda:{info.local_rank}"
     return torch.device(name)

@@ -79,7 +79,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 
-def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device) -> dict:
+def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int) -> dict:
     """After training, one pass over val and test with the best weights: fit the temperature
     on val (calibration.json), score test from the same outputs."""
     loaded = load_run(run_dir / "best.safetensors", device)
@@ -87,7 +87,7 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
     source = prediction_source(cfg)
     scores = {split: collect_scores(loaded.model, build_eval_loader(
                   ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
-                  cfg.batch_size * EVAL_BATCH_FACTOR, cfg.data.num_workers), preprocess, source, cfg.amp)
+                  cfg.batch_size * EVAL_BATCH_FACTOR, num_workers), preprocess, source, cfg.amp)
               for split in ("val", "test") if split in data.splits}
     out: dict = {}
     if "val" in scores:

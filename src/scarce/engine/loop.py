@@ -23,7 +23,9 @@ class NonFiniteLossError(RuntimeError):
 
 
 def autocast(device: torch.device, amp: str):
-    dtype = AMP_DTYPES[amp]
+    """Autocast context for the ``amp`` setting (``auto`` resolved for ``device``)."""
+    from scarce.engine.hardware import resolve_amp
+    dtype = AMP_DTYPES[resolve_amp(amp, torch.device(device))]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from scarce.config import Config
 from scarce.data.loader import DataBundle
+from scarce.engine.hardware import resolve_amp, resolve_channels_last
 from scarce.errors import UserError
 from scarce.models.factory import create_model
 
@@ -91,14 +92,14 @@ def build_components(cfg: Config, data: DataBundle, device: torch.device, update
     loss_fn = build_loss(cfg)
     model = create_model(cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name))
     model = model.to(device)
-    if cfg.channels_last:
+    if resolve_channels_last(cfg.channels_last, device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     ema = None
     if cfg.ema.enabled:
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup, device=device)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda") if resolve_amp(cfg.amp, device) == "fp16" and device.type == "cuda" else None
     return Components(model=model, loss_fn=loss_fn.to(device), optimizer=optimizer,
                       scheduler=build_scheduler(cfg, optimizer, updates_per_epoch), ema=ema, scaler=scaler)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -13,13 +13,12 @@ import torch.nn as nn
 from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.check import preflight
-from scarce.data.loader import EVAL_BATCH_FACTOR, epoch_seed, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, decoded_cache_side, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.checkpoint import (capture_state, load_checkpoint, save_checkpoint, save_weights,
-                                     write_checkpoint)
-from scarce.engine.distributed import (DistInfo, barrier, broadcast_buffers, cleanup, init_distributed,
-                                      resolve_device)
+from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkpoint, save_weights, write_checkpoint
+from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
+from scarce.engine.hardware import Hardware, device_name, resolve_hardware
 from scarce.engine.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, train_one_epoch
 from scarce.engine.setup import build_components, probs_function, schedule_steps
@@ -34,6 +33,7 @@ class Run:
     run_dir: Path
     info: DistInfo
     device: torch.device
+    hardware: Hardware
     data: DataBundle
     model: nn.Module
     step: TrainStep                 # its model is ``model`` or its DDP wrapper
@@ -45,6 +45,7 @@ class Run:
     bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
     snapshot: dict | None = None    # capture_state() of the last epoch not yet checkpointed
     checkpoint_time: float = 0.0    # time.monotonic() of the last checkpoint write
+    timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -60,24 +61,28 @@ def validate_config(cfg: Config) -> None:
     if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
         raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
                         "(the batch stage runs after all per-image transforms)")
-    if swap.enabled and not 1 <= swap.bits <= 7:
-        raise UserError(f"augment.lsb_swap.bits: expected 1..7, got {swap.bits}")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("epochs and batch_size must be >= 1")
+    for key in ("scale", "ratio"):
+        pair = getattr(cfg.augment, key)
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise UserError(f"config key 'augment.{key}': expected [low, high] with low <= high, got {pair}")
 
 
 def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     validate_config(cfg)
-    info = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    info = init_distributed(device_name(cfg.device))
     device = resolve_device(cfg.device, info)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
-    splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images)  # fail fast, before any epoch
+    # fail fast, before any epoch; the decoded images are kept when they fit (data.cache)
+    splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images,
+                                   keep_side=decoded_cache_side(cfg.data, data.splits))
     data = replace(data, splits=splits)
+    in_memory = all(s.array is not None or s.cache is not None for s in splits.values())
+    hardware = resolve_hardware(cfg, device, in_memory=in_memory)
     train_set = build_dataset(data, "train", cfg.data, cfg.augment)
-    train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, cfg.data.num_workers,
+    train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, hardware.workers,
                                       info.rank, info.world_size)
     parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
     train_model = parts.model
@@ -86,13 +91,13 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
             parts.model, device_ids=[device.index] if device.type == "cuda" else None)
     step = TrainStep(train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad,
                      parts.ema, cfg.amp)
-    preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, cfg.channels_last)
-    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, data=data, model=parts.model, step=step,
-              preprocess=preprocess, bad_images=bad_images)
+    preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
+    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, hardware=hardware, data=data, model=parts.model,
+              step=step, preprocess=preprocess, bad_images=bad_images)
     run.loaders["train"] = train_loader
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
-        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR, cfg.data.num_workers,
+        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers,
                                                info.rank, info.world_size, persistent=True)
     if resume:
         config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
@@ -127,7 +132,7 @@ def write_run_info(run: Run) -> None:
     atomic_write_json(run.run_dir / "environment.json", {
         "python": platform.python_version(), "torch": torch.__version__,
         "timm": __import__("timm").__version__, "platform": platform.platform(),
-        "device": str(run.device), "world_size": run.info.world_size,
+        "device": str(run.device), "world_size": run.info.world_size, "hardware": asdict(run.hardware),
         "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
     if run.cfg.data.skip_bad_images:
         atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
@@ -208,8 +213,12 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         if run.ema is not None:
             broadcast_buffers(run.ema.module, run.info)
         evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        began = time.perf_counter()
         scores = validate_epoch(run) if evaluate_now else {}
+        run.timings["val"] += time.perf_counter() - began
+        run.timings["train"] += stats["seconds"]
         if run.info.is_main:
+            began = time.perf_counter()
             record = {"epoch": epoch, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
                       "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
             # metrics first: rows of epochs after the last checkpoint are trimmed on resume
@@ -221,6 +230,7 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
                 else:
                     run.snapshot = capture_state(epoch, run.model, run.optimizer, run.ema, run.step.scaler,
                                                  _extra_state(run), copy=True)
+            run.timings["save"] += time.perf_counter() - began
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
             tb.log(record)
         barrier(run.info)
@@ -254,7 +264,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         if run.info.is_main:
             write_run_info(run)
             _trim_metrics(run_dir, run.start_epoch)
+            print(run.hardware.describe(), flush=True)
             print(describe_schedule(run), flush=True)
+        run.timings["startup"] = time.perf_counter() - start
         with SignalGuard() as guard:
             run_epochs(run, progress, stop_after, guard)
             finished = stop_after is None or stop_after >= cfg.epochs
@@ -303,7 +315,10 @@ def finish_run(run: Run, seconds: float) -> dict:
     summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best,
                "train_seconds": round(seconds, 1),
                "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
-    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device)
+    began = time.perf_counter()
+    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers)
+    run.timings["final"] = time.perf_counter() - began
+    summary["timings"] = {k: round(v, 3) for k, v in run.timings.items()}
     if "calibration" in results:
         summary["calibration"] = results["calibration"]
     if "test" in results:

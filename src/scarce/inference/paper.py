@@ -87,11 +87,6 @@ def train_member(member: Member, index: int, scale: str, data: str, out: Path, l
     return run_dir
 
 
-def _resolve(device: str) -> str:
-    import torch
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
 def predict_member(run_dir: Path, name: str, split: str, views: int, out: Path, device: str,
                    batch_size: int, log=print) -> Path:
     """Predictions file of one member on one split (skipped when present)."""
@@ -99,7 +94,8 @@ def predict_member(run_dir: Path, name: str, split: str, views: int, out: Path, 
     path = out / "predictions" / f"{name}{'_tta' if views > 1 else ''}_{split}.npz"
     if path.is_file():
         return path
-    dev = _resolve(device)
+    from scarce.engine.hardware import device_name
+    dev = device_name(device)
     preds = predict_run(run_dir, None, split, views, dev, batch_size, num_workers=0 if dev == "cpu" else 4)
     write_predictions(preds, path)
     log(f"[{path.stem}] {summarize(preds)}")

@@ -29,6 +29,7 @@ from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_ima
 from scarce.data.loader import BUILTIN_DATASETS, DEMO_ROOT, build_eval_loader
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
+from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
 from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
@@ -124,8 +125,7 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
         raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
     if batch_size < 1:
         raise UserError(f"--batch-size: expected >= 1, got {batch_size}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = torch.device(device_name(device))
     run = load_run(path, dev)
     data = _data_config(run, data)
     dataset, ids = prediction_dataset(run, data, split)
@@ -134,8 +134,8 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
     dataset.transform = TTATransform(replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct),
                                      run.cfg.augment, run.mean, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
-    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=run.cfg.channels_last)
-    amp = run.cfg.amp if dev.type == "cuda" else "none"  # bf16 autocast on CPU is slow and gains nothing
+    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev))
+    amp = resolve_amp(run.cfg.amp, dev)
     probs, _ = tta_predict(run.model, loader, preprocess, probs_function(run.cfg, run.temperature),
                            chunk_size=batch_size, amp=amp)
     metadata = {"run_dir": str(run.run_dir), "weights": str(run.weights), "model": run.cfg.model.name,

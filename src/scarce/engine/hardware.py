@@ -1,0 +1,101 @@
+"""What the machine offers, decided once: device, autocast dtype, memory format, threads.
+
+Speed switches are hardware-dependent: bf16 autocast ran 1.5x faster than fp32 on a CPU with
+native bf16 (AVX512-BF16) and 7-20x slower on an AVX2-only CPU. ``auto`` therefore turns a
+switch on only where the hardware has it natively (BENCHMARKS.md, "Speed switches").
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def device_name(setting: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; other names unchanged."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return frozenset()
+    line = next((ln for ln in path.read_text().splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 matmuls run in hardware: CUDA with bf16, or a CPU with AMX or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def resolve_amp(setting: str, device: torch.device) -> str:
+    """``amp`` config -> ``none``, ``bf16`` or ``fp16``; ``auto`` is bf16 only where native."""
+    if setting != "auto":
+        return setting
+    return "bf16" if native_bf16(device) else "none"
+
+
+def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """``channels_last`` config -> bool; ``auto``: on CUDA, and on CPUs with native bf16
+    (where it was measured faster); off on other CPUs."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" or native_bf16(device)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(setting: int | None) -> int:
+    """torch intra-op threads: the config value, or every available core."""
+    return setting if setting else available_cores()
+
+
+def resolve_workers(setting: int | str, threads: int, in_memory: bool) -> int:
+    """Loader worker processes. ``auto``: none when the images are in memory (augmenting a
+    decoded uint8 image is cheaper than a worker stealing a core from the compute threads),
+    else the cores left beside the compute threads, at least 1, at most 8."""
+    if setting != "auto":
+        return int(setting)
+    if in_memory:
+        return 0
+    return max(1, min(8, available_cores() - threads))
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The resolved speed settings of a run (printed at start, saved in environment.json)."""
+    device: str
+    amp: str
+    channels_last: bool
+    threads: int
+    workers: int
+    cpu_native_bf16: bool
+
+    def describe(self) -> str:
+        return (f"hardware: device {self.device}, amp {self.amp}, channels_last {str(self.channels_last).lower()}, "
+                f"{self.threads} torch threads, {self.workers} loader workers"
+                + ("" if self.device != "cpu" else f" (CPU native bf16: {'yes' if self.cpu_native_bf16 else 'no'})"))
+
+
+def resolve_hardware(cfg, device: torch.device, in_memory: bool) -> Hardware:
+    """Resolve every ``auto`` speed switch of ``cfg`` for ``device`` and set torch's threads."""
+    threads = resolve_threads(cfg.threads)
+    torch.set_num_threads(threads)
+    return Hardware(device=str(device), amp=resolve_amp(cfg.amp, device),
+                    channels_last=resolve_channels_last(cfg.channels_last, device), threads=threads,
+                    workers=resolve_workers(cfg.data.num_workers, threads, in_memory),
+                    cpu_native_bf16=native_bf16(torch.device("cpu")))
