@@ -80,3 +80,10 @@ def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_p
     keys = ("epoch", "train_loss", "val_top1", "val_top1_ema", "lr")
     assert [[r[k] for k in keys] for r in rows[0]] == [[r[k] for k in keys] for r in rows[1]]
     assert len(rows[0]) == 4
+
+
+def test_demo_recipe_trains_in_one_epoch(tmp_path):
+    """15 optimizer steps: the per-step schedule reaches its peak lr, and precise BN (auto in
+    short runs) replaces running statistics that lag the fast-changing weights."""
+    summary = train(load_config("demo", ["epochs=1"]), tmp_path / "run", progress=False)
+    assert summary["test"]["top1"] >= 0.35, summary["test"]

@@ -53,8 +53,10 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if args.recipe or args.out:
             raise UserError("--resume takes its recipe and directory from RUN_DIR; drop --recipe/--out")
-        cfg = load_config(str(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None,
-                          args.overrides, extra)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
+                            f"stopped before it started: run the original command again)")
+        cfg = load_config(str(run_dir / "config.yaml"), args.overrides, extra)
     else:
         cfg = load_config(args.recipe, args.overrides, extra)
         name = Path(args.recipe).stem if args.recipe else "run"

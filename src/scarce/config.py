@@ -82,6 +82,9 @@ class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
     small_input: bool | str = opt("auto", "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
                                           "ConvNeXt); auto: on at data.img_size <= 40", ("auto", True, False))
+    precise_bn: bool | str = opt("auto", "recompute BatchNorm statistics on the train images before each evaluation "
+                                         "(running averages lag a fast-changing network); auto: in runs of fewer "
+                                         "than 500 optimizer steps", ("auto", True, False))
     drop_rate: float = opt(0.0, "dropout before the classifier", range="[0, 1)")
     drop_path_rate: float = opt(0.0, "drop path (drop connect) rate", range="[0, 1)")
     prediction_source: str = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "

@@ -108,6 +108,13 @@ def train_one_epoch(step: TrainStep, loader, preprocess: BatchPreprocessor, epoc
             "lr": lr, "updates": len(loader)}, global_step
 
 
+def recompute_bn_stats(model: nn.Module, loader, preprocess: BatchPreprocessor) -> None:
+    """Precise BatchNorm: replace the running statistics by exact averages over ``loader``
+    (``torch.optim.swa_utils.update_bn``, in train mode, no gradients)."""
+    from torch.optim.swa_utils import update_bn
+    update_bn((preprocess(x, train=False) for x, _ in loader), model)
+
+
 @torch.no_grad()
 def predict_outputs(model: nn.Module, loader, preprocess: BatchPreprocessor, amp: str = "none"):
     """Yield ``(outputs, target)`` per batch in loader order, in eval mode."""

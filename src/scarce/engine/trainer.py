@@ -1,6 +1,7 @@
 """A whole run: config -> data, model, loss, optimizer -> epochs -> run directory."""
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -19,8 +20,9 @@ from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkp
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
-from scarce.engine.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, train_one_epoch
+from scarce.engine.io import append_jsonl, atomic_write_json, read_jsonl
+from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, recompute_bn_stats, train_one_epoch
+from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.setup import build_components, probs_function, schedule_steps
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
@@ -95,11 +97,15 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, hardware=hardware, data=data, model=parts.model,
               step=step, preprocess=preprocess, bad_images=bad_images)
     run.loaders["train"] = train_loader
+    if wants_precise_bn(cfg, len(train_loader)):  # the train images, every rank all of them, no augmentation
+        run.loaders["bn"] = build_eval_loader(build_dataset(data, "train", cfg.data, None),
+                                              cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers)
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
         run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers,
                                                info.rank, info.world_size, persistent=True)
     if resume:
+        check_same_classes(run_dir, data.classes)
         config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
         state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
         run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
@@ -139,8 +145,18 @@ def write_run_info(run: Run) -> None:
         print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 
+def wants_precise_bn(cfg: Config, updates_per_epoch: int) -> bool:
+    """``model.precise_bn``: true, false, or auto (runs under 500 optimizer steps)."""
+    setting = cfg.model.precise_bn
+    return cfg.epochs * updates_per_epoch < 500 if setting == "auto" else bool(setting)
+
+
 def validate_epoch(run: Run) -> dict:
-    """Val top-1 of the raw model and of the EMA weights."""
+    """Val top-1 of the raw model and of the EMA weights. With ``model.precise_bn``, the raw
+    model's BN statistics are recomputed first (the EMA's are left to its average: changing
+    them would change every later EMA update)."""
+    if "bn" in run.loaders:
+        recompute_bn_stats(run.model, run.loaders["bn"], run.preprocess)
     if "val" not in run.loaders:
         return {}
     probs_fn = probs_function(run.cfg)
@@ -257,20 +273,13 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     128 + signal); both keep the last complete checkpoint (see :mod:`scarce.engine.faults`).
     """
     run_dir = Path(run_dir)
-    resume = _check_run_dir(run_dir, resume)
+    resume = check_run_dir(run_dir, resume)
     start = time.perf_counter()
-    run = prepare_run(cfg, run_dir, resume)
+    run = prepare_run(absolute_data_paths(cfg), run_dir, resume)
+    lock = RunLock(run_dir) if run.info.is_main else contextlib.nullcontext()
     try:
-        if run.info.is_main:
-            write_run_info(run)
-            _trim_metrics(run_dir, run.start_epoch)
-            print(run.hardware.describe(), flush=True)
-            print(describe_schedule(run), flush=True)
-        run.timings["startup"] = time.perf_counter() - start
-        with SignalGuard() as guard:
-            run_epochs(run, progress, stop_after, guard)
-            finished = stop_after is None or stop_after >= cfg.epochs
-            summary = finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
+        with lock:
+            summary = _train_locked(run, progress, stop_after, start)
         barrier(run.info)
         return summary
     except NonFiniteLossError as exc:
@@ -284,29 +293,18 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         cleanup(run.info)
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> bool:
-    """Whether to resume: ``--resume`` on a run killed before its first checkpoint starts fresh."""
-    if not resume and (run_dir / "state.json").exists():
-        raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
-    if resume and not (run_dir / "state.json").is_file():
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
-                            f"stopped before it started: run the original command again)")
-        print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
-        return False
-    return resume
-
-
-def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
-    """Drop metrics rows of epochs that will be trained again (after a kill or a fault) and a
-    torn last line, which the next append would otherwise run into."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return
-    keep = [r for r in read_jsonl(path) if isinstance(r.get("epoch"), int) and r["epoch"] < start_epoch]
-    text = "".join(json.dumps(r) + "\n" for r in keep)
-    if text != path.read_text(encoding="utf-8"):
-        atomic_write_text(path, text)
+def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float) -> dict:
+    """The part of :func:`train` that writes into the run directory (under its lock)."""
+    if run.info.is_main:
+        write_run_info(run)
+        trim_metrics(run.run_dir, run.start_epoch)
+        print(run.hardware.describe(), flush=True)
+        print(describe_schedule(run), flush=True)
+    run.timings["startup"] = time.perf_counter() - start
+    with SignalGuard() as guard:
+        run_epochs(run, progress, stop_after, guard)
+        finished = stop_after is None or stop_after >= run.cfg.epochs
+        return finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
 
 
 def finish_run(run: Run, seconds: float) -> dict:

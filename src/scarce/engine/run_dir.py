@@ -1,0 +1,109 @@
+"""The run directory as a resource: what may be written where, by whom, and what a resume needs.
+
+* ``--out`` is a new or empty folder, or a scarce run (it has ``config.yaml``): a folder of the
+  user's is never written into, so no file of theirs is replaced or deleted.
+* One process trains into a run directory at a time (an exclusive lock on ``.lock``).
+* The data paths a run stores are absolute, so ``evaluate``/``report`` from another working
+  directory read the same files; a resume refuses other classes than the run's.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import IO
+
+from scarce.config import Config
+from scarce.engine.io import atomic_write_text, read_json, read_jsonl
+from scarce.errors import UserError
+
+LOCK_FILE = ".lock"
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> bool:
+    """Whether to resume: ``--resume`` on a run killed before its first checkpoint starts fresh."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir}: is a file, expected a run directory")
+    is_run = (run_dir / "config.yaml").is_file()
+    if not resume and run_dir.is_dir() and not is_run and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise UserError(f"--out {run_dir}: a folder with other files in it and no scarce run (no config.yaml); "
+                        f"choose a new or empty folder")
+    if not resume and (run_dir / "state.json").exists():
+        raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
+    if resume and not is_run:
+        raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
+                        f"stopped before it started: run the original command again)")
+    if resume and not (run_dir / "state.json").is_file():
+        print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
+        return False
+    return resume
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock`` for the life of a training process; a second
+    process exits with a one-line error naming the first one's pid. The kernel drops the lock
+    when the holder dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+        self.handle: IO | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise UserError(f"run directory {self.path.parent}: another scarce process (pid {holder}) is training "
+                            f"into it; wait for it or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+
+def absolute_data_paths(cfg: Config) -> Config:
+    """``cfg`` with its data folders made absolute (built-in dataset names stay names)."""
+    from scarce.data.loader import BUILTIN_DATASETS
+    data = cfg.data
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else path
+    name = data.name if data.name in BUILTIN_DATASETS else absolute(data.name)
+    return replace(cfg, data=replace(data, name=name, train=absolute(data.train), val=absolute(data.val),
+                                     test=absolute(data.test), root=absolute(data.root)))
+
+
+def check_same_classes(run_dir: Path, classes: list[str]) -> None:
+    """A resume trains on the classes the run was started with, in the same order."""
+    path = run_dir / "classes.json"
+    if not path.is_file():
+        return
+    saved = read_json(path).get("classes")
+    if saved != classes:
+        raise UserError(f"--resume {run_dir}: the data's classes {classes[:5]}... differ from the run's "
+                        f"{(saved or [])[:5]}... (classes.json); resume with the run's data")
+
+
+def trim_metrics(run_dir: Path, start_epoch: int) -> None:
+    """Drop metrics rows of epochs that will be trained again (after a kill or a fault) and a
+    torn last line, which the next append would otherwise run into."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = [r for r in read_jsonl(path) if isinstance(r.get("epoch"), int) and r["epoch"] < start_epoch]
+    text = "".join(json.dumps(r) + "\n" for r in keep)
+    if text != path.read_text(encoding="utf-8"):
+        atomic_write_text(path, text)

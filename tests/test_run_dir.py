@@ -1,0 +1,69 @@
+"""The run directory: never write into a user's folder, one trainer at a time, absolute data
+paths, a resume that refuses other classes or a missing config."""
+import os
+import shutil
+
+import pytest
+import yaml
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.engine.run_dir import RunLock
+from scarce.engine.trainer import train
+from scarce.errors import UserError
+from tests.conftest import TINY, make_image_folder
+
+
+def test_out_that_holds_other_files_is_refused_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "keep.txt").write_text("mine")
+    (out / "metrics.jsonl").write_text("mine")
+    assert main(["train", "--out", str(out), "--no-progress", *TINY, "epochs=1"]) == 2
+    assert "no scarce run" in capsys.readouterr().err
+    assert (out / "checkpoints" / "keep.txt").read_text() == "mine" and (out / "metrics.jsonl").read_text() == "mine"
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["train", "--out", str(tmp_path / "f"), "--no-progress", *TINY]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_second_trainer_into_the_same_run_is_refused_naming_the_first(tmp_path):
+    run_dir = tmp_path / "run"
+    with RunLock(run_dir):
+        cfg = load_config(None, TINY + ["epochs=1"])
+        with pytest.raises(UserError, match=f"pid {os.getpid()}"):
+            train(cfg, run_dir, progress=False)
+    train(load_config(None, TINY + ["epochs=1"]), run_dir, progress=False)  # released: trains
+
+
+def test_data_path_is_stored_absolute_and_evaluate_elsewhere_reads_it(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": "data"}}), tmp_path / "run", progress=False)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["name"] == str(tmp_path / "data")
+    other = tmp_path / "elsewhere"
+    make_image_folder(other / "data", classes=("x", "y", "z"))  # a different folder of the same name
+    monkeypatch.chdir(other)
+    assert main(["evaluate", str(tmp_path / "run"), "--workers", "0"]) == 0
+    shutil.rmtree(tmp_path / "data")
+    assert main(["evaluate", str(tmp_path / "run"), "--workers", "0"]) == 2  # stored data gone: refused
+
+
+def test_resume_with_other_classes_is_refused(tmp_path, capsys):
+    make_image_folder(tmp_path / "a", classes=("cat", "dog", "emu"))
+    make_image_folder(tmp_path / "b", classes=("ant", "bee", "cow"))
+    train(load_config(None, TINY + ["epochs=2"], {"data": {"name": str(tmp_path / "a")}}), tmp_path / "run",
+          progress=False, stop_after=1)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--data", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "differ from the run's" in capsys.readouterr().err
+
+
+def test_resume_without_config_is_refused(tmp_path, capsys):
+    train(load_config(None, TINY + ["epochs=2"]), tmp_path / "run", progress=False, stop_after=1)
+    (tmp_path / "run" / "config.yaml").unlink()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
