@@ -77,19 +77,16 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
 
 
 def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
-    """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>/train.log``."""
-    import torch
-
+    """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>.log`` beside it."""
     from scarce.config import load_config
     from scarce.engine.trainer import train
-    if threads:
-        torch.set_num_threads(threads)  # on a shared CPU, 1 thread per cell beats oversubscription
     run_dir = Path(cell.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     resume = (run_dir / "state.json").is_file()
-    cfg = load_config(recipe, list(cell.overrides))
+    # on a shared CPU, 1 thread per cell beats oversubscription; the run sets torch's threads
+    cfg = load_config(recipe, list(cell.overrides) + ([f"threads={threads}"] if threads else []))
     start = time.perf_counter()
-    with open(run_dir / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+    with open(run_dir.with_suffix(".log"), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         train(cfg, run_dir, resume=resume, progress=False)
     from scarce.engine.io import atomic_write_json
     record = {**asdict(cell), "recipe": recipe, "resumed": resume,
