@@ -168,10 +168,25 @@ def test_decoded_cache_reads_each_image_file_once(tmp_path, image_folder, monkey
 def test_cache_auto_stays_within_its_memory_budget():
     from scarce.config import DataConfig
     from scarce.data.datasets import Split
-    from scarce.data.loader import decoded_cache_side
+    from scarce.data.loader import decoded_cache_sides
     files = Split(ids=["a.png"] * 1000, targets=[0] * 1000, classes=["a"], root=".")
-    assert decoded_cache_side(DataConfig(img_size=32), {"train": files}) == 37  # ceil(1.15 * 32)
-    assert decoded_cache_side(DataConfig(img_size=32, cache="none"), {"train": files}) is None
+    assert decoded_cache_sides(DataConfig(img_size=32), {"train": files, "val": files}) == {"train": 37, "val": 32}
+    assert decoded_cache_sides(DataConfig(img_size=32, cache="none"), {"train": files}) is None
     big = Split(ids=["a.png"] * 50_000, targets=[0] * 50_000, classes=["a"], root=".")
-    assert decoded_cache_side(DataConfig(img_size=300), {"train": big}) is None        # ~23 GB
-    assert decoded_cache_side(DataConfig(img_size=300, cache="ram"), {"train": big}) == 345
+    assert decoded_cache_sides(DataConfig(img_size=300), {"train": big}) is None        # ~18 GB
+    assert decoded_cache_sides(DataConfig(img_size=300, cache="ram"), {"train": big}) == {"train": 345}
+
+
+def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
+    """Val/test are cached at exactly the evaluation resize: the transform gives the same pixels."""
+    from scarce.data.check import preflight
+    from scarce.data.loader import decoded_cache_sides
+    root = make_image_folder(tmp_path / "d", size=40)
+    data = DataConfig(name=str(root), img_size=16, crop_pct=0.875)
+    bundle = build_data(data)
+    cached, _ = preflight(bundle.splits, bundle.mode, False, keep_sides=decoded_cache_sides(data, bundle.splits))
+    plain = build_dataset(bundle, "val", data, None)
+    from dataclasses import replace
+    fast = build_dataset(replace(bundle, splits=cached), "val", data, None)
+    assert fast.split.cache is not None
+    assert all(torch.equal(plain[i][0], fast[i][0]) for i in range(len(plain)))

@@ -150,7 +150,7 @@ class Config:
                            "else none", ("auto", "none", "bf16", "fp16"))
     channels_last: bool | str = opt("auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16",
                                     ("auto", True, False))
-    threads: int | None = opt(None, "torch threads (null: every available core)", range="[1, 1024]")
+    threads: int | None = opt(None, "torch threads (null: OMP_NUM_THREADS if set, else the cores, shared among torchrun's local processes)", range="[1, 1024]")
     clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)", range="(0, inf)")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
     eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)", range="[1, inf)")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torchvision import transforms as T
 
 from scarce.data.datasets import Split, safe_join, to_mode
 from scarce.errors import UserError
@@ -73,10 +74,8 @@ def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool
     if mode is not None:
         converted = to_mode(img, mode)  # the conversion the dataset will do must also succeed
         if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
-            scale = keep_side / min(converted.size)
-            if scale < 1:
-                converted = converted.resize((max(1, round(converted.width * scale)),
-                                              max(1, round(converted.height * scale))), Image.Resampling.BILINEAR)
+            if min(converted.size) > keep_side:  # torchvision's Resize, as the evaluation transform does it
+                converted = T.Resize(keep_side, interpolation=T.InterpolationMode.BILINEAR, antialias=True)(converted)
             check.pixels = np.asarray(converted).copy()
     if hashes:
         check.dhash = dhash(img)
@@ -119,19 +118,20 @@ def check_split(split: Split, mode: str | None = None, hashes: bool = False,
 
 
 def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int | None = None,
-              keep_side: int | None = None) -> tuple[dict[str, Split], list[dict]]:
+              keep_sides: dict[str, int] | None = None) -> tuple[dict[str, Split], list[dict]]:
     """Decode every image file of every split before training.
 
     Returns the splits without bad images and ``[{"split", "path", "reason"}]``. Without
     ``skip_bad`` the first bad image raises a one-line :class:`UserError` naming it.
-    In-memory splits (Fashion-MNIST arrays) have nothing to scan. ``keep_side``: the decoded
-    images (shorter side at most ``keep_side``) stay in ``Split.cache``, so none is decoded again.
+    In-memory splits (Fashion-MNIST arrays) have nothing to scan. ``keep_sides``: per split, the
+    decoded images (shorter side at most that) stay in ``Split.cache``; none is decoded again.
     """
     kept, bad = {}, []
     for name, split in splits.items():
         if split.array is not None:
             kept[name] = split
             continue
+        keep_side = (keep_sides or {}).get(name)
         checks = check_split(split, mode, workers=workers, keep_side=keep_side)
         bad += [{"split": name, "path": c.id, "reason": c.reason} for c in checks if not c.ok]
         keep = [i for i, c in enumerate(checks) if c.ok]

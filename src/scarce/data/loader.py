@@ -66,20 +66,22 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
 CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
-def decoded_cache_side(cfg: DataConfig, splits: dict[str, Split]) -> int | None:
-    """Shorter side at which the up-front scan keeps decoded images (None: no cache).
+def decoded_cache_sides(cfg: DataConfig, splits: dict[str, Split]) -> dict[str, int] | None:
+    """Per split, the shorter side at which the up-front scan keeps decoded images (None: no cache).
 
-    1.15 x the evaluation resize, so crops and resizes still start from more pixels than
-    they produce; ``auto`` caches when the files' images, at that side, fit in
-    :data:`CACHE_BUDGET_BYTES` (estimated as square RGB).
+    Train: 1.15 x the evaluation resize, so random crops still start from more pixels than they
+    produce. Val/test: exactly the evaluation resize, which the evaluation transform then
+    leaves as it is, so cached scores equal those of the image files. ``auto`` caches when the
+    images, at those sides, fit in :data:`CACHE_BUDGET_BYTES` (estimated as square RGB).
     """
-    files = sum(len(s.ids) for s in splits.values() if s.array is None)
-    if cfg.cache == "none" or files == 0:
+    files = {name: len(s.ids) for name, s in splits.items() if s.array is None}
+    if cfg.cache == "none" or not files:
         return None
-    side = math.ceil(1.15 * cfg.img_size / cfg.crop_pct)
-    if cfg.cache == "auto" and files * side * side * 3 > CACHE_BUDGET_BYTES:
+    eval_side = int(round(cfg.img_size / cfg.crop_pct))  # EvalTransform's Resize
+    sides = {name: math.ceil(1.15 * eval_side) if name == "train" else eval_side for name in files}
+    if cfg.cache == "auto" and sum(n * sides[name] ** 2 * 3 for name, n in files.items()) > CACHE_BUDGET_BYTES:
         return None
-    return side
+    return sides
 
 
 def _sniff_mode(split: Split, probe: int = 16) -> str:

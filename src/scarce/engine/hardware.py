@@ -60,8 +60,13 @@ def available_cores() -> int:
 
 
 def resolve_threads(setting: int | None) -> int:
-    """torch intra-op threads: the config value, or every available core."""
-    return setting if setting else available_cores()
+    """torch intra-op threads: the config value; else ``OMP_NUM_THREADS`` when set; else the
+    available cores shared among the processes ``torchrun`` started on this machine."""
+    if setting:
+        return setting
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def resolve_workers(setting: int | str, threads: int, in_memory: bool) -> int:

@@ -14,7 +14,7 @@ import torch.nn as nn
 from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.check import preflight
-from scarce.data.loader import EVAL_BATCH_FACTOR, decoded_cache_side, epoch_seed, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, decoded_cache_sides, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkpoint, save_weights, write_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
@@ -79,7 +79,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     data = build_data(cfg.data)
     # fail fast, before any epoch; the decoded images are kept when they fit (data.cache)
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images,
-                                   keep_side=decoded_cache_side(cfg.data, data.splits))
+                                   keep_sides=decoded_cache_sides(cfg.data, data.splits))
     data = replace(data, splits=splits)
     in_memory = all(s.array is not None or s.cache is not None for s in splits.values())
     hardware = resolve_hardware(cfg, device, in_memory=in_memory)
