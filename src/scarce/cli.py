@@ -143,12 +143,14 @@ def _add_predict(sub) -> None:
                        description="Predict with a run's calibrated confidence. A flat folder of images "
                        "(no class folders) given as --split or --data is predicted unlabelled (targets -1).")
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files: print each one's label, calibrated confidence and top-3 (no --out needed)")
     p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
     p.add_argument("--split", default="test", help="train, val, test, or an image folder (default: test)")
     p.add_argument("--tta", type=int, default=1, metavar="N", help="views per image: 1 = no TTA (default 1)")
-    p.add_argument("--out", required=True, help="predictions file (.npz: probs, ids, classes, targets, metadata)")
+    p.add_argument("--out", default=None, help="predictions file of a split (.npz: probs, ids, classes, targets, metadata)")
     p.add_argument("--csv", default=None, help="also write id,label,confidence,top1..top5 as CSV")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="seed of the augmented TTA views")
@@ -157,10 +159,26 @@ def _add_predict(sub) -> None:
 def cmd_predict(args) -> int:
     from scarce.config import DataConfig
     from scarce.inference.predict import predict_run, summarize, write_predictions
+    if args.images:
+        return _predict_images(args)
+    if args.out is None:
+        raise UserError("scarce predict: give image files to print their labels, or --out FILE.npz for a split")
     preds = predict_run(args.path, DataConfig(name=args.data) if args.data else None, args.split, args.tta,
                         args.device, args.batch_size, args.workers, args.seed)
     write_predictions(preds, args.out, args.csv)
     print(f"{summarize(preds)}; wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
+    return 0
+
+
+def _predict_images(args) -> int:
+    from scarce.api import load
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    result = load(args.path, args.device).predict(args.images, batch_size=args.batch_size)
+    width = max(len(str(p)) for p in args.images)
+    for i, image in enumerate(args.images):
+        top = "  ".join(f"{label} {p:.3f}" for label, p in result.top(i, 3))
+        print(f"{str(image):<{width}}  {result.labels[i]:<16} {result.confidence[i]:.3f}   top-3: {top}")
     return 0
 
 
@@ -251,7 +269,9 @@ COMMANDS.update({"report": (_add_report, cmd_report), "augment": (_add_augment, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scarce import __version__
     parser = argparse.ArgumentParser(prog="scarce", description="Train image classifiers from scratch on scarce data.")
+    parser.add_argument("--version", action="version", version=f"scarce {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)
@@ -276,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scarce {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)  # 3: a training fault (non-finite loss, disk full)
     except KeyboardInterrupt as exc:  # the trainer's carries the signal and where to resume
-        print(f"scarce {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"scarce {args.command}: {str(exc) or 'interrupted (SIGINT)'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
 
 

@@ -1,0 +1,133 @@
+"""The Python API, as short as the CLI::
+
+    import scarce
+    run = scarce.train(recipe="demo", epochs=30)           # or data="path/to/folder", out="runs/x"
+    model = scarce.load(run.path)
+    result = model.predict(["a.png", pil_image, uint8_tensor])
+    result.labels, result.probs                             # ["Bag", ...], float32 [N, C]
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scarce.errors import UserError
+
+
+@dataclass
+class TrainedRun:
+    """A finished (or stopped) run: its directory and ``summary.json`` contents."""
+    path: Path
+    summary: dict = field(default_factory=dict)
+
+    def load(self, device: str = "auto") -> Classifier:
+        return load(self.path, device)
+
+
+def _nested(settings: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for key, value in settings.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def train(recipe: str | None = "demo", data: str | None = None, out: str | os.PathLike | None = None,
+          resume: bool = False, progress: bool = False, **settings: Any) -> TrainedRun:
+    """Train like ``scarce train``; ``settings`` are config keys (``epochs=30``, or dotted keys
+    through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its summary."""
+    import time
+
+    from scarce.config import _merge, load_config
+    from scarce.engine.trainer import train as train_run
+    extra = _nested(settings)
+    if data is not None:
+        extra = _merge(extra, {"data": {"name": str(data)}})
+    if resume:
+        if out is None:
+            raise UserError("scarce.train(resume=True) needs out= (the run directory to continue)")
+        cfg = load_config(str(Path(out) / "config.yaml"), None, extra)
+    else:
+        cfg = load_config(recipe, None, extra)
+    name = Path(recipe).stem if recipe else "run"
+    run_dir = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return TrainedRun(run_dir, train_run(cfg, run_dir, resume=resume, progress=progress))
+
+
+@dataclass
+class ImagePredictions:
+    """``labels[i]`` = the class of image i, ``probs`` float32 ``[N, C]`` (calibrated)."""
+    labels: list[str]
+    probs: np.ndarray
+    classes: list[str]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+    def top(self, i: int, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs[i])[:k]
+        return [(self.classes[j], float(self.probs[i, j])) for j in order]
+
+
+class Classifier:
+    """A trained run ready to predict images: paths, PIL images or uint8 tensors ``[C, H, W]``
+    / ``[H, W]``, through the run's evaluation transform, prediction source and temperature."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto"):
+        import torch
+
+        from scarce.engine.batch import BatchPreprocessor
+        from scarce.engine.evaluation import load_run
+        from scarce.engine.hardware import device_name
+        self.device = torch.device(device_name(device))
+        self.run = load_run(path, self.device)
+        self.classes = self.run.classes
+        self._preprocess = BatchPreprocessor(self.run.mean, self.run.std, self.device)
+
+    def _image(self, item: Any, index: int):
+        import torch
+        from PIL import Image
+
+        from scarce.data.datasets import read_image, to_mode
+        if isinstance(item, (str, os.PathLike)):
+            return read_image(item, self.run.mode)
+        if isinstance(item, Image.Image):
+            return to_mode(item, self.run.mode)
+        if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.ndim in (2, 3):
+            array = item.cpu().numpy()
+            array = array if array.ndim == 2 else (array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+            return to_mode(Image.fromarray(array), self.run.mode)
+        raise UserError(f"image {index}: expected a file path, a PIL image or a uint8 tensor [C, H, W], "
+                        f"got {type(item).__name__}")
+
+    def predict(self, images: Sequence[Any], batch_size: int = 64) -> ImagePredictions:
+        import torch
+
+        from scarce.data.transforms import EvalTransform
+        from scarce.engine.loop import autocast
+        from scarce.engine.setup import probs_function
+        transform = EvalTransform(self.run.cfg.data)
+        probs_fn = probs_function(self.run.cfg, self.run.temperature)
+        chunks = []
+        self.run.model.eval()
+        for start in range(0, len(images), batch_size):
+            batch = [transform(None, i, self._image(item, start + i))
+                     for i, item in enumerate(images[start:start + batch_size])]
+            with torch.no_grad(), autocast(self.device, self.run.cfg.amp):
+                outputs = self.run.model(self._preprocess(torch.stack(batch), train=False))
+            chunks.append(probs_fn(outputs).float().cpu().numpy())
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
+        return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
+
+
+def load(path: str | os.PathLike, device: str = "auto") -> Classifier:
+    """A run directory (its best weights) or a weights file inside one, ready to predict."""
+    return Classifier(path, device)

@@ -1,0 +1,75 @@
+"""The Python API and predicting image files: the same answers as scarce's own split predictions."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import scarce
+from scarce.cli import main
+from scarce.config import DataConfig
+from scarce.errors import UserError
+from scarce.inference.predict import predict_run
+from tests.conftest import TINY
+
+DEMO_TEST = Path(scarce.__file__).parent / "data" / "demo" / "test"
+
+
+def _settings() -> dict:
+    pairs = [item.split("=", 1) for item in TINY]
+    import yaml
+    return {key: yaml.safe_load(value) for key, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("api") / "run"
+    return scarce.train(recipe=None, data="demo", out=out, **{**_settings(), "epochs": 1})
+
+
+def test_train_returns_the_run_and_its_summary(run):
+    assert run.path.is_dir() and (run.path / "summary.json").is_file()
+    assert run.summary["test"]["count"] == 1000
+
+
+def test_load_predict_matches_split_predictions(run):
+    files = sorted(DEMO_TEST.glob("*/*.png"))[::50]
+    model = scarce.load(run.path, device="cpu")
+    result = model.predict([str(f) for f in files])
+    split = predict_run(run.path, DataConfig(name="demo"), "test", num_workers=0)
+    ids = list(split.ids)
+    rows = [ids.index(f"test/{f.parent.name}/{f.name}") for f in files]
+    np.testing.assert_allclose(result.probs, split.probs[rows], atol=1e-5)
+    assert result.labels == [split.classes[j] for j in split.probs[rows].argmax(1)]
+    assert result.top(0, 3)[0] == (result.labels[0], pytest.approx(float(result.confidence[0])))
+
+
+def test_predict_takes_pil_images_and_uint8_tensors(run):
+    path = sorted(DEMO_TEST.glob("Bag/*.png"))[0]
+    model = run.load(device="cpu")
+    pil = Image.open(path)
+    tensor = torch.from_numpy(np.array(pil.convert("L")))[None]  # uint8 [1, H, W]
+    by_path, by_pil, by_tensor = (model.predict([x]).probs for x in (str(path), pil, tensor))
+    np.testing.assert_allclose(by_pil, by_path, atol=1e-6)
+    np.testing.assert_allclose(by_tensor, by_path, atol=1e-6)
+    with pytest.raises(UserError, match="image 0: expected a file path"):
+        model.predict([3.5])
+
+
+def test_cli_prints_label_confidence_and_top3_per_image(run, capsys):
+    files = [str(p) for p in sorted(DEMO_TEST.glob("Coat/*.png"))[:2]]
+    assert main(["predict", str(run.path), *files, "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f) and "top-3:" in line for line, f in zip(lines, files))
+
+
+def test_cli_predict_without_images_or_out_says_what_to_give(run, capsys):
+    assert main(["predict", str(run.path)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"scarce {scarce.__version__}"
