@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     for seed in args.seeds:  # one JSON per finished seed: a killed benchmark resumes at the next seed
         done = HERE / "work" / "bare_loop" / name / f"seed{seed}.json"
         if not done.is_file():
-            from scarce.engine.io import atomic_write_json
+            from scarce.io import atomic_write_json
             atomic_write_json(done, {**train_and_test(seed, args.epochs, args.per_class, args.randaugment),
                                      "threads": torch.get_num_threads()})
         rows.append(json.loads(done.read_text()))

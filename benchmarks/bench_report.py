@@ -95,7 +95,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def write_results(rows: list[dict], cells: list, folder: Path, name: str, meta: dict) -> None:
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     folder.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)
     atomic_write_json(folder / f"{name}.json", {**meta, "date": time.strftime("%Y-%m-%d", time.gmtime()),

@@ -48,7 +48,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def write_results(folder: Path, name: str, data: dict, markdown: str, headlines: dict[str, object]) -> None:
     """``folder/name.json`` (data + headlines) and ``folder/name.md``, then print the table and
     the headline lines last."""
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     if not headlines:
         raise ValueError("a benchmark needs at least one headline figure")
     atomic_write_json(folder / f"{name}.json", json.loads(json.dumps({**data, "headlines": headlines}, default=str)))

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from scarce.data.datasets import scan_image_folder
-from scarce.engine.io import atomic_path, atomic_write_json
 from scarce.errors import UserError
+from scarce.io import atomic_path, atomic_write_json
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
               "args": {k: v for k, v in vars(args).items() if k != "results"},
               "machine": {"platform": platform.platform(), "processor": platform.processor()},
               "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     args.results.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.results / "data_loading.json", json.loads(json.dumps(record)))
     atomic_write_text(args.results / "data_loading.md", table)

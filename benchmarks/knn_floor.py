@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
              f"{100 * out['mean']:.2f} +- {100 * out['std']:.2f} |\n")
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     atomic_write_json(args.results / "knn_floor.json", out)
     atomic_write_text(args.results / "knn_floor.md", table)
     print(f"knn_top1: {out['mean']:.4f}")

@@ -88,7 +88,7 @@ def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     start = time.perf_counter()
     with open(run_dir.with_suffix(".log"), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         train(cfg, run_dir, resume=resume, progress=False)
-    from scarce.engine.io import atomic_write_json
+    from scarce.io import atomic_write_json
     record = {**asdict(cell), "recipe": recipe, "resumed": resume,
               "wall_seconds": round(time.perf_counter() - start, 1),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
              f"| answers replaced by the vote at 0.7 | {100 * s['replaced_0.7']:.1f} % | {100 * t['replaced_0.7']:.1f} % |"]
     table = "\n".join(lines) + "\n"
     print(table)
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     atomic_write_json(args.results / "small_data_ensemble_vote.json", json.loads(json.dumps(out)))
     atomic_write_text(args.results / "small_data_ensemble_vote.md", table)
     print(f"ensemble_soft_top1: {t['soft']:.4f}")

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {config} | {len(per_seed)} | {cell('cosine')} | {cell('g')} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     atomic_write_json(args.results / "small_data_sources.json", json.loads(json.dumps(out)))
     atomic_write_text(args.results / "small_data_sources.md", table)
     return out

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
            "machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads()},
            "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    from scarce.engine.io import atomic_write_json, atomic_write_text
+    from scarce.io import atomic_write_json, atomic_write_text
     args.results.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.results / "throughput.json", json.loads(json.dumps(out, default=str)))
     atomic_write_text(args.results / "throughput.md", table)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scarce.inference.calibration import (
+from scarce.calibration import (
     expected_calibration_error,
     fit_temperature,
     nll,

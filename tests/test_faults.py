@@ -24,11 +24,11 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-import scarce.engine.io as io
 import scarce.engine.setup as setup
 import scarce.engine.trainer as trainer
+import scarce.io as io
 from scarce.cli import main
-from scarce.engine.io import read_jsonl
+from scarce.io import read_jsonl
 from tests.conftest import TINY, make_image_folder
 
 ARGS = TINY + ["epochs=4", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "checkpoint.every_epochs=1",

@@ -128,7 +128,7 @@ def cmd_data_check(args) -> int:
     from scarce.config import DataConfig
     from scarce.data.check import NEAR_MAE, check_dataset, format_report
     from scarce.data.loader import DEMO_ROOT, resolve_splits
-    from scarce.engine.io import atomic_write_json
+    from scarce.io import atomic_write_json
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
     report = check_dataset(resolve_splits(DataConfig(name=args.data)), args.max_mae or NEAR_MAE,
                            manifest_root=None if args.data == "fashion-mnist" else str(root))

@@ -311,7 +311,7 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from scarce.engine.io import atomic_write_text
+    from scarce.io import atomic_write_text
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 

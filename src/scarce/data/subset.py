@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from scarce.data.datasets import scan_image_folder
-from scarce.engine.io import atomic_path
 from scarce.errors import UserError
+from scarce.io import atomic_path
 
 LINK_MODES = ("hard", "sym", "copy")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
+from scarce.calibration import expected_calibration_error, fit_temperature, nll
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.io import atomic_write_json
 from scarce.engine.loop import predict_outputs
-from scarce.inference.calibration import expected_calibration_error, fit_temperature, nll
+from scarce.io import atomic_write_json
 from scarce.models.heads import prediction_scores
 
 CALIBRATION_FILE = "calibration.json"

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from scarce.engine.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.errors import UserError
+from scarce.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.models.heads import CosineHeadModel
 
 HEAD_G_SUFFIX = ".head_g.safetensors"

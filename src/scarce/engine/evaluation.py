@@ -13,10 +13,10 @@ from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
-from scarce.engine.io import atomic_write_json, read_json
 from scarce.engine.loop import evaluate
 from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
+from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g
 from scarce.models.factory import create_model
 

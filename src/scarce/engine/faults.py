@@ -19,8 +19,8 @@ from typing import Iterator
 
 from safetensors import SafetensorError
 
-from scarce.engine.io import read_json
 from scarce.errors import UserError
+from scarce.io import read_json
 
 EXIT_FAULT = 3
 

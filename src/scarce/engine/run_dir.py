@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO
 
 from scarce.config import Config
-from scarce.engine.io import atomic_write_text, read_json, read_jsonl
 from scarce.errors import UserError
+from scarce.io import atomic_write_text, read_json, read_jsonl
 
 LOCK_FILE = ".lock"
 

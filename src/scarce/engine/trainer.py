@@ -20,12 +20,12 @@ from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkp
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
-from scarce.engine.io import append_jsonl, atomic_write_json, read_jsonl
 from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, recompute_bn_stats, train_one_epoch
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.setup import build_components, probs_function, schedule_steps
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
+from scarce.io import append_jsonl, atomic_write_json, read_jsonl
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Inference: voting ensembles and predictions files.
 
-``calibration`` is imported on its own (``scarce.inference.calibration``) to keep this
-package's import light and its parts independent. ``predict_run``, ``tta_predict``,
-``tta_views`` and ``TTATransform`` load torch models and the engine, so they are imported
-on first use (the engine itself imports ``scarce.inference.calibration``).
+Temperature scaling and ECE live below the engine (``scarce.calibration``), which uses
+them. ``predict_run``, ``tta_predict``, ``tta_views`` and ``TTATransform`` load torch
+models and the engine, so they are imported on first use.
 """
 
 from scarce.inference.ensemble import add_ensemble_arguments, ensemble_main, run_ensemble

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scarce.config import load_config, save_config
-from scarce.engine.io import atomic_write_json
 from scarce.errors import UserError
+from scarce.io import atomic_write_json
 
 RECIPE = "vipriors-effnet-b3"
 

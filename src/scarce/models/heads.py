@@ -32,7 +32,7 @@ PREDICTION_SOURCES = ("auto", "logits", "g", "cosine")
 # A fixed scale of 16 (as in normalised-softmax / CosFace-style heads) lets a confident
 # cosine score reach a confident probability; it is fixed, not learned, so the same
 # threshold means the same thing across models. Fit a temperature on held-out data on
-# top of it (scarce.inference.calibration.fit_temperature) for calibrated confidence.
+# top of it (scarce.calibration.fit_temperature) for calibrated confidence.
 DEFAULT_COSINE_SCALE = 16.0
 
 _NORMALIZE_EPS = 1e-8  # same as scarce.losses.cosine.NORMALIZE_EPS

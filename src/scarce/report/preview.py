@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from scarce.config import Config
-from scarce.engine.io import atomic_path
+from scarce.io import atomic_path
 from scarce.report.plots import image_grid_figure
 
 Image = np.ndarray | tuple[np.ndarray, str]

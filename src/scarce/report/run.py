@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from scarce.engine.io import atomic_path, read_json, read_jsonl
 from scarce.errors import UserError
+from scarce.io import atomic_path, read_json, read_jsonl
 from scarce.report import plots
 from scarce.report.html import Figures, Section, details, key_values, paragraph, pre, table, write_page
 
@@ -91,7 +91,7 @@ def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **
     except UserError as exc:
         note = paragraph(f"test predictions unavailable: {exc}", "note")
         return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
-    from scarce.inference.calibration import reliability_bins
+    from scarce.calibration import reliability_bins
     scores, targets, classes, temp = got["scores"], got["targets"], got["classes"], got["temperature"]
     pred = scores.argmax(1).numpy()
     cm = confusion_matrix(pred, targets.numpy(), len(classes))

@@ -1,0 +1,49 @@
+"""The training step keeps the host out of the loop: no sync between logging intervals."""
+import pytest
+import torch
+
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.loop import NonFiniteLossError, TrainStep, train_one_epoch
+
+SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+
+@pytest.fixture
+def sync_counter(monkeypatch):
+    calls = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+def _epoch(steps: int, log_every: int, loss_fn=None):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    batches = [(torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8), torch.randint(0, 5, (8,)))
+               for _ in range(steps)]
+    step = TrainStep(model, loss_fn or torch.nn.functional.cross_entropy,
+                     torch.optim.SGD(model.parameters(), lr=0.1))
+    pre = BatchPreprocessor([0.5] * 3, [0.25] * 3, torch.device("cpu"))
+    return train_one_epoch(step, batches, pre, epoch=0, progress=False, log_every=log_every)
+
+
+def test_no_host_sync_between_logging_intervals(sync_counter):
+    stats, step = _epoch(steps=40, log_every=20)
+    assert step == 40 and stats["images"] == 320
+    # per logging point: one read of the non-finite flag; at the end: the loss sum
+    assert sync_counter.count("__bool__") == 2, sync_counter  # the counter sees the two flag reads
+    assert len(sync_counter) <= 2 * 2 + 1, sync_counter
+
+
+def test_non_finite_loss_still_stops_the_epoch():
+    def nan_at_step_3(outputs, target, calls=[0]):  # noqa: B006
+        calls[0] += 1
+        loss = torch.nn.functional.cross_entropy(outputs, target)
+        return loss * float("nan") if calls[0] == 3 else loss
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 0"):
+        _epoch(steps=10, log_every=5, loss_fn=nan_at_step_3)
