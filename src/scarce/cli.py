@@ -61,7 +61,8 @@ def cmd_train(args) -> int:
         cfg = load_config(args.recipe, args.overrides, extra)
         name = Path(args.recipe).stem if args.recipe else "run"
         run_dir = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    # a progress bar on a terminal; in a log or CI only the one line per epoch
+    summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     if summary:
         test = summary.get("test")
         if test:
