@@ -98,12 +98,13 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("subset", help="VIPriors-style k-per-class split of an image folder, with a manifest")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.add_argument("--per-class", type=int, required=True)
-    s.add_argument("--val-per-class", type=int, default=0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"])
+    s.add_argument("src", help="image folder of <class>/<image> (its train/ if it has one); test/ is copied whole")
+    s.add_argument("dst", help="new folder for the subset (must not exist)")
+    s.add_argument("--per-class", type=int, required=True, help="train images per class (>= 1)")
+    s.add_argument("--val-per-class", type=int, default=0, help="val images per class, disjoint from train (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the per-class sampling")
+    s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"],
+                   help="how files reach dst: hard links (default), symlinks or copies")
     c = dsub.add_parser("check", help="scan a dataset: unreadable files, modes, sizes, class counts, "
                         "duplicates across splits", description="Exit status: 0 no problem found, 1 problems "
                         "found (unreadable images, duplicates across splits, manifest paths outside the root), "

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import transforms as T
 
 from scarce.data.datasets import Split, safe_join, to_mode
@@ -72,7 +72,7 @@ def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool
     check.mode, check.size = img.mode, img.size
     img.load()  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
     if mode is not None:
-        converted = to_mode(img, mode)  # the conversion the dataset will do must also succeed
+        converted = to_mode(ImageOps.exif_transpose(img), mode)  # as the dataset reads it: must succeed
         if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
             if min(converted.size) > keep_side:  # torchvision's Resize, as the evaluation transform does it
                 converted = T.Resize(keep_side, interpolation=T.InterpolationMode.BILINEAR, antialias=True)(converted)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from scarce.errors import UserError
 
@@ -88,11 +88,12 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
 
 
 def read_image(path: str | os.PathLike, mode: str) -> Image.Image:
-    """Open and fully decode ``path`` (so truncation is caught here), converted to ``mode``."""
+    """Open and fully decode ``path`` (so truncation is caught here), turned upright per its
+    EXIF orientation (cameras store rotated pixels plus a tag), converted to ``mode``."""
     try:
         with Image.open(path) as img:
             img.load()
-            return to_mode(img, mode)
+            return to_mode(ImageOps.exif_transpose(img), mode)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise UserError(f"image {path}: cannot be read ({type(exc).__name__}: {exc})") from None
 

@@ -38,6 +38,9 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
     """
     if link not in LINK_MODES:
         raise UserError(f"--link '{link}': expected one of {', '.join(LINK_MODES)}")
+    if per_class < 1 or val_per_class < 0:
+        raise UserError(f"--per-class {per_class} / --val-per-class {val_per_class}: expected >= 1 train and "
+                        f">= 0 val images per class")
     src, dst = Path(src), Path(dst)
     if dst.exists():
         raise UserError(f"{dst}: already exists; choose a new destination folder")

@@ -116,6 +116,14 @@ def recompute_bn_stats(model: nn.Module, loader, preprocess: BatchPreprocessor) 
 
 
 @torch.no_grad()
+def check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """A last step can diverge with a finite loss: refuse to save or score non-finite weights."""
+    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise NonFiniteLossError(f"weights became non-finite ({bad}) at epoch {epoch}")
+
+
+@torch.no_grad()
 def predict_outputs(model: nn.Module, loader, preprocess: BatchPreprocessor, amp: str = "none"):
     """Yield ``(outputs, target)`` per batch in loader order, in eval mode."""
     model.eval()

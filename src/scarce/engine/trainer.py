@@ -20,7 +20,14 @@ from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkp
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
-from scarce.engine.loop import NonFiniteLossError, TrainStep, evaluate, recompute_bn_stats, train_one_epoch
+from scarce.engine.loop import (
+    NonFiniteLossError,
+    TrainStep,
+    check_finite_weights,
+    evaluate,
+    recompute_bn_stats,
+    train_one_epoch,
+)
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.setup import build_components, probs_function, schedule_steps
 from scarce.engine.tensorboard import open_tensorboard
@@ -77,6 +84,9 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
+    if len(data.classes) < 2:
+        raise UserError(f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
+                        f"a classifier needs at least 2 class folders")
     # fail fast, before any epoch; the decoded images are kept when they fit (data.cache)
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images,
                                    keep_sides=decoded_cache_sides(cfg.data, data.splits))
@@ -225,6 +235,7 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         set_loader_epoch(run.loaders["train"], cfg.seed, epoch)
         stats, run.global_step = train_one_epoch(run.step, run.loaders["train"], run.preprocess, epoch,
                                                  run.global_step, progress=progress and run.info.is_main)
+        check_finite_weights(run.model, epoch)
         broadcast_buffers(run.model, run.info)
         if run.ema is not None:
             broadcast_buffers(run.ema.module, run.info)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from scarce.errors import UserError
+from scarce.io import atomic_path
 
 REQUIRED_KEYS = ("probs", "ids", "classes", "targets", "metadata")
 _SUM_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; logits are far off
@@ -56,20 +56,10 @@ class Predictions:
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: numpy adds no ".npz" suffix
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically (mode per the umask)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" suffix
+        np.savez(f, **arrays)
+    return Path(path)
 
 
 def _str_array(values: Sequence[str] | np.ndarray, name: str, unique: bool) -> np.ndarray:
@@ -218,15 +208,12 @@ def write_predictions_csv(
     top_p = np.take_along_axis(probs, top, axis=1)
     conf = probs[np.arange(n), label]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:  # unique temp name
         w = csv.writer(f)
         w.writerow(["id", "label", "confidence", *(f"top{j + 1}" for j in range(k))])
         for i in range(n):
             tops = (f"{preds.classes[top[i, j]]}:{top_p[i, j]:.6f}" for j in range(k))
             w.writerow([preds.ids[i], preds.classes[label[i]], f"{conf[i]:.6f}", *tops])
-    os.replace(tmp, path)
     return path
 
 

@@ -1,0 +1,84 @@
+"""Reliability round 2: each test failed before its fix."""
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.data.datasets import read_image
+from scarce.data.subset import make_subset
+from scarce.engine.trainer import train
+from scarce.errors import UserError
+from scarce.inference.predictions import write_npz_atomic
+from tests.conftest import TINY, make_image_folder
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, :10] = 255  # left half white, stored 20 wide x 10 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(arr).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    img = read_image(tmp_path / "r.jpg", "RGB")
+    assert img.size == (10, 20)  # upright: 10 wide, 20 high
+    upright = np.asarray(img)
+    assert upright[:10].mean() > 200 and upright[10:].mean() < 50  # the white half is now on top
+
+
+def test_one_class_dataset_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("only",))
+    cfg = load_config(None, TINY, {"data": {"name": str(root)}})
+    with pytest.raises(UserError, match="at least 2 class"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("per_class, val", [(0, 0), (-1, 0), (2, -1)])
+def test_subset_counts_must_be_sensible(tmp_path, per_class, val):
+    src = make_image_folder(tmp_path / "src", per_split={"train": 4})
+    with pytest.raises(UserError, match="expected >= 1 train"):
+        make_subset(src, tmp_path / "dst", per_class, val)
+    assert not (tmp_path / "dst").exists()
+
+
+def test_npz_and_csv_follow_the_umask_and_leave_no_temp_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_npz_atomic(tmp_path / "p.npz", {"a": np.zeros(3)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
+
+
+def test_divergence_in_the_last_step_is_a_fault_not_saved_weights(tmp_path, monkeypatch, capsys):
+    import scarce.engine.loop as loop
+    real_call = loop.TrainStep.__call__
+
+    def poison_last_step(self, x, target, global_step):
+        loss = real_call(self, x, target, global_step)
+        if global_step + 1 == 62:  # the last update of 2 epochs x 31 steps: loss finite, weights not
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return loss
+    monkeypatch.setattr(loop.TrainStep, "__call__", poison_last_step)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", *TINY, "checkpoint.every_epochs=1"]) == 3
+    assert "weights became non-finite" in capsys.readouterr().err
+    from safetensors.torch import load_file
+    assert all(torch.isfinite(t).all() for t in load_file(str(out / "best.safetensors")).values())
+    assert not (out / "summary.json").exists()
+
+
+def test_sigint_message_is_never_empty(capsys, monkeypatch):
+    import scarce.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt()
+    monkeypatch.setitem(cli.COMMANDS, "train", (cli.COMMANDS["train"][0], interrupted))
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err.strip() == "scarce train: interrupted (SIGINT)"
