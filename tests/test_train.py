@@ -118,3 +118,24 @@ def test_best_changes_only_on_evaluated_epochs(tmp_path):
     from safetensors import safe_open
     with safe_open(str(run_dir / "best.safetensors"), "pt") as fh:
         assert int(fh.metadata()["epoch"]) == summary["best"]["epoch"]
+
+
+def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
+    from tests.conftest import make_image_folder
+    root = make_image_folder(tmp_path / "d", per_split={"train": 10, "test": 4})
+    run_dir, summary = _train(tmp_path, "epochs=1", "data.val_fraction=0.2", data=str(root))
+    assert "no val/ folder: 6 train images" in capsys.readouterr().out
+    info = json.loads((run_dir / "classes.json").read_text())
+    assert info["split_sizes"] == {"train": 24, "val": 6, "test": 12}
+    assert sorted({p.split("/")[0] for p in info["val_from_train"]}) == ["cat", "dog", "emu"]  # 2 per class
+    assert summary["best"]["top1"] >= 0 and "calibration" in summary
+    again = evaluate_run(run_dir, None, "val", tmp_path / "v.json", num_workers=0)  # the same split again
+    assert again["count"] == 6
+
+
+def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):
+    run_dir, summary = _train(tmp_path, "epochs=8", "patience=1", "optim.lr=1e-9", "sched.name=constant")
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) < 8 and summary["stopped_early"].startswith("early stop after epoch")
+    assert "early stop after epoch" in capsys.readouterr().out
+    assert summary["test"]["count"] == 1000 and (run_dir / "state.json").is_file()

@@ -42,6 +42,8 @@ class DataConfig:
     root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
     per_class: int | None = opt(None, "fashion-mnist: train images per class sampled from the 60k set")
     val_per_class: int | None = opt(None, "fashion-mnist: val images per class, disjoint from train")
+    val_fraction: float = opt(0.1, "image folders without val/: this stratified fraction of train becomes val "
+                                   "(0: no val split)", range="[0, 0.9]")
     split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
     img_size: int = opt(64, "training and evaluation resolution (small images are resized up)", range="[8, 4096]")
     channels: str = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels",
@@ -153,6 +155,8 @@ class Config:
     threads: int | None = opt(None, "torch threads (null: OMP_NUM_THREADS if set, else the cores, shared among torchrun's local processes)", range="[1, 1024]")
     clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)", range="(0, inf)")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
+    patience: int = opt(0, "early stopping: end the run after this many evaluations without a better val top-1 "
+                           "(0: off); the best weights are kept and scored", range="[0, inf)")
     eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)", range="[1, inf)")
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -107,6 +107,7 @@ class Split:
     root: str | None = None  # image files: root that ids are relative to
     array: np.ndarray | None = None  # in-memory: uint8 [N, H, W] or [N, H, W, C]
     cache: list[np.ndarray] | None = None  # image files decoded once (data.cache): uint8 [H, W(, C)] each
+    from_train: bool = False  # a val split taken from the train folder (data.val_fraction)
 
 
 class ImageDataset(torch.utils.data.Dataset):

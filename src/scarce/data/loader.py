@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -59,7 +59,29 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
             raise UserError(f"data.{name} {paths[name]}: folder not found")
         if path is not None:
             splits[name] = folder_split(path, classes)
+    if "val" not in splits and cfg.val_fraction > 0:
+        splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
+
+
+def split_off_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A stratified, seeded val split taken from ``train``: per class ``round(fraction * n)``
+    images (at least 1, and never a class's last image)."""
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(train.targets)
+    val_idx = []
+    for cls in range(len(train.classes)):
+        members = np.flatnonzero(targets == cls)
+        take = min(max(1, round(fraction * len(members))), len(members) - 1)
+        val_idx += rng.permutation(members)[:take].tolist()
+    val_set = set(val_idx)
+    keep = [i for i in range(len(targets)) if i not in val_set]
+    val_idx = sorted(val_idx)
+
+    def part(index: list[int]) -> Split:
+        return replace(train, ids=[train.ids[i] for i in index], targets=[train.targets[i] for i in index],
+                       array=train.array[index] if train.array is not None else None)
+    return part(keep), replace(part(val_idx), from_train=True)
 
 
 # data.cache=auto keeps decoded images when they fit in this many bytes.

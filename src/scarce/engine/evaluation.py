@@ -8,7 +8,7 @@ import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
 from scarce.data.datasets import ImageDataset, folder_split
-from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
+from scarce.data.loader import BUILTIN_DATASETS, EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
@@ -66,7 +66,8 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct)
     root = Path(data.name)
     explicit = getattr(data, split, None) if split in ("train", "val", "test") else None
-    if data.name in ("demo", "fashion-mnist") or (root / "train").is_dir() and explicit is None and (root / split).is_dir():
+    from_root = (root / split).is_dir() or split == "val"  # no val/: the run's val came from train
+    if data.name in BUILTIN_DATASETS or (root / "train").is_dir() and explicit is None and from_root:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
         if split not in bundle.splits:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")

@@ -16,7 +16,7 @@ from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader
 from scarce.data.check import preflight
 from scarce.data.loader import EVAL_BATCH_FACTOR, decoded_cache_sides, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.checkpoint import capture_state, load_checkpoint, save_checkpoint, save_weights, write_checkpoint
+from scarce.engine.checkpoint import capture_state, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
@@ -29,6 +29,7 @@ from scarce.engine.loop import (
     train_one_epoch,
 )
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
+from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
 from scarce.engine.setup import build_components, probs_function, schedule_steps
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
@@ -55,6 +56,7 @@ class Run:
     snapshot: dict | None = None    # capture_state() of the last epoch not yet checkpointed
     checkpoint_time: float = 0.0    # time.monotonic() of the last checkpoint write
     timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
+    stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -141,10 +143,15 @@ def write_run_info(run: Run) -> None:
     """config.yaml, classes.json and environment.json beside the run's outputs."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run.cfg, run.run_dir / "config.yaml")
+    val = run.data.splits.get("val")
     atomic_write_json(run.run_dir / "classes.json", {
         "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
         "mean": run.data.mean, "std": run.data.std,
-        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()}})
+        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
+        "val_from_train": sorted(val.ids) if val is not None and val.from_train else None})
+    if val is not None and val.from_train:
+        print(f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
+              f"stratified, seed data.split_seed) are the val split; listed in classes.json", flush=True)
     atomic_write_json(run.run_dir / "environment.json", {
         "python": platform.python_version(), "torch": torch.__version__,
         "timm": __import__("timm").__version__, "platform": platform.platform(),
@@ -176,45 +183,6 @@ def validate_epoch(run: Run) -> dict:
         out["val_top1_ema"] = evaluate(run.ema.module, run.loaders["val"], run.preprocess, n, run.info,
                                        run.cfg.amp, probs_fn)["top1"]
     return out
-
-
-def save_best(run: Run, epoch: int, scores: dict) -> None:
-    """best.safetensors, written when an evaluated epoch beats the best so far (raw or EMA
-    weights, whichever scored higher); without a val split, the weights of every epoch."""
-    if "val_top1" not in scores:
-        if "val" in run.loaders:
-            return  # an epoch without evaluation (eval_every > 1) cannot be "best"
-        name, module = ("ema", run.ema.module) if run.ema is not None else ("model", run.model)
-        run.best = {"top1": -1.0, "epoch": epoch, "weights": name}
-        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
-        return
-    candidates = [("model", run.model, scores["val_top1"])]
-    if run.ema is not None:
-        candidates.append(("ema", run.ema.module, scores["val_top1_ema"]))
-    name, module, top1 = max(candidates, key=lambda c: c[2])
-    if top1 > run.best["top1"]:
-        run.best = {"top1": top1, "epoch": epoch, "weights": name}
-        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
-
-
-def save_last(run: Run, epoch: int) -> None:
-    """last(_ema).safetensors and the resumable checkpoint of the end of ``epoch``."""
-    save_weights(run.model, run.run_dir / "last.safetensors", {"epoch": epoch, "source": "model"})
-    if run.ema is not None:
-        save_weights(run.ema.module, run.run_dir / "last_ema.safetensors", {"epoch": epoch, "source": "ema"})
-    save_checkpoint(run.run_dir, epoch, run.model, run.optimizer, run.ema, run.step.scaler, _extra_state(run))
-    run.snapshot, run.checkpoint_time = None, time.monotonic()
-
-
-def _extra_state(run: Run) -> dict:
-    return {"global_step": run.global_step, "best": dict(run.best)}
-
-
-def checkpoint_due(run: Run, epoch: int, end: int) -> bool:
-    """The last epoch of this process, every ``checkpoint.every_epochs``, or ``every_seconds`` since the last."""
-    every = run.cfg.checkpoint
-    return (epoch + 1 == end or (every.every_epochs > 0 and (epoch + 1) % every.every_epochs == 0)
-            or time.monotonic() - run.checkpoint_time >= every.every_seconds)
 
 
 def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
@@ -252,27 +220,32 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
             with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
                 append_jsonl(run.run_dir / "metrics.jsonl", record)
                 save_best(run, epoch, scores)
-                if checkpoint_due(run, epoch, end):
+                run.stopped_early = early_stop_reason(run, epoch, scores)
+                if run.stopped_early or checkpoint_due(run, epoch, end):
                     save_last(run, epoch)
                 else:
                     run.snapshot = capture_state(epoch, run.model, run.optimizer, run.ema, run.step.scaler,
-                                                 _extra_state(run), copy=True)
+                                                 extra_state(run), copy=True)
             run.timings["save"] += time.perf_counter() - began
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
             tb.log(record)
         barrier(run.info)
+        if run.stopped_early:
+            print(run.stopped_early, flush=True)
+            break
     tb.close()
 
 
-def save_on_signal(run: Run) -> None:
-    """After SIGINT/SIGTERM: write the in-memory state of the last completed epoch, if newer
-    than the checkpoint on disk (the epoch in progress is abandoned)."""
-    if run.snapshot is None or not run.info.is_main:
-        return
-    with SignalGuard() as guard, guard.writing(), \
-            write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}"):
-        write_checkpoint(run.run_dir, run.snapshot)
-    run.snapshot = None
+def early_stop_reason(run: Run, epoch: int, scores: dict) -> str | None:
+    """``patience`` evaluations without a better val top-1 -> why the run stops, else None."""
+    patience = run.cfg.patience
+    if not patience or "val_top1" not in scores:
+        return None
+    evaluations_since = (epoch - run.best["epoch"]) // run.cfg.eval_every
+    if evaluations_since < patience:
+        return None
+    return (f"early stop after epoch {epoch}: val top-1 has not improved for {evaluations_since} evaluations "
+            f"(patience {patience}); best {run.best['top1']:.4f} at epoch {run.best['epoch']} is kept and scored")
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -314,7 +287,7 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
     run.timings["startup"] = time.perf_counter() - start
     with SignalGuard() as guard:
         run_epochs(run, progress, stop_after, guard)
-        finished = stop_after is None or stop_after >= run.cfg.epochs
+        finished = stop_after is None or stop_after >= run.cfg.epochs or run.stopped_early is not None
         return finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
 
 
@@ -322,6 +295,7 @@ def finish_run(run: Run, seconds: float) -> dict:
     """Calibration on val, test-set score of the best weights, summary.json."""
     from scarce.engine.evaluation import finish_evaluation
     summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best,
+               "stopped_early": run.stopped_early,
                "train_seconds": round(seconds, 1),
                "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
     began = time.perf_counter()
