@@ -73,3 +73,23 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"scarce {scarce.__version__}"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
+    from scarce.data.transforms import EvalTransform
+    from scarce.engine.evaluation import load_run
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    assert main(["export", str(run.path), "--format", fmt, "--out", str(out)]) == 0
+    loaded = load_run(run.path)
+    files = sorted(DEMO_TEST.glob("*/*.png"))[::25]
+    expected = scarce.load(run.path, device="cpu").predict([str(f) for f in files]).probs
+    transform = EvalTransform(loaded.cfg.data)
+    x = torch.stack([transform(None, 0, Image.open(f).convert("L")) for f in files]).float()
+    x = (x / 255 - torch.tensor(loaded.mean).view(1, -1, 1, 1)) / torch.tensor(loaded.std).view(1, -1, 1, 1)
+    if fmt == "onnx":
+        import onnxruntime as ort  # in the dev extra: this test always runs
+        got = ort.InferenceSession(str(out)).run(None, {"images": x.numpy()})[0]
+    else:
+        got = torch.jit.load(str(out))(x).detach().numpy()
+    assert np.abs(got - expected).max() <= 1e-4

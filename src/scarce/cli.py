@@ -264,10 +264,28 @@ def cmd_augment(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="the run's best weights as ONNX or TorchScript returning probabilities",
+                       description="The exported model takes normalised float images [B, C, H, W] and returns the "
+                       "run's calibrated probabilities; OUT.json beside it holds classes, mean, std and size.")
+    p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    p.add_argument("--out", default=None, help="output file (default: RUN_DIR/model.onnx or model.pt)")
+
+
+def cmd_export(args) -> int:
+    from scarce.inference.export import describe_export, export_run
+    run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+    out = Path(args.out) if args.out else run_dir / ("model.onnx" if args.format == "onnx" else "model.pt")
+    print(describe_export(export_run(args.path, out, args.format)))
+    return 0
+
+
 COMMANDS = {"train": (_add_train, cmd_train), "evaluate": (_add_evaluate, cmd_evaluate),
             "data": (_add_data, cmd_data),
             "predict": (_add_predict, cmd_predict), "ensemble": (_add_ensemble, cmd_ensemble)}
-COMMANDS.update({"report": (_add_report, cmd_report), "augment": (_add_augment, cmd_augment)})
+COMMANDS.update({"report": (_add_report, cmd_report), "augment": (_add_augment, cmd_augment),
+                 "export": (_add_export, cmd_export)})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,65 @@
+"""``scarce export``: a run's best weights as a self-contained ONNX or TorchScript model.
+
+The exported model takes normalised float images ``[B, C, H, W]`` (``(x / 255 - mean) / std``
+with the mean and std in ``classes.json``, at ``data.img_size``) and returns calibrated
+probabilities ``[B, num_classes]``: the run's prediction source and fitted temperature are
+part of the graph, so its answers equal ``scarce predict``'s.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from scarce.errors import UserError
+
+FORMATS = ("onnx", "torchscript")
+
+
+class ProbabilitiesModel(nn.Module):
+    """``x [B, C, H, W]`` (normalised) -> probabilities ``[B, K]`` of a loaded run."""
+
+    def __init__(self, model: nn.Module, source: str, temperature: float):
+        super().__init__()
+        self.model, self.source, self.temperature = model, source, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from scarce.models.heads import prediction_probs
+        return prediction_probs(self.model(x), source=self.source, temperature=self.temperature)
+
+
+def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx") -> Path:
+    """Write ``out`` (and ``out``.json with classes, mean, std, image size) -> ``out``."""
+    from scarce.engine.evaluation import load_run
+    from scarce.engine.setup import prediction_source
+    from scarce.io import atomic_path, atomic_write_json
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
+    run = load_run(path, "cpu")
+    wrapped = ProbabilitiesModel(run.model.eval(), prediction_source(run.cfg), run.temperature).eval()
+    size = run.cfg.data.img_size
+    example = torch.zeros(2, len(run.mean), size, size)
+    out = Path(out)
+    with atomic_path(out) as tmp, torch.no_grad():
+        if fmt == "torchscript":
+            torch.jit.trace(wrapped, example).save(str(tmp))
+        else:
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise UserError("--format onnx needs the onnx package: pip install 'scarce[export]'") from None
+            torch.onnx.export(wrapped, (example,), str(tmp), input_names=["images"], output_names=["probs"],
+                              dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}}, dynamo=False)
+    atomic_write_json(out.with_name(out.name + ".json"), {
+        "classes": run.classes, "mean": run.mean, "std": run.std, "img_size": size, "mode": run.mode,
+        "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std", "output": "probabilities [B, K]",
+        "source": prediction_source(run.cfg), "temperature": run.temperature, "weights": str(run.weights)})
+    return out
+
+
+def describe_export(out: Path) -> str:
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    return f"wrote {out} ({len(meta['classes'])} classes, input {meta['img_size']} px) and {out.name}.json"
