@@ -78,3 +78,16 @@ def test_fit_temperature_edge_cases():
     assert t == pytest.approx(0.05, rel=1e-3)
     with pytest.raises(ValueError):
         fit_temperature(torch.zeros(3), T([0, 1, 2]))
+
+
+def test_class_metrics_exact_values():
+    import torch
+
+    from scarce.engine.calibrate import class_metrics
+    pred, targets = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 2])
+    m = class_metrics(pred, targets, num_classes=4)  # class 3 absent: left out of the means
+    assert m["support"] == [1, 3, 1, 0]
+    assert m["precision"][:3] == pytest.approx([0.5, 1.0, 1.0]) and m["recall"][:3] == pytest.approx([1.0, 2 / 3, 1.0])
+    assert m["f1"][:3] == pytest.approx([2 / 3, 0.8, 1.0])
+    assert m["balanced_accuracy"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1) / 3)

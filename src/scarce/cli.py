@@ -64,12 +64,29 @@ def cmd_train(args) -> int:
     # a progress bar on a terminal; in a log or CI only the one line per epoch
     summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     if summary:
-        test = summary.get("test")
-        if test:
-            print(f"test top-1: {test['top1']:.4f}  top-5: {test['top5']:.4f}  ({test['count']} images)")
-        print(f"run directory: {run_dir}  (config.yaml, metrics.jsonl, best.safetensors, "
-              f"last.safetensors, summary.json)")
+        _print_summary(summary, run_dir)
     return 0
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    """After training: best epoch, test scores, the worst classes, calibration warnings, next command."""
+    best, test, cal = summary["best"], summary.get("test"), summary.get("calibration")
+    print(f"best: epoch {best['epoch']} ({best['weights']} weights, val top-1 {best['top1']:.4f}); "
+          f"trained in {summary['train_seconds']:.0f} s" + (f"; {summary['stopped_early']}" if summary.get("stopped_early") else ""))
+    if test:
+        print(f"test top-1: {test['top1']:.4f}  top-5: {test['top5']:.4f}  balanced accuracy: "
+              f"{test['balanced_accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  ({test['count']} images)")
+        metrics = json.loads((run_dir / "test_metrics.json").read_text())
+        worst = sorted(metrics["recall"].items(), key=lambda kv: kv[1] if kv[1] == kv[1] else 2.0)[:5]
+        print("worst classes (test recall): " + ", ".join(f"{name} {r:.2f}" for name, r in worst))
+    if cal and cal.get("ece_val_after", 0) > cal.get("ece_val_before", 1):
+        print(f"calibration: the fitted temperature made val ECE worse ({cal['ece_val_before']:.3f} -> "
+              f"{cal['ece_val_after']:.3f}); confidences are less reliable than usual")
+    if cal and cal["n_val"] < 10 * len(json.loads((run_dir / "classes.json").read_text())["classes"]):
+        print(f"calibration: fitted on {cal['n_val']} val images (fewer than 10 per class); thresholds on "
+              f"confidence are rough")
+    print(f"run directory: {run_dir}  (config.yaml, metrics.jsonl, best.safetensors, summary.json)")
+    print(f"next: scarce report {run_dir}")
 
 
 def _add_evaluate(sub) -> None:

@@ -53,7 +53,23 @@ def accuracy_metrics(scores: torch.Tensor, targets: torch.Tensor, num_classes: i
     per_class = [int(hit1[targets == c].sum()) / int((targets == c).sum()) if bool((targets == c).any())
                  else float("nan") for c in range(num_classes)]
     return {"top1": int(hit1.sum()) / count, "top5": int((top == targets[:, None]).any(1).sum()) / count,
-            "per_class": per_class, "count": count}
+            "per_class": per_class, "count": count, **class_metrics(top[:, 0], targets, num_classes)}
+
+
+def class_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
+    """Balanced accuracy, macro-F1 and per-class precision / recall / F1 / support from
+    predicted labels ``[N]``; classes absent from ``targets`` are left out of the means."""
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    confusion.index_put_((targets.long(), pred.long()), torch.ones_like(targets, dtype=torch.long), accumulate=True)
+    tp = confusion.diag().double()
+    support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.nan)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), torch.zeros_like(tp))
+    present = support > 0
+    return {"balanced_accuracy": float(recall[present].mean()), "macro_f1": float(f1[present].mean()),
+            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": support.long().tolist()}
 
 
 def read_temperature(run_dir: Path) -> float:

@@ -80,6 +80,9 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 
+PER_CLASS_KEYS = ("per_class", "precision", "recall", "f1", "support")
+
+
 def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int) -> dict:
     """After training, one pass over val and test with the best weights: fit the temperature
     on val (calibration.json), score test from the same outputs."""
@@ -96,7 +99,8 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
         loaded.temperature = out["calibration"]["temperature"]
     if "test" in scores:
         test = accuracy_metrics(*scores["test"], len(loaded.classes))
-        out["test"] = {**test, "per_class": dict(zip(loaded.classes, test["per_class"])), "weights": str(loaded.weights)}
+        out["test"] = {**test, **{k: dict(zip(loaded.classes, test[k])) for k in PER_CLASS_KEYS},
+                       "weights": str(loaded.weights)}
     return out
 
 

@@ -305,7 +305,7 @@ def finish_run(run: Run, seconds: float) -> dict:
     if "calibration" in results:
         summary["calibration"] = results["calibration"]
     if "test" in results:
-        summary["test"] = {k: results["test"][k] for k in ("top1", "top5", "count")}
+        summary["test"] = {k: results["test"][k] for k in ("top1", "top5", "balanced_accuracy", "macro_f1", "count")}
         atomic_write_json(run.run_dir / "test_metrics.json", results["test"])
     atomic_write_json(run.run_dir / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("best", "test") if k in summary}), flush=True)
