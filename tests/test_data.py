@@ -190,3 +190,23 @@ def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
     fast = build_dataset(replace(bundle, splits=cached), "val", data, None)
     assert fast.split.cache is not None
     assert all(torch.equal(plain[i][0], fast[i][0]) for i in range(len(plain)))
+
+
+def test_balanced_sampler_draws_classes_equally_and_reproducibly():
+    from scarce.data.datasets import ImageDataset, Split
+    from scarce.data.loader import BalancedEpochSampler
+    targets = [0] * 900 + [1] * 90 + [2] * 10  # 90 : 9 : 1
+    ds = ImageDataset(Split(ids=[str(i) for i in range(1000)], targets=targets, classes=["a", "b", "c"], root="."),
+                      "L")
+    sampler = BalancedEpochSampler(ds, num_replicas=1, rank=0, seed=3)
+    sampler.set_epoch(1)
+    drawn = [i for _, i in sampler]
+    counts = np.bincount(np.asarray(targets)[drawn], minlength=3)
+    assert len(drawn) == 1000 and all(250 < c < 420 for c in counts), counts
+    assert drawn == [i for _, i in sampler]                     # same (seed, epoch): same draws
+    sampler.set_epoch(2)
+    assert drawn != [i for _, i in sampler]
+    halves = [BalancedEpochSampler(ds, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
+    for h in halves:
+        h.set_epoch(1)
+    assert sorted(i for h in halves for _, i in h) == sorted(drawn)  # ranks split one draw

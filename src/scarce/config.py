@@ -52,6 +52,8 @@ class DataConfig:
     num_workers: int | str = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
                                          "in-memory images, else the cores the compute threads leave",
                                  ("auto",), range="[0, 256]")
+    sampler: str = opt("random", "random: each image once per epoch; balanced: draws with replacement, every "
+                                 "class equally likely (imbalanced data)", ("random", "balanced"))
     cache: str = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
                              "fit in 2 GB at 1.15 x the evaluation resize", ("auto", "ram", "none"))
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")

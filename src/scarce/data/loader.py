@@ -192,15 +192,29 @@ class EpochSampler(DistributedSampler):
         return ((self.epoch, index) for index in super().__iter__())
 
 
+class BalancedEpochSampler(EpochSampler):
+    """Each epoch draws as many samples as the dataset has, with replacement, each class
+    equally likely (weight 1 / class count), seeded by (seed, epoch); ranks take every
+    ``world_size``-th draw. For imbalanced data (``data.sampler: balanced``)."""
+
+    def __iter__(self):
+        targets = torch.as_tensor(self.dataset.targets)
+        weights = 1.0 / torch.bincount(targets).double()[targets]
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        drawn = torch.multinomial(weights, self.total_size, replacement=True, generator=generator).tolist()
+        return ((self.epoch, index) for index in drawn[self.rank:self.total_size:self.num_replicas])
+
+
 def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
-                       rank: int = 0, world_size: int = 1) -> DataLoader:
+                       rank: int = 0, world_size: int = 1, balanced: bool = False) -> DataLoader:
     """Shuffled loader whose order and augmentation depend only on (seed, epoch, index).
 
     Call :func:`set_loader_epoch` before each epoch. The sampler is distributed also for one
     process, so 1 and N processes share one code path. Workers persist across epochs.
     """
     dataset.seed = seed
-    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler_type = BalancedEpochSampler if balanced else EpochSampler
+    sampler = sampler_type(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     per_rank = len(sampler)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=per_rank > batch_size,  # no size-1 batch reaching BatchNorm
