@@ -82,3 +82,36 @@ def test_sigint_message_is_never_empty(capsys, monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "train", (cli.COMMANDS["train"][0], interrupted))
     assert main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "scarce train: interrupted (SIGINT)"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rel") / "run"
+    train(load_config(None, TINY + ["epochs=1"]), out, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("checkpoint"), "key 'checkpoint' should be str, got nothing"),
+    (lambda s: s.update(epoch="3"), "key 'epoch' should be int, got str"),
+    (lambda s: s.update(checkpoint="../../etc"), "is not under checkpoints/"),
+    (lambda s: s.update(checkpoint="checkpoints/../../elsewhere"), "is not under checkpoints/")])
+def test_edited_state_json_is_refused_in_one_line(tiny_run, tmp_path, capsys, edit, message):
+    import json
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    state = json.loads((run / "state.json").read_text())
+    edit(state)
+    (run / "state.json").write_text(json.dumps(state))
+    assert main(["train", "--resume", str(run), "epochs=2", "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_edited_classes_json_is_refused_in_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "classes.json").write_text('{"classes": "cat", "mode": "L"}')
+    assert main(["evaluate", str(run), "--workers", "0"]) == 2
+    assert "key 'classes' should be list, got str" in capsys.readouterr().err

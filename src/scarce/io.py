@@ -67,13 +67,25 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def read_json(path: str | os.PathLike) -> dict:
+def read_json(path: str | os.PathLike, schema: dict[str, type | tuple[type, ...]] | None = None):
+    """A JSON file's content; with ``schema`` ({key: type}), a mapping whose keys all exist with
+    those types (a hand-edited file fails in one line naming the file and the key)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if schema is not None:
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        for key, expected in schema.items():
+            ok = key in data and isinstance(data[key], expected) and not (expected is int and isinstance(data[key], bool))
+            if not ok:
+                names = "/".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+                raise UserError(f"{path}: key '{key}' should be {names}, got "
+                                f"{type(data[key]).__name__ if key in data else 'nothing'} (a damaged or edited file?)")
+    return data
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:

@@ -12,17 +12,20 @@ leaves a consistent (state, weights) pair. Nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from scarce.data.datasets import safe_join
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.models.heads import CosineHeadModel
 
 HEAD_G_SUFFIX = ".head_g.safetensors"
+STATE_SCHEMA = {"epoch": int, "checkpoint": str, "optimizer": dict, "global_step": int, "best": dict}
 
 
 def split_weights(model: nn.Module) -> tuple[dict, dict]:
@@ -128,8 +131,10 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=
 
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:
     """Restore what :func:`save_checkpoint` wrote; returns the state.json mapping."""
-    state = read_json(run_dir / "state.json")
-    folder = run_dir / state["checkpoint"]
+    state = read_json(run_dir / "state.json", STATE_SCHEMA)
+    if not os.path.normpath(state["checkpoint"]).startswith("checkpoints" + os.sep):
+        raise UserError(f"{run_dir / 'state.json'}: checkpoint {state['checkpoint']!r} is not under checkpoints/")
+    folder = safe_join(run_dir, state["checkpoint"], what=str(run_dir / "state.json"))
     _load_state(getattr(model, "module", model), load_tensors(folder / "model.safetensors"), folder)
     optimizer.load_state_dict(_unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"),
                                                    state["optimizer"]))

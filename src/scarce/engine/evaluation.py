@@ -53,7 +53,7 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     if not config_path.is_file():
         raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
     cfg = build(Config, read_recipe(str(config_path)))  # safe_load; bad YAML is a one-line UserError
-    info = read_json(run_dir / "classes.json")
+    info = read_json(run_dir / "classes.json", CLASSES_SCHEMA)
     model = create_model(cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size,
                          head_g=loss_requires_head_g(cfg.loss.name))
     load_weights(model, weights)
@@ -80,6 +80,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 
+CLASSES_SCHEMA = {"classes": list, "mode": str, "in_chans": int, "mean": list, "std": list}
 PER_CLASS_KEYS = ("per_class", "precision", "recall", "f1", "support")
 
 
