@@ -115,3 +115,12 @@ def test_edited_classes_json_is_refused_in_one_line(tiny_run, tmp_path, capsys):
     (run / "classes.json").write_text('{"classes": "cat", "mode": "L"}')
     assert main(["evaluate", str(run), "--workers", "0"]) == 2
     assert "key 'classes' should be list, got str" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metadata", ["not json", "[1, 2]"])
+def test_report_of_an_ensemble_with_bad_metadata_is_one_line(tmp_path, capsys, metadata):
+    path = tmp_path / "final.npz"
+    np.savez(path, pred=np.array([0, 1]), ids=np.array(["a", "b"]), classes=np.array(["x", "y"]),
+             targets=np.array([0, 1]), metadata=np.array(metadata))
+    assert main(["report", "--ensemble", str(path), "--out", str(tmp_path / "r.html")]) == 2
+    assert "metadata is not a JSON object" in capsys.readouterr().err

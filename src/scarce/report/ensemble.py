@@ -38,7 +38,12 @@ def read_final(path: str | Path) -> dict:
             out = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot be read as an .npz file ({exc})") from None
-    out["metadata"] = json.loads(str(out["metadata"][()]))
+    try:
+        out["metadata"] = json.loads(str(out["metadata"][()]))
+    except json.JSONDecodeError:
+        out["metadata"] = None
+    if not isinstance(out["metadata"], dict):
+        raise UserError(f"{path}: its metadata is not a JSON object (not written by scarce ensemble?)")
     return out
 
 
