@@ -124,3 +124,13 @@ def test_report_of_an_ensemble_with_bad_metadata_is_one_line(tmp_path, capsys, m
              targets=np.array([0, 1]), metadata=np.array(metadata))
     assert main(["report", "--ensemble", str(path), "--out", str(tmp_path / "r.html")]) == 2
     assert "metadata is not a JSON object" in capsys.readouterr().err
+
+
+def test_file_name_that_is_not_utf8_trains_and_predicts_with_tta(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), per_split={"train": 6, "val": 2, "test": 3})
+    os.rename(os.fsencode(root / "test" / "a" / "0.png"), os.fsencode(root / "test" / "a") + b"/\xff\xfe.png")
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), tmp_path / "run", progress=False)
+    out = tmp_path / "p.npz"
+    assert main(["predict", str(tmp_path / "run"), "--out", str(out), "--csv", str(tmp_path / "p.csv"),
+                 "--tta", "2", "--workers", "0"]) == 0
+    assert b"\xff\xfe.png" in (tmp_path / "p.csv").read_bytes()  # the raw name, as on disk

@@ -208,7 +208,8 @@ def write_predictions_csv(
     top_p = np.take_along_axis(probs, top, axis=1)
     conf = probs[np.arange(n), label]
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:  # unique temp name
+    # surrogateescape: ids of files whose names are not UTF-8 are written as their raw bytes
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(["id", "label", "confidence", *(f"top{j + 1}" for j in range(k))])
         for i in range(n):

@@ -40,7 +40,8 @@ def view_seed(seed: int, view: int, image_id: str) -> int:
 
     ``hash()`` of a str is salted per process, so a cryptographic digest is used instead.
     """
-    digest = hashlib.blake2b(f"{seed}\x00{view}\x00{image_id}".encode("utf-8"), digest_size=8).digest()
+    # surrogateescape: a file name that is not UTF-8 hashes as its raw bytes
+    digest = hashlib.blake2b(f"{seed}\x00{view}\x00{image_id}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
 
