@@ -43,6 +43,19 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
+def train_epoch(model, opt, sched, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> None:
+    """One epoch of shuffled batches of 64 through ``augment``; ``sched`` (or None) steps per batch."""
+    order = torch.randperm(len(labels), generator=gen)
+    for i in range(0, len(order), 64):
+        batch = order[i:i + 64]
+        loss = F.cross_entropy(model(augment(images[batch], gen)), labels[batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
 def train_and_test(seed: int, epochs: int, per_class: int, randaugment: str | None) -> dict:
     train_x, train_y = load_arrays(None, "train")
     test_x, test_y = load_arrays(None, "test")
@@ -65,14 +78,7 @@ def train_and_test(seed: int, epochs: int, per_class: int, randaugment: str | No
         if ra is not None:
             epoch_images = torch.stack([torch.from_numpy(np.asarray(ra(Image.fromarray(im[0].numpy()))))[None]
                                         for im in images])
-        order = torch.randperm(len(labels), generator=gen)
-        for i in range(0, len(order), 64):
-            batch = order[i:i + 64]
-            loss = F.cross_entropy(model(augment(epoch_images[batch], gen)), labels[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        train_epoch(model, opt, sched, epoch_images, labels, gen)
     train_seconds = time.perf_counter() - start
     model.eval()
     correct = 0

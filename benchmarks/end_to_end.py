@@ -34,7 +34,7 @@ def bare_main(epochs: int, small_input: bool, threads: int) -> None:
     import timm
     import torch
     import torch.nn.functional as F
-    from bare_loop import MEAN, STD, augment
+    from bare_loop import MEAN, STD, train_epoch
 
     from scarce.data.fashion_mnist import load_arrays, sample_per_class
     from scarce.models import adapt_to_small_input
@@ -59,13 +59,7 @@ def bare_main(epochs: int, small_input: bool, threads: int) -> None:
         return hits / len(y)
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(len(labels), generator=gen)
-        for i in range(0, len(order), 64):
-            batch = order[i:i + 64]
-            loss = F.cross_entropy(model(augment(images[batch], gen)), labels[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(model, opt, None, images, labels, gen)
         score(train_x[val_idx], train_y[val_idx])
     top1 = score(test_x, test_y)
     print(json.dumps({"in_process_seconds": time.perf_counter() - start, "test_top1": top1}))
