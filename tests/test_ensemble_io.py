@@ -1,6 +1,5 @@
 """Predictions files, their alignment, and the ensemble command end to end."""
 
-import argparse
 import csv
 import json
 
@@ -9,9 +8,7 @@ import pytest
 
 from scarce.errors import UserError
 from scarce.inference import (
-    add_ensemble_arguments,
     align_predictions,
-    ensemble_main,
     load_predictions,
     run_ensemble,
     save_predictions,
@@ -220,14 +217,13 @@ def test_auto_threshold(files):
         _run(files, threshold="auto", val_base=files["val_base"], val_members=[files["val_m1"]])
 
 
-def test_cli_arguments(files):
-    parser = add_ensemble_arguments(argparse.ArgumentParser())
+def test_cli_arguments(files, capsys):
+    from scarce.cli import main
     out = files["tmp"] / "cli.npz"
-    args = parser.parse_args(["--base", files["base"], "--members", files["m1"], files["m2"],
-                              "--threshold", "1.01", "--out", str(out)])
-    assert ensemble_main(args) == 0
+    assert main(["ensemble", "--base", files["base"], "--members", files["m1"], files["m2"],
+                 "--threshold", "1.01", "--out", str(out)]) == 0
     with np.load(out) as data:
         assert data["pred"].tolist() == [0, 1, 1, 1]  # pure plurality: a's vote is 0 (base, m2)
-    with pytest.raises(UserError, match="--threshold must be"):
-        ensemble_main(parser.parse_args(["--base", files["base"], "--members", files["m1"],
-                                         "--threshold", "high", "--out", str(out)]))
+    assert main(["ensemble", "--base", files["base"], "--members", files["m1"],
+                 "--threshold", "high", "--out", str(out)]) == 2
+    assert "--threshold must be" in capsys.readouterr().err

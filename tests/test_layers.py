@@ -13,7 +13,7 @@ LAYERS = [
     {"engine"},
     {"inference"},
     {"report"},
-    {"api", "cli", "__main__", "__init__"},
+    {"api", "cli", "workflows", "__main__", "__init__"},
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from scarce.inference import load_predictions
-from scarce.inference.paper import MEMBERS, main, member_overrides, run_paper_ensemble
+from scarce.workflows.paper import MEMBERS, main, member_overrides, run_paper_ensemble
 from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -202,13 +202,27 @@ def _predict_images(args) -> int:
 
 
 def _add_ensemble(sub) -> None:
-    from scarce.inference.ensemble import add_ensemble_arguments
-    add_ensemble_arguments(sub.add_parser("ensemble", help="plurality / soft voting over predictions files"))
+    from scarce.inference.ensemble import METHODS
+    p = sub.add_parser("ensemble", help="plurality / soft voting over predictions files")
+    p.add_argument("--base", required=True, help="base model's predictions file (.npz)")
+    p.add_argument("--members", nargs="+", required=True,
+                   help="members' predictions files; the base counts once, added first if absent")
+    p.add_argument("--method", choices=METHODS, default="plurality")
+    p.add_argument("--threshold", default="0.7", help="plurality: keep the base's answer where its top probability "
+                   ">= this; 'auto' picks it on --val-base/--val-members (default 0.7)")
+    p.add_argument("--val-base", default=None, help="base model's labelled validation predictions")
+    p.add_argument("--val-members", nargs="+", default=None, help="members' validation predictions, same order as --members")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="weighted: one per member (base first if "
+                   "not in --members); default: each member's validation accuracy")
+    p.add_argument("--out", required=True, help="output .npz (pred, ids, classes, targets, metadata[, probs])")
+    p.add_argument("--csv", default=None, help="also write id,label,confidence,top1..top5 as CSV")
 
 
 def cmd_ensemble(args) -> int:
-    from scarce.inference.ensemble import ensemble_main
-    return ensemble_main(args)
+    from scarce.inference.ensemble import run_ensemble
+    run_ensemble(args.base, args.members, method=args.method, threshold=args.threshold, val_base=args.val_base,
+                 val_members=args.val_members, weights=args.weights, out_path=args.out, csv_path=args.csv)
+    return 0
 
 
 def _add_report(sub) -> None:

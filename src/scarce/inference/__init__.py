@@ -5,7 +5,7 @@ them. ``predict_run``, ``tta_predict``, ``tta_views`` and ``TTATransform`` load 
 models and the engine, so they are imported on first use.
 """
 
-from scarce.inference.ensemble import add_ensemble_arguments, ensemble_main, run_ensemble
+from scarce.inference.ensemble import run_ensemble
 from scarce.inference.predictions import (
     Predictions,
     align_predictions,
@@ -31,10 +31,8 @@ __all__ = [
     "Predictions",
     "TTATransform",
     "ThresholdRow",
-    "add_ensemble_arguments",
     "align_predictions",
     "choose_threshold",
-    "ensemble_main",
     "load_predictions",
     "plurality_vote",
     "predict_run",

@@ -19,7 +19,6 @@ Methods:
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -261,33 +260,3 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
             log(f"| {names[key]} | {value:.4f} |")
     log(f"replaced {report['replaced']} of {report['n']} base answers ({report['replaced_fraction']:.2%})")
     log(f"wrote {report['out']}" + (f" and {report['csv']}" if report["csv"] else ""))
-
-
-def add_ensemble_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``ensemble`` command's options to ``parser``."""
-    parser.add_argument("--base", required=True, help="base model's predictions file (.npz)")
-    parser.add_argument("--members", nargs="+", required=True,
-                        help="members' predictions files; the base counts once, added first if absent")
-    parser.add_argument("--method", choices=METHODS, default="plurality")
-    parser.add_argument("--threshold", default="0.7",
-                        help="plurality: keep the base's answer where its top probability >= this; "
-                        "'auto' picks it on --val-base/--val-members (default 0.7)")
-    parser.add_argument("--val-base", default=None, help="base model's labelled validation predictions")
-    parser.add_argument("--val-members", nargs="+", default=None,
-                        help="members' validation predictions, same order as --members")
-    parser.add_argument("--weights", nargs="+", type=float, default=None,
-                        help="weighted: one per member (base first if not in --members); "
-                        "default: each member's validation accuracy")
-    parser.add_argument("--out", required=True,
-                        help="output .npz (pred, ids, classes, targets, metadata[, probs])")
-    parser.add_argument("--csv", default=None, help="also write id,label,confidence,top1..top5 as CSV")
-    return parser
-
-
-def ensemble_main(args: argparse.Namespace) -> int:
-    """Run the command from parsed arguments; ``UserError`` propagates to the CLI (exit 2)."""
-    run_ensemble(
-        args.base, args.members, method=args.method, threshold=args.threshold, val_base=args.val_base,
-        val_members=args.val_members, weights=args.weights, out_path=args.out, csv_path=args.csv,
-    )
-    return 0

@@ -25,7 +25,7 @@ Resuming: a member whose run dir has ``summary.json`` is not retrained (one with
 ``state.json`` resumes training); existing predictions files are not recomputed; the
 vote (seconds) is always redone.
 
-    python -m scarce.inference.paper --data /data/imagenet-50 --out runs/paper
+    python -m scarce.workflows.paper --data /data/imagenet-50 --out runs/paper
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def run_paper_ensemble(data: str, out: str | Path, scale: str = "full", tta_view
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scarce.inference.paper", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m scarce.workflows.paper", description=__doc__.split("\n")[0])
     p.add_argument("--data", default=None, help="image-folder root with train/ val/ test/ (small scale: default demo)")
     p.add_argument("--out", required=True, help="output folder (members, predictions, vote); rerun to resume")
     p.add_argument("--scale", default="full", choices=("full", "small"))
