@@ -134,3 +134,28 @@ def test_file_name_that_is_not_utf8_trains_and_predicts_with_tta(tmp_path):
     assert main(["predict", str(tmp_path / "run"), "--out", str(out), "--csv", str(tmp_path / "p.csv"),
                  "--tta", "2", "--workers", "0"]) == 0
     assert b"\xff\xfe.png" in (tmp_path / "p.csv").read_bytes()  # the raw name, as on disk
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_cuda_is_one_line(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY, "device=cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_fixed_input_size_model_fails_before_anything_is_written(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY,
+                 "model.name=vit_tiny_patch16_224"]) == 2
+    assert "cannot take 16 px images" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_batch_size_zero_is_one_line(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run), "--batch-size", "0"]) == 2
+    assert "--batch-size 0" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys; from scarce.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -202,12 +202,11 @@ def _predict_images(args) -> int:
 
 
 def _add_ensemble(sub) -> None:
-    from scarce.inference.ensemble import METHODS
     p = sub.add_parser("ensemble", help="plurality / soft voting over predictions files")
     p.add_argument("--base", required=True, help="base model's predictions file (.npz)")
     p.add_argument("--members", nargs="+", required=True,
                    help="members' predictions files; the base counts once, added first if absent")
-    p.add_argument("--method", choices=METHODS, default="plurality")
+    p.add_argument("--method", default="plurality", help="plurality (default), soft or weighted")
     p.add_argument("--threshold", default="0.7", help="plurality: keep the base's answer where its top probability "
                    ">= this; 'auto' picks it on --val-base/--val-members (default 0.7)")
     p.add_argument("--val-base", default=None, help="base model's labelled validation predictions")

@@ -9,10 +9,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported on first use: `scarce --help` stays fast
+    import torch
 
 from scarce.errors import UserError
 
@@ -90,6 +90,7 @@ def read_json(path: str | os.PathLike, schema: dict[str, type | tuple[type, ...]
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Write a safetensors file atomically (contiguous CPU copies; shared storage un-shared)."""
+    from safetensors.torch import save_file
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
@@ -97,6 +98,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a safetensors file; anything else (a pickle, garbage) is refused."""
+    from safetensors.torch import load_file
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")

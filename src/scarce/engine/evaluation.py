@@ -117,6 +117,8 @@ def _score(run: LoadedRun, loader, device) -> dict:
 def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test", out: str | Path | None = None,
                  device: str = "cpu", batch_size: int = 64, num_workers: int = 2) -> dict:
     """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
+    if batch_size < 1 or num_workers < 0:
+        raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
     run = load_run(path, device)
     dataset = eval_dataset(run, data or run.cfg.data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers), device)

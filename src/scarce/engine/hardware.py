@@ -15,9 +15,13 @@ import torch
 
 
 def device_name(setting: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names unchanged."""
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda[:N]`` must exist."""
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        from scarce.errors import UserError
+        raise UserError(f"device '{setting}': CUDA is not available here (torch {torch.__version__}, no GPU or "
+                        f"driver); use device=cpu or device=auto")
     return setting
 
 

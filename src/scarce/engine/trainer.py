@@ -99,6 +99,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, hardware.workers,
                                       info.rank, info.world_size, balanced=cfg.data.sampler == "balanced")
     parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
+    check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
     train_model = parts.model
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
@@ -126,6 +127,22 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
             group.update(values)
     run.step.scheduler.step_update(num_updates=run.global_step)
     return run
+
+
+def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: torch.device) -> None:
+    """A dry forward pass before anything is written: models with a fixed input size (ViT at
+    224 px, ...) fail here in one line instead of after the run directory exists."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, img_size, img_size, device=device))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model.name: the model cannot take {img_size} px images ({first}); choose another "
+                        f"data.img_size or a model without a fixed input size") from None
+    finally:
+        model.train(was_training)
 
 
 def describe_schedule(run: Run) -> str:

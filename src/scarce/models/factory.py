@@ -28,7 +28,7 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, img_size: in
         model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         raise UserError(f"model.name '{cfg.name}': does not accept these options ({exc})") from None
-    if wants_small_input(cfg.small_input, img_size):
+    if wants_small_input(cfg.small_input, img_size, model):
         adapt_to_small_input(model)
     if head_g:
         from scarce.models.heads import wrap_with_head_g

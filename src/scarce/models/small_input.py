@@ -71,6 +71,13 @@ def adapt_to_small_input(model: nn.Module) -> nn.Module:
                     f"{', '.join(_families())} (or set model.small_input=false)")
 
 
-def wants_small_input(setting: bool | str, img_size: int) -> bool:
-    """``model.small_input`` (true, false or 'auto') at ``img_size`` -> adapt the stem or not."""
-    return img_size <= AUTO_MAX_SIZE if setting == "auto" else bool(setting)
+def supports_small_input(model: nn.Module) -> bool:
+    return any(isinstance(model, types) for types in _families().values())
+
+
+def wants_small_input(setting: bool | str, img_size: int, model: nn.Module | None = None) -> bool:
+    """``model.small_input`` (true, false or 'auto') at ``img_size`` -> adapt the stem or not;
+    ``auto`` leaves families it does not support (``model``) as timm builds them."""
+    if setting == "auto":
+        return img_size <= AUTO_MAX_SIZE and (model is None or supports_small_input(model))
+    return bool(setting)
