@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch as safetensors_torch
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
@@ -26,7 +27,6 @@ from safetensors.torch import load_file
 
 import scarce.engine.setup as setup
 import scarce.engine.trainer as trainer
-import scarce.io as io
 from scarce.cli import main
 from scarce.io import read_jsonl
 from tests.conftest import TINY, make_image_folder
@@ -171,14 +171,14 @@ def test_exploding_learning_rate_is_a_one_line_fault(data, tmp_path, capsys):
     SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
 ], ids=["OSError", "SafetensorError"])
 def test_full_disk_mid_checkpoint_keeps_last_good_checkpoint(error, data, reference, tmp_path, monkeypatch, capsys):
-    real_save = io.save_file
+    real_save = safetensors_torch.save_file  # scarce.io imports it at call time
 
     def save_file(tensors, filename, metadata=None):
         if "epoch-0001" in filename and "optimizer" in filename:  # model.safetensors already written
             raise error
         return real_save(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(io, "save_file", save_file)
+    monkeypatch.setattr(safetensors_torch, "save_file", save_file)
     out = tmp_path / "run"
     assert main(_argv(data, out)) == 3
     line = _one_line(capsys.readouterr().err)

@@ -159,3 +159,14 @@ def test_help_does_not_import_torch():
     import sys
     code = "import sys; from scarce.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_channels_auto_decides_on_every_image(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "d", mode="L")  # cat, dog, emu: 8 train images each, gray
+    for path in (root / "train" / "emu").glob("*.png"):  # past the first 16: colour
+        Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(path)
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), run, progress=False)
+    assert "8 of 48 images are in colour" in capsys.readouterr().out
+    import json
+    assert json.loads((run / "classes.json").read_text())["mode"] == "RGB"

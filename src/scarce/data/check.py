@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from torchvision import transforms as T
 
-from scarce.data.datasets import Split, safe_join, to_mode
+from scarce.data.datasets import Split, is_gray_image, safe_join, to_mode
 from scarce.errors import UserError
 
 HAMMING = 16     # dHash candidate radius, of 64 bits
@@ -49,6 +49,7 @@ class ImageCheck:
     digest: str = ""
     thumb: np.ndarray | None = None   # float32 [256]: 16x16 grayscale thumbnail minus its mean
     pixels: np.ndarray | None = None  # uint8 [H, W(, C)] decoded in ``mode`` when asked to keep it
+    gray: bool = True                 # a grayscale mode (or a gray palette)
 
     @property
     def ok(self) -> bool:
@@ -70,7 +71,8 @@ def thumbnail(img: Image.Image, size: int = 16) -> np.ndarray:
 
 def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool, keep_side: int | None = None) -> None:
     check.mode, check.size = img.mode, img.size
-    img.load()  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
+    img.load()
+    check.gray = is_gray_image(img)  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
     if mode is not None:
         converted = to_mode(ImageOps.exif_transpose(img), mode)  # as the dataset reads it: must succeed
         if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
@@ -136,7 +138,8 @@ def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int 
         bad += [{"split": name, "path": c.id, "reason": c.reason} for c in checks if not c.ok]
         keep = [i for i, c in enumerate(checks) if c.ok]
         kept[name] = replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep],
-                             cache=[checks[i].pixels for i in keep] if keep_side is not None else None)
+                             cache=[checks[i].pixels for i in keep] if keep_side is not None else None,
+                             colour_images=sum(not checks[i].gray for i in keep))
         if bad and not skip_bad:
             first = bad[0]
             more = sum(not c.ok for c in checks) - 1

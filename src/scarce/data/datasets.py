@@ -68,6 +68,17 @@ def safe_join(root: str | os.PathLike, rel: str, what: str = "path") -> Path:
     return Path(root) / norm
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def is_gray_image(img: Image.Image) -> bool:
+    """A grayscale mode, or a palette whose colours are all grays."""
+    if img.mode == "P":
+        palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+        return bool(len(palette)) and bool((palette == palette[:, :1]).all())
+    return img.mode in GRAY_MODES
+
+
 def to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB'.
 
@@ -108,6 +119,7 @@ class Split:
     array: np.ndarray | None = None  # in-memory: uint8 [N, H, W] or [N, H, W, C]
     cache: list[np.ndarray] | None = None  # image files decoded once (data.cache): uint8 [H, W(, C)] each
     from_train: bool = False  # a val split taken from the train folder (data.val_fraction)
+    colour_images: int = 0  # image files the up-front scan found in colour (channels=auto decides on all)
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from scarce.config import AugmentConfig, DataConfig
-from scarce.data.datasets import ImageDataset, Split, folder_split
+from scarce.data.datasets import ImageDataset, Split, folder_split, is_gray_image
 from scarce.data.fashion_mnist import fashion_mnist_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
 from scarce.errors import UserError
@@ -25,7 +25,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # No gradients, no optimizer state: evaluation batches can be this many times the training batch.
 EVAL_BATCH_FACTOR = 4
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 @dataclass
@@ -113,16 +112,11 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
     for rel in split.ids[:probe]:
         try:
             with Image.open(Path(split.root) / rel) as img:
-                if img.mode not in GRAY_MODES and not (img.mode == "P" and _palette_is_gray(img)):
+                if not is_gray_image(img):
                     return "RGB"
         except (OSError, Image.DecompressionBombError):
             continue  # bad files are reported by the preflight scan, not here
     return "L"
-
-
-def _palette_is_gray(img: Image.Image) -> bool:
-    palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
-    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
 
 def build_data(cfg: DataConfig) -> DataBundle:

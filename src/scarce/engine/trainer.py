@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from scarce.config import Config, save_config
+from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
-from scarce.data.check import preflight
-from scarce.data.loader import EVAL_BATCH_FACTOR, decoded_cache_sides, epoch_seed, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
@@ -30,7 +28,8 @@ from scarce.engine.loop import (
 )
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
-from scarce.engine.setup import build_components, probs_function, schedule_steps
+from scarce.engine.setup import build_components, probs_function
+from scarce.engine.startup import check_input_size, describe_schedule, scan_data, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
 from scarce.io import append_jsonl, atomic_write_json, read_jsonl
@@ -89,11 +88,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     if len(data.classes) < 2:
         raise UserError(f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
                         f"a classifier needs at least 2 class folders")
-    # fail fast, before any epoch; the decoded images are kept when they fit (data.cache)
-    splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images,
-                                   keep_sides=decoded_cache_sides(cfg.data, data.splits))
-    data = replace(data, splits=splits)
-    in_memory = all(s.array is not None or s.cache is not None for s in splits.values())
+    data, bad_images = scan_data(cfg, data)
+    in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
     hardware = resolve_hardware(cfg, device, in_memory=in_memory)
     train_set = build_dataset(data, "train", cfg.data, cfg.augment)
     train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, hardware.workers,
@@ -127,56 +123,6 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
             group.update(values)
     run.step.scheduler.step_update(num_updates=run.global_step)
     return run
-
-
-def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: torch.device) -> None:
-    """A dry forward pass before anything is written: models with a fixed input size (ViT at
-    224 px, ...) fail here in one line instead of after the run directory exists."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, in_chans, img_size, img_size, device=device))
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model.name: the model cannot take {img_size} px images ({first}); choose another "
-                        f"data.img_size or a model without a fixed input size") from None
-    finally:
-        model.train(was_training)
-
-
-def describe_schedule(run: Run) -> str:
-    """One line: steps, warmup (and whether it was clipped), peak lr."""
-    cfg = run.cfg
-    updates = len(run.loaders["train"])
-    total, warmup = schedule_steps(cfg, updates)
-    asked = round(cfg.sched.warmup_epochs * updates)
-    clipped = f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
-    return (f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
-            f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}")
-
-
-def write_run_info(run: Run) -> None:
-    """config.yaml, classes.json and environment.json beside the run's outputs."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run.cfg, run.run_dir / "config.yaml")
-    val = run.data.splits.get("val")
-    atomic_write_json(run.run_dir / "classes.json", {
-        "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
-        "mean": run.data.mean, "std": run.data.std,
-        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
-        "val_from_train": sorted(val.ids) if val is not None and val.from_train else None})
-    if val is not None and val.from_train:
-        print(f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
-              f"stratified, seed data.split_seed) are the val split; listed in classes.json", flush=True)
-    atomic_write_json(run.run_dir / "environment.json", {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "timm": __import__("timm").__version__, "platform": platform.platform(),
-        "device": str(run.device), "world_size": run.info.world_size, "hardware": asdict(run.hardware),
-        "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
-    if run.cfg.data.skip_bad_images:
-        atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
-        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 
 def wants_precise_bn(cfg: Config, updates_per_epoch: int) -> bool:

@@ -1,0 +1,88 @@
+"""What a run does before its first epoch: scan the data, try the model on one input, describe
+the schedule, write the run's record (config.yaml, classes.json, environment.json)."""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+
+from scarce.config import Config, save_config
+from scarce.data import DataBundle, build_data
+from scarce.data.check import preflight
+from scarce.data.loader import decoded_cache_sides
+from scarce.engine.setup import schedule_steps
+from scarce.errors import UserError
+from scarce.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from scarce.engine.trainer import Run
+
+
+def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: torch.device) -> None:
+    """A dry forward pass before anything is written: models with a fixed input size (ViT at
+    224 px, ...) fail here in one line instead of after the run directory exists."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, img_size, img_size, device=device))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model.name: the model cannot take {img_size} px images ({first}); choose another "
+                        f"data.img_size or a model without a fixed input size") from None
+    finally:
+        model.train(was_training)
+
+
+def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
+    """The up-front scan (fail fast, before any epoch; decoded images kept when they fit). With
+    ``data.channels=auto`` the mode is decided on every image, not on the first few."""
+    keep_sides = decoded_cache_sides(cfg.data, data.splits)
+    splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
+    colour = sum(s.colour_images for s in splits.values())
+    files = sum(len(s.ids) for s in splits.values() if s.array is None)
+    if cfg.data.channels == "auto" and data.mode == "L" and colour:
+        print(f"data: {colour} of {files} images are in colour (the first ones were gray): training in RGB "
+              f"(set data.channels=gray to train in grayscale)", flush=True)
+        data = build_data(replace(cfg.data, channels="rgb"))
+        splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
+    elif cfg.data.channels == "auto" and data.mode == "RGB" and files and colour < files:
+        print(f"data: mixes modes ({files - colour} of {files} images gray); training in RGB", flush=True)
+    return replace(data, splits=splits), bad_images
+
+
+def describe_schedule(run: Run) -> str:
+    """One line: steps, warmup (and whether it was clipped), peak lr."""
+    cfg = run.cfg
+    updates = len(run.loaders["train"])
+    total, warmup = schedule_steps(cfg, updates)
+    asked = round(cfg.sched.warmup_epochs * updates)
+    clipped = f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
+    return (f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
+            f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}")
+
+
+def write_run_info(run: Run) -> None:
+    """config.yaml, classes.json and environment.json beside the run's outputs."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run.cfg, run.run_dir / "config.yaml")
+    val = run.data.splits.get("val")
+    atomic_write_json(run.run_dir / "classes.json", {
+        "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
+        "mean": run.data.mean, "std": run.data.std,
+        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
+        "val_from_train": sorted(val.ids) if val is not None and val.from_train else None})
+    if val is not None and val.from_train:
+        print(f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
+              f"stratified, seed data.split_seed) are the val split; listed in classes.json", flush=True)
+    atomic_write_json(run.run_dir / "environment.json", {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "timm": __import__("timm").__version__, "platform": platform.platform(),
+        "device": str(run.device), "world_size": run.info.world_size, "hardware": asdict(run.hardware),
+        "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
+    if run.cfg.data.skip_bad_images:
+        atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
+        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
