@@ -170,3 +170,24 @@ def test_channels_auto_decides_on_every_image(tmp_path, capsys):
     assert "8 of 48 images are in colour" in capsys.readouterr().out
     import json
     assert json.loads((run / "classes.json").read_text())["mode"] == "RGB"
+
+
+@pytest.mark.parametrize("target", ["config.yaml", "calibration.json"])
+def test_full_disk_before_the_first_epoch_or_at_the_end_is_a_fault(tmp_path, monkeypatch, capsys, target):
+    import errno
+
+    import scarce.io as io
+    real = io.atomic_write_text
+
+    def full_disk(path, text):
+        if str(path).endswith(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+    monkeypatch.setattr(io, "atomic_write_text", full_disk)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", *TINY, "epochs=1"]) == 3
+    assert "no space left on device" in capsys.readouterr().err
+    monkeypatch.undo()
+    if target == "calibration.json":  # the trained checkpoint is kept: the resume only finishes
+        assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+        assert (out / "summary.json").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) == 1

@@ -243,15 +243,19 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
 def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float) -> dict:
     """The part of :func:`train` that writes into the run directory (under its lock)."""
     if run.info.is_main:
-        write_run_info(run)
-        trim_metrics(run.run_dir, run.start_epoch)
+        with write_errors_stop_run(run.run_dir, "the run's record (config.yaml, classes.json)"):
+            write_run_info(run)
+            trim_metrics(run.run_dir, run.start_epoch)
         print(run.hardware.describe(), flush=True)
         print(describe_schedule(run), flush=True)
     run.timings["startup"] = time.perf_counter() - start
     with SignalGuard() as guard:
         run_epochs(run, progress, stop_after, guard)
         finished = stop_after is None or stop_after >= run.cfg.epochs or run.stopped_early is not None
-        return finish_run(run, time.perf_counter() - start) if run.info.is_main and finished else {}
+        if not (run.info.is_main and finished):
+            return {}
+        with write_errors_stop_run(run.run_dir, "the end-of-run results (calibration, test scores)"):
+            return finish_run(run, time.perf_counter() - start)
 
 
 def finish_run(run: Run, seconds: float) -> dict:
