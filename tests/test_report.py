@@ -330,3 +330,22 @@ def test_augment_preview_cli(tmp_path, capsys):
         assert img.format == "PNG" and img.width > 300
     assert main(["augment", "preview", "demo", "--out", str(out), "--images", "0"]) == 2
     assert "--images and --views" in capsys.readouterr().err
+
+
+def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from scarce.config import load_config
+    from scarce.engine.trainer import train
+    from tests.conftest import TINY, make_image_folder
+    data = make_image_folder(tmp_path / "data")
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(data)}}), tmp_path / "run", progress=False)
+    first = split_scores(tmp_path / "run", num_workers=0)
+    calls = []
+    monkeypatch.setattr("scarce.engine.calibrate.collect_scores",
+                        lambda model, loader, *a, **k: calls.append(1) or (torch.zeros(len(loader.dataset), 3),
+                                                                           torch.tensor(loader.dataset.targets)))
+    assert split_scores(tmp_path / "run", num_workers=0)["scores"].shape == first["scores"].shape and calls == []
+    Image.new("RGB", (20, 20), (40, 40, 40)).save(data / "test" / "cat" / "new.png")  # a test image added
+    again = split_scores(tmp_path / "run", num_workers=0)
+    assert calls == [1] and len(again["targets"]) == len(first["targets"]) + 1

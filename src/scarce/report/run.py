@@ -7,6 +7,7 @@ keyed by the weights file and the temperature, so re-rendering is instant.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,10 +23,18 @@ from scarce.report.html import Figures, Section, details, key_values, paragraph,
 CACHE_FILE = "report_test_scores.npz"
 
 
-def _cache_key(weights: Path, temperature: float, source: str, split: str) -> dict:
+def _cache_key(weights: Path, temperature: float, source: str, split: str, dataset) -> dict:
+    """What the cached scores depend on: the weights file, temperature, source, and the split's
+    images (their ids, and for files their sizes and modification times)."""
     stat = weights.stat()
+    digest = hashlib.blake2b(digest_size=16)
+    for rel in dataset.ids:
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        if dataset.split.root is not None:
+            file_stat = (Path(dataset.split.root) / rel).stat()
+            digest.update(f"{file_stat.st_size}:{file_stat.st_mtime_ns}\0".encode())
     return {"weights": weights.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "temperature": temperature, "source": source, "split": split}
+            "temperature": temperature, "source": source, "split": split, "images": digest.hexdigest()}
 
 
 def _read_cache(path: Path, key: dict) -> dict | None:
@@ -52,17 +61,21 @@ def split_scores(run_dir: str | Path, split: str = "test", device: str = "cpu", 
 
     run = load_run(run_dir, device)
     source = prediction_source(run.cfg)
-    key = _cache_key(run.weights, run.temperature, source, split)
+    dataset = eval_dataset(run, run.cfg.data, split)
+    key = _cache_key(run.weights, run.temperature, source, split, dataset)
     cache = run.run_dir / CACHE_FILE
     found = _read_cache(cache, key)
     if found is None:
-        loader = build_eval_loader(eval_dataset(run, run.cfg.data, split), batch_size, num_workers)
+        loader = build_eval_loader(dataset, batch_size, num_workers)
         preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
         scores, targets = collect_scores(run.model, loader, preprocess, source, run.cfg.amp)
         found = {"scores": scores.float(), "targets": targets.long()}
-        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
-            np.savez(fh, scores=found["scores"].numpy(), targets=found["targets"].numpy(),
-                     key=np.array(json.dumps(key)))
+        try:  # a cache is best-effort: a read-only run directory still gets its report elsewhere
+            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
+                np.savez(fh, scores=found["scores"].numpy(), targets=found["targets"].numpy(),
+                         key=np.array(json.dumps(key)))
+        except OSError:
+            pass
     return {**found, "temperature": run.temperature, "source": source, "classes": run.classes}
 
 
