@@ -31,7 +31,8 @@ def autocast(device: torch.device, amp: str):
 
 def logits_of(outputs) -> torch.Tensor:
     """The classifier output psi ``[B, C]`` of a plain or head-g model."""
-    return outputs["logits"] if isinstance(outputs, dict) else outputs
+    from scarce.models.heads import split_outputs
+    return split_outputs(outputs)[0]
 
 
 @dataclass

@@ -4,15 +4,16 @@ The cosine loss compares the L2-normalised embedding psi(f(x)) [B, C] with the
 one-hot target: ``1 - cos(psi(f(x)), onehot(y)) = 1 - normalize(psi(f(x)))[y]``.
 It ignores the embedding's scale, which is why it behaves well on small data.
 
-Shared helpers for the other loss files (output unpacking, reductions) live here too.
+Shared helpers for the other loss files (reductions, input checks) live here too; the
+model-output contract (``split_outputs``, ``NORMALIZE_EPS``) is ``scarce.models.heads``'.
 """
 from __future__ import annotations
-
-from typing import Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from scarce.models.heads import NORMALIZE_EPS, Outputs, split_outputs
 
 __all__ = [
     "cosine_loss",
@@ -23,14 +24,8 @@ __all__ = [
     "REDUCTIONS",
 ]
 
-Outputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 REDUCTIONS = ("mean", "sum", "none")
-
-# Larger than F.normalize's 1e-12 default: the gradient of normalize at a zero vector
-# is ~1/eps, so 1e-8 keeps it finite and less explosive, and is still far below any
-# real embedding norm.
-NORMALIZE_EPS = 1e-8
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
@@ -61,26 +56,6 @@ def _check_inputs(scores: torch.Tensor, target: torch.Tensor, what: str) -> None
         raise ValueError(
             f"target must be [B] with B={scores.shape[0]}, got shape {tuple(target.shape)}"
         )
-
-
-def split_outputs(
-    outputs: Outputs, need_aux: bool = False, who: str = "loss"
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Model outputs (Tensor [B, C] or dict with "logits"/"aux_logits") -> (logits, aux or None)."""
-    if isinstance(outputs, torch.Tensor):
-        logits, aux = outputs, None
-    elif isinstance(outputs, Mapping):
-        if "logits" not in outputs:
-            raise ValueError(f"{who}: model output dict has no 'logits' key (keys: {sorted(outputs)})")
-        logits, aux = outputs["logits"], outputs.get("aux_logits")
-    else:
-        raise TypeError(f"{who}: expected a Tensor or a dict of Tensors, got {type(outputs).__name__}")
-    if need_aux and aux is None:
-        raise ValueError(
-            f"{who} needs head g's 'aux_logits': wrap the model with "
-            "scarce.models.heads.wrap_with_head_g (loss.aux_head == 'g')"
-        )
-    return logits, aux
 
 
 def cosine_loss(

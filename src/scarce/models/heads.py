@@ -35,7 +35,30 @@ PREDICTION_SOURCES = ("auto", "logits", "g", "cosine")
 # top of it (scarce.calibration.fit_temperature) for calibrated confidence.
 DEFAULT_COSINE_SCALE = 16.0
 
-_NORMALIZE_EPS = 1e-8  # same as scarce.losses.cosine.NORMALIZE_EPS
+# F.normalize's eps for psi, in the losses and the prediction sources alike. Larger than the
+# 1e-12 default: the gradient of normalize at a zero vector is ~1/eps, so 1e-8 keeps it
+# finite and less explosive, and is still far below any real embedding norm.
+NORMALIZE_EPS = 1e-8
+
+
+def split_outputs(
+    outputs: Outputs, need_aux: bool = False, who: str = "loss"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Model outputs (Tensor [B, C] or dict with "logits"/"aux_logits") -> (logits, aux or None)."""
+    if isinstance(outputs, torch.Tensor):
+        logits, aux = outputs, None
+    elif isinstance(outputs, Mapping):
+        if "logits" not in outputs:
+            raise ValueError(f"{who}: model output dict has no 'logits' key (keys: {sorted(outputs)})")
+        logits, aux = outputs["logits"], outputs.get("aux_logits")
+    else:
+        raise TypeError(f"{who}: expected a Tensor or a dict of Tensors, got {type(outputs).__name__}")
+    if need_aux and aux is None:
+        raise ValueError(
+            f"{who} needs head g's 'aux_logits': wrap the model with "
+            "scarce.models.heads.wrap_with_head_g (loss.aux_head == 'g')"
+        )
+    return logits, aux
 
 
 def make_head_g(num_classes: int) -> nn.Sequential:
@@ -81,7 +104,7 @@ class CosineHeadModel(nn.Module):
                 f"{tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__}"
             )
         # Normalise in float32: under autocast a half-precision eps underflows to 0.
-        z = F.normalize(emb.float(), p=2.0, dim=1, eps=_NORMALIZE_EPS)
+        z = F.normalize(emb.float(), p=2.0, dim=1, eps=NORMALIZE_EPS)
         return {"logits": emb, "aux_logits": self.g(z)}
 
 
@@ -109,12 +132,7 @@ def prediction_scores(
     Feed these to ``fit_temperature``; ``prediction_probs`` = softmax(scores / T).
     """
     _check_source(source)
-    if isinstance(outputs, torch.Tensor):
-        logits, aux = outputs, None
-    elif isinstance(outputs, Mapping):
-        logits, aux = outputs["logits"], outputs.get("aux_logits")
-    else:
-        raise TypeError(f"expected a Tensor or a dict of Tensors, got {type(outputs).__name__}")
+    logits, aux = split_outputs(outputs, who="prediction_scores")
     if source == "auto":
         source = "g" if aux is not None else "logits"
     if source == "g":
@@ -122,7 +140,7 @@ def prediction_scores(
             raise ValueError("prediction source 'g' needs 'aux_logits': the model has no head g")
         scores = aux
     elif source == "cosine":
-        scores = F.normalize(logits.float(), p=2.0, dim=1, eps=_NORMALIZE_EPS) * cosine_scale
+        scores = F.normalize(logits.float(), p=2.0, dim=1, eps=NORMALIZE_EPS) * cosine_scale
     else:
         scores = logits
     return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
