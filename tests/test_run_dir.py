@@ -67,3 +67,12 @@ def test_resume_without_config_is_refused(tmp_path, capsys):
     (tmp_path / "run" / "config.yaml").unlink()
     assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_a_run_killed_before_config_yaml_can_be_started_again(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("123")
+    (out / ".config.yaml.abc123.tmp").write_text("torn")  # an atomic write cut short by SIGKILL
+    train(load_config(None, TINY + ["epochs=1"]), out, progress=False)
+    assert (out / "summary.json").is_file()

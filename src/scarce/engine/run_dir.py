@@ -27,7 +27,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir}: is a file, expected a run directory")
     is_run = (run_dir / "config.yaml").is_file()
-    if not resume and run_dir.is_dir() and not is_run and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    if not resume and run_dir.is_dir() and not is_run and any(not _scarce_leftover(p.name) for p in run_dir.iterdir()):
         raise UserError(f"--out {run_dir}: a folder with other files in it and no scarce run (no config.yaml); "
                         f"choose a new or empty folder")
     if not resume and (run_dir / "state.json").exists():
@@ -39,6 +39,11 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
         print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
         return False
     return resume
+
+
+def _scarce_leftover(name: str) -> bool:
+    """What a run killed before writing config.yaml may leave: its lock, its atomic-write temp files."""
+    return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
 
 
 class RunLock:
