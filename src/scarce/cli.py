@@ -95,7 +95,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--out", default=None, help="JSON output (default: RUN_DIR/eval_<split>.json)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
 
@@ -234,7 +234,7 @@ def _add_report(sub) -> None:
                    help="--ensemble: the members' predictions files (default: the paths in its metadata)")
     p.add_argument("--out", default=None,
                    help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)")
-    p.add_argument("--device", default="cpu", help="device for the test-split predictions (default: cpu)")
+    p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
 

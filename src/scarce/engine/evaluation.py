@@ -13,6 +13,7 @@ from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
+from scarce.engine.hardware import device_name
 from scarce.engine.loop import evaluate
 from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
@@ -33,6 +34,11 @@ class LoadedRun:
     model: torch.nn.Module
     temperature: float = 1.0
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (``load_run`` resolved ``auto``)."""
+        return next(self.model.parameters()).device
+
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
     """A run directory (-> its best.safetensors) or a weights file -> (run dir, weights)."""
@@ -48,6 +54,8 @@ def resolve_weights(path: str | Path) -> tuple[Path, Path]:
 
 
 def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """A run directory (its best weights) or a weights file in one, on ``device`` (``auto`` resolved)."""
+    device = torch.device(device_name(str(device)))
     run_dir, weights = resolve_weights(path)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -88,7 +96,7 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
     """After training, one pass over val and test with the best weights: fit the temperature
     on val (calibration.json), score test from the same outputs."""
     loaded = load_run(run_dir / "best.safetensors", device)
-    preprocess = BatchPreprocessor(loaded.mean, loaded.std, torch.device(device))
+    preprocess = BatchPreprocessor(loaded.mean, loaded.std, loaded.device)
     source = prediction_source(cfg)
     scores = {split: collect_scores(loaded.model, build_eval_loader(
                   ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
@@ -106,7 +114,7 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
 
 
 def _score(run: LoadedRun, loader, device) -> dict:
-    preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
+    preprocess = BatchPreprocessor(run.mean, run.std, run.device)
     result = evaluate(run.model, loader, preprocess, len(run.classes),
                       probs_fn=probs_function(run.cfg, run.temperature))
     result["per_class"] = dict(zip(run.classes, result["per_class"]))

@@ -54,6 +54,18 @@ def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     return replace(data, splits=splits), bad_images
 
 
+def describe_data_and_model(run: Run) -> str:
+    """Two lines before training: images per split and class, mode and size; model and parameters."""
+    data, cfg = run.data, run.cfg
+    counts = {name: len(split.ids) for name, split in data.splits.items()}
+    per_class = [data.splits["train"].targets.count(c) for c in range(len(data.classes))]
+    params = sum(p.numel() for p in run.model.parameters())
+    return (f"data: {len(data.classes)} classes, " + ", ".join(f"{n} {k}" for k, n in counts.items())
+            + f" images (train per class {min(per_class)}-{max(per_class)}), mode {data.mode} at {cfg.data.img_size} px\n"
+            f"model: {cfg.model.name}, {params / 1e6:.2f} M parameters, small_input "
+            f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}, optimizer {cfg.optim.name}")
+
+
 def describe_schedule(run: Run) -> str:
     """One line: steps, warmup (and whether it was clipped), peak lr."""
     cfg = run.cfg

@@ -29,7 +29,13 @@ from scarce.engine.loop import (
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
 from scarce.engine.setup import build_components, probs_function
-from scarce.engine.startup import check_input_size, describe_schedule, scan_data, write_run_info
+from scarce.engine.startup import (
+    check_input_size,
+    describe_data_and_model,
+    describe_schedule,
+    scan_data,
+    write_run_info,
+)
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import UserError
 from scarce.io import append_jsonl, atomic_write_json, read_jsonl
@@ -247,6 +253,7 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
             write_run_info(run)
             trim_metrics(run.run_dir, run.start_epoch)
         print(run.hardware.describe(), flush=True)
+        print(describe_data_and_model(run), flush=True)
         print(describe_schedule(run), flush=True)
     run.timings["startup"] = time.perf_counter() - start
     with SignalGuard() as guard:

@@ -67,7 +67,7 @@ def split_scores(run_dir: str | Path, split: str = "test", device: str = "cpu", 
     found = _read_cache(cache, key)
     if found is None:
         loader = build_eval_loader(dataset, batch_size, num_workers)
-        preprocess = BatchPreprocessor(run.mean, run.std, torch.device(device))
+        preprocess = BatchPreprocessor(run.mean, run.std, run.device)
         scores, targets = collect_scores(run.model, loader, preprocess, source, run.cfg.amp)
         found = {"scores": scores.float(), "targets": targets.long()}
         try:  # a cache is best-effort: a read-only run directory still gets its report elsewhere
