@@ -330,6 +330,11 @@ def test_augment_preview_cli(tmp_path, capsys):
         assert img.format == "PNG" and img.width > 300
     assert main(["augment", "preview", "demo", "--out", str(out), "--images", "0"]) == 2
     assert "--images and --views" in capsys.readouterr().err
+    jpeg = tmp_path / "grid.jpg"
+    assert main(["augment", "preview", "demo", "--recipe", "demo", "--out", str(jpeg), "--images", "2",
+                 "--views", "1"]) == 0
+    with Image.open(jpeg) as img:
+        assert img.format == "JPEG"  # the suffix names the format
 
 
 def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeypatch):

@@ -94,9 +94,11 @@ def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0
 
 
 def augment_preview(cfg: Config, out: str | Path, n_images: int = 8, views: int = 3, seed: int = 0) -> Path:
-    """Write the preview grid PNG to ``out`` (atomically); return its path."""
+    """Write the preview grid to ``out`` (atomically) in the format its suffix names (.png, .jpg,
+    .jpeg, .pdf, .svg; PNG otherwise); return its path."""
     fig = image_grid_figure(preview_panels(cfg, n_images, views, seed))
     out = Path(out)
+    fmt = out.suffix.lower().lstrip(".")
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format=fmt if fmt in ("png", "jpg", "jpeg", "pdf", "svg") else "png")
     return out
