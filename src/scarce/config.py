@@ -9,28 +9,22 @@ what is valid, so a typo never silently trains the wrong recipe.
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 import yaml
 
-from scarce.errors import UserError
-
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-
-
-def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None) -> Any:
-    """A config field with a help text, optional allowed values and an optional numeric range
-    in interval notation (``"[0, 1)"``, ``"(0, inf)"``) that numbers (and list items) must lie in;
-    with a range, ``choices`` applies to non-numbers only (``num_workers: auto`` or an int)."""
-    meta = {"help": help, "choices": choices, "range": range}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
+from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in one place)
+    RECIPES_DIR,
+    _merge,
+    available_recipes,
+    build,
+    opt,
+    parse_overrides,
+    read_recipe,
+)
 
 
 @dataclass
@@ -172,136 +166,6 @@ class Config:
 
 
 # ---------------------------------------------------------------- building
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except UserError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"config key '{key}': expected a list of {_type_name(item_tp)}, got {value!r}")
-        return [_coerce(v, item_tp, key) for v in value]
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise UserError(f"config key '{key}': expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}")
-        return build(tp, value, prefix=key + ".")
-    if tp is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
-        tp is float and isinstance(value, int) and not isinstance(value, bool))
-    if not ok:
-        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    return float(value) if tp is float else value
-
-
-def build(cls: type, values: dict, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested dict, validating keys, types and choices."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise UserError(f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(prefix + k for k in fields)}")
-    kwargs = {}
-    for name, value in values.items():
-        coerced = _coerce(value, hints[name], prefix + name)
-        _check_value(coerced, fields[name].metadata, prefix + name)
-        kwargs[name] = coerced
-    return cls(**kwargs)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _in_range(value: float, interval: str) -> bool:
-    low, high = (float(part) for part in interval[1:-1].split(","))
-    above = value >= low if interval[0] == "[" else value > low
-    below = value <= high if interval[-1] == "]" else value < high
-    return math.isfinite(value) and above and below
-
-
-def _check_value(value: Any, meta: Mapping, key: str) -> None:
-    """Choices and numeric range of one coerced config value (list items checked one by one)."""
-    choices, interval = meta.get("choices"), meta.get("range")
-    items = value if isinstance(value, list) else [value]
-    if interval and all(_is_number(v) for v in items if v is not None):
-        bad = [v for v in items if v is not None and not _in_range(v, interval)]
-        if bad:
-            raise UserError(f"config key '{key}': expected a finite number in {interval}, got {bad[0]!r}")
-        return
-    if choices and value not in choices:
-        raise UserError(f"config key '{key}': expected one of {', '.join(map(str, choices))}"
-                        f"{f' or a number in {interval}' if interval else ''}, got {value!r}")
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["optim.lr=0.01", "epochs=2"]`` -> nested dict; values parsed as YAML scalars."""
-    tree: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise UserError(f"override '{pair}': expected dotted key=value, e.g. optim.lr=0.01")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            raise UserError(f"override '{pair}': the value is not valid YAML") from None
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override '{pair}': '{part}' is set both as a value and as a section")
-        node[leaf] = value
-    return tree
-
-
-def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-def read_recipe(recipe: str) -> dict:
-    """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
-    path = Path(recipe)
-    if not path.is_file():
-        path = RECIPES_DIR / f"{recipe}.yaml"
-    if not path.is_file():
-        raise UserError(f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise UserError(f"recipe {path}: expected a mapping of config keys, got {type(values).__name__}")
-    return values
-
 
 def load_config(recipe: str | None = None, overrides: list[str] | None = None,
                 extra: dict | None = None) -> Config:
