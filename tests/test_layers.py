@@ -13,7 +13,7 @@ LAYERS = [
     {"engine"},
     {"inference"},
     {"report"},
-    {"api", "cli", "workflows", "__main__", "__init__"},
+    {"api", "cli", "cli_tools", "workflows", "__main__", "__init__"},
 ]
 
 

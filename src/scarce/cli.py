@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from scarce.cli_tools import _add_augment, _add_data, _add_report, cmd_augment, cmd_data, cmd_report
 from scarce.errors import UserError
 
 
@@ -111,52 +112,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="dataset tools")
-    dsub = p.add_subparsers(dest="data_command", required=True)
-    s = dsub.add_parser("subset", help="VIPriors-style k-per-class split of an image folder, with a manifest")
-    s.add_argument("src", help="image folder of <class>/<image> (its train/ if it has one); test/ is copied whole")
-    s.add_argument("dst", help="new folder for the subset (must not exist)")
-    s.add_argument("--per-class", type=int, required=True, help="train images per class (>= 1)")
-    s.add_argument("--val-per-class", type=int, default=0, help="val images per class, disjoint from train (default 0)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the per-class sampling")
-    s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"],
-                   help="how files reach dst: hard links (default), symlinks or copies")
-    c = dsub.add_parser("check", help="scan a dataset: unreadable files, modes, sizes, class counts, "
-                        "duplicates across splits", description="Exit status: 0 no problem found, 1 problems "
-                        "found (unreadable images, duplicates across splits, manifest paths outside the root), "
-                        "2 usage error (missing folder, empty class folder, classes differing between splits).")
-    c.add_argument("data", help="built-in dataset or image-folder root with train/ (val/, test/)")
-    c.add_argument("--max-mae", type=float, default=None, help="near-duplicate thumbnail difference in grey levels "
-                   "(default 4)")
-    c.add_argument("--json", default=None, help="also write the full report as JSON here")
-    c.add_argument("--limit", type=int, default=20, help="rows listed per table (default 20)")
-
-
-def cmd_data(args) -> int:
-    if args.data_command == "subset":
-        from scarce.data.subset import make_subset
-        print(json.dumps(make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)))
-    if args.data_command == "check":
-        return cmd_data_check(args)
-    return 0
-
-
-def cmd_data_check(args) -> int:
-    """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
-    from scarce.config import DataConfig
-    from scarce.data.check import NEAR_MAE, check_dataset, format_report
-    from scarce.data.loader import DEMO_ROOT, resolve_splits
-    from scarce.io import atomic_write_json
-    root = DEMO_ROOT if args.data == "demo" else Path(args.data)
-    report = check_dataset(resolve_splits(DataConfig(name=args.data)), args.max_mae or NEAR_MAE,
-                           manifest_root=None if args.data == "fashion-mnist" else str(root))
-    print(format_report(report, args.limit))
-    if args.json:
-        atomic_write_json(args.json, report)
-    return 1 if report["problems"] else 0
-
-
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="class probabilities of a run on a split or folder (optionally with TTA)",
                        description="Predict with a run's calibrated confidence. A flat folder of images "
@@ -221,76 +176,6 @@ def cmd_ensemble(args) -> int:
     from scarce.inference.ensemble import run_ensemble
     run_ensemble(args.base, args.members, method=args.method, threshold=args.threshold, val_base=args.val_base,
                  val_members=args.val_members, weights=args.weights, out_path=args.out, csv_path=args.csv)
-    return 0
-
-
-def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="self-contained HTML report of a run or of an ensemble",
-                       description="Examples: scarce report runs/demo-x   |   "
-                       "scarce report --ensemble final.npz --members a.npz b.npz c.npz")
-    p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR", help="a finished scarce run directory")
-    p.add_argument("--ensemble", default=None, metavar="FINAL_NPZ", help="report on a `scarce ensemble` output")
-    p.add_argument("--members", nargs="+", default=None,
-                   help="--ensemble: the members' predictions files (default: the paths in its metadata)")
-    p.add_argument("--out", default=None,
-                   help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)")
-    p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-
-
-def cmd_report(args) -> int:
-    if (args.run_dir is None) == (args.ensemble is None):
-        raise UserError("give either RUN_DIR or --ensemble FINAL_NPZ (not both)")
-    if args.members and args.ensemble is None:
-        raise UserError("--members goes with --ensemble FINAL_NPZ")
-    if args.ensemble is not None:
-        from scarce.report import build_ensemble_report
-        out = build_ensemble_report(args.ensemble, args.members, args.out)
-    else:
-        from scarce.report import build_run_report
-        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers)
-    print(f"wrote {out} (and its PNGs beside it)")
-    return 0
-
-
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets positionals follow options (``DATA --recipe R key=value --out F``): plain argparse
-    takes all positionals from the first run of them and rejects the later ``key=value``."""
-    _inner = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._inner:  # parse_known_intermixed_args calls back into parse_known_args
-            return super().parse_known_args(args, namespace)
-        self._inner = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inner = False
-
-
-def _add_augment(sub) -> None:
-    p = sub.add_parser("augment", help="augmentation tools")
-    asub = p.add_subparsers(dest="augment_command", required=True, parser_class=_IntermixedParser)
-    s = asub.add_parser("preview", help="grid of training images as the pipeline produces them, and LSB Swap's bits",
-                        description="Example: scarce augment preview demo --recipe demo "
-                        "augment.randaugment=rand-m9-mstd0.5 augment.lsb_swap.enabled=true --out grid.png")
-    s.add_argument("data", metavar="DATA", help="built-in dataset (demo, fashion-mnist) or image-folder root")
-    s.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
-    s.add_argument("--out", required=True, help="PNG file to write")
-    s.add_argument("--images", type=int, default=8, help="images (columns) shown (default 8)")
-    s.add_argument("--views", type=int, default=3, help="random training views per image (default 3)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. augment.re_prob=0.5")
-
-
-def cmd_augment(args) -> int:
-    from scarce.config import load_config
-    from scarce.report.preview import augment_preview
-    if args.images < 1 or args.views < 1:
-        raise UserError(f"--images and --views: expected >= 1, got {args.images} and {args.views}")
-    cfg = load_config(args.recipe, args.overrides, {"data": {"name": args.data}})
-    print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
     return 0
 
 
