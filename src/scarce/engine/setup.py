@@ -16,9 +16,6 @@ from scarce.models.factory import create_model
 
 # Schedulers that step on epochs without a metric (plateau would need one).
 SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant")
-# Which LossConfig keys each loss takes: a switch of loss.name never needs other edits.
-LOSS_KWARGS = {"label_smoothing": ("smoothing",), "focal": ("gamma",), "cosine_ce": ("lam",),
-               "focal_cosine": ("gamma", "lam"), "focal_cosine_authors": ("gamma", "lam")}
 
 
 def _unknown(option: str, name: str, valid: list[str]) -> UserError:
@@ -29,10 +26,12 @@ def _unknown(option: str, name: str, valid: list[str]) -> UserError:
 
 def build_loss(cfg: Config) -> torch.nn.Module:
     from scarce.losses import LOSS_NAMES, create_loss
+    from scarce.losses.factory import accepted_kwargs
     name = cfg.loss.name
     if name not in LOSS_NAMES:
         raise UserError(f"loss.name '{name}': unknown; valid: {', '.join(LOSS_NAMES)}")
-    kwargs = {key: getattr(cfg.loss, key) for key in LOSS_KWARGS.get(name, ())}
+    # the loss.* keys this loss's constructor takes: a switch of loss.name never needs other edits
+    kwargs = {key: getattr(cfg.loss, key) for key in accepted_kwargs(name) if hasattr(cfg.loss, key)}
     return create_loss(name, **kwargs)
 
 

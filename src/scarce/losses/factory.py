@@ -24,6 +24,7 @@ __all__ = [
     "CrossEntropy",
     "LabelSmoothingCE",
     "LOSS_NAMES",
+    "accepted_kwargs",
     "create_loss",
     "loss_requires_head_g",
     "loss_prediction_source",
@@ -91,7 +92,8 @@ _REGISTRY: Dict[str, Tuple[Callable[..., nn.Module], Dict[str, Any]]] = {
 LOSS_NAMES: Tuple[str, ...] = tuple(_REGISTRY)
 
 
-def _accepted_kwargs(name: str) -> Tuple[str, ...]:
+def accepted_kwargs(name: str) -> Tuple[str, ...]:
+    """The constructor arguments loss ``name`` takes (those its name does not fix)."""
     cls, fixed = _REGISTRY[name]
     params = inspect.signature(cls.__init__).parameters
     return tuple(p for p in params if p != "self" and p not in fixed)
@@ -110,7 +112,7 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
     ``reduction``); an argument the loss does not take raises ValueError naming it.
     """
     cls, fixed = _lookup(name)
-    accepted = _accepted_kwargs(name)
+    accepted = accepted_kwargs(name)
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:
         raise ValueError(
