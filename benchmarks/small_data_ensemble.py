@@ -22,6 +22,7 @@ import numpy as np
 
 from scarce.inference import choose_threshold, load_predictions, plurality_vote, predict_run, soft_vote
 from scarce.inference.predict import write_predictions
+from scarce.inference.voting import oracle_accuracy
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,7 +50,7 @@ def vote_rows(members_val: list, members_test: list) -> dict:
     val = np.stack([p.probs for p in members_val])
     test = np.stack([p.probs for p in members_test])
     auto, table = choose_threshold(val[0], val, members_val[0].targets)
-    oracle = float((test.argmax(2) == targets[None]).any(0).mean())
+    oracle = oracle_accuracy(test, targets)
     return {"base": accuracy(test[0].argmax(1), targets),
             "members": [accuracy(t.argmax(1), targets) for t in test],
             "plurality_0.7": accuracy(plurality_vote(test[0], test, 0.7).numpy(), targets),

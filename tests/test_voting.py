@@ -142,3 +142,10 @@ def test_choose_threshold_prefers_fewest_replacements_on_ties():
 def test_choose_threshold_needs_known_targets():
     with pytest.raises(ValueError, match="targets"):
         choose_threshold(UNSURE[0], UNSURE, torch.tensor([-1]))
+
+
+def test_oracle_accuracy_exact():
+    from scarce.inference.voting import oracle_accuracy
+    members = np.array([[[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]],    # answers 0, 0, 0
+                        [[0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]])   # answers 1, 0, 1
+    assert oracle_accuracy(members, [1, 1, 0]) == pytest.approx(2 / 3)  # sample 1: nobody says 1

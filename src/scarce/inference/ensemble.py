@@ -35,7 +35,7 @@ from scarce.inference.predictions import (
     write_npz_atomic,
     write_predictions_csv,
 )
-from scarce.inference.voting import choose_threshold, plurality_vote, soft_vote
+from scarce.inference.voting import choose_threshold, oracle_accuracy, plurality_vote, soft_vote
 
 METHODS = ("plurality", "soft", "weighted")
 Log = Callable[[str], None]
@@ -238,8 +238,7 @@ def _accuracies(stack: np.ndarray, base: Predictions, base_answer: np.ndarray, v
            "soft": _accuracy(soft.argmax(axis=1), y, mask)}
     if method == "weighted":
         acc["weighted"] = _accuracy(final_probs.argmax(axis=1), y, mask)
-    votes = stack.argmax(axis=2)  # [M, N]
-    acc["oracle"] = float((votes[:, mask] == y[mask]).any(axis=0).mean())
+    acc["oracle"] = oracle_accuracy(stack[:, mask], y[mask])
     return acc
 
 

@@ -164,6 +164,14 @@ def soft_vote(member_probs: ArrayLike, weights: Sequence[float] | ArrayLike | No
     return torch.from_numpy(out.reshape(n, c))
 
 
+def oracle_accuracy(member_probs: ArrayLike, targets: ArrayLike) -> float:
+    """Share of samples that at least one member ``[M, N, C]`` answers right (targets ``[N]``):
+    the ceiling of any voting rule over these members."""
+    members = _check_members(member_probs)
+    y = _as_array(targets, "targets")
+    return float((members.argmax(axis=2) == y[None]).any(axis=0).mean())
+
+
 def choose_threshold(
     base_probs: ArrayLike,
     member_probs: ArrayLike,

@@ -19,6 +19,7 @@ import numpy as np
 from scarce.errors import UserError
 from scarce.inference import align_predictions, choose_threshold, load_predictions
 from scarce.inference.predictions import Predictions
+from scarce.inference.voting import oracle_accuracy
 from scarce.report import plots
 from scarce.report.html import Figures, Section, key_values, paragraph, table, write_page
 
@@ -113,7 +114,7 @@ def analyse_ensemble(e: dict) -> dict:
     votes = e["stack"][:, m].argmax(axis=2)  # [M, n]
     out["accuracy"] = {"base": float(base_ok.mean()), "final": float(final_ok.mean()),
                        "members": [float(v.mean()) for v in votes == y[m]],
-                       "oracle": float((votes == y[m]).any(axis=0).mean())}
+                       "oracle": oracle_accuracy(e["stack"][:, m], y[m])}
     out["bins"] = confidence_bins(base[m].max(axis=1), base_ok.astype(float), final_ok.astype(float))
     out["best_threshold"], out["curve"] = choose_threshold(base[m], e["stack"][:, m], y[m], candidates=CURVE_THRESHOLDS)
     return out
