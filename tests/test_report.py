@@ -354,3 +354,11 @@ def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeyp
     Image.new("RGB", (20, 20), (40, 40, 40)).save(data / "test" / "cat" / "new.png")  # a test image added
     again = split_scores(tmp_path / "run", num_workers=0)
     assert calls == [1] and len(again["targets"]) == len(first["targets"]) + 1
+
+
+def test_report_of_an_unfinished_run_says_so(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "summary.json").unlink()
+    html = build_run_report(run, tmp_path / "r.html", num_workers=0).read_text()
+    assert "This run is unfinished" in html and f"scarce train --resume {run}" in html
+    assert "This run is unfinished" not in build_run_report(tiny_run, tmp_path / "done.html", num_workers=0).read_text()

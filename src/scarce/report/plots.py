@@ -37,12 +37,13 @@ def figure_png(fig: Figure) -> bytes:
 
 
 def _series(rows: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
-    pts = [(r["epoch"] + 1, r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+    pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def training_curves(rows: Sequence[dict], best_epoch: int | None = None) -> Figure:
-    """Train loss, val top-1 (raw model and EMA) and learning rate per epoch (1-based).
+    """Train loss, val top-1 (raw model and EMA) and learning rate per epoch (0-based, as in
+    metrics.jsonl, summary.json and the CLI).
 
     ``rows``: metrics.jsonl records (``epoch`` 0-based, ``train_loss``, ``val_top1``,
     ``val_top1_ema``, ``lr``); missing keys are simply not drawn.
@@ -58,7 +59,7 @@ def training_curves(rows: Sequence[dict], best_epoch: int | None = None) -> Figu
             ax_top1.plot(x, y, marker=".", color=color, label=label)
     if best_epoch is not None and best_epoch >= 0:
         for ax in (ax_loss, ax_top1):
-            ax.axvline(best_epoch + 1, color="gray", linestyle=":", label=f"best epoch ({best_epoch + 1})")
+            ax.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch ({best_epoch})")
     ax_top1.set(title="validation top-1", xlabel="epoch", ylabel="top-1", ylim=(0, 1))
     ax_lr.plot(*_series(rows, "lr"), marker=".", color="tab:purple")
     ax_lr.set(title="learning rate", xlabel="epoch", ylabel="lr")

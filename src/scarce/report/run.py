@@ -88,7 +88,7 @@ def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Sec
     best = summary.get("best", {})
     rows = {"run directory": str(run_dir), "model": cfg.get("model", {}).get("name"),
             "loss": cfg.get("loss", {}).get("name"), "epochs": summary.get("epochs", cfg.get("epochs")),
-            "best epoch": best.get("epoch", -1) + 1 if best else None, "best weights": best.get("weights"),
+            "best epoch": best.get("epoch") if best else None, "best weights": best.get("weights"),
             "best val top-1": best.get("top1"), "test top-1": test.get("top1"), "test top-5": test.get("top5"),
             "test images": test.get("count"), "training seconds": summary.get("train_seconds")}
     return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
@@ -162,9 +162,13 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, device:
         figs.add(plots.training_curves(rows, best_epoch), "curves", "training curves"),
         details("per-epoch values", table(
             ["epoch", "train loss", "val top-1", "val top-1 EMA", "lr", "seconds"],
-            [(r["epoch"] + 1, r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""),
+            [(r["epoch"], r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""),
               f"{r['lr']:.3g}" if "lr" in r else "", r.get("seconds", "")) for r in rows]))])
     sections = [_summary_section(run_dir, cfg, summary, test), curves]
+    if not summary:  # killed, stopped, or still training: say so before anything else
+        sections[0].parts.insert(0, paragraph(
+            f"This run is unfinished: no summary.json; {len(rows)} of {cfg.get('epochs', '?')} epochs recorded. "
+            f"Continue it with: scarce train --resume {run_dir}", "note"))
     predictions = _prediction_sections(run_dir, figs, calibration is not None, device=device,
                                        batch_size=batch_size, num_workers=num_workers)
     if calibration is not None:
