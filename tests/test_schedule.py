@@ -64,14 +64,15 @@ def test_resume_follows_the_lr_of_the_config_in_force(tmp_path):
     assert {g["weight_decay"] for g in run.optimizer.param_groups} <= {0.5, 0.0}  # timm: no decay on norms/biases
 
 
-def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_path):
+def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_path, image_folder):
     # A schedule whose lr at step t does not depend on the run length (step decay after warmup):
-    # extending must then give exactly the longer run.
+    # extending must then give exactly the longer run. 24 images, batch 4: 6 steps per epoch.
     common = TINY + ["deterministic=true", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=0.5",
-                     "sched.warmup_epochs=0.25", "ema.enabled=true", "ema.decay=0.9"]
-    train(load_config(None, common + ["epochs=2"]), tmp_path / "short", progress=False)
-    assert main(["train", "--resume", str(tmp_path / "short"), "epochs=4", "--no-progress"]) == 0
-    train(load_config(None, common + ["epochs=4"]), tmp_path / "long", progress=False)
+                     "sched.warmup_epochs=0.5", "ema.enabled=true", "ema.decay=0.9", "batch_size=4"]
+    data = {"data": {"name": str(image_folder)}}
+    train(load_config(None, common + ["epochs=3"], data), tmp_path / "short", progress=False)
+    assert main(["train", "--resume", str(tmp_path / "short"), "epochs=6", "--no-progress"]) == 0
+    train(load_config(None, common + ["epochs=6"], data), tmp_path / "long", progress=False)
     for name in ("last.safetensors", "last_ema.safetensors"):
         a, b = load_file(str(tmp_path / "short" / name)), load_file(str(tmp_path / "long" / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -79,7 +80,7 @@ def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_p
             for run in ("short", "long")]
     keys = ("epoch", "train_loss", "val_top1", "val_top1_ema", "lr")
     assert [[r[k] for k in keys] for r in rows[0]] == [[r[k] for k in keys] for r in rows[1]]
-    assert len(rows[0]) == 4
+    assert len(rows[0]) == 6
 
 
 def test_demo_recipe_trains_in_one_epoch(tmp_path):
