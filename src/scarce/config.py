@@ -78,8 +78,9 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
-    small_input: bool | str = opt("auto", "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
-                                          "ConvNeXt); auto: on at data.img_size <= 40", ("auto", True, False))
+    small_input: bool | str = opt(False, "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
+                                         "ConvNeXt); auto: on at data.img_size <= 40 (not the default until "
+                                         "BENCHMARKS.md shows a gain: 16x the compute)", ("auto", True, False))
     precise_bn: bool | str = opt("auto", "recompute BatchNorm statistics on the train images before each evaluation "
                                          "(running averages lag a fast-changing network); auto: in runs of fewer "
                                          "than 500 optimizer steps", ("auto", True, False))
