@@ -66,7 +66,7 @@ def scarce_loader(root: Path, batch: int, workers: int, randaugment: str):
     epoch = iter(range(10**6))
 
     def fresh():
-        set_loader_epoch(loader, 0, next(epoch))
+        set_loader_epoch(loader, next(epoch))
         return iter(loader)
     return fresh
 

@@ -45,7 +45,7 @@ def scarce_side(workers: int, batch: int):
     state = {"epoch": 0, "step": 0}
 
     def epoch() -> int:
-        set_loader_epoch(loader, cfg.seed, state["epoch"])
+        set_loader_epoch(loader, state["epoch"])
         step = TrainStep(parts.model, parts.loss_fn, parts.optimizer, parts.scheduler)
         stats, state["step"] = train_one_epoch(step, loader, preprocess, state["epoch"], state["step"], progress=False)
         state["epoch"] += 1

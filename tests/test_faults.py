@@ -132,9 +132,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(data, refer
     epoch_now = {"epoch": -1}
     real_set_epoch, real_build_loss = trainer.set_loader_epoch, setup.build_loss
 
-    def set_epoch(loader, seed, epoch):
+    def set_epoch(loader, epoch):
         epoch_now["epoch"] = epoch
-        real_set_epoch(loader, seed, epoch)
+        real_set_epoch(loader, epoch)
 
     class PoisonAtEpoch2(nn.Module):  # the real loss, times NaN from epoch 2 on
         def __init__(self, inner):

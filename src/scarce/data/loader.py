@@ -216,7 +216,8 @@ def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_wo
                       pin_memory=torch.cuda.is_available())
 
 
-def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """The sampler's epoch: data order and, through ``(epoch, index)``, each sample's augmentation."""
     loader.sampler.set_epoch(epoch)
 
 

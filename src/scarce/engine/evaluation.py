@@ -14,8 +14,7 @@ from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
 from scarce.engine.hardware import device_name
-from scarce.engine.loop import evaluate
-from scarce.engine.setup import prediction_source, probs_function
+from scarce.engine.setup import prediction_source
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g
@@ -107,19 +106,21 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
         out["calibration"] = calibrate(scores, source, run_dir)
         loaded.temperature = out["calibration"]["temperature"]
     if "test" in scores:
-        test = accuracy_metrics(*scores["test"], len(loaded.classes))
-        out["test"] = {**test, **{k: dict(zip(loaded.classes, test[k])) for k in PER_CLASS_KEYS},
-                       "weights": str(loaded.weights)}
+        out["test"] = _metrics_record(loaded, *scores["test"])
     return out
 
 
-def _score(run: LoadedRun, loader, device) -> dict:
+def _metrics_record(run: LoadedRun, scores: torch.Tensor, targets: torch.Tensor) -> dict:
+    """test_metrics.json / eval_<split>.json: accuracy metrics with per-class values by class name."""
+    metrics = accuracy_metrics(scores, targets, len(run.classes))
+    return {**metrics, **{k: dict(zip(run.classes, metrics[k])) for k in PER_CLASS_KEYS}, "weights": str(run.weights)}
+
+
+def _score(run: LoadedRun, loader) -> dict:
+    """One pass of ``loader`` through the run's model, scored as at the end of training."""
     preprocess = BatchPreprocessor(run.mean, run.std, run.device)
-    result = evaluate(run.model, loader, preprocess, len(run.classes),
-                      probs_fn=probs_function(run.cfg, run.temperature))
-    result["per_class"] = dict(zip(run.classes, result["per_class"]))
-    result["weights"] = str(run.weights)
-    return result
+    return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg),
+                                                run.cfg.amp))
 
 
 def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test", out: str | Path | None = None,
@@ -129,7 +130,7 @@ def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test",
         raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
     run = load_run(path, device)
     dataset = eval_dataset(run, data or run.cfg.data, split)
-    result = _score(run, build_eval_loader(dataset, batch_size, num_workers), device)
+    result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
     result.update(split=split, data=(data or run.cfg.data).name)
     atomic_write_json(Path(out) if out else run.run_dir / f"eval_{split}.json", result)
     return result

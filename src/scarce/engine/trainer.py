@@ -169,7 +169,7 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
     for epoch in range(run.start_epoch, end):
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
-        set_loader_epoch(run.loaders["train"], cfg.seed, epoch)
+        set_loader_epoch(run.loaders["train"], epoch)
         stats, run.global_step = train_one_epoch(run.step, run.loaders["train"], run.preprocess, epoch,
                                                  run.global_step, progress=progress and run.info.is_main)
         check_finite_weights(run.model, epoch)
