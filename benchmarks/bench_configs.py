@@ -52,6 +52,11 @@ CONFIGS["si_unchanged"] = ["model.small_input=false"]
 CONFIGS["si_stem"] = ["model.small_input=true"]
 CONFIGS["si_up64"] = ["model.small_input=false", "data.img_size=64"]
 
+# The train crop at 100 epochs (seed 0, judged on val): RandomResizedCrop (the recipe) vs
+# CIFAR-style padded shifts of the whole image (the bare loop's augmentation).
+CONFIGS["ce_pad2"] = ["augment.crop=pad", "augment.pad=2"]
+CONFIGS["ce_pad4"] = ["augment.crop=pad", "augment.pad=4"]
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
@@ -60,6 +65,7 @@ MATRICES: dict[str, list[str]] = {
     "ensemble": ["full"],
     "smoke": ["ce", "ce_ra"],
     "small_input": ["si_unchanged", "si_stem", "si_up64"],
+    "crop": ["ce", "ce_pad2", "ce_pad4"],
 }
 # Everything the three tables need, in one list (shared cells are trained once).
 MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRICES["losses"]))

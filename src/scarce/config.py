@@ -66,8 +66,13 @@ class LsbSwapConfig:
 
 @dataclass
 class AugmentConfig:
-    scale: list[float] = opt([0.35, 1.0], "RandomResizedCrop area range", range="(0, 1]")
-    ratio: list[float] = opt([0.75, 1.3333333], "RandomResizedCrop aspect-ratio range", range="(0, inf)")
+    crop: str = opt("resized", "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
+                               "at img_size, zero-padded by augment.pad px, random img_size crop: shifts only, "
+                               "the usual choice for 28-32 px images)", ("resized", "pad"))
+    pad: int = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift)", range="[0, 256]")
+    scale: list[float] = opt([0.35, 1.0], "crop resized: RandomResizedCrop area range", range="(0, 1]")
+    ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range",
+                             range="(0, inf)")
     hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
     randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
     re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)", range="[0, 1]")

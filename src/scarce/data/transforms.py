@@ -3,7 +3,7 @@
 Normalisation and random erasing are left to the device (see
 ``scarce.engine.batch``) so the last uint8 step of the pipeline is a real,
 stated point where LSB Swap can act and its low bits reach the network.
-Train order: random resized crop -> flip -> [LSB Swap, paper's placement]
+Train order: random crop (resized, or padded shift) -> flip -> [LSB Swap, paper's placement]
 -> RandAugment -> to uint8 tensor -> [LSB Swap, placement ``last``].
 """
 from __future__ import annotations
@@ -31,6 +31,16 @@ def create_randaugment(config_str: str, img_size: int, mean: list[float]):
                         f"like rand-m9-mstd0.5 ({exc})") from None
 
 
+def train_crop(img_size: int, augment: AugmentConfig) -> list:
+    """The random crop of ``augment.crop``: a RandomResizedCrop, or the whole image shifted by padding."""
+    if augment.crop == "pad":
+        # the whole image, as evaluation sees it with crop_pct 1, moved by up to `pad` px (CIFAR-style)
+        return [T.Resize(img_size, interpolation=INTERPOLATION, antialias=True), T.CenterCrop(img_size),
+                T.RandomCrop(img_size, padding=augment.pad, fill=0)]
+    return [T.RandomResizedCrop(img_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
+                                interpolation=INTERPOLATION, antialias=True)]
+
+
 class TrainTransform:
     """Random training view of image ``index`` of a dataset, as uint8 ``[C, H, W]``.
 
@@ -40,11 +50,7 @@ class TrainTransform:
     """
 
     def __init__(self, data: DataConfig, augment: AugmentConfig, mean: list[float]):
-        self.geometric = T.Compose([
-            T.RandomResizedCrop(data.img_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
-                                interpolation=INTERPOLATION, antialias=True),
-            T.RandomHorizontalFlip(augment.hflip),
-        ])
+        self.geometric = T.Compose([*train_crop(data.img_size, augment), T.RandomHorizontalFlip(augment.hflip)])
         self.randaugment = create_randaugment(augment.randaugment, data.img_size, mean) if augment.randaugment else None
         swap = augment.lsb_swap
         self.swap = swap if swap.enabled and swap.stage == "sample" else None

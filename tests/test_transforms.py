@@ -1,0 +1,39 @@
+"""The train crop modes on exact pixels."""
+import torch
+from PIL import Image
+
+from scarce.config import AugmentConfig, DataConfig
+from scarce.data.transforms import EvalTransform, TrainTransform
+
+
+def _ramp(size: int = 8) -> Image.Image:
+    return Image.fromarray((torch.arange(size * size).reshape(size, size) + 1).to(torch.uint8).numpy())
+
+
+def test_pad_crop_only_shifts_the_whole_image_within_its_padding():
+    data = DataConfig(img_size=8)
+    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=2, hflip=0.0), mean=[0.5])
+    img = _ramp()
+    padded = torch.nn.functional.pad(torch.from_numpy(__import__("numpy").asarray(img))[None], (2, 2, 2, 2))
+    shifts = set()
+    torch.manual_seed(0)
+    for _ in range(60):
+        out = transform(None, 0, img)
+        assert out.shape == (1, 8, 8) and out.dtype == torch.uint8
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(out, padded[:, dy:dy + 8, dx:dx + 8])]
+        assert len(matches) == 1, "every view is the padded image at one integer offset"
+        shifts.add(matches[0])
+    assert len(shifts) > 10  # the offsets cover the +-2 px range
+    assert (2, 2) in shifts
+
+
+def test_pad_crop_with_zero_pad_is_the_evaluation_view():
+    data = DataConfig(img_size=8, crop_pct=1.0)
+    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), mean=[0.5])
+    img = _ramp(16)
+    assert torch.equal(transform(None, 0, img), EvalTransform(data)(None, 0, img))
+
+
+def test_resized_crop_stays_the_default():
+    assert AugmentConfig().crop == "resized"
