@@ -146,7 +146,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(data, refer
             return value * float("nan") if epoch_now["epoch"] == 2 else value
 
     monkeypatch.setattr(trainer, "set_loader_epoch", set_epoch)
-    monkeypatch.setattr(setup, "build_loss", lambda cfg: PoisonAtEpoch2(real_build_loss(cfg)))
+    monkeypatch.setattr(setup, "build_loss", lambda cfg, *counts: PoisonAtEpoch2(real_build_loss(cfg, *counts)))
     out = tmp_path / "run"
     assert main(_argv(data, out)) == 3
     line = _one_line(capsys.readouterr().err)

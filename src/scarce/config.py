@@ -102,6 +102,9 @@ class LossConfig:
     smoothing: float = opt(0.1, "label_smoothing: smoothing factor", range="[0, 1)")
     gamma: float = opt(2.0, "focal losses: focusing parameter", range="[0, inf)")
     lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term", range="[0, inf)")
+    class_weights: str = opt("none", "auto: weight each sample by n / (classes x its class's train count), so "
+                                     "every class counts equally (imbalanced data); none: equal weights",
+                             ("none", "auto"))
 
 
 @dataclass

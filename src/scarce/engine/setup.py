@@ -24,15 +24,21 @@ def _unknown(option: str, name: str, valid: list[str]) -> UserError:
     return UserError(f"{option} '{name}': unknown; {'close matches' if close else 'valid'}: {listing}")
 
 
-def build_loss(cfg: Config) -> torch.nn.Module:
+def build_loss(cfg: Config, class_counts: list[int] | None = None) -> torch.nn.Module:
+    """The loss of ``loss.name``; with ``loss.class_weights=auto``, weighted by ``class_counts`` (train)."""
     from scarce.losses import LOSS_NAMES, create_loss
+    from scarce.losses.class_weights import ClassWeighted, balanced_class_weights
     from scarce.losses.factory import accepted_kwargs
     name = cfg.loss.name
     if name not in LOSS_NAMES:
         raise UserError(f"loss.name '{name}': unknown; valid: {', '.join(LOSS_NAMES)}")
     # the loss.* keys this loss's constructor takes: a switch of loss.name never needs other edits
     kwargs = {key: getattr(cfg.loss, key) for key in accepted_kwargs(name) if hasattr(cfg.loss, key)}
-    return create_loss(name, **kwargs)
+    if cfg.loss.class_weights == "none":
+        return create_loss(name, **kwargs)
+    if class_counts is None:
+        raise ValueError("loss.class_weights=auto needs the train split's class counts")
+    return ClassWeighted(create_loss(name, **kwargs, reduction="none"), balanced_class_weights(class_counts))
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -88,7 +94,8 @@ class Components:
 def build_components(cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int) -> Components:
     """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run."""
     from scarce.losses import loss_requires_head_g
-    loss_fn = build_loss(cfg)
+    train_targets = torch.as_tensor(data.splits["train"].targets)
+    loss_fn = build_loss(cfg, torch.bincount(train_targets, minlength=len(data.classes)).tolist())
     model = create_model(cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name))
     model = model.to(device)
     if resolve_channels_last(cfg.channels_last, device):

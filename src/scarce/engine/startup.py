@@ -60,10 +60,15 @@ def describe_data_and_model(run: Run) -> str:
     counts = {name: len(split.ids) for name, split in data.splits.items()}
     per_class = [data.splits["train"].targets.count(c) for c in range(len(data.classes))]
     params = sum(p.numel() for p in run.model.parameters())
+    weighted = " (class-weighted)" if cfg.loss.class_weights == "auto" else ""
+    hint = ""
+    if max(per_class) > 2 * max(min(per_class), 1) and cfg.data.sampler == "random" and not weighted:
+        hint = "; imbalanced: data.sampler=balanced or loss.class_weights=auto give every class equal weight"
     return (f"data: {len(data.classes)} classes, " + ", ".join(f"{n} {k}" for k, n in counts.items())
-            + f" images (train per class {min(per_class)}-{max(per_class)}), mode {data.mode} at {cfg.data.img_size} px\n"
+            + f" images (train per class {min(per_class)}-{max(per_class)}{hint}), mode {data.mode} at "
+            f"{cfg.data.img_size} px\n"
             f"model: {cfg.model.name}, {params / 1e6:.2f} M parameters, small_input "
-            f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}, optimizer {cfg.optim.name}")
+            f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}{weighted}, optimizer {cfg.optim.name}")
 
 
 def describe_schedule(run: Run) -> str:
