@@ -261,3 +261,40 @@ def test_bad_image_met_in_a_loader_worker_is_still_one_line(unicode_run, tmp_pat
     assert main(["evaluate", str(out), "--data", str(data), "--workers", "2"]) == 2
     line = _one_line_error(capsys)
     assert line.startswith("scarce evaluate: error: image ") and "ñandú/0.png: cannot be read" in line, line
+
+
+def test_data_check_gives_width_and_height_ranges_and_label_conflicts(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split=SMALL, size=32)
+    _noise(48).resize((80, 20)).save(root / "train" / "cat" / "wide.png")  # widest, and shortest
+    _noise(48).resize((24, 70)).save(root / "train" / "dog" / "tall.png")  # narrowest, and tallest
+    twin = _noise(32, seed=7)
+    twin.save(root / "train" / "cat" / "twin_a.png")
+    twin.save(root / "train" / "emu" / "twin_b.png")  # the same pixels under another label
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["splits"]["train"]["sizes"] == {"min": [24, 20], "max": [80, 70], "distinct": 3}
+    assert "24..80 x 20..70" in out
+    (conflict,) = report["label_conflicts"]
+    assert conflict["split"] == "train" and conflict["labels"] == ["cat", "emu"]
+    assert sorted(Path(p).name for p in conflict["paths"]) == ["twin_a.png", "twin_b.png"]
+    assert "identical images under different labels: 1" in out and "problems: 1" in out
+
+
+@pytest.mark.parametrize("peak", [1023, 4095, 65535])
+def test_high_bit_depth_pngs_use_their_real_range(tmp_path, peak):
+    ramp = (np.linspace(0, peak, 64).reshape(8, 8)).round().astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # Pillow stores uint16 as a 16-bit PNG
+    pixels = np.asarray(read_image(tmp_path / "deep.png", "L"))
+    assert pixels.max() == 255 and pixels.min() == 0  # not dark: the 10/12-bit range fills 8 bits
+    assert abs(int(pixels.flat[32]) - round(ramp.flat[32] / peak * 255)) <= 1
+
+
+def test_float_tiffs_in_unit_range_are_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
+    pixels = np.asarray(read_image(tmp_path / "unit.tif", "L"))
+    assert pixels.max() == 255 and abs(int(pixels.flat[32]) - round(ramp.flat[32] * 255)) <= 1
+    big = np.linspace(0, 200, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(big, mode="F").save(tmp_path / "eight_bit.tif")
+    assert np.asarray(read_image(tmp_path / "eight_bit.tif", "L")).max() == 200  # already 8-bit values

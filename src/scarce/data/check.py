@@ -195,6 +195,20 @@ def near_duplicates(a: list[ImageCheck], b: list[ImageCheck], max_hamming: int =
     return found
 
 
+def label_conflicts(name: str, split: Split, checks: list[ImageCheck]) -> list[dict]:
+    """Identical decoded images under two or more labels of one split: ``[{"split", "paths", "labels"}]``."""
+    groups: dict[str, list[int]] = {}
+    for i, check in enumerate(checks):
+        if check.ok:
+            groups.setdefault(check.digest, []).append(i)
+    conflicts = []
+    for members in groups.values():
+        labels = sorted({split.classes[split.targets[i]] for i in members})
+        if len(labels) > 1:
+            conflicts.append({"split": name, "paths": [checks[i].id for i in members], "labels": labels})
+    return conflicts
+
+
 def check_dataset(splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_root: str | None = None,
                   workers: int | None = None) -> dict:
     """The report of ``scarce data check``: per split images, class counts, modes, sizes and
@@ -204,14 +218,17 @@ def check_dataset(splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_
                     "max_mae": max_mae}
     for name, split in splits.items():
         good = [c for c in checks[name] if c.ok]
-        sizes = [c.size for c in good]
+        widths, heights = [c.size[0] for c in good], [c.size[1] for c in good]
         report["splits"][name] = {
             "images": len(split.ids),
             "classes": {cls: int(n) for cls, n in zip(split.classes, np.bincount(split.targets, minlength=len(split.classes)))},
             "bad": [{"path": c.id, "reason": c.reason} for c in checks[name] if not c.ok],
             "modes": dict(Counter(c.mode for c in good)),
-            "sizes": {"min": list(min(sizes)) if sizes else None, "max": list(max(sizes)) if sizes else None,
-                      "distinct": len(set(sizes))}}
+            # min and max of width and height separately: a tuple min would compare widths first
+            "sizes": {"min": [min(widths), min(heights)] if good else None,
+                      "max": [max(widths), max(heights)] if good else None,
+                      "distinct": len({c.size for c in good})}}
+        report["label_conflicts"] = report.get("label_conflicts", []) + label_conflicts(name, split, checks[name])
     for a, b in SPLIT_PAIRS:
         if a in checks and b in checks:
             for i, j, dist, mae, exact in near_duplicates(checks[a], checks[b], max_mae=max_mae):
@@ -223,24 +240,26 @@ def check_dataset(splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_
         except UserError as exc:
             report["manifest"].append(str(exc))
     report["problems"] = (sum(len(s["bad"]) for s in report["splits"].values()) + len(report["duplicates"])
-                          + len(report["manifest"]))
+                          + len(report["manifest"]) + len(report["label_conflicts"]))
     return report
 
 
 def _size_text(sizes: dict) -> str:
     if sizes["min"] is None:
         return "-"
-    lo, hi = ("x".join(map(str, sizes[k])) for k in ("min", "max"))
-    return lo if lo == hi else f"{lo}..{hi}"
+    (w_lo, h_lo), (w_hi, h_hi) = sizes["min"], sizes["max"]
+    if (w_lo, h_lo) == (w_hi, h_hi):
+        return f"{w_lo}x{h_lo}"
+    return f"{w_lo}..{w_hi} x {h_lo}..{h_hi}"
 
 
 def format_report(report: dict, limit: int = 20) -> str:
     """The report as fixed-width tables (at most ``limit`` rows of each listing)."""
     splits = report["splits"]
-    lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<16} modes"]
+    lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<22} modes"]
     for name, s in splits.items():
         modes = ", ".join(f"{m}:{n}" for m, n in sorted(s["modes"].items()))
-        lines.append(f"{name:<6} {s['images']:>7} {len(s['bad']):>5}  {_size_text(s['sizes']):<16} {modes}")
+        lines.append(f"{name:<6} {s['images']:>7} {len(s['bad']):>5}  {_size_text(s['sizes']):<22} {modes}")
     classes = list(next(iter(splits.values()))["classes"])
     width = max(len(c) for c in classes + ["class"])
     lines += ["", f"{'class':<{width}} " + " ".join(f"{n:>6}" for n in splits)]
@@ -257,6 +276,11 @@ def format_report(report: dict, limit: int = 20) -> str:
         a, b = d["splits"]
         lines.append(f"  {d['kind']:<5} bits={d['hamming']:<2} mae={d['mae']:<5g} {a}: {d[a]}  {b}: {d[b]}")
     lines += [f"  ... {len(dups) - limit} more"] if len(dups) > limit else []
+    conflicts = report["label_conflicts"]
+    if conflicts:
+        lines += ["", f"identical images under different labels: {len(conflicts)}"]
+        lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
+        lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
     lines += [f"manifest: {m}" for m in report["manifest"]]
     lines.append(f"problems: {report['problems']}")
     return "\n".join(lines)

@@ -79,16 +79,33 @@ def is_gray_image(img: Image.Image) -> bool:
     return img.mode in GRAY_MODES
 
 
+# Full-scale values of the usual bit depths: 8, 10, 12 and 14-bit sensors store in 16-bit PNGs.
+BIT_DEPTH_PEAKS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)
+
+
+def value_peak(max_value: float, is_float: bool) -> float:
+    """The full-scale value an image's pixels were stored against, from its largest value.
+
+    Float images with values up to 1 are taken as [0, 1]; otherwise the smallest usual bit
+    depth that holds ``max_value`` (a 12-bit image in a 16-bit PNG scales by 4095, not 65535,
+    so it does not turn dark). An image that never reaches its depth's top band reads
+    brighter: per-image detection cannot tell a dim 12-bit image from a 10-bit one.
+    """
+    if is_float and max_value <= 1.0:
+        return 1.0
+    return next((p for p in BIT_DEPTH_PEAKS if max_value <= p), max(max_value, 1.0))
+
+
 def to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB'.
 
-    16-bit images are scaled to 8 bits (not clipped); transparency is
-    composited on white, the usual background of product and scanned images;
-    palette, CMYK and other modes go through Pillow's own conversion.
+    Deep and float images are scaled to 8 bits by :func:`value_peak` (not clipped);
+    transparency is composited on white, the usual background of product and scanned
+    images; palette, CMYK and other modes go through Pillow's own conversion.
     """
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+        peak = value_peak(float(arr.max()) if arr.size else 0.0, img.mode == "F")
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
