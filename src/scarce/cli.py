@@ -72,7 +72,8 @@ def cmd_train(args) -> int:
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """After training: best epoch, test scores, the worst classes, calibration warnings, next command."""
     best, test, cal = summary["best"], summary.get("test"), summary.get("calibration")
-    print(f"best: epoch {best['epoch']} ({best['weights']} weights, val top-1 {best['top1']:.4f}); "
+    kept = "last" if summary.get("select") == "last" else "best"
+    print(f"{kept}: epoch {best['epoch']} ({best['weights']} weights, val top-1 {best['top1']:.4f}); "
           f"trained in {summary['train_seconds']:.0f} s" + (f"; {summary['stopped_early']}" if summary.get("stopped_early") else ""))
     if test:
         print(f"test top-1: {test['top1']:.4f}  top-5: {test['top5']:.4f}  balanced accuracy: "

@@ -140,6 +140,11 @@ class CheckpointConfig:
     every_seconds: float = opt(60.0, "write the resumable checkpoint once this long has passed since the last "
                                      "(always at the end of the run and on SIGINT/SIGTERM)", range="[0, inf)")
     every_epochs: int = opt(0, "also write it every N epochs (0: only by time)", range="[0, inf)")
+    select: str = opt("auto", "the weights the run scores and ships (best.safetensors): best (the evaluated "
+                              "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
+                              "auto: last when val has fewer than 20 images per class (too few to rank epochs: "
+                              "the pick would be noise) and patience is off, else best",
+                      ("auto", "best", "last"))
 
 
 @dataclass

@@ -12,9 +12,23 @@ if TYPE_CHECKING:
     from scarce.engine.trainer import Run
 
 
+# Below this many val images per class, val top-1 cannot rank epochs: one image is >= 0.5 points
+# per class and the top pick is mostly noise (the demo's 10/class picked epoch 14 of 45).
+MIN_VAL_PER_CLASS_TO_SELECT = 20
+
+
+def resolve_select(setting: str, val_images: int, num_classes: int, patience: int) -> str:
+    """``checkpoint.select`` -> 'best' or 'last' (see the config key)."""
+    if setting != "auto":
+        return setting
+    too_few = val_images < MIN_VAL_PER_CLASS_TO_SELECT * num_classes
+    return "last" if too_few and not patience else "best"
+
+
 def save_best(run: Run, epoch: int, scores: dict) -> None:
     """best.safetensors, written when an evaluated epoch beats the best so far (raw or EMA
-    weights, whichever scored higher); without a val split, the weights of every epoch."""
+    weights, whichever scored higher), or at every evaluated epoch with ``run.select ==
+    'last'``; without a val split, the weights of every epoch."""
     if "val_top1" not in scores:
         if "val" in run.loaders:
             return  # an epoch without evaluation (eval_every > 1) cannot be "best"
@@ -26,7 +40,7 @@ def save_best(run: Run, epoch: int, scores: dict) -> None:
     if run.ema is not None:
         candidates.append(("ema", run.ema.module, scores["val_top1_ema"]))
     name, module, top1 = max(candidates, key=lambda c: c[2])
-    if top1 > run.best["top1"]:
+    if top1 > run.best["top1"] or run.select == "last":
         run.best = {"top1": top1, "epoch": epoch, "weights": name}
         save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
 

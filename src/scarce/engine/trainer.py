@@ -27,7 +27,7 @@ from scarce.engine.loop import (
     train_one_epoch,
 )
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
-from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
+from scarce.engine.saving import checkpoint_due, extra_state, resolve_select, save_best, save_last, save_on_signal
 from scarce.engine.setup import build_components, probs_function
 from scarce.engine.startup import (
     check_input_size,
@@ -62,6 +62,7 @@ class Run:
     checkpoint_time: float = 0.0    # time.monotonic() of the last checkpoint write
     timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
     stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
+    select: str = "best"            # checkpoint.select resolved: which weights best.safetensors holds
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -77,6 +78,9 @@ def validate_config(cfg: Config) -> None:
     if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
         raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
                         "(the batch stage runs after all per-image transforms)")
+    if cfg.checkpoint.select == "last" and cfg.patience:
+        raise UserError("checkpoint.select=last with patience: early stopping needs the best epoch; "
+                        "set checkpoint.select=best (or auto) or patience=0")
     for key in ("scale", "ratio"):
         pair = getattr(cfg.augment, key)
         if len(pair) != 2 or pair[0] > pair[1]:
@@ -112,6 +116,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, hardware=hardware, data=data, model=parts.model,
               step=step, preprocess=preprocess, bad_images=bad_images)
     run.loaders["train"] = train_loader
+    run.select = resolve_select(cfg.checkpoint.select, len(data.splits["val"].ids) if "val" in data.splits else 0,
+                                len(data.classes), cfg.patience)
     if wants_precise_bn(cfg, len(train_loader)):  # the train images, every rank all of them, no augmentation
         run.loaders["bn"] = build_eval_loader(build_dataset(data, "train", cfg.data, None),
                                               cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers)
@@ -268,7 +274,7 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
 def finish_run(run: Run, seconds: float) -> dict:
     """Calibration on val, test-set score of the best weights, summary.json."""
     from scarce.engine.evaluation import finish_evaluation
-    summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best,
+    summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best, "select": run.select,
                "stopped_early": run.stopped_early,
                "train_seconds": round(seconds, 1),
                "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
