@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/scarce train --recipe demo --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# One worker process per core, each on one torch thread: the suite is many tiny trainings, which
+# gain nothing from threads (and threads of two processes contend), so processes scale better.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

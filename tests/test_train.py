@@ -56,10 +56,12 @@ def test_training_learns_on_separable_folder(tmp_path, image_folder):
     assert summary["test"]["top1"] >= 0.9  # class means are 80 grey levels apart
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    extra = ["epochs=3", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "augment.randaugment=rand-m9-mstd0.5"]
-    full, _ = _train(tmp_path, *extra, name="full")
-    cfg = load_config(None, TINY + extra, {"data": {"name": "demo"}})
+def test_resume_equals_uninterrupted(tmp_path, image_folder):
+    # 24 images, batch 4: 6 steps per epoch, every augmentation stream and EMA update exercised
+    extra = ["epochs=3", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "augment.randaugment=rand-m9-mstd0.5",
+             "batch_size=4"]
+    full, _ = _train(tmp_path, *extra, name="full", data=str(image_folder))
+    cfg = load_config(None, TINY + extra, {"data": {"name": str(image_folder)}})
     assert train(cfg, tmp_path / "part", progress=False, stop_after=2) == {}
     assert not (tmp_path / "part" / "summary.json").exists()
     assert main(["train", "--resume", str(tmp_path / "part"), "--no-progress"]) == 0
