@@ -210,3 +210,30 @@ def test_balanced_sampler_draws_classes_equally_and_reproducibly():
     for h in halves:
         h.set_epoch(1)
     assert sorted(i for h in halves for _, i in h) == sorted(drawn)  # ranks split one draw
+
+
+def test_locate_split_is_one_decision_for_every_layout(tmp_path):
+    from scarce.config import DataConfig
+    from scarce.data.loader import DEMO_ROOT, SplitSource, locate_split
+    from scarce.errors import UserError
+    from tests.conftest import make_image_folder
+    full = make_image_folder(tmp_path / "full", per_split={"train": 2, "test": 1})   # no val/
+    only_test = make_image_folder(tmp_path / "only_test", per_split={"test": 1})
+    plain = make_image_folder(tmp_path / "plain", per_split={"x": 1}) / "x"              # class folders, no splits
+    extra = make_image_folder(tmp_path / "extra", per_split={"new": 1}) / "new"
+    assert locate_split(DataConfig(name="demo"), "test") == SplitSource(None, DEMO_ROOT)
+    assert locate_split(DataConfig(name="fashion-mnist"), "val") == SplitSource(None, None)
+    assert locate_split(DataConfig(name=str(full)), "test") == SplitSource(None, full)
+    assert locate_split(DataConfig(name=str(full)), "val") == SplitSource(None, full)  # val taken from train
+    assert locate_split(DataConfig(name=str(full), test=str(extra)), "test") == SplitSource(extra, full)
+    assert locate_split(DataConfig(name=str(only_test)), "test") == SplitSource(only_test / "test", only_test)
+    assert locate_split(DataConfig(name=str(plain)), "test") == SplitSource(plain, plain)
+    assert locate_split(DataConfig(name=str(full)), str(extra)) == SplitSource(extra, extra)  # a folder as split
+    assert locate_split(DataConfig(name="demo"), str(extra)) == SplitSource(extra, extra)
+    (full / "extra").mkdir()
+    assert locate_split(DataConfig(name=str(full)), "extra") == SplitSource(full / "extra", full)
+    train_only = make_image_folder(tmp_path / "train_only", per_split={"train": 2})
+    with pytest.raises(UserError, match="has no test/ folder"):
+        locate_split(DataConfig(name=str(train_only)), "test")
+    with pytest.raises(UserError, match="--split 'nowhere'"):
+        locate_split(DataConfig(name=str(full)), "nowhere")

@@ -63,6 +63,42 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
     return splits
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """Where the images of one split come from, for evaluation and prediction."""
+    folder: Path | None  # read this folder; None: the split as training builds it (build_data)
+    root: Path | None    # what the split's ids are reported relative to (None: dataset ids)
+
+
+def locate_split(data: DataConfig, split: str) -> SplitSource:
+    """The one decision of which images ``split`` names: a split of ``data`` (built-in, or a
+    folder dataset with ``train/``, whose val may come from train) or an image folder
+    (``data.<split>``, ``<root>/<split>``, a folder path given as ``split``, or a plain folder)."""
+    root = DEMO_ROOT if data.name == "demo" else Path(data.name)
+    if split not in SPLIT_NAMES:
+        if Path(split).is_dir():
+            return SplitSource(Path(split), Path(split))
+        if data.name not in BUILTIN_DATASETS and (root / split).is_dir():
+            return SplitSource(root / split, root)
+        raise UserError(f"--split '{split}': not a split name ({', '.join(SPLIT_NAMES)}) nor an image folder")
+    if data.name in BUILTIN_DATASETS:
+        return SplitSource(None, DEMO_ROOT if data.name == "demo" else None)
+    explicit = getattr(data, split)
+    if explicit is not None:
+        return SplitSource(Path(explicit), root)
+    has_train = (root / "train").is_dir()
+    if has_train and ((root / split).is_dir() or split == "val"):  # no val/: training took val from train
+        return SplitSource(None, root)
+    if (root / split).is_dir():
+        return SplitSource(root / split, root)
+    if has_train:
+        raise UserError(f"data '{data.name}': has no {split}/ folder")
+    return SplitSource(root, root)  # a plain folder of images (or of class folders)
+
+
 def split_off_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """A stratified, seeded val split taken from ``train``: per class ``round(fraction * n)``
     images (at least 1, and never a class's last image)."""

@@ -8,7 +8,7 @@ import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
 from scarce.data.datasets import ImageDataset, folder_split
-from scarce.data.loader import BUILTIN_DATASETS, EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
+from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader, locate_split
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
@@ -71,10 +71,8 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
     data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct)
-    root = Path(data.name)
-    explicit = getattr(data, split, None) if split in ("train", "val", "test") else None
-    from_root = (root / split).is_dir() or split == "val"  # no val/: the run's val came from train
-    if data.name in BUILTIN_DATASETS or (root / "train").is_dir() and explicit is None and from_root:
+    source = locate_split(data, split)
+    if source.folder is None:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
         if split not in bundle.splits:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
@@ -82,8 +80,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         if s.classes != run.classes:
             raise UserError(f"data '{data.name}': classes {s.classes[:5]}... differ from the run's {run.classes[:5]}...")
     else:
-        folder = explicit or (root / split if (root / split).is_dir() else root)
-        s = folder_split(folder, run.classes)
+        s = folder_split(source.folder, run.classes)
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 

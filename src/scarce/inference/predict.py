@@ -26,7 +26,7 @@ import torch
 
 from scarce.config import DataConfig
 from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_image_folder
-from scarce.data.loader import BUILTIN_DATASETS, DEMO_ROOT, build_eval_loader
+from scarce.data.loader import build_eval_loader, locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
 from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
@@ -34,8 +34,6 @@ from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, tta_predict
-
-SPLITS = ("train", "val", "test")
 
 
 def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Split:
@@ -62,38 +60,14 @@ def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Sp
                  classes=list(classes), root=str(folder))
 
 
-def _split_folder(data: DataConfig, split: str) -> tuple[Path, Path] | None:
-    """(folder to read, root its ids are relative to) when ``split`` is read as a folder;
-    None for a split of a built-in dataset."""
-    if split not in SPLITS:
-        if Path(split).is_dir():
-            return Path(split), Path(split)
-        nested = Path(data.name) / split
-        if data.name not in BUILTIN_DATASETS and nested.is_dir():
-            return nested, Path(data.name)
-        raise UserError(f"--split '{split}': not a split name ({', '.join(SPLITS)}) nor an image folder")
-    if data.name in BUILTIN_DATASETS:
-        return None
-    root = Path(data.name)
-    explicit = getattr(data, split)
-    if explicit is not None:
-        return Path(explicit), root
-    if (root / split).is_dir():
-        return root / split, root
-    if (root / "train").is_dir():
-        raise UserError(f"data '{data.name}': has no {split}/ folder")
-    return root, root  # a plain folder of images (or of class folders)
-
-
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
     """The images to predict (no transform set yet) and their ids (see module docstring)."""
-    where = _split_folder(data, split)
-    if where is None:
+    source = locate_split(data, split)
+    if source.folder is None:
         dataset = eval_dataset(run, data, split)
-        data_root = DEMO_ROOT if data.name == "demo" else None
-    else:
-        folder, data_root = where
-        dataset = ImageDataset(folder_prediction_split(folder, run.classes), run.mode)
+    else:  # labels optional here: a flat folder of images is predicted too
+        dataset = ImageDataset(folder_prediction_split(source.folder, run.classes), run.mode)
+    data_root = source.root
     ids = list(dataset.ids)
     if data_root is not None and dataset.split.root is not None:
         prefix = Path(os.path.relpath(Path(dataset.split.root).resolve(), data_root.resolve()))
