@@ -32,7 +32,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from scarce.config import AugmentConfig, DataConfig
 from scarce.data.transforms import EvalTransform, create_randaugment
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.loop import autocast
+from scarce.engine.loop import predict_outputs
 
 
 def view_seed(seed: int, view: int, image_id: str) -> int:
@@ -121,16 +121,12 @@ def tta_predict(model: torch.nn.Module, loader, preprocess: BatchPreprocessor,
     rows at a time. Returns ``(probs [N, C], targets [N])``, or ``probs [N, V, C]`` (one
     row per view, not averaged) when ``per_view``.
     """
-    model.eval()
     out, targets = [], []
     for x, target in loader:
         b, v = x.shape[:2]
-        flat = x.reshape(b * v, *x.shape[2:])
-        probs = []
-        for chunk in flat.split(chunk_size):
-            with autocast(preprocess.device, amp):
-                outputs = model(preprocess(chunk, train=False))
-            probs.append(probs_fn(outputs).float())
+        chunks = ((chunk, None) for chunk in x.reshape(b * v, *x.shape[2:]).split(chunk_size))
+        # the one forward loop of evaluation (eval mode, autocast, float outputs)
+        probs = [probs_fn(outputs).float() for outputs, _ in predict_outputs(model, chunks, preprocess, amp)]
         p = torch.cat(probs).reshape(b, v, -1)
         out.append((p if per_view else p.mean(dim=1)).cpu())
         targets.append(torch.as_tensor(target))
