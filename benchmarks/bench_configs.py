@@ -57,8 +57,18 @@ CONFIGS["si_up64"] = ["model.small_input=false", "data.img_size=64"]
 CONFIGS["ce_pad2"] = ["augment.crop=pad", "augment.pad=2"]
 CONFIGS["ce_pad4"] = ["augment.crop=pad", "augment.pad=4"]
 
+# CE tuning at 100 epochs on val (seed 0), on the pad2 crop: optimizer, lr, weight decay (and on
+# which parameters), batch size.
+PAD2 = CONFIGS["ce_pad2"]
+CONFIGS["tune_pad2_lr0.1"] = PAD2 + ["optim.lr=0.1"]
+CONFIGS["tune_pad2_lr0.025"] = PAD2 + ["optim.lr=0.025"]
+CONFIGS["tune_pad2_wd5e-3"] = PAD2 + ["optim.weight_decay=5e-3"]
+CONFIGS["tune_pad2_wdall"] = PAD2 + ["optim.decay_norm_and_bias=true"]
+CONFIGS["tune_pad2_b32"] = PAD2 + ["batch_size=32"]
+CONFIGS["tune_pad2_adamw"] = PAD2 + ["optim.name=adamw", "optim.lr=2e-3", "optim.weight_decay=0.05"]
+
 MATRICES: dict[str, list[str]] = {
-    "tune": [c for c in CONFIGS if c.startswith("tune_")],
+    "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
     "lsb": ["ce_ra", "ce_ra_lsb_last_b1", "ce_ra_lsb_last_b2", "ce_ra_lsb_last_b3", "ce_ra_lsb_before_ra_b2"],
     "losses": ["ce", "label_smoothing", "cosine", "cosine_ce", "focal_cosine", "focal_cosine_authors"],
@@ -66,6 +76,8 @@ MATRICES: dict[str, list[str]] = {
     "smoke": ["ce", "ce_ra"],
     "small_input": ["si_unchanged", "si_stem", "si_up64"],
     "crop": ["ce", "ce_pad2", "ce_pad4"],
+    "tune100": ["ce_pad2", "tune_pad2_wdall", "tune_pad2_wd5e-3", "tune_pad2_lr0.1", "tune_pad2_lr0.025",
+                "tune_pad2_b32", "tune_pad2_adamw"],
 }
 # Everything the three tables need, in one list (shared cells are trained once).
 MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRICES["losses"]))

@@ -114,6 +114,8 @@ class OptimConfig:
     weight_decay: float = opt(0.05, "weight decay", range="[0, inf)")
     momentum: float = opt(0.9, "momentum (sgd, rmsprop)", range="[0, 1)")
     eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)", range="(0, inf)")
+    decay_norm_and_bias: bool = opt(False, "apply weight decay to norm weights and biases too (timm's default, "
+                                           "false, exempts them; a plain torch optimizer decays every parameter)")
 
 
 @dataclass

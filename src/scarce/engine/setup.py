@@ -49,7 +49,8 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     kwargs = {"eps": o.eps} if o.eps is not None else {}
     if o.name.lower() in ("sgd", "momentum", "nesterov", "rmsprop", "rmsproptf"):
         kwargs["momentum"] = o.momentum
-    return create_optimizer_v2(model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay, **kwargs)
+    return create_optimizer_v2(model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay,
+                               filter_bias_and_bn=not o.decay_norm_and_bias, **kwargs)
 
 
 def schedule_steps(cfg: Config, updates_per_epoch: int) -> tuple[int, int]:
