@@ -76,6 +76,16 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
     return cells
 
 
+def code_commit() -> str | None:
+    """The commit of the code that trained a cell (the worktree it runs from)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>.log`` beside it."""
     from scarce.config import load_config
@@ -89,7 +99,7 @@ def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     with open(run_dir.with_suffix(".log"), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         train(cfg, run_dir, resume=resume, progress=False)
     from scarce.io import atomic_write_json
-    record = {**asdict(cell), "recipe": recipe, "resumed": resume,
+    record = {**asdict(cell), "recipe": recipe, "resumed": resume, "commit": code_commit(),
               "wall_seconds": round(time.perf_counter() - start, 1),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
     atomic_write_json(run_dir / "cell.json", record)
