@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def make_folder(root: Path, classes: int, per_class: int, size: tuple[int, int], distinct: int = 200) -> float:
@@ -113,6 +116,19 @@ def measure(root: Path, batch: int, workers: int, batches: int, repeats: int, ra
     return {"per_worker": {n: statistics.median(v) for n, v in rates.items()}, "all": rates, "setup_s": build}
 
 
+def report(args: argparse.Namespace, out: dict, gen_s: float, n_images: int) -> str:
+    """The Markdown: what was measured, then one row per loader."""
+    table = markdown_table(["loader", "images/s per worker (median)", "setup s (scan)", "output"], [
+        ["scarce build_train_loader", f"{out['per_worker']['scarce']:.1f}", f"{out['setup_s']['scarce']:.1f}",
+         "uint8, normalised on the device"],
+        ["timm create_loader", f"{out['per_worker']['timm']:.1f}", f"{out['setup_s']['timm']:.1f}",
+         "float32, normalised in the worker"]])
+    return (f"Folder: {args.classes} classes x {args.per_class} JPEGs at {args.size[0]}x{args.size[1]} "
+            f"({n_images} files, generated in {gen_s:.0f} s); decode + RandomResizedCrop 224 + flip + "
+            f"{args.randaugment}, batch {args.batch}, {args.workers} worker(s), {args.batches} batches x "
+            f"{args.repeats} interleaved repeats.\n\n{table}\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--classes", type=int, default=1000)
@@ -133,25 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
         out = measure(Path(tmp), args.batch, args.workers, args.batches, args.repeats, args.randaugment)
     ratio = out["per_worker"]["scarce"] / out["per_worker"]["timm"]
     n_images = args.classes * args.per_class
-    table = (f"Folder: {args.classes} classes x {args.per_class} JPEGs at {args.size[0]}x{args.size[1]} "
-             f"({n_images} files, generated in {gen_s:.0f} s); decode + RandomResizedCrop 224 + flip + "
-             f"{args.randaugment}, batch {args.batch}, {args.workers} worker(s), {args.batches} batches x "
-             f"{args.repeats} interleaved repeats.\n\n"
-             "| loader | images/s per worker (median) | setup s (scan) | output |\n| --- | --- | --- | --- |\n"
-             f"| scarce build_train_loader | {out['per_worker']['scarce']:.1f} | {out['setup_s']['scarce']:.1f} "
-             "| uint8, normalised on the device |\n"
-             f"| timm create_loader | {out['per_worker']['timm']:.1f} | {out['setup_s']['timm']:.1f} "
-             "| float32, normalised in the worker |\n")
-    print(table)
+    text = report(args, out, gen_s, n_images)
     record = {**out, "loader_vs_timm": ratio, "generation_s": gen_s, "images": n_images,
-              "args": {k: v for k, v in vars(args).items() if k != "results"},
-              "machine": {"platform": platform.platform(), "processor": platform.processor()},
-              "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    from scarce.io import atomic_write_json, atomic_write_text
-    args.results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.results / "data_loading.json", json.loads(json.dumps(record)))
-    atomic_write_text(args.results / "data_loading.md", table)
-    print(f"loader_vs_timm: {ratio:.3f}")
+              "args": {k: v for k, v in vars(args).items() if k != "results"}, "machine": machine()}
+    write_results(args.results, "data_loading", record, text, {"loader_vs_timm": f"{ratio:.3f}"})
     return record
 
 

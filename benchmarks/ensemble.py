@@ -17,20 +17,21 @@ and ``.json``; the last lines printed are ``vote_seconds: X`` and ``vote_vs_read
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scarce.inference.voting import plurality_vote, soft_vote
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, median_seconds, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.inference.voting import plurality_vote, soft_vote  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def make_members(folder: Path, m: int, n: int, c: int, seed: int) -> tuple[list[Path], float]:
@@ -55,15 +56,23 @@ def make_members(folder: Path, m: int, n: int, c: int, seed: int) -> tuple[list[
     return paths, voted
 
 
-def timed(fn, repeats: int) -> tuple[float, list[float], object]:
-    """Median wall time of ``fn()`` over ``repeats`` runs, all times, last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        result = None  # free the previous result before the next run
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, result
+def report(r: dict, gb: float, voted: float) -> str:
+    """The Markdown: one row per timed step (seconds and GB/s), then vote / read."""
+    m, n, c = r["members"], r["samples"], r["classes"]
+    steps = [(f"read (np.load, {m} .npy files)", r["read_seconds"]),
+             ("plurality_vote (threshold 0.7)", r["plurality_seconds"]), ("soft_vote", r["soft_seconds"]),
+             ("vote = plurality + soft", r["vote_seconds"])]
+    table = markdown_table(["step", "seconds", "GB/s"], [[name, f"{t:.3f}", f"{gb / t:.2f}"] for name, t in steps])
+    return "\n".join([
+        f"# Ensemble voting vs reading: {m} members x {n:,} samples x {c:,} classes (float32, {gb:.1f} GB)",
+        "",
+        f"Median of {r['repeats']}; {r['machine']['cpus']} CPUs, {r['machine']['torch_threads']} torch threads; "
+        f"base unconfident (< 0.7, voted) on {voted:.0%} of rows; reads from a warm page cache.",
+        "",
+        table,
+        "",
+        f"vote / read = {r['vote_vs_read']:.2f} (goal: vote < 2 s and <= 3x the read)",
+    ])
 
 
 def main() -> None:
@@ -79,7 +88,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="scarce-bench-ensemble-") as tmp:
         paths, voted = make_members(Path(tmp), m, n, c, a.seed)
-        read_s, read_all, _ = timed(lambda: [np.load(p) for p in paths], a.repeats)
+        read_s = median_seconds(lambda: [np.load(p) for p in paths], a.repeats, warmup=0)
         # One [M, N, C] array for voting, filled file by file (no list + stack copy).
         stack = np.empty((m, n, c), dtype=np.float32)
         for i, p in enumerate(paths):
@@ -88,38 +97,18 @@ def main() -> None:
     def vote():
         return plurality_vote(stack[0], stack, threshold=0.7), soft_vote(stack)
 
-    plur_s, _, _ = timed(lambda: plurality_vote(stack[0], stack, threshold=0.7), a.repeats)
-    soft_s, _, _ = timed(lambda: soft_vote(stack), a.repeats)
-    vote_s, vote_all, _ = timed(vote, a.repeats)
+    plur_s = median_seconds(lambda: plurality_vote(stack[0], stack, threshold=0.7), a.repeats, warmup=0)
+    soft_s = median_seconds(lambda: soft_vote(stack), a.repeats, warmup=0)
+    vote_s = median_seconds(vote, a.repeats, warmup=0)
     gb = stack.nbytes / 1e9
     result = {
         "members": m, "samples": n, "classes": c, "gigabytes": round(gb, 3), "repeats": a.repeats,
-        "voted_fraction": round(voted, 4), "read_seconds": read_s, "read_all": read_all,
-        "plurality_seconds": plur_s, "soft_seconds": soft_s, "vote_seconds": vote_s, "vote_all": vote_all,
-        "vote_vs_read": vote_s / read_s, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "voted_fraction": round(voted, 4), "read_seconds": read_s, "plurality_seconds": plur_s,
+        "soft_seconds": soft_s, "vote_seconds": vote_s, "vote_vs_read": vote_s / read_s,
+        "machine": {**machine(), "numpy": np.__version__, "python": platform.python_version()},
     }
-    table = "\n".join([
-        f"# Ensemble voting vs reading: {m} members x {n:,} samples x {c:,} classes (float32, {gb:.1f} GB)",
-        "",
-        f"Median of {a.repeats}; {result['cpus']} CPUs, {result['torch_threads']} torch threads; "
-        f"base unconfident (< 0.7, voted) on {voted:.0%} of rows; reads from a warm page cache.",
-        "",
-        "| step | seconds | GB/s |",
-        "| --- | --- | --- |",
-        f"| read (np.load, {m} .npy files) | {read_s:.3f} | {gb / read_s:.2f} |",
-        f"| plurality_vote (threshold 0.7) | {plur_s:.3f} | {gb / plur_s:.2f} |",
-        f"| soft_vote | {soft_s:.3f} | {gb / soft_s:.2f} |",
-        f"| vote = plurality + soft | {vote_s:.3f} | {gb / vote_s:.2f} |",
-        "",
-        f"vote / read = {vote_s / read_s:.2f} (goal: vote < 2 s and <= 3x the read)",
-    ])
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "ensemble.md").write_text(table + "\n", encoding="utf-8")
-    (a.out / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(table)
-    print(f"vote_seconds: {vote_s:.3f}")
-    print(f"vote_vs_read: {vote_s / read_s:.2f}")
+    write_results(a.out, "ensemble", result, report(result, gb, voted),
+                  {"vote_seconds": f"{vote_s:.3f}", "vote_vs_read": f"{vote_s / read_s:.2f}"})
 
 
 if __name__ == "__main__":

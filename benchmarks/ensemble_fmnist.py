@@ -19,19 +19,23 @@ Writes ``benchmarks/results/ensemble_fmnist.md`` and ``.json``; the last lines a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scarce.config import load_config
-from scarce.engine.trainer import train
-from scarce.inference import load_predictions, predict_run, run_ensemble, write_predictions
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.config import load_config  # noqa: E402
+from scarce.engine.trainer import train  # noqa: E402
+from scarce.inference import load_predictions, predict_run, run_ensemble, write_predictions  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def train_members(runs: Path, members: int, epochs: int) -> list[Path]:
@@ -72,6 +76,25 @@ def vote(runs: Path, name: str, base: str, members: list[str], val_base: str, va
             "oracle": fixed["accuracy"]["oracle"]}
 
 
+def report(a: argparse.Namespace, rows: dict) -> str:
+    """The Markdown: one row per member set (no TTA, TTA, both)."""
+    table = markdown_table(
+        ["members", "voters", "base", "member mean", "best member", "plurality 0.7 (replaced)",
+         "plurality auto (thr)", "soft vote", "oracle"],
+        [[name, r["voters"], f"{r['base']:.4f}", f"{r['member_mean']:.4f}", f"{r['member_best']:.4f}",
+          f"{r['plurality_0.7']:.4f} ({r['replaced_0.7']:.1%})",
+          f"{r['plurality_auto']:.4f} ({r['auto_threshold']:.2f})", f"{r['soft']:.4f}", f"{r['oracle']:.4f}"] for name, r in rows.items()])
+    return "\n".join([
+        f"# Ensembles on Fashion-MNIST, 50 train images per class: {a.members} x resnet18 (seeds 0..{a.members - 1}), "
+        f"{a.epochs} epochs",
+        "",
+        f"Official 10k test set, top-1. Base = seed 0. TTA = {a.tta} views (clean + mirrored). "
+        "'auto' threshold chosen on the 500 val images.",
+        "",
+        table,
+    ])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", type=int, default=5)
@@ -95,31 +118,12 @@ def main() -> None:
     }
     result = {"recipe": "fashion-mnist-50", "members": a.members, "epochs": a.epochs, "tta_views": a.tta,
               "test_images": 10000, "rows": rows, "seconds": round(time.perf_counter() - start, 1),
-              "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
-    lines = [
-        f"# Ensembles on Fashion-MNIST, 50 train images per class: {a.members} x resnet18 (seeds 0..{a.members - 1}), "
-        f"{a.epochs} epochs",
-        "",
-        f"Official 10k test set, top-1. Base = seed 0. TTA = {a.tta} views (clean + mirrored). "
-        "'auto' threshold chosen on the 500 val images.",
-        "",
-        "| members | voters | base | member mean | best member | plurality 0.7 (replaced) | plurality auto (thr) "
-        "| soft vote | oracle |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['voters']} | {r['base']:.4f} | {r['member_mean']:.4f} | {r['member_best']:.4f} "
-                     f"| {r['plurality_0.7']:.4f} ({r['replaced_0.7']:.1%}) | {r['plurality_auto']:.4f} "
-                     f"({r['auto_threshold']:.2f}) | {r['soft']:.4f} | {r['oracle']:.4f} |")
-    table = "\n".join(lines)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "ensemble_fmnist.md").write_text(table + "\n", encoding="utf-8")
-    (a.out / "ensemble_fmnist.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(table)
+              "machine": {**machine(), "python": platform.python_version()}}
     plain = rows["no TTA"]
-    print(f"plurality_gain: {plain['plurality_0.7'] - plain['base']:+.4f}")
-    print(f"soft_gain: {plain['soft'] - plain['base']:+.4f}")
-    print(f"tta_gain: {rows[f'TTA {a.tta}']['base'] - plain['base']:+.4f}")
+    write_results(a.out, "ensemble_fmnist", result, report(a, rows),
+                  {"plurality_gain": f"{plain['plurality_0.7'] - plain['base']:+.4f}",
+                   "soft_gain": f"{plain['soft'] - plain['base']:+.4f}",
+                   "tta_gain": f"{rows[f'TTA {a.tta}']['base'] - plain['base']:+.4f}"})
 
 
 if __name__ == "__main__":

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from scarce.data.fashion_mnist import fashion_mnist_splits
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.data.fashion_mnist import fashion_mnist_splits  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def nearest_neighbour_top1(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
@@ -54,16 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     out = run(args.per_class, args.seeds, args.root)
     out["seconds"] = round(time.perf_counter() - start, 1)
-    table = ("| train / class | seeds | 1-NN test top-1 % (per seed) | mean +- std |\n| --- | --- | --- | --- |\n"
-             f"| {out['per_class']} | {' '.join(map(str, out['seeds']))} | "
-             f"{' '.join(f'{100 * v:.2f}' for v in out['top1'].values())} | "
-             f"{100 * out['mean']:.2f} +- {100 * out['std']:.2f} |\n")
-    print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    from scarce.io import atomic_write_json, atomic_write_text
-    atomic_write_json(args.results / "knn_floor.json", out)
-    atomic_write_text(args.results / "knn_floor.md", table)
-    print(f"knn_top1: {out['mean']:.4f}")
+    out["machine"] = machine()
+    table = markdown_table(["train / class", "seeds", "1-NN test top-1 % (per seed)", "mean +- std"],
+                           [[out["per_class"], " ".join(map(str, out["seeds"])),
+                             " ".join(f"{100 * v:.2f}" for v in out["top1"].values()),
+                             f"{100 * out['mean']:.2f} +- {100 * out['std']:.2f}"]])
+    write_results(args.results, "knn_floor", out, table, {"knn_top1": f"{out['mean']:.4f}"})
     return out
 
 

@@ -11,19 +11,22 @@ with ``lsb_swap_vs_clone: X`` (goal >= 0.5) and ``lsb_swap_step_share: X`` (goal
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from scarce.augment import lsb_swap_batch
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.augment import lsb_swap_batch  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def sync(device: torch.device) -> None:
@@ -71,6 +74,32 @@ def step_time(batch: int, size: int, repeats: int, device: torch.device) -> tupl
     return t["step"], t["swap"]
 
 
+def report(args: argparse.Namespace, r: dict, device: torch.device, nbytes: int) -> str:
+    """The Markdown: throughput per operation, then the swap's share of a training step."""
+    clone = r["median_s"]["x.clone()"]
+    shape = f"[{args.batch}, 3, {args.size}, {args.size}]"
+    step_shape = f"[{args.step_batch}, 3, {args.step_size}, {args.step_size}]"
+    throughput = markdown_table(["operation", "median ms", "GB/s", "vs clone"],
+                                [[f"`{name}`", f"{t * 1e3:.3f}", f"{r['gb_per_s'][name]:.2f}", f"{clone / t:.2f}"]
+                                 for name, t in r["median_s"].items()])
+    step = markdown_table(["operation", "median ms", "share of step"],
+                          [["forward + backward + SGD step", f"{r['step_median_s'] * 1e3:.1f}", 1],
+                           ["`lsb_swap_batch(p=1.0)`", f"{r['swap_on_step_batch_median_s'] * 1e3:.3f}",
+                            f"{r['lsb_swap_step_share']:.5f}"]])
+    return "\n".join([
+        f"# LSB Swap benchmark ({device.type}, torch {torch.__version__}, {r['machine']['torch_threads']} threads)",
+        "",
+        f"Throughput on uint8 {shape} ({nbytes / 1e6:.1f} MB), median of {args.repeats} interleaved repeats.",
+        "",
+        throughput,
+        "",
+        f"Training-step share on uint8 {step_shape}, timm resnet18 (10 classes), "
+        f"median of {args.step_repeats} interleaved repeats.",
+        "",
+        step,
+    ]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64, help="throughput batch size")
@@ -99,38 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     t_step, t_swap = step_time(args.step_batch, args.step_size, args.step_repeats, device)
     share = t_swap / t_step
 
-    shape = f"[{args.batch}, 3, {args.size}, {args.size}]"
-    step_shape = f"[{args.step_batch}, 3, {args.step_size}, {args.step_size}]"
-    lines = [
-        f"# LSB Swap benchmark ({device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads)",
-        "",
-        f"Throughput on uint8 {shape} ({nbytes / 1e6:.1f} MB), median of {args.repeats} interleaved repeats.",
-        "",
-        "| operation | median ms | GB/s | vs clone |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for name, t in med.items():
-        lines.append(f"| `{name}` | {t * 1e3:.3f} | {gbps[name]:.2f} | {med['x.clone()'] / t:.2f} |")
-    lines += [
-        "",
-        f"Training-step share on uint8 {step_shape}, timm resnet18 (10 classes), "
-        f"median of {args.step_repeats} interleaved repeats.",
-        "",
-        "| operation | median ms | share of step |",
-        "| --- | ---: | ---: |",
-        f"| forward + backward + SGD step | {t_step * 1e3:.1f} | 1 |",
-        f"| `lsb_swap_batch(p=1.0)` | {t_swap * 1e3:.3f} | {share:.5f} |",
-    ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lsb_swap.md").write_text(table)
     record = {
         "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
         # Other processes share the CPU caches and memory bus; a high load skews the ratio.
         "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "throughput_shape": [args.batch, 3, args.size, args.size],
@@ -143,10 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         "swap_on_step_batch_median_s": t_swap,
         "lsb_swap_vs_clone": vs_clone,
         "lsb_swap_step_share": share,
+        "machine": machine(),
     }
-    (args.out / "lsb_swap.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"lsb_swap_vs_clone: {vs_clone:.3f}")
-    print(f"lsb_swap_step_share: {share:.5f}")
+    write_results(args.out, "lsb_swap", record, report(args, record, device, nbytes),
+                  {"lsb_swap_vs_clone": f"{vs_clone:.3f}", "lsb_swap_step_share": f"{share:.5f}"})
 
 
 if __name__ == "__main__":

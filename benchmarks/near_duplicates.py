@@ -13,17 +13,21 @@ Writes ``benchmarks/results/near_duplicates.{md,json}``; ends with ``name: value
 from __future__ import annotations
 
 import io
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from scarce.config import DataConfig
-from scarce.data.check import HAMMING, NEAR_MAE, dhash, thumbnail
-from scarce.data.loader import resolve_splits
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.config import DataConfig  # noqa: E402
+from scarce.data.check import HAMMING, NEAR_MAE, dhash, thumbnail  # noqa: E402
+from scarce.data.loader import resolve_splits  # noqa: E402
+
+RESULTS = HERE / "results"
 VARIANTS = ("jpeg_q70", "resize_2x", "brightness_+15", "crop_1px_zoom")
 
 
@@ -37,7 +41,8 @@ def variants(img: Image.Image) -> list[Image.Image]:
             img.crop((1, 1, w - 1, h - 1)).resize((w, h))]
 
 
-def main() -> None:
+def measure() -> dict:
+    """dHash and thumbnail distances of the demo train/test pairs and of near copies of test images."""
     splits = resolve_splits(DataConfig(name="demo"))
     load = lambda s: [Image.open(Path(s.root) / r).convert("L") for r in s.ids]  # noqa: E731
     train, test = load(splits["train"]), load(splits["test"])
@@ -52,7 +57,7 @@ def main() -> None:
         v_bits.append([int(np.bitwise_count(np.uint64(h ^ dhash(v)))) for v in variants(img)])
         v_mae.append([float(np.abs(t - thumbnail(v)).mean()) for v in variants(img)])
     v_bits, v_mae = np.array(v_bits), np.array(v_mae)
-    result = {
+    return {
         "pairs": int(bits.size),
         "dhash_alone_pairs": {str(r): int((bits <= r).sum()) for r in (0, 4, 8, HAMMING)},
         "flagged_by_check": int(((bits <= HAMMING) & (mae <= NEAR_MAE)).sum()),
@@ -62,23 +67,28 @@ def main() -> None:
         "variants_caught": {k: round(float(((b <= HAMMING) & (m <= NEAR_MAE)).mean()), 3)
                             for k, b, m in zip(VARIANTS, v_bits.T, v_mae.T)},
     }
-    lines = ["| measure | value |", "| --- | --- |",
-             *[f"| train/test pairs with dHash <= {r} bits (dHash alone) | {n} |"
-               for r, n in result["dhash_alone_pairs"].items()],
-             f"| pairs flagged by data check (dHash <= {HAMMING} and MAE <= {NEAR_MAE:g}) | {result['flagged_by_check']} |",
-             f"| closest distinct pair, thumbnail MAE (grey levels) | {result['closest_distinct_mae']} |",
-             "", "| copy of a test image | max dHash bits | max MAE | caught by data check |", "| --- | --- | --- | --- |",
-             *[f"| {k} | {result['variants_max_bits'][k]} | {result['variants_max_mae'][k]} | "
-               f"{result['variants_caught'][k]:.0%} |" for k in VARIANTS]]
-    table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "near_duplicates.md").write_text(f"# near duplicates on the demo data\n\n{table}\n")
-    (RESULTS / "near_duplicates.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"dhash4_false_pairs: {result['dhash_alone_pairs']['4']}")
-    print(f"check_false_pairs: {result['flagged_by_check']}")
-    print(f"closest_distinct_mae: {result['closest_distinct_mae']}")
-    print(f"jpeg_q70_caught: {result['variants_caught']['jpeg_q70']}")
+
+
+def report(result: dict) -> str:
+    """The Markdown: what dHash alone and the data check flag, then how far each kind of copy lands."""
+    flagged = f"pairs flagged by data check (dHash <= {HAMMING} and MAE <= {NEAR_MAE:g})"
+    pairs = markdown_table(["measure", "value"], [
+        *[[f"train/test pairs with dHash <= {r} bits (dHash alone)", n] for r, n in result["dhash_alone_pairs"].items()],
+        [flagged, result["flagged_by_check"]],
+        ["closest distinct pair, thumbnail MAE (grey levels)", result["closest_distinct_mae"]]])
+    copies = markdown_table(["copy of a test image", "max dHash bits", "max MAE", "caught by data check"],
+                            [[k, result["variants_max_bits"][k], result["variants_max_mae"][k],
+                              f"{result['variants_caught'][k]:.0%}"] for k in VARIANTS])
+    return f"# near duplicates on the demo data\n\n{pairs}\n\n{copies}\n"
+
+
+def main() -> None:
+    result = {**measure(), "machine": machine()}
+    write_results(RESULTS, "near_duplicates", result, report(result),
+                  {"dhash4_false_pairs": result["dhash_alone_pairs"]["4"],
+                   "check_false_pairs": result["flagged_by_check"],
+                   "closest_distinct_mae": result["closest_distinct_mae"],
+                   "jpeg_q70_caught": result["variants_caught"]["jpeg_q70"]})
 
 
 if __name__ == "__main__":

@@ -8,23 +8,31 @@ Run from the repository root after the cells exist::
 
     .venv/bin/python benchmarks/small_data_ensemble.py --tta 4
 
-Writes ``benchmarks/results/small_data_ensemble_vote.{md,json}``.
+Writes ``benchmarks/results/small_data_ensemble_vote.{md,json}``; last line ``ensemble_soft_top1: X``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from scarce.inference import choose_threshold, load_predictions, plurality_vote, predict_run, soft_vote
-from scarce.inference.predict import write_predictions
-from scarce.inference.voting import oracle_accuracy
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
+
+from scarce.inference import (  # noqa: E402
+    choose_threshold,
+    load_predictions,
+    plurality_vote,
+    predict_run,
+    soft_vote,
+)
+from scarce.inference.predict import write_predictions  # noqa: E402
+from scarce.inference.voting import oracle_accuracy  # noqa: E402
 
 
 def predictions(run_dir: Path, data, split: str, views: int):
@@ -69,6 +77,23 @@ def overlap_with_base_val(base_cfg, seeds: list[int]) -> dict:
             for s in seeds}
 
 
+def report(args: argparse.Namespace, out: dict) -> str:
+    """The Markdown: one row per way of answering, without and with TTA."""
+    s, t = out["single"], out["tta"]
+    ms = lambda v: f"{100 * statistics.fmean(v):.2f} +- {100 * statistics.stdev(v):.2f}"  # noqa: E731
+    pct = lambda key: [f"{100 * s[key]:.2f}", f"{100 * t[key]:.2f}"]  # noqa: E731
+    rows = [[f"full recipe, seeds {' '.join(map(str, args.seeds[:3]))} (mean +- std)",
+             ms(s["members"][:3]), ms(t["members"][:3])],
+            [f"base model (seed {args.seeds[0]})", *pct("base")],
+            ["plurality vote, threshold 0.7", *pct("plurality_0.7")],
+            ["plurality vote, threshold chosen on val", f"{100 * s['plurality_auto']:.2f} (t={s['auto_threshold']:.2f})",
+             f"{100 * t['plurality_auto']:.2f} (t={t['auto_threshold']:.2f})"],
+            ["soft vote (mean probability)", *pct("soft")],
+            ["oracle (any member right)", *pct("oracle")],
+            ["answers replaced by the vote at 0.7", f"{100 * s['replaced_0.7']:.1f} %", f"{100 * t['replaced_0.7']:.1f} %"]]
+    return markdown_table(["", "no TTA", f"TTA ({args.tta} views)"], rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", type=Path, default=HERE / "work" / "fashion-mnist-k50" / "full")
@@ -89,24 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
         out[key] = vote_rows(val, test)
     out["base_val_overlap"] = overlap_with_base_val(base_data, args.seeds[1:])
     out["seconds"] = round(time.perf_counter() - start, 1)
-    s, t = out["single"], out["tta"]
-    first3 = lambda rows: rows["members"][:3]  # noqa: E731
-    ms = lambda v: f"{100 * statistics.fmean(v):.2f} +- {100 * statistics.stdev(v):.2f}"  # noqa: E731
-    lines = [f"| | no TTA | TTA ({args.tta} views) |", "| --- | --- | --- |",
-             f"| full recipe, seeds {' '.join(map(str, args.seeds[:3]))} (mean +- std) | {ms(first3(s))} | {ms(first3(t))} |",
-             f"| base model (seed {args.seeds[0]}) | {100 * s['base']:.2f} | {100 * t['base']:.2f} |",
-             f"| plurality vote, threshold 0.7 | {100 * s['plurality_0.7']:.2f} | {100 * t['plurality_0.7']:.2f} |",
-             f"| plurality vote, threshold chosen on val | {100 * s['plurality_auto']:.2f} (t={s['auto_threshold']:.2f}) "
-             f"| {100 * t['plurality_auto']:.2f} (t={t['auto_threshold']:.2f}) |",
-             f"| soft vote (mean probability) | {100 * s['soft']:.2f} | {100 * t['soft']:.2f} |",
-             f"| oracle (any member right) | {100 * s['oracle']:.2f} | {100 * t['oracle']:.2f} |",
-             f"| answers replaced by the vote at 0.7 | {100 * s['replaced_0.7']:.1f} % | {100 * t['replaced_0.7']:.1f} % |"]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    from scarce.io import atomic_write_json, atomic_write_text
-    atomic_write_json(args.results / "small_data_ensemble_vote.json", json.loads(json.dumps(out)))
-    atomic_write_text(args.results / "small_data_ensemble_vote.md", table)
-    print(f"ensemble_soft_top1: {t['soft']:.4f}")
+    out["machine"] = machine()
+    write_results(args.results, "small_data_ensemble_vote", out, report(args, out),
+                  {"ensemble_soft_top1": f"{out['tta']['soft']:.4f}"})
     return out
 
 

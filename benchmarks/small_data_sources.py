@@ -7,18 +7,21 @@ Run from the repository root after the cells exist::
 
     .venv/bin/python benchmarks/small_data_sources.py --configs focal_cosine cosine_ce full
 
-Writes ``benchmarks/results/small_data_sources.{md,json}``.
+Writes ``benchmarks/results/small_data_sources.{md,json}``; ends with one ``<config>_psi_top1: X``
+line per config (test top-1 % from psi, mean over seeds).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
 
 @torch.no_grad()
@@ -42,6 +45,23 @@ def top1_by_source(run_dir: Path, sources: tuple[str, ...] = ("cosine", "g")) ->
     return {s: c / len(dataset) for s, c in correct.items()}
 
 
+def mean_std(per_seed: dict[str, dict[str, float]], source: str) -> tuple[float, float]:
+    """Mean and std (0 for one seed) over seeds of one source's test top-1."""
+    values = [v[source] for v in per_seed.values()]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0
+
+
+def report(out: dict) -> str:
+    """The Markdown: one row per config, test top-1 from each source (mean +- std over seeds)."""
+    def cell(per_seed: dict, source: str) -> str:
+        mean, std = mean_std(per_seed, source)
+        return f"{100 * mean:.2f} +- {100 * std:.2f}"
+    return markdown_table(["config", "n", "test top-1 % from psi (calibrated cosine scores, the default now)",
+                           "test top-1 % from head g (the default before 4e50ac6)"],
+                          [[config, len(per_seed), cell(per_seed, "cosine"), cell(per_seed, "g")]
+                           for config, per_seed in out.items()]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", type=Path, default=HERE / "work" / "fashion-mnist-k50")
@@ -55,17 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         runs = [args.cells / config / f"seed{s}" for s in args.seeds]
         runs = [r for r in runs if (r / "summary.json").is_file()]
         out[config] = {r.name: top1_by_source(r) for r in runs}
-    lines = ["| config | n | test top-1 % from psi (calibrated cosine scores, the default now) | test top-1 % from head g (the default before 4e50ac6) |",
-             "| --- | --- | --- | --- |"]
-    for config, per_seed in out.items():
-        cell = lambda s, per_seed=per_seed: (f"{100 * statistics.fmean(v[s] for v in per_seed.values()):.2f} +- "  # noqa: E731
-                          f"{100 * (statistics.stdev(v[s] for v in per_seed.values()) if len(per_seed) > 1 else 0):.2f}")
-        lines.append(f"| {config} | {len(per_seed)} | {cell('cosine')} | {cell('g')} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    from scarce.io import atomic_write_json, atomic_write_text
-    atomic_write_json(args.results / "small_data_sources.json", json.loads(json.dumps(out)))
-    atomic_write_text(args.results / "small_data_sources.md", table)
+    headlines = {f"{config}_psi_top1": f"{100 * mean_std(per_seed, 'cosine')[0]:.2f}"
+                 for config, per_seed in out.items()}
+    write_results(args.results, "small_data_sources", {**out, "machine": machine()}, report(out), headlines)
     return out
 
 

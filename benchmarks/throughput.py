@@ -14,9 +14,8 @@ Writes ``benchmarks/results/throughput.{md,json}``; last line ``trainer_vs_bare_
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,13 +23,17 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from scarce.config import load_config
-from scarce.data import build_data, build_dataset, build_train_loader, set_loader_epoch
-from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.loop import TrainStep, train_one_epoch
-from scarce.engine.setup import build_components
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.config import load_config  # noqa: E402
+from scarce.data import build_data, build_dataset, build_train_loader, set_loader_epoch  # noqa: E402
+from scarce.engine.batch import BatchPreprocessor  # noqa: E402
+from scarce.engine.loop import TrainStep, train_one_epoch  # noqa: E402
+from scarce.engine.setup import build_components  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def scarce_side(workers: int, batch: int):
@@ -121,6 +124,19 @@ def amp_table(models: list[str], size: int, batch: int, steps: int, repeats: int
     return rows
 
 
+def report(args: argparse.Namespace, rates: dict[str, float], amp_rows: list[dict]) -> str:
+    """The Markdown: trainer vs bare loop, then images/s per autocast x memory format."""
+    loops = markdown_table(["loop", "train images/s (median)"], [
+        [f"scarce train_one_epoch + loader ({args.workers} workers)", f"{rates['scarce']:.1f}"],
+        ["bare PyTorch loop (uint8 tensor in memory)", f"{rates['bare']:.1f}"]])
+    amp = markdown_table(["model", "autocast", "memory format", f"train images/s ({args.amp_size} px, batch 16)",
+                          "vs fp32"],
+                         [[r["model"], r["amp"], r["memory_format"], f"{r['images_per_s']:.1f}", f"{r['vs_fp32']:.2f}"]
+                          for r in amp_rows])
+    return (f"{loops}\n\nresnet18, Fashion-MNIST 50/class at 32 px, batch {args.batch}, {args.threads} thread(s), "
+            f"{args.repeats} interleaved epochs each.\n\n{amp}\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -136,26 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
     rates = interleaved({"scarce": epoch, "bare": bare_side(images, targets, cfg, data, args.batch)}, args.repeats)
     ratio = rates["scarce"] / rates["bare"]
     amp_rows = amp_table(args.amp_models, args.amp_size, 16, 2, 3) if args.amp_models else []
-    lines = ["| loop | train images/s (median) |", "| --- | --- |",
-             f"| scarce train_one_epoch + loader ({args.workers} workers) | {rates['scarce']:.1f} |",
-             f"| bare PyTorch loop (uint8 tensor in memory) | {rates['bare']:.1f} |", "",
-             f"resnet18, Fashion-MNIST 50/class at 32 px, batch {args.batch}, {args.threads} thread(s), "
-             f"{args.repeats} interleaved epochs each.", "",
-             f"| model | autocast | memory format | train images/s ({args.amp_size} px, batch 16) | vs fp32 |",
-             "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['model']} | {r['amp']} | {r['memory_format']} | {r['images_per_s']:.1f} | {r['vs_fp32']:.2f} |"
-              for r in amp_rows]
-    table = "\n".join(lines) + "\n"
-    print(table)
     out = {"rates": rates, "trainer_vs_bare_loop": ratio, "amp": amp_rows, "args": vars(args) | {"results": None},
-           "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "torch": torch.__version__, "threads": torch.get_num_threads()},
-           "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    from scarce.io import atomic_write_json, atomic_write_text
-    args.results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.results / "throughput.json", json.loads(json.dumps(out, default=str)))
-    atomic_write_text(args.results / "throughput.md", table)
-    print(f"trainer_vs_bare_loop: {ratio:.3f}")
+           "machine": machine()}
+    write_results(args.results, "throughput", out, report(args, rates, amp_rows),
+                  {"trainer_vs_bare_loop": f"{ratio:.3f}"})
     return out
 
 

@@ -17,24 +17,27 @@ the last line printed is ``tta_vs_passes: X``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import timm
 import torch
 
-from scarce.config import AugmentConfig, DataConfig
-from scarce.data.datasets import ImageDataset
-from scarce.data.loader import build_data, build_eval_loader
-from scarce.engine.batch import BatchPreprocessor
-from scarce.inference.tta import TTATransform, tta_predict
-from scarce.models.heads import prediction_probs
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from scarce.config import AugmentConfig, DataConfig  # noqa: E402
+from scarce.data.datasets import ImageDataset  # noqa: E402
+from scarce.data.loader import build_data, build_eval_loader  # noqa: E402
+from scarce.engine.batch import BatchPreprocessor  # noqa: E402
+from scarce.inference.tta import TTATransform, tta_predict  # noqa: E402
+from scarce.models.heads import prediction_probs  # noqa: E402
+
+RESULTS = HERE / "results"
 
 
 def make_runner(a: argparse.Namespace, device: torch.device):
@@ -61,6 +64,51 @@ def make_runner(a: argparse.Namespace, device: torch.device):
     return run, len(split.ids), bundle.mode
 
 
+def interleaved(run, v: int, repeats: int) -> tuple:
+    """TTA runs and rounds of ``v`` single-view passes, alternating which goes first -> their seconds
+    (TTA, sum of the passes, each pass) and the last probabilities of each (mean over the passes)."""
+    tta_times, pass_times, per_pass = [], [], [[] for _ in range(v)]
+    tta_probs = passes_probs = None
+    for r in range(repeats):
+        for first in ((True, False) if r % 2 == 0 else (False, True)):
+            if first:
+                t0 = time.perf_counter()
+                tta_probs = run(list(range(v)))
+                tta_times.append(time.perf_counter() - t0)
+            else:
+                probs, total = [], 0.0
+                for k in range(v):
+                    t0 = time.perf_counter()
+                    probs.append(run([k]))
+                    per_pass[k].append(time.perf_counter() - t0)
+                    total += per_pass[k][-1]
+                pass_times.append(total)
+                passes_probs = torch.stack(probs).mean(dim=0)
+    return tta_times, pass_times, per_pass, tta_probs, passes_probs
+
+
+def report(a: argparse.Namespace, r: dict, per_pass: list[list[float]]) -> str:
+    """The Markdown: seconds and images/s of each single pass, their sum, and the TTA run."""
+    v, n, passes_s, tta_s = r["views"], r["images"], r["passes_seconds"], r["tta_seconds"]
+    where = r["gpu"] or f"{r['machine']['cpus']} CPUs, {r['machine']['torch_threads']} torch threads"
+    rows = [[f"single pass, view {k}", f"{statistics.median(p):.3f}", f"{n / statistics.median(p):.0f}"]
+            for k, p in enumerate(per_pass)]
+    rows += [[f"{v} single passes (sum)", f"{passes_s:.3f}", f"{n / passes_s:.0f}"],
+             [f"TTA, {v} views in one pass", f"{tta_s:.3f}", f"{n / tta_s:.0f}"]]
+    return "\n".join([
+        f"# TTA ({v} views, one data pass) vs {v} single-view passes: {a.model} at {a.img_size} px, "
+        f"{n} {a.data} test images",
+        "",
+        f"Median of {a.repeats} interleaved repeats; {where}; batch {a.batch_size}, {a.workers} loader workers; "
+        f"views >= 1: flip on odd views + {a.randaugment or 'no RandAugment'}.",
+        "",
+        markdown_table(["run", "seconds", "images/s"], rows),
+        "",
+        f"TTA / passes = {r['tta_vs_passes']:.3f} (goal <= 1.05); max |TTA - mean of passes| = "
+        f"{r['max_abs_prob_diff']:.2e}",
+    ])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", type=int, default=4)
@@ -84,23 +132,7 @@ def main() -> None:
     v = a.views
     run([0])  # warm-up: allocator, kernels, page cache
 
-    tta_times, pass_times, per_pass = [], [], [[] for _ in range(v)]
-    tta_probs = passes_probs = None
-    for r in range(a.repeats):
-        for first in ((True, False) if r % 2 == 0 else (False, True)):
-            if first:
-                t0 = time.perf_counter()
-                tta_probs = run(list(range(v)))
-                tta_times.append(time.perf_counter() - t0)
-            else:
-                probs, total = [], 0.0
-                for k in range(v):
-                    t0 = time.perf_counter()
-                    probs.append(run([k]))
-                    per_pass[k].append(time.perf_counter() - t0)
-                    total += per_pass[k][-1]
-                pass_times.append(total)
-                passes_probs = torch.stack(probs).mean(dim=0)
+    tta_times, pass_times, per_pass, tta_probs, passes_probs = interleaved(run, v, a.repeats)
     tta_s, passes_s = statistics.median(tta_times), statistics.median(pass_times)
     max_diff = float((tta_probs - passes_probs).abs().max())
     ratio = tta_s / passes_s
@@ -109,34 +141,11 @@ def main() -> None:
         "randaugment": a.randaugment, "batch_size": a.batch_size, "workers": a.workers, "repeats": a.repeats,
         "device": str(device), "tta_seconds": tta_s, "tta_all": tta_times, "passes_seconds": passes_s,
         "passes_all": pass_times, "pass_seconds": [statistics.median(p) for p in per_pass],
-        "tta_vs_passes": ratio, "max_abs_prob_diff": max_diff, "torch_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(), "torch": torch.__version__, "timm": timm.__version__,
-        "python": platform.python_version(),
+        "tta_vs_passes": ratio, "max_abs_prob_diff": max_diff,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "machine": {**machine(), "timm": timm.__version__, "python": platform.python_version()},
     }
-    where = result["gpu"] or f"{result['cpus']} CPUs, {result['torch_threads']} torch threads"
-    rows = [f"| single pass, view {k} | {statistics.median(p):.3f} | {n / statistics.median(p):.0f} |"
-            for k, p in enumerate(per_pass)]
-    table = "\n".join([
-        f"# TTA ({v} views, one data pass) vs {v} single-view passes: {a.model} at {a.img_size} px, "
-        f"{n} {a.data} test images",
-        "",
-        f"Median of {a.repeats} interleaved repeats; {where}; batch {a.batch_size}, {a.workers} loader workers; "
-        f"views >= 1: flip on odd views + {a.randaugment or 'no RandAugment'}.",
-        "",
-        "| run | seconds | images/s |",
-        "| --- | --- | --- |",
-        *rows,
-        f"| {v} single passes (sum) | {passes_s:.3f} | {n / passes_s:.0f} |",
-        f"| TTA, {v} views in one pass | {tta_s:.3f} | {n / tta_s:.0f} |",
-        "",
-        f"TTA / passes = {ratio:.3f} (goal <= 1.05); max |TTA - mean of passes| = {max_diff:.2e}",
-    ])
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{a.name}.md").write_text(table + "\n", encoding="utf-8")
-    (a.out / f"{a.name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(table)
-    print(f"tta_vs_passes: {ratio:.3f}")
+    write_results(a.out, a.name, result, report(a, result, per_pass), {"tta_vs_passes": f"{ratio:.3f}"})
 
 
 if __name__ == "__main__":
