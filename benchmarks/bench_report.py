@@ -95,10 +95,18 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def write_results(rows: list[dict], cells: list, folder: Path, name: str, meta: dict) -> None:
-    from scarce.io import atomic_write_json, atomic_write_text
+    """``<name>.json``/``.md`` through :func:`bench_results.write_results` (table, then the
+    headlines: cells finished and the best mean test top-1), and the plot."""
+    import bench_results
     folder.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows)
-    atomic_write_json(folder / f"{name}.json", {**meta, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                                                "cells_planned": len(cells), "rows": rows})
-    atomic_write_text(folder / f"{name}.md", table)
+    finished = sum(r["n"] for r in rows)
+    headlines: dict[str, object] = {"cells_finished": f"{finished}/{len(cells)}"}
+    scored = [r for r in rows if r.get("test_top1_mean") is not None]
+    if scored:
+        best = max(scored, key=lambda r: r["test_top1_mean"])
+        headlines["best_config"] = best["config"]
+        headlines["best_test_top1"] = round(100 * best["test_top1_mean"], 2)
+    bench_results.write_results(folder, name, {**meta, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                                               "cells_planned": len(cells), "rows": rows},
+                                markdown(rows), headlines)
     plot(rows, folder / f"{name}.png")

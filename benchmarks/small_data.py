@@ -158,9 +158,6 @@ def main(argv: list[str] | None = None) -> dict:
     rows = gather(cells)
     write_results(rows, cells, args.results, name, {"argv": sys.argv[1:] if argv is None else argv,
                                                     "epochs": args.epochs, "recipe": args.recipe})
-    print((args.results / f"{name}.md").read_text(encoding="utf-8"))
-    finished = sum(r["n"] for r in rows)
-    print(f"cells_finished: {finished}/{len(cells)}")
     return {"rows": rows, "cells": cells}
 
 
