@@ -237,3 +237,30 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
         locate_split(DataConfig(name=str(train_only)), "test")
     with pytest.raises(UserError, match="--split 'nowhere'"):
         locate_split(DataConfig(name=str(full)), "nowhere")
+
+
+def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
+    from scarce.data.loader import KeptBatches
+    reads = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return torch.full((1, 2, 2), i, dtype=torch.uint8), i
+
+    loader = torch.utils.data.DataLoader(Counting(), batch_size=4)
+    kept = KeptBatches(loader)
+    first = [(x.clone(), t.clone()) for x, t in kept]
+    assert len(reads) == 10 and len(kept) == 3
+    second = list(kept)
+    assert len(reads) == 10  # replayed, not read again
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
+    partial = KeptBatches(loader)
+    next(iter(partial))
+    assert partial.batches is None  # an interrupted pass keeps nothing
+    small = KeptBatches(loader, max_bytes=20)  # 16 bytes per full batch: only the first fits
+    list(small), list(small)
+    assert small.batches is None and len(reads) == 10 + 4 + 20

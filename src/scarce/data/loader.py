@@ -257,6 +257,41 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     loader.sampler.set_epoch(epoch)
 
 
+# Evaluation batches kept in memory up to this size (uint8): val is scored every epoch, twice with EMA.
+KEEP_BATCHES_BYTES = 512 * 2**20
+
+
+class KeptBatches:
+    """An evaluation loader (deterministic transform, fixed order) whose batches are kept after
+    the first complete pass and replayed: later passes decode and resize nothing. Keeps none
+    when they would exceed ``max_bytes``."""
+
+    def __init__(self, loader: DataLoader, max_bytes: int = KEEP_BATCHES_BYTES):
+        self.loader, self.max_bytes = loader, max_bytes
+        self.batches: list | None = None
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        if self.batches is not None:
+            yield from self.batches
+            return
+        kept, size = [], 0
+        for x, target in self.loader:
+            size += x.nbytes
+            if kept is not None and size <= self.max_bytes:
+                kept.append((x, target))
+            else:
+                kept = None
+            yield x, target
+        self.batches = kept  # only once a pass has completed
+
+
 def build_eval_loader(dataset: ImageDataset, batch_size: int, num_workers: int,
                       rank: int = 0, world_size: int = 1, persistent: bool = False) -> DataLoader:
     """In-order loader over this rank's shard (``rank::world_size``): no sample is padded or

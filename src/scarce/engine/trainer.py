@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
-from scarce.data.loader import EVAL_BATCH_FACTOR, epoch_seed, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
@@ -119,12 +119,13 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     run.select = resolve_select(cfg.checkpoint.select, len(data.splits["val"].ids) if "val" in data.splits else 0,
                                 len(data.classes), cfg.patience)
     if wants_precise_bn(cfg, len(train_loader)):  # the train images, every rank all of them, no augmentation
-        run.loaders["bn"] = build_eval_loader(build_dataset(data, "train", cfg.data, None),
-                                              cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers)
+        run.loaders["bn"] = KeptBatches(build_eval_loader(build_dataset(data, "train", cfg.data, None),
+                                                          cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers))
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
-        run.loaders["val"] = build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers,
-                                               info.rank, info.world_size, persistent=True)
+        run.loaders["val"] = KeptBatches(build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR,
+                                                           hardware.workers, info.rank, info.world_size,
+                                                           persistent=True))
     if resume:
         check_same_classes(run_dir, data.classes)
         config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
