@@ -27,7 +27,11 @@ def test_full_scale_members_follow_the_paper():
     assert not any("lsb" in o for o in member_overrides(MEMBERS[0], 0, "full"))
 
 
-def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys):
+def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys, monkeypatch):
+    # members keep their checkpoints here, so that deleting a summary below leaves what a kill
+    # between the last epoch and the summary leaves (the checkpoint is dropped after the summary)
+    import scarce.engine.trainer
+    monkeypatch.setattr(scarce.engine.trainer, "drop_checkpoint", lambda run_dir: None)
     data = make_image_folder(tmp_path / "data", per_split={"train": 8, "val": 3, "test": 4}, size=16)
     out = tmp_path / "paper"
     assert main(["--scale", "small", "--data", str(data), "--out", str(out)]) == 0

@@ -87,7 +87,7 @@ def test_sigint_message_is_never_empty(capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rel") / "run"
-    train(load_config(None, TINY + ["epochs=1"]), out, progress=False)
+    train(load_config(None, TINY + ["epochs=1", "checkpoint.keep_at_end=true"]), out, progress=False)
     return out
 
 

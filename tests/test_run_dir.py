@@ -76,3 +76,21 @@ def test_a_run_killed_before_config_yaml_can_be_started_again(tmp_path):
     (out / ".config.yaml.abc123.tmp").write_text("torn")  # an atomic write cut short by SIGKILL
     train(load_config(None, TINY + ["epochs=1"]), out, progress=False)
     assert (out / "summary.json").is_file()
+
+
+def test_a_finished_run_drops_its_checkpoint_unless_kept(tmp_path, capsys):
+    from scarce.cli import main
+    from tests.conftest import TINY
+    dropped, kept = tmp_path / "dropped", tmp_path / "kept"
+    assert main(["train", "--out", str(dropped), "--no-progress", *TINY, "epochs=1"]) == 0
+    assert not (dropped / "state.json").exists() and not (dropped / "checkpoints").exists()
+    assert (dropped / "last.safetensors").is_file() and (dropped / "best.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(dropped), "epochs=2", "--no-progress"]) == 2
+    assert "dropped its resumable checkpoint" in capsys.readouterr().err
+    assert main(["train", "--out", str(dropped), *TINY]) == 2  # still a finished run, not an empty folder
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(kept), "--no-progress", "--keep-checkpoint", *TINY, "epochs=1"]) == 0
+    assert (kept / "state.json").is_file() and any((kept / "checkpoints").iterdir())
+    assert main(["train", "--resume", str(kept), "epochs=2", "--no-progress"]) == 0
+    assert len((kept / "metrics.jsonl").read_text().splitlines()) == 2

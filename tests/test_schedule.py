@@ -70,7 +70,8 @@ def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_p
     common = TINY + ["deterministic=true", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=0.5",
                      "sched.warmup_epochs=0.5", "ema.enabled=true", "ema.decay=0.9", "batch_size=4"]
     data = {"data": {"name": str(image_folder)}}
-    train(load_config(None, common + ["epochs=3"], data), tmp_path / "short", progress=False)
+    train(load_config(None, common + ["epochs=3", "checkpoint.keep_at_end=true"], data), tmp_path / "short",
+          progress=False)
     assert main(["train", "--resume", str(tmp_path / "short"), "epochs=6", "--no-progress"]) == 0
     train(load_config(None, common + ["epochs=6"], data), tmp_path / "long", progress=False)
     for name in ("last.safetensors", "last_ema.safetensors"):

@@ -25,7 +25,7 @@ def _train(tmp_path, *extra, name="run", data="demo"):
 def test_smoke_run_writes_run_directory(tmp_path):
     run_dir, summary = _train(tmp_path, "ema.enabled=true", "ema.decay=0.9")
     for name in ("config.yaml", "classes.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
-                 "last_ema.safetensors", "state.json", "summary.json", "test_metrics.json", "environment.json"):
+                 "last_ema.safetensors", "summary.json", "test_metrics.json", "environment.json"):
         assert (run_dir / name).is_file(), name
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
@@ -140,4 +140,4 @@ def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) < 8 and summary["stopped_early"].startswith("early stop after epoch")
     assert "early stop after epoch" in capsys.readouterr().out
-    assert summary["test"]["count"] == 1000 and (run_dir / "state.json").is_file()
+    assert summary["test"]["count"] == 1000 and (run_dir / "best.safetensors").is_file()

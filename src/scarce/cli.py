@@ -35,6 +35,9 @@ def _add_train(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep the resumable checkpoint when the run finishes (to extend it later with --resume "
+                        "RUN epochs=N); by default only the weights files stay")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="skip unreadable images (count printed, list in RUN_DIR/bad_images.json) instead of failing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
@@ -50,6 +53,8 @@ def cmd_train(args) -> int:
         data["skip_bad_images"] = True
     if data:
         extra["data"] = data
+    if args.keep_checkpoint:
+        extra["checkpoint"] = {"keep_at_end": True}
     if args.resume:
         run_dir = Path(args.resume)
         if args.recipe or args.out:

@@ -142,6 +142,9 @@ class CheckpointConfig:
     every_seconds: float = opt(60.0, "write the resumable checkpoint once this long has passed since the last "
                                      "(always at the end of the run and on SIGINT/SIGTERM)", range="[0, inf)")
     every_epochs: int = opt(0, "also write it every N epochs (0: only by time)", range="[0, inf)")
+    keep_at_end: bool = opt(False, "keep the resumable checkpoint (optimizer state) when the run finishes, so that "
+                                   "--resume RUN epochs=N can extend it; false: only the weights files stay "
+                                   "(a ResNet-18 run: 135 MB less)")
     select: str = opt("auto", "the weights the run scores and ships (best.safetensors): best (the evaluated "
                               "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
                               "auto: last when val has fewer than 20 images per class (too few to rank epochs: "

@@ -129,6 +129,13 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=
     write_checkpoint(run_dir, capture_state(epoch, model, optimizer, ema, scaler, extra))
 
 
+def drop_checkpoint(run_dir: Path) -> None:
+    """Remove the resumable checkpoint of a finished run: state.json first (no pointer is left
+    to a half-removed folder), then every checkpoint folder."""
+    (run_dir / "state.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:
     """Restore what :func:`save_checkpoint` wrote; returns the state.json mapping."""
     state = read_json(run_dir / "state.json", STATE_SCHEMA)

@@ -30,11 +30,15 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
     if not resume and run_dir.is_dir() and not is_run and any(not _scarce_leftover(p.name) for p in run_dir.iterdir()):
         raise UserError(f"--out {run_dir}: a folder with other files in it and no scarce run (no config.yaml); "
                         f"choose a new or empty folder")
-    if not resume and (run_dir / "state.json").exists():
+    finished = (run_dir / "summary.json").is_file()
+    if not resume and ((run_dir / "state.json").exists() or finished):
         raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
     if resume and not is_run:
         raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
                         f"stopped before it started: run the original command again)")
+    if resume and not (run_dir / "state.json").is_file() and finished:
+        raise UserError(f"--resume {run_dir}: the run finished and dropped its resumable checkpoint; to extend "
+                        f"runs later, train them with --keep-checkpoint (checkpoint.keep_at_end=true)")
     if resume and not (run_dir / "state.json").is_file():
         print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
         return False

@@ -14,7 +14,7 @@ from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, epoch_seed, seed_everything
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.checkpoint import capture_state, load_checkpoint
+from scarce.engine.checkpoint import capture_state, drop_checkpoint, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
@@ -269,7 +269,10 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
         if not (run.info.is_main and finished):
             return {}
         with write_errors_stop_run(run.run_dir, "the end-of-run results (calibration, test scores)"):
-            return finish_run(run, time.perf_counter() - start)
+            summary = finish_run(run, time.perf_counter() - start)
+        if not run.cfg.checkpoint.keep_at_end:
+            drop_checkpoint(run.run_dir)
+        return summary
 
 
 def finish_run(run: Run, seconds: float) -> dict:
