@@ -204,7 +204,14 @@ def test_auto_threshold(files):
     assert final["pred"].tolist() == [0, 1, 2, 1] and report["accuracy"]["plurality"] == 1.0
     meta = json.loads(str(final["metadata"]))
     assert meta["threshold"] == 0.55 and len(meta["threshold_table"]) == 22
-    assert any("<- chosen" in line and "| 0.55 |" in line for line in lines)
+    assert any(line.startswith("threshold auto: 0.55 (val accuracy 1.0000") for line in lines)
+    assert not any("<- chosen" in line for line in lines)  # the table only when asked
+    lines = []
+    _run(files, threshold="auto", val_base=files["val_base"], val_members=[files["val_m1"], files["val_m2"]],
+         log=lines.append, show_thresholds=True)
+    table = [line for line in lines if line[:3] in ("| 0", "| 1")]
+    assert len(table) == 22 and [line for line in table if "<- chosen" in line] == [table[11]]
+    assert "| 0.55 |" in table[11]
     listed, final_b = _run(files, members=("m1", "base", "m2"), threshold="auto",
                            val_members=[files["val_m1"], files["val_base"], files["val_m2"]])
     assert listed["threshold"] == 0.55 and final_b["pred"].tolist() == [0, 1, 2, 1]

@@ -176,12 +176,15 @@ def _add_ensemble(sub) -> None:
                    "not in --members); default: each member's validation accuracy")
     p.add_argument("--out", required=True, help="output .npz (pred, ids, classes, targets, metadata[, probs])")
     p.add_argument("--csv", default=None, help="also write id,label,confidence,top1..top5 as CSV")
+    p.add_argument("--show-thresholds", action="store_true",
+                   help="with --threshold auto: print the val accuracy of every threshold tried")
 
 
 def cmd_ensemble(args) -> int:
     from scarce.inference.ensemble import run_ensemble
     run_ensemble(args.base, args.members, method=args.method, threshold=args.threshold, val_base=args.val_base,
-                 val_members=args.val_members, weights=args.weights, out_path=args.out, csv_path=args.csv)
+                 val_members=args.val_members, weights=args.weights, out_path=args.out, csv_path=args.csv,
+                 show_thresholds=args.show_thresholds)
     return 0
 
 

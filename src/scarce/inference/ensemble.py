@@ -91,7 +91,7 @@ def _accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
 
 def _validation(
     base_path: str, members: list[str], val_base: Any, val_members: Sequence[Any] | None,
-    need_threshold: bool, need_weights: bool, log: Log,
+    need_threshold: bool, need_weights: bool, log: Log, show_thresholds: bool = False,
 ) -> dict[str, Any]:
     """Threshold (and table), per-member accuracies and classes from labelled validation files.
 
@@ -111,10 +111,14 @@ def _validation(
     if need_threshold:
         best, table = choose_threshold(vbase.probs, vstack, vbase.targets)
         out["threshold"], out["threshold_table"] = best, [row._asdict() for row in table]
-        log("| threshold | val accuracy | replaced |\n| --- | --- | --- |")
-        for row in table:
-            mark = " <- chosen" if row.threshold == best else ""
-            log(f"| {row.threshold:.2f} | {row.accuracy:.4f} | {row.replaced:.2%} |{mark}")
+        chosen = next(row for row in table if row.threshold == best)
+        log(f"threshold auto: {best:.2f} (val accuracy {chosen.accuracy:.4f}, replaces {chosen.replaced:.2%} of the "
+            f"base's val answers; every threshold tried: --show-thresholds, or threshold_table in the metadata)")
+        if show_thresholds:
+            log("| threshold | val accuracy | replaced |\n| --- | --- | --- |")
+            for row in table:
+                mark = " <- chosen" if row.threshold == best else ""
+                log(f"| {row.threshold:.2f} | {row.accuracy:.4f} | {row.replaced:.2%} |{mark}")
     if need_weights:
         y, mask = vbase.targets, vbase.labelled
         out["val_accuracy"] = [_accuracy(vstack[i].argmax(axis=1), y, mask) for i in range(len(vstack))]
@@ -170,6 +174,7 @@ def run_ensemble(
     out_path: str | os.PathLike,
     csv_path: str | os.PathLike | None = None,
     log: Log = print,
+    show_thresholds: bool = False,
 ) -> dict[str, Any]:
     """Combine predictions files; write ``out_path`` (and ``csv_path``); return a report.
 
@@ -187,7 +192,8 @@ def run_ensemble(
     order, base_index = _ensemble_order(str(base_path), members)
     _check_request(method, threshold, weights, bool(val_members), order)
     need_weights = method == "weighted" and weights is None
-    val = _validation(str(base_path), members, val_base, val_members, threshold == "auto", need_weights, log)
+    val = _validation(str(base_path), members, val_base, val_members, threshold == "auto", need_weights, log,
+                      show_thresholds)
     threshold_used = float(val.get("threshold", 0.7 if threshold == "auto" else threshold))
     w = _resolve_weights(weights, val, order) if method == "weighted" else None
 
