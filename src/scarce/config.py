@@ -39,7 +39,9 @@ class DataConfig:
     val_fraction: float = opt(0.1, "image folders without val/: this stratified fraction of train becomes val "
                                    "(0: no val split)", range="[0, 0.9]")
     split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
-    img_size: int = opt(64, "training and evaluation resolution (small images are resized up)", range="[8, 4096]")
+    img_size: int | str = opt(64, "training and evaluation resolution (small images are resized up); auto: the "
+                                  "median train image's shorter side rounded up to a multiple of 32, in [32, 224]",
+                              ("auto",), range="[8, 4096]")
     channels: str = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels",
                         ("auto", "gray", "rgb"))
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
@@ -121,8 +123,8 @@ class OptimConfig:
 @dataclass
 class SchedConfig:
     name: str = opt("cosine", "timm scheduler, stepped per optimizer update: cosine, tanh, step, multistep, poly, constant")
-    warmup_epochs: float = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the run)",
-                               range="[0, inf)")
+    warmup_epochs: float | str = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the "
+                                          "run); auto: 15 % of the epochs", ("auto",), range="[0, inf)")
     warmup_lr: float = opt(1e-5, "learning rate at the start of warmup", range="[0, inf)")
     min_lr: float = opt(1e-6, "final learning rate (cosine)", range="[0, inf)")
     decay_epochs: float = opt(2.4, "step: epochs between decays", range="(0, inf)")
@@ -159,7 +161,9 @@ class LogConfig:
 
 @dataclass
 class Config:
-    epochs: int = opt(30, "training epochs", range="[1, inf)")
+    epochs: int | str = opt(30, "training epochs; auto: at least 100 and at least 800 optimizer steps "
+                                "(chosen from the train set's size, saved in the run's config.yaml)",
+                            ("auto",), range="[1, inf)")
     batch_size: int = opt(32, "batch size per process", range="[1, inf)")
     seed: int = opt(0, "fixes model init, data order and augmentation", range="[0, inf)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")

@@ -13,6 +13,7 @@ import torch.nn as nn
 from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, epoch_seed, seed_everything
+from scarce.engine.auto_budget import resolve_auto_budget
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, drop_checkpoint, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
@@ -63,6 +64,7 @@ class Run:
     timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
     stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
     select: str = "best"            # checkpoint.select resolved: which weights best.safetensors holds
+    auto_notes: list = field(default_factory=list)  # how each `auto` budget value was chosen
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -95,6 +97,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
+    cfg, auto_notes = resolve_auto_budget(cfg, data.splits["train"], info.world_size)
     if len(data.classes) < 2:
         raise UserError(f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
                         f"a classifier needs at least 2 class folders")
@@ -114,7 +117,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
                      parts.ema, cfg.amp)
     preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
     run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, hardware=hardware, data=data, model=parts.model,
-              step=step, preprocess=preprocess, bad_images=bad_images)
+              step=step, preprocess=preprocess, bad_images=bad_images, auto_notes=auto_notes)
     run.loaders["train"] = train_loader
     run.select = resolve_select(cfg.checkpoint.select, len(data.splits["val"].ids) if "val" in data.splits else 0,
                                 len(data.classes), cfg.patience)
@@ -260,6 +263,8 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
             write_run_info(run)
             trim_metrics(run.run_dir, run.start_epoch)
         print(run.hardware.describe(), flush=True)
+        for note in run.auto_notes:
+            print(note, flush=True)
         print(describe_data_and_model(run), flush=True)
         print(describe_schedule(run), flush=True)
     run.timings["startup"] = time.perf_counter() - start

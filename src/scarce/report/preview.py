@@ -67,8 +67,10 @@ def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0
     ``n_images`` images (columns), then the LSB Swap bit-plane panel."""
     from scarce.data import build_data, build_dataset
     from scarce.data.loader import seed_everything
+    from scarce.engine.auto_budget import resolve_auto_budget
     from scarce.engine.batch import BatchPreprocessor
     bundle = build_data(cfg.data)
+    cfg = resolve_auto_budget(cfg, bundle.splits["train"])[0]  # data.img_size: auto
     train_set = build_dataset(bundle, split, cfg.data, cfg.augment)
     eval_set = build_dataset(bundle, split, cfg.data, None)
     n_images = min(n_images, len(train_set))

@@ -1,0 +1,75 @@
+"""``auto`` resolution, epochs and warmup, chosen from the data (the ``small`` recipe).
+
+Resolved once, before anything is built from them; the run's ``config.yaml`` holds the
+numbers, so a resumed run or a copied config trains exactly the same.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image
+
+from scarce.config import Config
+from scarce.data.datasets import Split
+
+# The converged Fashion-MNIST 50/class budget (BENCHMARKS.md): 100 epochs of 8 steps. Smaller
+# sets get more epochs so that every run takes at least as many optimizer steps.
+AUTO_MIN_EPOCHS = 100
+AUTO_MIN_STEPS = 800
+AUTO_WARMUP_FRACTION = 0.15
+# Resolution: the median train image's shorter side, rounded up to a multiple of 32 (timm's
+# strides), at least 32 and at most 224 (larger images are downsampled to the usual size).
+SIZE_MULTIPLE, MIN_SIZE, MAX_SIZE = 32, 32, 224
+SIZE_SAMPLE = 256  # images whose headers are read
+
+
+def auto_img_size(short_sides: list[int]) -> int:
+    """Training resolution from the shorter sides of (a sample of) the train images."""
+    median = statistics.median(short_sides)
+    return int(min(MAX_SIZE, max(MIN_SIZE, math.ceil(median / SIZE_MULTIPLE) * SIZE_MULTIPLE)))
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """At least ``AUTO_MIN_EPOCHS`` epochs and ``AUTO_MIN_STEPS`` optimizer steps."""
+    return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1)))
+
+
+def train_short_sides(split: Split, limit: int = SIZE_SAMPLE) -> list[int]:
+    """Shorter sides of up to ``limit`` evenly spaced train images (headers only: no decoding)."""
+    if split.array is not None:
+        return [min(split.array.shape[1:3])]
+    picks = sorted({round(i * (len(split.ids) - 1) / max(limit - 1, 1)) for i in range(min(limit, len(split.ids)))})
+    sides = []
+    for i in picks:
+        try:
+            with Image.open(Path(split.root) / split.ids[i]) as img:
+                sides.append(min(img.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # unreadable: the up-front scan names it
+    return sides or [MIN_SIZE]
+
+
+def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple[Config, list[str]]:
+    """``cfg`` with ``data.img_size``, ``epochs`` and ``sched.warmup_epochs`` resolved where they
+    are ``auto``, and one line per choice saying how it was made."""
+    notes = []
+    if cfg.data.img_size == "auto":
+        sides = train_short_sides(train)
+        size = auto_img_size(sides)
+        notes.append(f"data.img_size auto: {size} px (median shorter side {statistics.median(sides):g} px "
+                     f"of {len(sides)} train images)")
+        cfg = replace(cfg, data=replace(cfg.data, img_size=size))
+    if cfg.epochs == "auto":
+        steps = math.ceil(len(train.ids) / (cfg.batch_size * world_size))
+        epochs = auto_epochs(steps)
+        notes.append(f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
+                     f"and {AUTO_MIN_STEPS} steps)")
+        cfg = replace(cfg, epochs=epochs)
+    if cfg.sched.warmup_epochs == "auto":
+        warmup = round(AUTO_WARMUP_FRACTION * cfg.epochs, 2)
+        notes.append(f"sched.warmup_epochs auto: {warmup:g} ({AUTO_WARMUP_FRACTION:.0%} of the epochs)")
+        cfg = replace(cfg, sched=replace(cfg.sched, warmup_epochs=warmup))
+    return cfg, notes
