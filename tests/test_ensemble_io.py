@@ -234,3 +234,18 @@ def test_cli_arguments(files, capsys):
     assert main(["ensemble", "--base", files["base"], "--members", files["m1"],
                  "--threshold", "high", "--out", str(out)]) == 2
     assert "--threshold must be" in capsys.readouterr().err
+
+
+def test_npz_and_csv_are_replaced_together_or_not_at_all(files, monkeypatch):
+    import scarce.inference.ensemble as ensemble_module
+    out, csv_out = files["tmp"] / "final.npz", files["tmp"] / "final.csv"
+    _run(files, csv_path=csv_out)
+    old_npz, old_csv = out.read_bytes(), csv_out.read_text()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(ensemble_module, "write_predictions_csv", fail)  # the CSV write fails after the npz
+    with pytest.raises(OSError, match="disk full"):
+        _run(files, method="soft", csv_path=csv_out)
+    assert out.read_bytes() == old_npz and csv_out.read_text() == old_csv  # neither replaced
+    assert sorted(p.name for p in files["tmp"].iterdir() if p.name.startswith(".")) == []  # no temp left

@@ -23,18 +23,39 @@ os.umask(_UMASK)
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise users sharing run dirs
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Temporary paths beside each of ``paths`` (unique names), renamed onto them together
+    once all are written; on an error every temporary file is removed and nothing replaced.
+
+    Files that belong together (an ensemble's ``.npz`` and its CSV) are all complete before
+    the first rename, and the old versions of the later ones are removed first: a kill never
+    leaves a new file beside a stale partner (at worst the first new file without the rest).
+    """
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise users sharing run dirs
+        yield list(tmps)
+        for tmp in tmps:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for path in targets[1:]:
+            path.unlink(missing_ok=True)
+        for tmp, path in zip(tmps, targets):
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -32,10 +32,10 @@ from scarce.inference.predictions import (
     align_predictions,
     load_predictions,
     metadata_array,
-    write_npz_atomic,
     write_predictions_csv,
 )
 from scarce.inference.voting import choose_threshold, oracle_accuracy, plurality_vote, soft_vote
+from scarce.io import atomic_paths
 
 METHODS = ("plurality", "soft", "weighted")
 Log = Callable[[str], None]
@@ -225,15 +225,19 @@ def run_ensemble(
 
 def _write_outputs(base: Predictions, pred: np.ndarray, final_probs: np.ndarray, meta: dict[str, Any],
                    out_path: str | os.PathLike, csv_path: str | os.PathLike | None) -> None:
-    """Write the ensemble's ``.npz`` (``probs`` only for soft/weighted) and optional CSV."""
+    """Write the ensemble's ``.npz`` (``probs`` only for soft/weighted) and optional CSV,
+    replaced together (:func:`scarce.io.atomic_paths`): never a new npz beside a stale CSV."""
     arrays = dict(pred=pred.astype(np.int64), ids=base.ids, classes=base.classes,
                   targets=base.targets, metadata=metadata_array(meta))
     if meta["method"] != "plurality":
         arrays["probs"] = final_probs.astype(np.float32, copy=False)
-    write_npz_atomic(out_path, arrays)
-    if csv_path is not None:
-        shown = Predictions(final_probs, base.ids, base.classes, base.targets, meta, str(out_path))
-        write_predictions_csv(csv_path, shown, labels=arrays["pred"])
+    targets = [out_path] + ([csv_path] if csv_path is not None else [])
+    with atomic_paths(targets) as tmps:
+        with open(tmps[0], "wb") as f:  # a file object: numpy adds no ".npz" suffix
+            np.savez(f, **arrays)
+        if csv_path is not None:
+            shown = Predictions(final_probs, base.ids, base.classes, base.targets, meta, str(out_path))
+            write_predictions_csv(tmps[1], shown, labels=arrays["pred"], atomic=False)
 
 
 def _accuracies(stack: np.ndarray, base: Predictions, base_answer: np.ndarray, vote: np.ndarray,

@@ -185,12 +185,14 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
 
 
 def write_predictions_csv(
-    path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None
+    path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None,
+    atomic: bool = True,
 ) -> Path:
     """Write ``id,label,confidence,top1..top{k}`` rows (class names; ``top`` as ``name:prob``).
 
     ``labels`` (``[N]`` class indices) overrides the answer, e.g. a plurality vote;
-    ``confidence`` is then the probability ``preds.probs`` gives that class.
+    ``confidence`` is then the probability ``preds.probs`` gives that class. ``atomic=False``:
+    ``path`` is a temporary file that the caller renames (``scarce.io.atomic_paths``).
     """
     probs = preds.probs
     n, c = probs.shape
@@ -208,14 +210,24 @@ def write_predictions_csv(
     top_p = np.take_along_axis(probs, top, axis=1)
     conf = probs[np.arange(n), label]
     path = Path(path)
+    if not atomic:
+        _write_csv_rows(path, preds, label, conf, top, top_p)
+        return path
+    with atomic_path(path) as tmp:
+        _write_csv_rows(tmp, preds, label, conf, top, top_p)
+    return path
+
+
+def _write_csv_rows(path: Path, preds: Predictions, label: np.ndarray, conf: np.ndarray, top: np.ndarray,
+                    top_p: np.ndarray) -> None:
+    n, k = len(label), top.shape[1]
     # surrogateescape: ids of files whose names are not UTF-8 are written as their raw bytes
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(["id", "label", "confidence", *(f"top{j + 1}" for j in range(k))])
         for i in range(n):
             tops = (f"{preds.classes[top[i, j]]}:{top_p[i, j]:.6f}" for j in range(k))
             w.writerow([preds.ids[i], preds.classes[label[i]], f"{conf[i]:.6f}", *tops])
-    return path
 
 
 def _first_missing(ids: np.ndarray, other: np.ndarray) -> tuple[int, str]:
