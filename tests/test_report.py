@@ -362,3 +362,23 @@ def test_report_of_an_unfinished_run_says_so(tiny_run, tmp_path):
     html = build_run_report(run, tmp_path / "r.html", num_workers=0).read_text()
     assert "This run is unfinished" in html and f"scarce train --resume {run}" in html
     assert "This run is unfinished" not in build_run_report(tiny_run, tmp_path / "done.html", num_workers=0).read_text()
+
+
+def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewhere(tiny_run, tmp_path, monkeypatch):
+    import scarce.report.run as report_run
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / CACHE_FILE).unlink()
+
+    def read_only(path):  # what writing into a read-only folder raises (root ignores chmod, so simulated)
+        if Path(path).parent == run:
+            raise PermissionError(13, "Read-only file system", str(path))
+        return real_atomic_path(path)
+    real_atomic_path = report_run.atomic_path
+    monkeypatch.setattr(report_run, "atomic_path", read_only)
+    before = sorted(p.name for p in run.iterdir())
+    out = tmp_path / "elsewhere" / "report.html"
+    assert main(["report", str(run), "--out", str(out), "--workers", "0"]) == 0
+    assert out.is_file() and "test predictions unavailable" not in out.read_text()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "elsewhere" / "eval.json"), "--workers", "0"]) == 0
+    assert (tmp_path / "elsewhere" / "eval.json").is_file()
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written into the run
