@@ -133,3 +133,21 @@ def test_cli_predict_then_ensemble_round_trip(trained, tmp_path, capsys):
     assert main(["ensemble", "--base", members[0], "--members", members[1], str(files["plain_val_1"]),
                  "--out", str(out / "bad.npz")]) == 2
     assert "ids" in capsys.readouterr().err
+
+
+def test_skip_bad_images_leaves_them_out_and_lists_them(trained, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for cls in ("cat", "emu"):
+        shutil.copy(trained["data"] / "test" / cls / "0.png", flat / f"{cls}.png")
+    (flat / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "p.npz"
+    args = ["predict", str(trained["plain"]), "--split", str(flat), "--out", str(out), "--workers", "0"]
+    assert main(args) == 2  # without the flag: one line naming the file
+    assert "broken.png" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--skip-bad-images"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped broken.png" in printed and "skipped 1 unreadable images" in printed
+    preds = load_predictions(out)
+    assert preds.ids.tolist() == ["cat.png", "emu.png"]
+    assert [b["path"] for b in preds.metadata["skipped_images"]] == ["broken.png"]

@@ -112,18 +112,15 @@ class Classifier:
         import torch
 
         from scarce.data.transforms import EvalTransform
-        from scarce.engine.loop import autocast
+        from scarce.engine.loop import predict_outputs
         from scarce.engine.setup import probs_function
         transform = EvalTransform(self.run.cfg.data)
         probs_fn = probs_function(self.run.cfg, self.run.temperature)
-        chunks = []
-        self.run.model.eval()
-        for start in range(0, len(images), batch_size):
-            batch = [transform(None, i, self._image(item, start + i))
-                     for i, item in enumerate(images[start:start + batch_size])]
-            with torch.no_grad(), autocast(self.device, self.run.cfg.amp):
-                outputs = self.run.model(self._preprocess(torch.stack(batch), train=False))
-            chunks.append(probs_fn(outputs).float().cpu().numpy())
+        batches = ((torch.stack([transform(None, i, self._image(item, start + i))
+                                 for i, item in enumerate(images[start:start + batch_size])]), None)
+                   for start in range(0, len(images), batch_size))
+        chunks = [probs_fn(outputs).cpu().numpy()
+                  for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.cfg.amp)]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
 

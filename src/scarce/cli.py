@@ -134,6 +134,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="seed of the augmented TTA views")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable images out (listed in the predictions' metadata) instead of failing")
 
 
 def cmd_predict(args) -> int:
@@ -144,9 +146,13 @@ def cmd_predict(args) -> int:
     if args.out is None:
         raise UserError("scarce predict: give image files to print their labels, or --out FILE.npz for a split")
     preds = predict_run(args.path, DataConfig(name=args.data) if args.data else None, args.split, args.tta,
-                        args.device, args.batch_size, args.workers, args.seed)
+                        args.device, args.batch_size, args.workers, args.seed, args.skip_bad_images)
     write_predictions(preds, args.out, args.csv)
-    print(f"{summarize(preds)}; wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
+    skipped = preds.metadata.get("skipped_images") or []
+    for bad in skipped[:5]:
+        print(f"skipped {bad['path']}: {bad['reason']}")
+    print(f"{summarize(preds)}; wrote {args.out}" + (f" and {args.csv}" if args.csv else "")
+          + (f"; skipped {len(skipped)} unreadable images (listed in the metadata)" if skipped else ""))
     return 0
 
 

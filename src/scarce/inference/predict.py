@@ -76,6 +76,19 @@ def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[Im
     return dataset, ids
 
 
+def drop_bad_images(dataset: ImageDataset, ids: list[str]) -> tuple[ImageDataset, list[str], list[dict]]:
+    """The images of ``dataset`` that decode, their ids, and ``[{"path", "reason"}]`` of those
+    that do not (the up-front scan of training; in-memory datasets have nothing to scan)."""
+    from scarce.data.check import preflight
+    if dataset.split.array is not None:
+        return dataset, ids, []
+    kept, bad = preflight({"predict": dataset.split}, dataset.mode, skip_bad=True)
+    good = set(kept["predict"].ids)
+    keep = [i for i, rel in enumerate(dataset.split.ids) if rel in good]
+    return (ImageDataset(kept["predict"], dataset.mode), [ids[i] for i in keep],
+            [{"path": os.path.relpath(b["path"], dataset.split.root), "reason": b["reason"]} for b in bad])
+
+
 def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
     """``data``, or the run's own data config when ``data`` is None or is a bare
     ``DataConfig(name=...)`` naming the run's dataset (keeps its sampling seeds and sizes)."""
@@ -86,14 +99,15 @@ def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
 
 def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: str = "test",
                 tta_views: int = 1, device: str = "cpu", batch_size: int = 64, num_workers: int = 2,
-                seed: int = 0) -> Predictions:
+                seed: int = 0, skip_bad_images: bool = False) -> Predictions:
     """Predict ``split`` with the run (or weights file) at ``path``.
 
     Returns :class:`Predictions`: ``probs`` float32 ``[N, C]`` (calibrated, soft-voted over
     ``tta_views`` views), ``ids`` ``[N]``, ``classes`` ``[C]``, ``targets`` ``[N]`` (-1 where
     unknown) and ``metadata`` (run dir, weights, model, source, temperature, TTA, split, data).
     ``batch_size`` images are loaded at a time and ``batch_size`` views go through the model
-    at a time; ``seed`` draws the augmented views.
+    at a time; ``seed`` draws the augmented views. ``skip_bad_images``: unreadable images are
+    left out and listed in ``metadata["skipped_images"]`` (else the first one is an error).
     """
     if tta_views < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
@@ -103,6 +117,9 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
     run = load_run(path, dev)
     data = _data_config(run, data)
     dataset, ids = prediction_dataset(run, data, split)
+    skipped: list[dict] = []
+    if skip_bad_images:
+        dataset, ids, skipped = drop_bad_images(dataset, ids)
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data.name}': no images")
     dataset.transform = TTATransform(replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct),
@@ -115,7 +132,7 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
     metadata = {"run_dir": str(run.run_dir), "weights": str(run.weights), "model": run.cfg.model.name,
                 "source": prediction_source(run.cfg), "temperature": run.temperature, "tta_views": tta_views,
                 "tta_seed": seed, "tta_randaugment": run.cfg.augment.randaugment if tta_views > 1 else None,
-                "split": split, "data": data.name}
+                "split": split, "data": data.name, "skipped_images": skipped}
     return Predictions(probs.numpy().astype(np.float32), np.array(ids, dtype=str), np.array(run.classes, dtype=str),
                        np.asarray(dataset.targets, dtype=np.int64), metadata)
 
