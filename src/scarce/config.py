@@ -71,7 +71,8 @@ class AugmentConfig:
     crop: str = opt("resized", "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
                                "at img_size, zero-padded by augment.pad px, random img_size crop: shifts only, "
                                "the usual choice for 28-32 px images)", ("resized", "pad"))
-    pad: int = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift)", range="[0, 256]")
+    pad: int | str = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift); auto: "
+                            "img_size / 16 (2 px at 32)", ("auto",), range="[0, 256]")
     scale: list[float] = opt([0.35, 1.0], "crop resized: RandomResizedCrop area range", range="(0, 1]")
     ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range",
                              range="(0, inf)")

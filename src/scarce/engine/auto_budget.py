@@ -1,4 +1,4 @@
-"""``auto`` resolution, epochs and warmup, chosen from the data (the ``small`` recipe).
+"""``auto`` resolution, epochs, warmup and crop padding, chosen from the data (the ``small`` recipe).
 
 Resolved once, before anything is built from them; the run's ``config.yaml`` holds the
 numbers, so a resumed run or a copied config trains exactly the same.
@@ -24,6 +24,9 @@ AUTO_WARMUP_FRACTION = 0.15
 # strides), at least 32 and at most 224 (larger images are downsampled to the usual size).
 SIZE_MULTIPLE, MIN_SIZE, MAX_SIZE = 32, 32, 224
 SIZE_SAMPLE = 256  # images whose headers are read
+# Padded-shift crops: pad 2 at 32 px won on Fashion-MNIST val (BENCHMARKS.md); other sizes keep
+# the same fraction (measured at 32 px only).
+PAD_DIVISOR = 16
 
 
 def auto_img_size(short_sides: list[int]) -> int:
@@ -68,6 +71,10 @@ def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple
         notes.append(f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
                      f"and {AUTO_MIN_STEPS} steps)")
         cfg = replace(cfg, epochs=epochs)
+    if cfg.augment.pad == "auto":
+        pad = max(1, round(cfg.data.img_size / PAD_DIVISOR))
+        notes.append(f"augment.pad auto: {pad} px (img_size / {PAD_DIVISOR})")
+        cfg = replace(cfg, augment=replace(cfg.augment, pad=pad))
     if cfg.sched.warmup_epochs == "auto":
         warmup = round(AUTO_WARMUP_FRACTION * cfg.epochs, 2)
         notes.append(f"sched.warmup_epochs auto: {warmup:g} ({AUTO_WARMUP_FRACTION:.0%} of the epochs)")
