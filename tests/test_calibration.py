@@ -91,3 +91,24 @@ def test_class_metrics_exact_values():
     assert m["f1"][:3] == pytest.approx([2 / 3, 0.8, 1.0])
     assert m["balanced_accuracy"] == pytest.approx((1 + 2 / 3 + 1) / 3)
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1) / 3)
+
+
+def test_per_epoch_evaluate_and_end_of_run_scoring_give_the_same_numbers():
+    """Two paths score a model: ``loop.evaluate`` (summed over DDP ranks, every epoch) and
+    ``collect_scores`` + ``accuracy_metrics`` (the end of the run): they must agree exactly."""
+    from scarce.engine.batch import BatchPreprocessor
+    from scarce.engine.calibrate import accuracy_metrics, collect_scores
+    from scarce.engine.loop import evaluate
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 7))  # varied answers, unlike a fresh CNN
+    images = torch.randint(0, 256, (37, 1, 16, 16), dtype=torch.uint8)
+    targets = torch.arange(37) % 7
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, targets), batch_size=8)
+    preprocess = BatchPreprocessor([0.5], [0.25], torch.device("cpu"))
+    per_epoch = evaluate(model, loader, preprocess, 7)
+    scores, seen = collect_scores(model, loader, preprocess, "logits")
+    at_end = accuracy_metrics(scores, seen, 7)
+    assert len(set(scores.argmax(1).tolist())) > 2 and 0 < at_end["top1"] < at_end["top5"] < 1  # not degenerate
+    assert per_epoch["count"] == at_end["count"] == 37
+    assert per_epoch["top1"] == at_end["top1"] and per_epoch["top5"] == at_end["top5"]
+    assert per_epoch["per_class"] == at_end["per_class"]
