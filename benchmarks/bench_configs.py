@@ -67,6 +67,16 @@ CONFIGS["tune_pad2_wdall"] = PAD2 + ["optim.decay_norm_and_bias=true"]
 CONFIGS["tune_pad2_b32"] = PAD2 + ["batch_size=32"]
 CONFIGS["tune_pad2_adamw"] = PAD2 + ["optim.name=adamw", "optim.lr=2e-3", "optim.weight_decay=0.05"]
 
+# The tuned CE baseline (best val of the tune100 table: weight decay on every parameter) and the
+# paper's first parts on top of it, at 100 epochs.
+TUNED = PAD2 + ["optim.decay_norm_and_bias=true"]
+CONFIGS["tuned"] = TUNED
+CONFIGS["tuned_lr0.1"] = TUNED + ["optim.lr=0.1"]
+CONFIGS["tuned_ra9"] = TUNED + RA
+CONFIGS["tuned_ra5"] = TUNED + ["augment.randaugment=rand-m5-mstd0.5"]
+# ~800 steps: decay 0.995 averages the last ~200
+CONFIGS["tuned_ema"] = TUNED + ["ema.enabled=true", "ema.decay=0.995"]
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
@@ -76,6 +86,7 @@ MATRICES: dict[str, list[str]] = {
     "smoke": ["ce", "ce_ra"],
     "small_input": ["si_unchanged", "si_stem", "si_up64"],
     "crop": ["ce", "ce_pad2", "ce_pad4"],
+    "tuned": ["tuned", "tuned_lr0.1", "tuned_ra9", "tuned_ra5", "tuned_ema"],
     "tune100": ["ce_pad2", "tune_pad2_wdall", "tune_pad2_wd5e-3", "tune_pad2_lr0.1", "tune_pad2_lr0.025",
                 "tune_pad2_b32", "tune_pad2_adamw"],
 }
