@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -115,8 +116,15 @@ def check_split(split: Split, mode: str | None = None, hashes: bool = False,
         return [one(i) for i in range(len(split.ids))]
     paths = [Path(split.root) / rel for rel in split.ids]
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    # contiguous chunks, not one task per image: a small image decodes faster than a thread
+    # pool hands out a task (one task per image was 2x slower than a plain loop on 28 px PNGs)
+    size = max(64, math.ceil(len(paths) / (4 * workers)))
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    if len(chunks) <= 1 or workers == 1:
+        return [check_image(p, mode, hashes, keep_side) for p in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: check_image(p, mode, hashes, keep_side), paths, chunksize=32))
+        parts = pool.map(lambda chunk: [check_image(p, mode, hashes, keep_side) for p in chunk], chunks)
+        return [check for part in parts for check in part]
 
 
 def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int | None = None,
