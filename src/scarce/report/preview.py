@@ -57,7 +57,8 @@ def lsb_panel(a: torch.Tensor, b: torch.Tensor, bits: int) -> list[tuple[str, li
 def _pipeline_title(cfg: Config) -> str:
     a, s = cfg.augment, cfg.augment.lsb_swap
     swap = f"LSB Swap {s.bits} bits p={s.p:g} ({s.stage} stage, {s.placement})" if s.enabled else "LSB Swap off"
-    return (f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: crop scale {a.scale}, "
+    crop = f"padded shifts of up to {a.pad} px" if a.crop == "pad" else f"resized crops, scale {a.scale}"
+    return (f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
             f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}")
 
 
