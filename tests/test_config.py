@@ -104,8 +104,8 @@ def test_decay_norm_and_bias_puts_every_parameter_under_weight_decay():
 
     from scarce.engine.setup import build_optimizer
     model = timm.create_model("test_resnet", num_classes=3)
-    exempt = build_optimizer(load_config("demo", ["optim.weight_decay=0.1"]), model)
+    exempt = build_optimizer(load_config(None, ["optim.weight_decay=0.1"]), model)  # the default: false
     assert sorted({g["weight_decay"] for g in exempt.param_groups}) == [0.0, 0.1]
-    every = build_optimizer(load_config("demo", ["optim.weight_decay=0.1", "optim.decay_norm_and_bias=true"]), model)
+    every = build_optimizer(load_config(None, ["optim.weight_decay=0.1", "optim.decay_norm_and_bias=true"]), model)
     assert {g["weight_decay"] for g in every.param_groups} == {0.1}
     assert sum(len(g["params"]) for g in every.param_groups) == len(list(model.parameters()))
