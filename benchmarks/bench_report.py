@@ -56,6 +56,24 @@ def gather(cells: list) -> list[dict]:
     return rows
 
 
+def bare_loop_row(results: Path, k: int, epochs: int | None) -> dict | None:
+    """The bare loop's row (``benchmarks/bare_loop.py`` results at the same k and epochs), to
+    print beside every Fashion-MNIST table; None when it has not been run."""
+    path = results / f"bare_loop_k{k}_e{epochs}.json"
+    if epochs is None or not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    tops = [r["test_top1"] for r in data["rows"]]
+    walls = [r["train_seconds"] for r in data["rows"]]
+    row = {"dataset": f"fashion-mnist-k{k}", "config": "bare loop (bare_loop.py)", "n": len(tops),
+           "seeds": [r["seed"] for r in data["rows"]]}
+    for key in METRICS:
+        row[key + "_mean"], row[key + "_std"] = None, None
+    row["test_top1_mean"], row["test_top1_std"] = mean_std(tops)
+    row["wall_seconds_mean"], row["wall_seconds_std"] = mean_std(walls)
+    return row
+
+
 def _pm(row: dict, key: str, scale: float = 100.0, digits: int = 2) -> str:
     mean, std = row[key + "_mean"], row[key + "_std"]
     if mean is None:
@@ -94,19 +112,22 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(rows: list[dict], cells: list, folder: Path, name: str, meta: dict) -> None:
+def write_results(rows: list[dict], cells: list, folder: Path, name: str, meta: dict,
+                  reference: dict | None = None) -> None:
     """``<name>.json``/``.md`` through :func:`bench_results.write_results` (table, then the
-    headlines: cells finished and the best mean test top-1), and the plot."""
+    headlines: cells finished, the config with the best mean val top-1 and its test top-1), and the plot. ``reference`` (the
+    bare loop's row) is printed last in the table and kept out of the headlines."""
     import bench_results
     folder.mkdir(parents=True, exist_ok=True)
     finished = sum(r["n"] for r in rows)
     headlines: dict[str, object] = {"cells_finished": f"{finished}/{len(cells)}"}
-    scored = [r for r in rows if r.get("test_top1_mean") is not None]
-    if scored:
-        best = max(scored, key=lambda r: r["test_top1_mean"])
-        headlines["best_config"] = best["config"]
-        headlines["best_test_top1"] = round(100 * best["test_top1_mean"], 2)
+    scored = [r for r in rows if r.get("val_top1_mean") is not None and r.get("test_top1_mean") is not None]
+    if scored:  # chosen on val, never on test
+        best = max(scored, key=lambda r: r["val_top1_mean"])
+        headlines["best_on_val"] = best["config"]
+        headlines["best_on_val_test_top1"] = round(100 * best["test_top1_mean"], 2)
     bench_results.write_results(folder, name, {**meta, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                                               "cells_planned": len(cells), "rows": rows},
-                                markdown(rows), headlines)
+                                               "cells_planned": len(cells), "rows": rows,
+                                               "reference": reference},
+                                markdown(rows + ([reference] if reference else [])), headlines)
     plot(rows, folder / f"{name}.png")
