@@ -136,7 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", nargs="+", type=int, default=None, help="per-class counts (default: 50 for fashion-mnist)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--recipe", default="fashion-mnist-50")
+    p.add_argument("--recipe", default=str(HERE / "recipes" / "fashion-mnist-50-base.yaml"),
+                   help="base recipe of every cell (default: the frozen copy in benchmarks/recipes/)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every cell")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (0: torch's default)")
