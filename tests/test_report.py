@@ -35,7 +35,7 @@ TAB_BLUE = (31, 119, 180)  # matplotlib's default first colour: proof a plot was
 
 class FakeWriter:
     """Stands in for torch's SummaryWriter (tensorboard is an optional extra)."""
-    instances: list["FakeWriter"] = []
+    instances: list[FakeWriter] = []
 
     def __init__(self, log_dir: str):
         self.log_dir, self.scalars, self.flushes, self.closed = log_dir, {}, 0, False

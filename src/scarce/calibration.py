@@ -7,7 +7,6 @@ something if confidence is calibrated, so fit a temperature on held-out scores
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,7 @@ def _check(probs_or_logits: torch.Tensor, targets: torch.Tensor, what: str) -> N
         raise ValueError(f"{what} is empty")
 
 
-def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> Dict[str, object]:
+def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> dict[str, object]:
     """Per-bin statistics of max-prob confidence, equal-width bins on [0, 1].
 
     probs: [N, C] probabilities; targets: Long [N]. Bin i holds confidences in
@@ -79,7 +78,7 @@ def nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -
 def fit_temperature(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    bounds: Tuple[float, float] = (0.01, 100.0),
+    bounds: tuple[float, float] = (0.01, 100.0),
     tol: float = 1e-6,
     max_iter: int = 200,
 ) -> float:
@@ -124,6 +123,6 @@ def fit_temperature(
     # Compare with the end points so a monotone NLL returns the bound itself.
     # The interior point is listed first so that it wins ties.
     points = [(a + b) / 2, math.log(lo_t), math.log(hi_t)]
-    candidates: List[Tuple[float, float]] = [(f(p), p) for p in points]
+    candidates: list[tuple[float, float]] = [(f(p), p) for p in points]
     best = min(candidates, key=lambda t: t[0])[1]
     return float(math.exp(best))

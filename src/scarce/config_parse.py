@@ -7,9 +7,10 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 import yaml
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -13,9 +13,9 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from safetensors import SafetensorError
 
@@ -91,7 +91,7 @@ class SignalGuard:
         self.busy = False
         self.previous: dict = {}
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():  # signal.signal needs it
             self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self

@@ -7,8 +7,9 @@ written to ``metrics.jsonl``, so both always agree.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 LOG_SUBDIR = "tensorboard"
 

@@ -13,7 +13,8 @@ reading the ``[M, N, C]`` probabilities once.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -1,6 +1,6 @@
 """Losses: cross-entropy, label smoothing, cosine (Barz & Denzler), focal, Focal Cosine (Kim et al.)."""
-from .cosine import CosineCELoss, CosineLoss, cosine_ce_loss, cosine_loss
-from .factory import (
+from scarce.losses.cosine import CosineCELoss, CosineLoss, cosine_ce_loss, cosine_loss
+from scarce.losses.factory import (
     LOSS_NAMES,
     CrossEntropy,
     LabelSmoothingCE,
@@ -8,7 +8,7 @@ from .factory import (
     loss_prediction_source,
     loss_requires_head_g,
 )
-from .focal import FOCAL_COSINE_VARIANTS, FocalCosineLoss, FocalLoss, focal_cosine_loss, focal_loss
+from scarce.losses.focal import FOCAL_COSINE_VARIANTS, FocalCosineLoss, FocalLoss, focal_cosine_loss, focal_loss
 
 __all__ = [
     "cosine_loss",

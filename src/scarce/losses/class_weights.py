@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from .cosine import Outputs
+from scarce.losses.cosine import Outputs
 
 
 def balanced_class_weights(counts: Sequence[int]) -> torch.Tensor:

@@ -11,14 +11,15 @@ the trainer reads:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, Tuple, Union
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cosine import CosineCELoss, CosineLoss, Outputs, _check_reduction, _upcast, split_outputs
-from .focal import FocalCosineLoss, FocalLoss
+from scarce.losses.cosine import CosineCELoss, CosineLoss, Outputs, _check_reduction, _upcast, split_outputs
+from scarce.losses.focal import FocalCosineLoss, FocalLoss
 
 __all__ = [
     "CrossEntropy",
@@ -79,7 +80,7 @@ class LabelSmoothingCE(nn.Module):
 
 
 # name -> (class, kwargs fixed by the name). Fixed kwargs cannot be overridden.
-_REGISTRY: Dict[str, Tuple[Callable[..., nn.Module], Dict[str, Any]]] = {
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
     "ce": (CrossEntropy, {}),
     "label_smoothing": (LabelSmoothingCE, {}),
     "cosine": (CosineLoss, {}),
@@ -89,17 +90,17 @@ _REGISTRY: Dict[str, Tuple[Callable[..., nn.Module], Dict[str, Any]]] = {
     "focal_cosine_authors": (FocalCosineLoss, {"variant": "authors"}),
 }
 
-LOSS_NAMES: Tuple[str, ...] = tuple(_REGISTRY)
+LOSS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def accepted_kwargs(name: str) -> Tuple[str, ...]:
+def accepted_kwargs(name: str) -> tuple[str, ...]:
     """The constructor arguments loss ``name`` takes (those its name does not fix)."""
     cls, fixed = _REGISTRY[name]
     params = inspect.signature(cls.__init__).parameters
     return tuple(p for p in params if p != "self" and p not in fixed)
 
 
-def _lookup(name: str) -> Tuple[Callable[..., nn.Module], Dict[str, Any]]:
+def _lookup(name: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSS_NAMES)}")
     return _REGISTRY[name]
@@ -127,7 +128,7 @@ def loss_requires_head_g(name: str) -> bool:
     return create_loss(name).aux_head == "g"
 
 
-def loss_prediction_source(loss: Union[str, nn.Module]) -> str:
+def loss_prediction_source(loss: str | nn.Module) -> str:
     """Default prediction source for a loss (see ``scarce.models.heads.PREDICTION_SOURCES``).
 
     'cosine' for the cosine family, head g or not (their logits are an embedding whose

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cosine import (
+from scarce.losses.cosine import (
     NORMALIZE_EPS,
     Outputs,
     _check_inputs,

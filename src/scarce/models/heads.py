@@ -8,7 +8,7 @@ which makes it the calibrated confidence the raw logits are not.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Union
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ __all__ = [
     "prediction_probs",
 ]
 
-Outputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+Outputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 PREDICTION_SOURCES = ("auto", "logits", "g", "cosine")
 
@@ -78,7 +78,7 @@ class CosineHeadModel(nn.Module):
     Note: g's BatchNorm1d needs batches of more than one sample in train mode.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: Optional[int] = None) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int | None = None) -> None:
         super().__init__()
         if num_classes is None:
             num_classes = getattr(backbone, "num_classes", None)
@@ -96,7 +96,7 @@ class CosineHeadModel(nn.Module):
             if hasattr(backbone, attr):
                 setattr(self, attr, getattr(backbone, attr))
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         emb = self.backbone(x)
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[1] != self.num_classes:
             raise ValueError(
@@ -108,7 +108,7 @@ class CosineHeadModel(nn.Module):
         return {"logits": emb, "aux_logits": self.g(z)}
 
 
-def wrap_with_head_g(model: nn.Module, num_classes: Optional[int] = None) -> CosineHeadModel:
+def wrap_with_head_g(model: nn.Module, num_classes: int | None = None) -> CosineHeadModel:
     """Return ``CosineHeadModel(model, num_classes)``; a model already wrapped is returned as is."""
     if isinstance(model, CosineHeadModel):
         if num_classes is not None and num_classes != model.num_classes:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from scarce.io import atomic_path, atomic_write_text
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
