@@ -30,8 +30,8 @@ from bench_results import machine, markdown_table, write_results  # noqa: E402
 from scarce.config import load_config  # noqa: E402
 from scarce.data import build_data, build_dataset, build_train_loader, set_loader_epoch  # noqa: E402
 from scarce.engine.batch import BatchPreprocessor  # noqa: E402
+from scarce.engine.factories import build_components  # noqa: E402
 from scarce.engine.loop import TrainStep, train_one_epoch  # noqa: E402
-from scarce.engine.setup import build_components  # noqa: E402
 
 RESULTS = HERE / "results"
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from scarce.config import load_config
-from scarce.engine.setup import build_loss
+from scarce.engine.factories import build_loss
 from scarce.losses import create_loss
 from scarce.losses.class_weights import ClassWeighted, balanced_class_weights, class_weighted_mean
 

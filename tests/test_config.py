@@ -102,7 +102,7 @@ def test_describe_lists_every_leaf_with_help():
 def test_decay_norm_and_bias_puts_every_parameter_under_weight_decay():
     import timm
 
-    from scarce.engine.setup import build_optimizer
+    from scarce.engine.factories import build_optimizer
     model = timm.create_model("test_resnet", num_classes=3)
     exempt = build_optimizer(load_config(None, ["optim.weight_decay=0.1"]), model)  # the default: false
     assert sorted({g["weight_decay"] for g in exempt.param_groups}) == [0.0, 0.1]

@@ -25,7 +25,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-import scarce.engine.setup as setup
+import scarce.engine.factories as factories
 import scarce.engine.trainer as trainer
 from scarce.cli import main
 from scarce.io import read_jsonl
@@ -130,7 +130,7 @@ def _one_line(err: str) -> str:
 
 def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(data, reference, tmp_path, monkeypatch, capsys):
     epoch_now = {"epoch": -1}
-    real_set_epoch, real_build_loss = trainer.set_loader_epoch, setup.build_loss
+    real_set_epoch, real_build_loss = trainer.set_loader_epoch, factories.build_loss
 
     def set_epoch(loader, epoch):
         epoch_now["epoch"] = epoch
@@ -146,7 +146,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(data, refer
             return value * float("nan") if epoch_now["epoch"] == 2 else value
 
     monkeypatch.setattr(trainer, "set_loader_epoch", set_epoch)
-    monkeypatch.setattr(setup, "build_loss", lambda cfg, *counts: PoisonAtEpoch2(real_build_loss(cfg, *counts)))
+    monkeypatch.setattr(factories, "build_loss", lambda cfg, *counts: PoisonAtEpoch2(real_build_loss(cfg, *counts)))
     out = tmp_path / "run"
     assert main(_argv(data, out)) == 3
     line = _one_line(capsys.readouterr().err)

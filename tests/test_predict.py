@@ -11,8 +11,8 @@ from scarce.config import DataConfig, load_config
 from scarce.data.loader import build_eval_loader
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import eval_dataset, load_run
+from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.loop import predict_outputs
-from scarce.engine.setup import prediction_source, probs_function
 from scarce.engine.trainer import train
 from scarce.errors import UserError
 from scarce.inference import load_predictions, predict_run

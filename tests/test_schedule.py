@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from scarce.cli import main
 from scarce.config import load_config
-from scarce.engine.setup import build_scheduler, schedule_steps
+from scarce.engine.factories import build_scheduler, schedule_steps
 from scarce.engine.trainer import prepare_run, train
 from tests.conftest import TINY
 

@@ -113,8 +113,8 @@ class Classifier:
         import torch
 
         from scarce.data.transforms import EvalTransform
+        from scarce.engine.factories import probs_function
         from scarce.engine.loop import predict_outputs
-        from scarce.engine.setup import probs_function
         transform = EvalTransform(self.run.cfg.data)
         probs_fn = probs_function(self.run.cfg, self.run.temperature)
         batches = ((torch.stack([transform(None, i, self._image(item, start + i))

@@ -13,8 +13,8 @@ from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
+from scarce.engine.factories import prediction_source
 from scarce.engine.hardware import device_name
-from scarce.engine.setup import prediction_source
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g

@@ -13,7 +13,7 @@ from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data
 from scarce.data.check import preflight
 from scarce.data.loader import decoded_cache_sides
-from scarce.engine.setup import schedule_steps
+from scarce.engine.factories import schedule_steps
 from scarce.errors import UserError
 from scarce.io import atomic_write_json
 

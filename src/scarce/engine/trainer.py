@@ -17,6 +17,7 @@ from scarce.engine.auto_budget import resolve_auto_budget
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, drop_checkpoint, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
+from scarce.engine.factories import build_components, probs_function
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
 from scarce.engine.loop import (
@@ -29,7 +30,6 @@ from scarce.engine.loop import (
 )
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
 from scarce.engine.saving import checkpoint_due, extra_state, resolve_select, save_best, save_last, save_on_signal
-from scarce.engine.setup import build_components, probs_function
 from scarce.engine.startup import (
     check_input_size,
     describe_data_and_model,

@@ -34,7 +34,7 @@ class ProbabilitiesModel(nn.Module):
 def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx") -> Path:
     """Write ``out`` (and ``out``.json with classes, mean, std, image size) -> ``out``."""
     from scarce.engine.evaluation import load_run
-    from scarce.engine.setup import prediction_source
+    from scarce.engine.factories import prediction_source
     from scarce.io import atomic_path, atomic_write_json
     if fmt not in FORMATS:
         raise UserError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")

@@ -29,8 +29,8 @@ from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_ima
 from scarce.data.loader import build_eval_loader, locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
+from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
-from scarce.engine.setup import prediction_source, probs_function
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, tta_predict

@@ -57,7 +57,7 @@ def split_scores(run_dir: str | Path, split: str = "test", device: str = "cpu", 
     from scarce.engine.batch import BatchPreprocessor
     from scarce.engine.calibrate import collect_scores
     from scarce.engine.evaluation import eval_dataset, load_run
-    from scarce.engine.setup import prediction_source
+    from scarce.engine.factories import prediction_source
 
     run = load_run(run_dir, device)
     source = prediction_source(run.cfg)
