@@ -23,7 +23,7 @@ def test_exponent_floats_without_dot_are_floats():
 
 def test_int_is_accepted_as_float_but_not_the_reverse():
     assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
-    with pytest.raises(UserError, match=r"config key 'epochs': expected int, got 2.5"):
+    with pytest.raises(UserError, match=r"config key 'epochs': expected int or one of auto, got 2.5"):
         load_config(None, ["epochs=2.5"])
 
 
@@ -109,3 +109,16 @@ def test_decay_norm_and_bias_puts_every_parameter_under_weight_decay():
     every = build_optimizer(load_config(None, ["optim.weight_decay=0.1", "optim.decay_norm_and_bias=true"]), model)
     assert {g["weight_decay"] for g in every.param_groups} == {0.1}
     assert sum(len(g["params"]) for g in every.param_groups) == len(list(model.parameters()))
+
+
+def test_config_choices_are_the_registries():
+    """loss.name and sched.name list their values in the config (Literal); the registries agree."""
+    import typing
+
+    from scarce.config import LossConfig, SchedConfig
+    from scarce.engine.factories import SCHEDULERS
+    from scarce.losses import LOSS_NAMES
+    assert typing.get_args(typing.get_type_hints(LossConfig)["name"]) == LOSS_NAMES
+    assert typing.get_args(typing.get_type_hints(SchedConfig)["name"]) == SCHEDULERS
+    with pytest.raises(UserError, match="expected one of ce, label_smoothing"):
+        load_config("demo", ["loss.name=focal_cos"])

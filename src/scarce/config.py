@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -21,6 +21,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     _merge,
     available_recipes,
     build,
+    field_choices,
     opt,
     parse_overrides,
     read_recipe,
@@ -39,19 +40,16 @@ class DataConfig:
     val_fraction: float = opt(0.1, "image folders without val/: this stratified fraction of train becomes val "
                                    "(0: no val split)", range="[0, 0.9]")
     split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
-    img_size: int | str = opt(64, "training and evaluation resolution (small images are resized up); auto: the "
-                                  "median train image's shorter side rounded up to a multiple of 32, in [32, 224]",
-                              ("auto",), range="[8, 4096]")
-    channels: str = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels",
-                        ("auto", "gray", "rgb"))
+    img_size: int | Literal["auto"] = opt(64, "training and evaluation resolution (small images are resized up); auto: the "
+                                  "median train image's shorter side rounded up to a multiple of 32, in [32, 224]", range="[8, 4096]")
+    channels: Literal["auto", "gray", "rgb"] = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels")
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
-    num_workers: int | str = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
-                                         "in-memory images, else the cores the compute threads leave",
-                                 ("auto",), range="[0, 256]")
-    sampler: str = opt("random", "random: each image once per epoch; balanced: draws with replacement, every "
-                                 "class equally likely (imbalanced data)", ("random", "balanced"))
-    cache: str = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
-                             "fit in 2 GB at 1.15 x the evaluation resize", ("auto", "ram", "none"))
+    num_workers: int | Literal["auto"] = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
+                                         "in-memory images, else the cores the compute threads leave", range="[0, 256]")
+    sampler: Literal["random", "balanced"] = opt("random", "random: each image once per epoch; balanced: draws with replacement, every "
+                                 "class equally likely (imbalanced data)")
+    cache: Literal["auto", "ram", "none"] = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
+                             "fit in 2 GB at 1.15 x the evaluation resize")
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
 
 
@@ -60,54 +58,52 @@ class LsbSwapConfig:
     enabled: bool = opt(False, "swap the low bits of every pixel with a partner image")
     bits: int = opt(2, "number of least-significant bits swapped (1..7)", range="[1, 7]")
     p: float = opt(0.5, "probability that an image is swapped", range="[0, 1]")
-    partner: str = opt("any", "partner image: any class or same_class (sample stage only)", ("any", "same_class"))
-    stage: str = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device", ("sample", "batch"))
-    placement: str = opt("last", "last: after all uint8 transforms; before_randaugment: the paper's placement",
-                         ("last", "before_randaugment"))
+    partner: Literal["any", "same_class"] = opt("any", "partner image: any class or same_class (sample stage only)")
+    stage: Literal["sample", "batch"] = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device")
+    placement: Literal["last", "before_randaugment"] = opt("last", "last: after all uint8 transforms; before_randaugment: the paper's placement")
 
 
 @dataclass
 class AugmentConfig:
-    crop: str = opt("resized", "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
+    crop: Literal["resized", "pad"] = opt("resized", "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
                                "at img_size, zero-padded by augment.pad px, random img_size crop: shifts only, "
-                               "the usual choice for 28-32 px images)", ("resized", "pad"))
-    pad: int | str = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift); auto: "
-                            "img_size / 16 (2 px at 32)", ("auto",), range="[0, 256]")
+                               "the usual choice for 28-32 px images)")
+    pad: int | Literal["auto"] = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift); auto: "
+                            "img_size / 16 (2 px at 32)", range="[0, 256]")
     scale: list[float] = opt([0.35, 1.0], "crop resized: RandomResizedCrop area range", range="(0, 1]")
     ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range",
                              range="(0, inf)")
     hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
     randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
     re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)", range="[0, 1]")
-    re_mode: str = opt("pixel", "random erasing fill", ("const", "rand", "pixel"))
+    re_mode: Literal["const", "rand", "pixel"] = opt("pixel", "random erasing fill")
     lsb_swap: LsbSwapConfig = field(default_factory=LsbSwapConfig)
 
 
 @dataclass
 class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
-    small_input: bool | str = opt(False, "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
+    small_input: bool | Literal["auto"] = opt(False, "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
                                          "ConvNeXt); auto: on at data.img_size <= 40 (not the default until "
-                                         "BENCHMARKS.md shows a gain: 16x the compute)", ("auto", True, False))
-    precise_bn: bool | str = opt("auto", "recompute BatchNorm statistics on the train images before each evaluation "
+                                         "BENCHMARKS.md shows a gain: 16x the compute)")
+    precise_bn: bool | Literal["auto"] = opt("auto", "recompute BatchNorm statistics on the train images before each evaluation "
                                          "(running averages lag a fast-changing network); auto: in runs of fewer "
-                                         "than 500 optimizer steps", ("auto", True, False))
+                                         "than 500 optimizer steps")
     drop_rate: float = opt(0.0, "dropout before the classifier", range="[0, 1)")
     drop_path_rate: float = opt(0.0, "drop path (drop connect) rate", range="[0, 1)")
-    prediction_source: str = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
-                                         "scores); auto: cosine for cosine-family losses, else logits",
-                                 ("auto", "logits", "g", "cosine"))
+    prediction_source: Literal["auto", "logits", "g", "cosine"] = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
+                                         "scores); auto: cosine for cosine-family losses, else logits")
 
 
 @dataclass
 class LossConfig:
-    name: str = opt("ce", "ce, label_smoothing, cosine, cosine_ce, focal, focal_cosine, focal_cosine_authors")
+    name: Literal["ce", "label_smoothing", "cosine", "cosine_ce", "focal", "focal_cosine",
+                  "focal_cosine_authors"] = opt("ce", "the loss (scarce.losses.LOSS_NAMES)")
     smoothing: float = opt(0.1, "label_smoothing: smoothing factor", range="[0, 1)")
     gamma: float = opt(2.0, "focal losses: focusing parameter", range="[0, inf)")
     lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term", range="[0, inf)")
-    class_weights: str = opt("none", "auto: weight each sample by n / (classes x its class's train count), so "
-                                     "every class counts equally (imbalanced data); none: equal weights",
-                             ("none", "auto"))
+    class_weights: Literal["none", "auto"] = opt("none", "auto: weight each sample by n / (classes x its class's train count), so "
+                                     "every class counts equally (imbalanced data); none: equal weights")
 
 
 @dataclass
@@ -123,9 +119,10 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = opt("cosine", "timm scheduler, stepped per optimizer update: cosine, tanh, step, multistep, poly, constant")
-    warmup_epochs: float | str = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the "
-                                          "run); auto: 15 % of the epochs", ("auto",), range="[0, inf)")
+    name: Literal["cosine", "tanh", "step", "multistep", "poly", "constant"] = opt(
+        "cosine", "timm scheduler, stepped per optimizer update")
+    warmup_epochs: float | Literal["auto"] = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the "
+                                          "run); auto: 15 % of the epochs", range="[0, inf)")
     warmup_lr: float = opt(1e-5, "learning rate at the start of warmup", range="[0, inf)")
     min_lr: float = opt(1e-6, "final learning rate (cosine)", range="[0, inf)")
     decay_epochs: float = opt(2.4, "step: epochs between decays", range="(0, inf)")
@@ -148,11 +145,10 @@ class CheckpointConfig:
     keep_at_end: bool = opt(False, "keep the resumable checkpoint (optimizer state) when the run finishes, so that "
                                    "--resume RUN epochs=N can extend it; false: only the weights files stay "
                                    "(a ResNet-18 run: 135 MB less)")
-    select: str = opt("auto", "the weights the run scores and ships (best.safetensors): best (the evaluated "
+    select: Literal["auto", "best", "last"] = opt("auto", "the weights the run scores and ships (best.safetensors): best (the evaluated "
                               "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
                               "auto: last when val has fewer than 20 images per class (too few to rank epochs: "
-                              "the pick would be noise) and patience is off, else best",
-                      ("auto", "best", "last"))
+                              "the pick would be noise) and patience is off, else best")
 
 
 @dataclass
@@ -162,16 +158,14 @@ class LogConfig:
 
 @dataclass
 class Config:
-    epochs: int | str = opt(30, "training epochs; auto: at least 100 and at least 800 optimizer steps "
-                                "(chosen from the train set's size, saved in the run's config.yaml)",
-                            ("auto",), range="[1, inf)")
+    epochs: int | Literal["auto"] = opt(30, "training epochs; auto: at least 100 and at least 800 optimizer steps "
+                                "(chosen from the train set's size, saved in the run's config.yaml)", range="[1, inf)")
     batch_size: int = opt(32, "batch size per process", range="[1, inf)")
     seed: int = opt(0, "fixes model init, data order and augmentation", range="[0, inf)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
-    amp: str = opt("auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), "
-                           "else none", ("auto", "none", "bf16", "fp16"))
-    channels_last: bool | str = opt("auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16",
-                                    ("auto", True, False))
+    amp: Literal["auto", "none", "bf16", "fp16"] = opt("auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), "
+                           "else none")
+    channels_last: bool | Literal["auto"] = opt("auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16")
     threads: int | None = opt(None, "torch threads (null: OMP_NUM_THREADS if set, else the cores, shared among torchrun's local processes)", range="[1, 1024]")
     clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)", range="(0, inf)")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
@@ -220,7 +214,8 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]
             rows += describe(hints[f.name], prefix + f.name + ".")
             continue
         text = f.metadata.get("help", "")
-        if f.metadata.get("choices"):
-            text += f" [{'|'.join(map(str, f.metadata['choices']))}]"
+        choices = field_choices(hints[f.name], f.metadata)
+        if choices:
+            text += f" [{'|'.join(map(str, choices))}]"
         rows.append((prefix + f.name, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."), text))
     return rows

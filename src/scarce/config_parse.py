@@ -30,7 +30,19 @@ def opt(default: Any, help: str, choices: tuple | None = None, range: str | None
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def field_choices(tp: Any, meta: Mapping) -> tuple | None:
+    """The values a field accepts besides numbers: its ``Literal`` arguments (with True/False
+    when it also takes a bool), else the ``choices`` given to :func:`opt`."""
+    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    literals = tuple(a for m in members if typing.get_origin(m) is typing.Literal for a in typing.get_args(m))
+    if not literals:
+        return meta.get("choices")
+    return literals + ((True, False) if bool in members else ())
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -41,12 +53,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        members = [a for a in args if a is not type(None)]
+        for arg in members:
             try:
                 return _coerce(value, arg, key)
             except UserError as exc:
                 errors.append(exc)
-        raise errors[0]
+        if len(members) == 1:
+            raise errors[0]
+        raise UserError(f"config key '{key}': expected {' or '.join(_type_name(a) for a in members)}, got {value!r}")
+    if origin is typing.Literal:
+        if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
+            raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -78,7 +97,8 @@ def build(cls: type, values: dict, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in values.items():
         coerced = _coerce(value, hints[name], prefix + name)
-        _check_value(coerced, fields[name].metadata, prefix + name)
+        meta = {**fields[name].metadata, "choices": field_choices(hints[name], fields[name].metadata)}
+        _check_value(coerced, meta, prefix + name)
         kwargs[name] = coerced
     return cls(**kwargs)
 
