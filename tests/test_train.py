@@ -93,8 +93,10 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["model.name=resnet19"], "model.name 'resnet19': not a timm model; close matches: resnet18"),
     (["optim.name=adamww"], "optim.name 'adamww': unknown; close matches: adamw"),
-    (["loss.name=cosinee"], "loss.name 'cosinee': unknown; valid: ce,"),
-    (["sched.name=cosin"], "sched.name 'cosin': unknown; close matches: cosine"),
+    (["loss.name=cosinee"], "config key 'loss.name': expected one of ce, label_smoothing, cosine, cosine_ce, "
+                            "focal, focal_cosine, focal_cosine_authors, got 'cosinee' (close: cosine, cosine_ce"),
+    (["sched.name=cosin"], "config key 'sched.name': expected one of cosine, tanh, step, multistep, poly, constant, "
+                           "got 'cosin' (close: cosine)"),
     (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
     (["--data", "/no/such/folder"], "not a built-in dataset"),
     (["--recipe", "nope"], "built-in recipes:"),

@@ -64,7 +64,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise UserError(f"config key '{key}': expected {' or '.join(_type_name(a) for a in members)}, got {value!r}")
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
-            raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+            import difflib
+            close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
         return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
