@@ -52,7 +52,7 @@ def resolve_weights(path: str | Path) -> tuple[Path, Path]:
     return path.parent, path
 
 
-def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun:
     """A run directory (its best weights) or a weights file in one, on ``device`` (``auto`` resolved)."""
     device = torch.device(device_name(str(device)))
     run_dir, weights = resolve_weights(path)
@@ -121,7 +121,7 @@ def _score(run: LoadedRun, loader) -> dict:
 
 
 def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test", out: str | Path | None = None,
-                 device: str = "cpu", batch_size: int = 64, num_workers: int = 2) -> dict:
+                 device: str = "auto", batch_size: int = 64, num_workers: int = 2) -> dict:
     """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
     if batch_size < 1 or num_workers < 0:
         raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")

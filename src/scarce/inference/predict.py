@@ -98,7 +98,7 @@ def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
 
 
 def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: str = "test",
-                tta_views: int = 1, device: str = "cpu", batch_size: int = 64, num_workers: int = 2,
+                tta_views: int = 1, device: str = "auto", batch_size: int = 64, num_workers: int = 2,
                 seed: int = 0, skip_bad_images: bool = False) -> Predictions:
     """Predict ``split`` with the run (or weights file) at ``path``.
 

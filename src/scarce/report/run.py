@@ -47,7 +47,7 @@ def _read_cache(path: Path, key: dict) -> dict | None:
         return None  # absent, torn or from another version: recompute
 
 
-def split_scores(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64,
+def split_scores(run_dir: str | Path, split: str = "test", device: str = "auto", batch_size: int = 64,
                 num_workers: int = 0) -> dict:
     """Best weights' pre-softmax scores on ``split``: ``scores`` float32 ``[N, C]``, ``targets`` int64 ``[N]``.
 
@@ -143,7 +143,7 @@ def _calibration_table(calibration: dict) -> str:
             + table(["ECE (15 bins)", "before (T=1)", "after"], rows))
 
 
-def build_run_report(run_dir: str | Path, out: str | Path | None = None, device: str = "cpu",
+def build_run_report(run_dir: str | Path, out: str | Path | None = None, device: str = "auto",
                      batch_size: int = 64, num_workers: int = 0) -> Path:
     """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path."""
     run_dir = Path(run_dir)
