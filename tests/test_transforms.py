@@ -37,3 +37,21 @@ def test_pad_crop_with_zero_pad_is_the_evaluation_view():
 
 def test_resized_crop_stays_the_default():
     assert AugmentConfig().crop == "resized"
+
+
+def test_small_images_pad_keeps_the_pixels_centred_in_a_zero_frame():
+    data = DataConfig(img_size=12, small_images="pad")
+    img = _ramp(8)
+    out = EvalTransform(data)(None, 0, img)
+    assert out.shape == (1, 12, 12)
+    assert torch.equal(out[:, 2:10, 2:10], torch.from_numpy(__import__("numpy").asarray(img))[None])
+    assert out.sum() == out[:, 2:10, 2:10].sum()  # the frame is zeros
+    big = _ramp(16)  # larger than img_size: resized down as before
+    assert torch.equal(EvalTransform(data)(None, 0, big), EvalTransform(DataConfig(img_size=12))(None, 0, big))
+    train = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), mean=[0.5])
+    assert torch.equal(train(None, 0, img), out)  # pad 0: the training view is the evaluation view
+
+
+def test_resize_stays_the_default_for_small_images():
+    out = EvalTransform(DataConfig(img_size=12))(None, 0, _ramp(8))
+    assert out.shape == (1, 12, 12) and int(out[0, 0, 0]) > 0  # resized up: no zero frame

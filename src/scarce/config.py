@@ -43,6 +43,10 @@ class DataConfig:
     img_size: int | Literal["auto"] = opt(64, "training and evaluation resolution (small images are resized up); auto: the "
                                   "median train image's shorter side rounded up to a multiple of 32, in [32, 224]", range="[8, 4096]")
     channels: Literal["auto", "gray", "rgb"] = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels")
+    small_images: Literal["resize", "pad"] = opt(
+        "resize", "images no larger than img_size: resize them up (bilinear), or pad them with zeros to img_size, "
+                  "centred, keeping their pixels (a 28 px image in a 32 px frame, as CIFAR-style loops feed it); "
+                  "the evaluation view and crop=pad follow it")
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
     num_workers: int | Literal["auto"] = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
                                          "in-memory images, else the cores the compute threads leave", range="[0, 256]")

@@ -31,12 +31,25 @@ def create_randaugment(config_str: str, img_size: int, mean: list[float]):
                         f"like rand-m9-mstd0.5 ({exc})") from None
 
 
-def train_crop(img_size: int, augment: AugmentConfig) -> list:
+class FitToSize:
+    """PIL image -> ``size`` x ``size``: shorter side resized to ``resize_to``, then center-cropped;
+    with ``pad_small``, an image no larger than ``size`` is zero-padded around it instead (centred:
+    torchvision's center crop pads), keeping its pixels."""
+
+    def __init__(self, size: int, resize_to: int | None = None, pad_small: bool = False):
+        self.size, self.resize_to, self.pad_small = size, resize_to or size, pad_small
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if not (self.pad_small and max(img.size) <= self.size):
+            img = T.functional.resize(img, self.resize_to, interpolation=INTERPOLATION, antialias=True)
+        return T.functional.center_crop(img, [self.size, self.size])
+
+
+def train_crop(img_size: int, augment: AugmentConfig, pad_small: bool = False) -> list:
     """The random crop of ``augment.crop``: a RandomResizedCrop, or the whole image shifted by padding."""
     if augment.crop == "pad":
         # the whole image, as evaluation sees it with crop_pct 1, moved by up to `pad` px (CIFAR-style)
-        return [T.Resize(img_size, interpolation=INTERPOLATION, antialias=True), T.CenterCrop(img_size),
-                T.RandomCrop(img_size, padding=augment.pad, fill=0)]
+        return [FitToSize(img_size, pad_small=pad_small), T.RandomCrop(img_size, padding=augment.pad, fill=0)]
     return [T.RandomResizedCrop(img_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
                                 interpolation=INTERPOLATION, antialias=True)]
 
@@ -50,7 +63,8 @@ class TrainTransform:
     """
 
     def __init__(self, data: DataConfig, augment: AugmentConfig, mean: list[float]):
-        self.geometric = T.Compose([*train_crop(data.img_size, augment), T.RandomHorizontalFlip(augment.hflip)])
+        crop = train_crop(data.img_size, augment, pad_small=data.small_images == "pad")
+        self.geometric = T.Compose([*crop, T.RandomHorizontalFlip(augment.hflip)])
         self.randaugment = create_randaugment(augment.randaugment, data.img_size, mean) if augment.randaugment else None
         swap = augment.lsb_swap
         self.swap = swap if swap.enabled and swap.stage == "sample" else None
@@ -94,10 +108,8 @@ class EvalTransform:
     """Deterministic evaluation view: resize to ``img_size / crop_pct``, center crop."""
 
     def __init__(self, data: DataConfig):
-        self.pipeline = T.Compose([
-            T.Resize(int(round(data.img_size / data.crop_pct)), interpolation=INTERPOLATION, antialias=True),
-            T.CenterCrop(data.img_size),
-        ])
+        self.pipeline = FitToSize(data.img_size, int(round(data.img_size / data.crop_pct)),
+                                  pad_small=data.small_images == "pad")
 
     def __call__(self, dataset, index: int, img: Image.Image) -> torch.Tensor:
         return pil_to_tensor(self.pipeline(img))
