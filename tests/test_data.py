@@ -264,3 +264,24 @@ def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
     small = KeptBatches(loader, max_bytes=20)  # 16 bytes per full batch: only the first fits
     list(small), list(small)
     assert small.batches is None and len(reads) == 10 + 4 + 20
+
+
+@pytest.mark.parametrize("count, keep, batches", [(50, False, 3), (50, True, 4), (49, True, 3), (33, True, 2),
+                                                  (10, False, 1)])
+def test_keep_last_batch_keeps_every_image_but_never_a_batch_of_one(count, keep, batches):
+    from scarce.data.loader import build_train_loader
+
+    class Tiny(torch.utils.data.Dataset):
+        seed = 0
+
+        def __len__(self):
+            return count
+
+        def __getitem__(self, item):
+            return torch.zeros(1, 2, 2, dtype=torch.uint8), 0
+
+    loader = build_train_loader(Tiny(), 16, 0, 0, keep_last_batch=keep)
+    sizes = [len(t) for _, t in loader]
+    assert len(loader) == len(sizes) == batches and min(sizes) > 1
+    dropped = count > 16 and (not keep or count % 16 == 1)
+    assert sum(sizes) == (count - count % 16 if dropped else count)

@@ -50,6 +50,9 @@ class DataConfig:
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
     num_workers: int | Literal["auto"] = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
                                          "in-memory images, else the cores the compute threads leave", range="[0, 256]")
+    keep_last_batch: bool = opt(False, "train on the last, smaller batch of each epoch too (false: drop it, "
+                                       "so each epoch leaves a random remainder of the images out; a last batch of "
+                                       "one image is always dropped: BatchNorm cannot normalise it)")
     sampler: Literal["random", "balanced"] = opt("random", "random: each image once per epoch; balanced: draws with replacement, every "
                                  "class equally likely (imbalanced data)")
     cache: Literal["auto", "ram", "none"] = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "

@@ -236,7 +236,8 @@ class BalancedEpochSampler(EpochSampler):
 
 
 def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
-                       rank: int = 0, world_size: int = 1, balanced: bool = False) -> DataLoader:
+                       rank: int = 0, world_size: int = 1, balanced: bool = False,
+                       keep_last_batch: bool = False) -> DataLoader:
     """Shuffled loader whose order and augmentation depend only on (seed, epoch, index).
 
     Call :func:`set_loader_epoch` before each epoch. The sampler is distributed also for one
@@ -246,8 +247,11 @@ def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_wo
     sampler_type = BalancedEpochSampler if balanced else EpochSampler
     sampler = sampler_type(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     per_rank = len(sampler)
+    # keep_last_batch: with scarce data every image may count; a last batch of one image is
+    # dropped either way (BatchNorm cannot normalise it)
+    drop_last = per_rank > batch_size and (not keep_last_batch or per_rank % batch_size == 1)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=per_rank > batch_size,  # no size-1 batch reaching BatchNorm
+                      drop_last=drop_last,
                       worker_init_fn=_seed_worker, persistent_workers=num_workers > 0,
                       pin_memory=torch.cuda.is_available())
 

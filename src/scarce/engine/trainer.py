@@ -106,7 +106,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     hardware = resolve_hardware(cfg, device, in_memory=in_memory)
     train_set = build_dataset(data, "train", cfg.data, cfg.augment)
     train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, hardware.workers,
-                                      info.rank, info.world_size, balanced=cfg.data.sampler == "balanced")
+                                      info.rank, info.world_size, balanced=cfg.data.sampler == "balanced",
+                                      keep_last_batch=cfg.data.keep_last_batch)
     parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
     check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
     train_model = parts.model
