@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig
 from scarce.data import build_data, build_dataset, scan_image_folder
@@ -285,3 +286,32 @@ def test_keep_last_batch_keeps_every_image_but_never_a_batch_of_one(count, keep,
     assert len(loader) == len(sizes) == batches and min(sizes) > 1
     dropped = count > 16 and (not keep or count % 16 == 1)
     assert sum(sizes) == (count - count % 16 if dropped else count)
+
+
+def test_data_subset_accepts_the_built_in_demo(tmp_path):
+    from scarce.cli import main
+    assert main(["data", "subset", "demo", str(tmp_path / "sub"), "--per-class", "2", "--val-per-class", "1"]) == 0
+    classes = sorted(p.name for p in (tmp_path / "sub" / "train").iterdir())
+    assert len(classes) == 10 and all(len(list((tmp_path / "sub" / "train" / c).iterdir())) == 2 for c in classes)
+    assert sum(1 for _ in (tmp_path / "sub" / "test").rglob("*.png")) == 1000  # the demo's test set, whole
+
+
+def test_data_subset_writes_fashion_mnist_as_an_image_folder(tmp_path, monkeypatch):
+    import scarce.data.fashion_mnist as fmnist
+    from scarce.cli import main
+    labels = np.repeat(np.arange(10), 6)
+    images = np.random.default_rng(0).integers(0, 256, size=(60, 28, 28))
+    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels),
+                      ("t10k-images-idx3-ubyte.gz", images[:20]), ("t10k-labels-idx1-ubyte.gz", labels[:20])):
+        _write_idx(tmp_path / name, arr)
+    monkeypatch.setattr(fmnist, "DEBIAN_ROOT", tmp_path)
+    out = tmp_path / "sub"
+    assert main(["data", "subset", "fashion-mnist", str(out), "--per-class", "2", "--val-per-class", "1",
+                 "--seed", "3"]) == 0
+    train_idx = sample_per_class(labels, [2, 1], 3)[0]  # the same images a run with split_seed 3 trains on
+    written = sorted(int(p.stem.split("-")[1]) for p in (out / "train").rglob("*.png"))
+    assert written == sorted(train_idx.tolist())
+    first = next((out / "train").rglob(f"train-{written[0]:05d}.png"))
+    assert first.parent.name == CLASSES[labels[written[0]]]
+    assert np.array_equal(np.asarray(Image.open(first)), images[written[0]].astype(np.uint8))
+    assert sum(1 for _ in (out / "val").rglob("*.png")) == 10 and sum(1 for _ in (out / "test").rglob("*.png")) == 20

@@ -13,7 +13,9 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("subset", help="VIPriors-style k-per-class split of an image folder, with a manifest")
-    s.add_argument("src", help="image folder of <class>/<image> (its train/ if it has one); test/ is copied whole")
+    s.add_argument("src", help="image folder of <class>/<image> (its train/ if it has one; test/ is copied whole), "
+                               "or a built-in dataset: demo, or fashion-mnist (written as PNGs: the sampled "
+                               "train/val and the official 10k test set)")
     s.add_argument("dst", help="new folder for the subset (must not exist)")
     s.add_argument("--per-class", type=int, required=True, help="train images per class (>= 1)")
     s.add_argument("--val-per-class", type=int, default=0, help="val images per class, disjoint from train (default 0)")

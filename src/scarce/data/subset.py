@@ -41,9 +41,13 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
     if per_class < 1 or val_per_class < 0:
         raise UserError(f"--per-class {per_class} / --val-per-class {val_per_class}: expected >= 1 train and "
                         f">= 0 val images per class")
-    src, dst = Path(src), Path(dst)
+    dst = Path(dst)
     if dst.exists():
         raise UserError(f"{dst}: already exists; choose a new destination folder")
+    if str(src) == "fashion-mnist":
+        return _fashion_mnist_subset(dst, per_class, val_per_class, seed)
+    from scarce.data.loader import DEMO_ROOT
+    src = DEMO_ROOT if str(src) == "demo" else Path(src)
     pool_root = src / "train" if (src / "train").is_dir() else src
     samples, classes = scan_image_folder(pool_root)
     rng = np.random.default_rng(seed)
@@ -63,9 +67,37 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
         rows += [("test", Path(rel).parts[0], str(src / "test" / rel), f"test/{rel}") for rel, _ in test_samples]
     for _, _, source, target in rows:
         _place(Path(source), dst / target, link)
+    _write_manifest(dst, rows)
+    counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
+    return {"classes": len(classes), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
+
+
+def _write_manifest(dst: Path, rows: list[tuple]) -> None:
     with atomic_path(dst / "manifest.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["split", "class", "source", "path"])
         writer.writerows(rows)
+
+
+def _fashion_mnist_subset(dst: Path, per_class: int, val_per_class: int, seed: int) -> dict:
+    """The built-in Fashion-MNIST as an image folder: sampled train/val (the training runs'
+    ``sample_per_class``), the official 10k test set whole, PNG files."""
+    from PIL import Image
+
+    from scarce.data.fashion_mnist import CLASSES, load_arrays, sample_per_class
+    train_x, train_y = load_arrays(None, "train")
+    test_x, test_y = load_arrays(None, "test")
+    train_idx, val_idx = sample_per_class(train_y, [per_class, val_per_class], seed)
+    parts = [("train", train_x, train_y, train_idx, "train"), ("val", train_x, train_y, val_idx, "train"),
+             ("test", test_x, test_y, np.arange(len(test_y)), "test")]
+    rows = []
+    for split, images, labels, indices, source in parts:
+        for i in sorted(int(i) for i in indices):
+            name = CLASSES[labels[i]]
+            target = f"{split}/{name}/{source}-{i:05d}.png"
+            (dst / target).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(dst / target)
+            rows.append((split, name, f"fashion-mnist:{source}/{i}", target))
+    _write_manifest(dst, rows)
     counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
-    return {"classes": len(classes), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
+    return {"classes": len(CLASSES), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
