@@ -27,8 +27,9 @@ def test_resolve_reads_the_folder_and_says_how(tmp_path):
                              "augment.pad=auto"], {"data": {"name": str(root)}})
     data = build_data(cfg.data)
     resolved, notes = resolve_auto_budget(cfg, data.splits["train"])
-    # 30 images, 27 after the 10 % val split: 4 steps of 8 -> 200 epochs, 15 % warmup
-    assert (resolved.data.img_size, resolved.epochs, resolved.sched.warmup_epochs) == (64, 200, 30.0)
+    # 30 images, 27 after the 10 % val split: 3 steps of 8 (the last 3 images are dropped, as
+    # the loader does) -> 267 epochs for 800 steps, 15 % warmup
+    assert (resolved.data.img_size, resolved.epochs, resolved.sched.warmup_epochs) == (64, 267, 40.05)
     assert resolved.augment.pad == 4  # 64 / 16
     assert len(notes) == 4 and notes[0].startswith("data.img_size auto: 64 px (median shorter side 48 px")
     unchanged, none = resolve_auto_budget(load_config(None, ["epochs=3"]), data.splits["train"])
@@ -56,3 +57,26 @@ def test_the_small_recipe_runs_on_a_folder_with_its_budget_resolved(tmp_path, ca
     assert (saved["data"]["img_size"], saved["augment"]["pad"], saved["sched"]["warmup_epochs"]) == (64, 4, 0.15)
     printed = capsys.readouterr().out
     assert "data.img_size auto: 64 px" in printed and "augment.pad auto: 4 px" in printed
+
+
+def test_resolution_reads_every_class_not_the_first_images(tmp_path):
+    from tests.conftest import make_image_folder as make
+    root = make(tmp_path / "a", classes=("small",), per_split={"train": 4}, size=28)
+    make(tmp_path / "a", classes=("zlarge",), per_split={"train": 6}, size=100)  # sorted after: ids at the end
+    cfg = load_config(None, ["data.img_size=auto", "data.val_fraction=0"], {"data": {"name": str(root)}})
+    resolved, notes = resolve_auto_budget(cfg, build_data(cfg.data).splits["train"])
+    assert resolved.data.img_size == 128 and "of 10 train images" in notes[0]  # median 100 px
+
+
+def test_auto_epochs_count_the_steps_the_loader_takes(tmp_path):
+    from scarce.data import build_dataset
+    from scarce.data.loader import build_train_loader
+    root = make_image_folder(tmp_path / "d", per_split={"train": 17}, size=20)  # 51 images
+    for keep in (False, True):
+        cfg = load_config(None, ["epochs=auto", "batch_size=16", "data.val_fraction=0", f"data.keep_last_batch={keep}",
+                                 "data.img_size=16"], {"data": {"name": str(root)}})
+        data = build_data(cfg.data)
+        loader = build_train_loader(build_dataset(data, "train", cfg.data, cfg.augment), 16, 0, 0,
+                                    keep_last_batch=keep)
+        resolved, _ = resolve_auto_budget(cfg, data.splits["train"])
+        assert resolved.epochs * len(loader) >= 800 > (resolved.epochs - 1) * len(loader)

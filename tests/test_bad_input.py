@@ -270,11 +270,13 @@ def test_data_check_gives_width_and_height_ranges_and_label_conflicts(tmp_path, 
     twin = _noise(32, seed=7)
     twin.save(root / "train" / "cat" / "twin_a.png")
     twin.save(root / "train" / "emu" / "twin_b.png")  # the same pixels under another label
+    Image.new("RGB", (8, 2)).save(root / "train" / "cat" / "black_wide.png")  # same bytes as a black 4x4,
+    Image.new("RGB", (4, 4)).save(root / "train" / "dog" / "black_square.png")  # but another image
     assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["splits"]["train"]["sizes"] == {"min": [24, 20], "max": [80, 70], "distinct": 3}
-    assert "24..80 x 20..70" in out
+    assert report["splits"]["train"]["sizes"] == {"min": [4, 2], "max": [80, 70], "distinct": 5}
+    assert "4..80 x 2..70" in out
     (conflict,) = report["label_conflicts"]
     assert conflict["split"] == "train" and conflict["labels"] == ["cat", "emu"]
     assert sorted(Path(p).name for p in conflict["paths"]) == ["twin_a.png", "twin_b.png"]
@@ -295,6 +297,11 @@ def test_float_tiffs_in_unit_range_are_scaled_not_clipped(tmp_path):
     Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
     pixels = np.asarray(read_image(tmp_path / "unit.tif", "L"))
     assert pixels.max() == 255 and abs(int(pixels.flat[32]) - round(ramp.flat[32] * 255)) <= 1
+    holes = ramp.copy()
+    holes[0, 0], holes[0, 1] = np.nan, np.inf  # one bad value must not blank the image
+    Image.fromarray(holes, mode="F").save(tmp_path / "holes.tif")
+    with_holes = np.asarray(read_image(tmp_path / "holes.tif", "L"))
+    assert with_holes[0, 0] == 0 and with_holes[0, 1] == 255 and with_holes.flat[32] == pixels.flat[32]
     big = np.linspace(0, 200, 64, dtype=np.float32).reshape(8, 8)
     Image.fromarray(big, mode="F").save(tmp_path / "eight_bit.tif")
     assert np.asarray(read_image(tmp_path / "eight_bit.tif", "L")).max() == 200  # already 8-bit values

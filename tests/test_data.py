@@ -233,6 +233,9 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
     assert locate_split(DataConfig(name="demo"), str(extra)) == SplitSource(extra, extra)
     (full / "extra").mkdir()
     assert locate_split(DataConfig(name=str(full)), "extra") == SplitSource(full / "extra", full)
+    # data.train given explicitly: val still comes from train, not from the root folder
+    images = make_image_folder(tmp_path / "explicit", per_split={"imgs": 2})
+    assert locate_split(DataConfig(name=str(images), train=str(images / "imgs")), "val") == SplitSource(None, images)
     train_only = make_image_folder(tmp_path / "train_only", per_split={"train": 2})
     with pytest.raises(UserError, match="has no test/ folder"):
         locate_split(DataConfig(name=str(train_only)), "test")

@@ -151,3 +151,14 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(trained, tmp_path, capsy
     preds = load_predictions(out)
     assert preds.ids.tolist() == ["cat.png", "emu.png"]
     assert [b["path"] for b in preds.metadata["skipped_images"]] == ["broken.png"]
+
+
+def test_skip_bad_images_with_image_files_on_the_command_line(trained, tmp_path, capsys):
+    good = trained["data"] / "test" / "cat" / "0.png"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert main(["predict", str(trained["plain"]), str(good), str(broken)]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert main(["predict", str(trained["plain"]), str(good), str(broken), "--skip-bad-images"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"skipped {broken}") and len(printed) == 2 and str(good) in printed[1]

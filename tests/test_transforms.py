@@ -55,3 +55,13 @@ def test_small_images_pad_keeps_the_pixels_centred_in_a_zero_frame():
 def test_resize_stays_the_default_for_small_images():
     out = EvalTransform(DataConfig(img_size=12))(None, 0, _ramp(8))
     assert out.shape == (1, 12, 12) and int(out[0, 0, 0]) > 0  # resized up: no zero frame
+
+
+def test_crop_settings_that_would_train_and_evaluate_differently_are_refused(tmp_path, capsys):
+    from scarce.cli import main
+    from tests.conftest import TINY
+    assert main(["train", "--out", str(tmp_path / "a"), *TINY, "data.small_images=pad"]) == 2
+    assert "data.small_images=pad needs augment.crop=pad" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "b"), *TINY, "augment.crop=pad", "data.crop_pct=0.875"]) == 2
+    assert "needs data.crop_pct=1.0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -160,6 +160,15 @@ def _predict_images(args) -> int:
     from scarce.api import load
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    if args.skip_bad_images:
+        from scarce.data.check import check_image
+        checks = {image: check_image(image) for image in args.images}
+        for image, check in checks.items():
+            if not check.ok:
+                print(f"skipped {image}: {check.reason}")
+        args.images = [image for image in args.images if checks[image].ok]
+        if not args.images:
+            raise UserError("scarce predict: none of the images could be read")
     result = load(args.path, args.device).predict(args.images, batch_size=args.batch_size)
     width = max(len(str(p)) for p in args.images)
     for i, image in enumerate(args.images):

@@ -31,11 +31,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextmanager
 def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
     """Temporary paths beside each of ``paths`` (unique names), renamed onto them together
-    once all are written; on an error every temporary file is removed and nothing replaced.
+    once all are written; an error while writing removes every temporary file and replaces
+    nothing.
 
     Files that belong together (an ensemble's ``.npz`` and its CSV) are all complete before
-    the first rename, and the old versions of the later ones are removed first: a kill never
-    leaves a new file beside a stale partner (at worst the first new file without the rest).
+    the first rename, and the old versions of the later ones are removed first: a kill or a
+    failed rename never leaves a new file beside a stale partner (at worst one file, old or
+    new, without the rest).
     """
     targets = [Path(p) for p in paths]
     tmps: list[Path] = []

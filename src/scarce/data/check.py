@@ -83,7 +83,8 @@ def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool
     if hashes:
         check.dhash = dhash(img)
         check.thumb = thumbnail(img)
-        check.digest = hashlib.blake2b(to_mode(img, "RGB").tobytes(), digest_size=16).hexdigest()
+        rgb = to_mode(img, "RGB")  # the size too: equal bytes of other shapes are other images
+        check.digest = hashlib.blake2b(f"{rgb.size}".encode() + rgb.tobytes(), digest_size=16).hexdigest()
 
 
 def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool = False,

@@ -105,7 +105,9 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = value_peak(float(arr.max()) if arr.size else 0.0, img.mode == "F")
+        finite = arr[np.isfinite(arr)]
+        arr = np.nan_to_num(arr, nan=0.0, posinf=float(finite.max()) if finite.size else 0.0, neginf=0.0)
+        peak = value_peak(float(finite.max()) if finite.size else 0.0, img.mode == "F")
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")

@@ -89,7 +89,7 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     explicit = getattr(data, split)
     if explicit is not None:
         return SplitSource(Path(explicit), root)
-    has_train = (root / "train").is_dir()
+    has_train = data.train is not None or (root / "train").is_dir()
     if has_train and ((root / split).is_dir() or split == "val"):  # no val/: training took val from train
         return SplitSource(None, root)
     if (root / split).is_dir():
@@ -235,6 +235,20 @@ class BalancedEpochSampler(EpochSampler):
         return ((self.epoch, index) for index in drawn[self.rank:self.total_size:self.num_replicas])
 
 
+def drops_last_batch(per_rank: int, batch_size: int, keep_last_batch: bool) -> bool:
+    """Whether an epoch's last, smaller batch is dropped (see ``data.keep_last_batch``): always
+    when it would hold one image (BatchNorm cannot normalise it)."""
+    return per_rank > batch_size and (not keep_last_batch or per_rank % batch_size == 1)
+
+
+def steps_per_epoch(images: int, batch_size: int, world_size: int = 1, keep_last_batch: bool = False) -> int:
+    """Optimizer steps per epoch of :func:`build_train_loader` over ``images`` train images."""
+    per_rank = math.ceil(images / world_size)
+    if drops_last_batch(per_rank, batch_size, keep_last_batch):
+        return per_rank // batch_size
+    return math.ceil(per_rank / batch_size)
+
+
 def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
                        rank: int = 0, world_size: int = 1, balanced: bool = False,
                        keep_last_batch: bool = False) -> DataLoader:
@@ -249,9 +263,8 @@ def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_wo
     per_rank = len(sampler)
     # keep_last_batch: with scarce data every image may count; a last batch of one image is
     # dropped either way (BatchNorm cannot normalise it)
-    drop_last = per_rank > batch_size and (not keep_last_batch or per_rank % batch_size == 1)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=drop_last,
+                      drop_last=drops_last_batch(per_rank, batch_size, keep_last_batch),
                       worker_init_fn=_seed_worker, persistent_workers=num_workers > 0,
                       pin_memory=torch.cuda.is_available())
 

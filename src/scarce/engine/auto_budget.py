@@ -14,6 +14,7 @@ from PIL import Image
 
 from scarce.config import Config
 from scarce.data.datasets import Split
+from scarce.data.loader import steps_per_epoch
 
 # The converged Fashion-MNIST 50/class budget (BENCHMARKS.md): 100 epochs of 8 steps. Smaller
 # sets get more epochs so that every run takes at least as many optimizer steps.
@@ -44,7 +45,9 @@ def train_short_sides(split: Split, limit: int = SIZE_SAMPLE) -> list[int]:
     """Shorter sides of up to ``limit`` evenly spaced train images (headers only: no decoding)."""
     if split.array is not None:
         return [min(split.array.shape[1:3])]
-    picks = sorted({round(i * (len(split.ids) - 1) / max(limit - 1, 1)) for i in range(min(limit, len(split.ids)))})
+    n = len(split.ids)
+    k = min(limit, n)
+    picks = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})  # spread over every class
     sides = []
     for i in picks:
         try:
@@ -66,7 +69,7 @@ def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple
                      f"of {len(sides)} train images)")
         cfg = replace(cfg, data=replace(cfg.data, img_size=size))
     if cfg.epochs == "auto":
-        steps = math.ceil(len(train.ids) / (cfg.batch_size * world_size))
+        steps = steps_per_epoch(len(train.ids), cfg.batch_size, world_size, cfg.data.keep_last_batch)
         epochs = auto_epochs(steps)
         notes.append(f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
                      f"and {AUTO_MIN_STEPS} steps)")

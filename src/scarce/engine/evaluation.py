@@ -70,7 +70,8 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
 
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
-    data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct)
+    data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
+                   small_images=run.cfg.data.small_images)
     source = locate_split(data, split)
     if source.folder is None:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))

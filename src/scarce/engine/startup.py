@@ -78,7 +78,9 @@ def describe_schedule(run: Run) -> str:
     total, warmup = schedule_steps(cfg, updates)
     asked = round(cfg.sched.warmup_epochs * updates)
     clipped = f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
-    why = " (val too small to rank epochs)" if run.select == "last" and cfg.checkpoint.select == "auto" else ""
+    why = ""
+    if run.select == "last" and cfg.checkpoint.select == "auto":
+        why = " (val too small to rank epochs)" if "val" in run.loaders else " (no val split)"
     return (f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
             f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps the {run.select} weights{why}")
 

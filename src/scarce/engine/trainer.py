@@ -80,6 +80,12 @@ def validate_config(cfg: Config) -> None:
     if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
         raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
                         "(the batch stage runs after all per-image transforms)")
+    if cfg.data.small_images == "pad" and cfg.augment.crop != "pad":
+        raise UserError("data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
+                        "up while evaluation keeps them in a zero frame)")
+    if cfg.augment.crop == "pad" and cfg.data.crop_pct != 1.0:
+        raise UserError(f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
+                        f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training")
     if cfg.checkpoint.select == "last" and cfg.patience:
         raise UserError("checkpoint.select=last with patience: early stopping needs the best epoch; "
                         "set checkpoint.select=best (or auto) or patience=0")

@@ -78,15 +78,18 @@ def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[Im
 
 def drop_bad_images(dataset: ImageDataset, ids: list[str]) -> tuple[ImageDataset, list[str], list[dict]]:
     """The images of ``dataset`` that decode, their ids, and ``[{"path", "reason"}]`` of those
-    that do not (the up-front scan of training; in-memory datasets have nothing to scan)."""
-    from scarce.data.check import preflight
+    that do not, ``path`` being the id the image would have had (the up-front scan of
+    training; in-memory datasets have nothing to scan)."""
+    from scarce.data.check import check_split
     if dataset.split.array is not None:
         return dataset, ids, []
-    kept, bad = preflight({"predict": dataset.split}, dataset.mode, skip_bad=True)
-    good = set(kept["predict"].ids)
-    keep = [i for i, rel in enumerate(dataset.split.ids) if rel in good]
-    return (ImageDataset(kept["predict"], dataset.mode), [ids[i] for i in keep],
-            [{"path": os.path.relpath(b["path"], dataset.split.root), "reason": b["reason"]} for b in bad])
+    checks = check_split(dataset.split, dataset.mode)
+    keep = [i for i, check in enumerate(checks) if check.ok]
+    split = dataset.split
+    kept = ImageDataset(replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep]),
+                        dataset.mode)
+    bad = [{"path": ids[i], "reason": check.reason} for i, check in enumerate(checks) if not check.ok]
+    return kept, [ids[i] for i in keep], bad
 
 
 def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
@@ -122,7 +125,9 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
         dataset, ids, skipped = drop_bad_images(dataset, ids)
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data.name}': no images")
-    dataset.transform = TTATransform(replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct),
+    view = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
+                   small_images=run.cfg.data.small_images)  # the run's evaluation view, whatever the data
+    dataset.transform = TTATransform(view,
                                      run.cfg.augment, run.mean, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
     preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev))
