@@ -86,10 +86,12 @@ def confusion_matrix(pred: np.ndarray, targets: np.ndarray, num_classes: int) ->
 
 def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Section:
     best = summary.get("best", {})
+    kept = "last" if summary.get("select") == "last" else "best"  # checkpoint.select
     rows = {"run directory": str(run_dir), "model": cfg.get("model", {}).get("name"),
             "loss": cfg.get("loss", {}).get("name"), "epochs": summary.get("epochs", cfg.get("epochs")),
-            "best epoch": best.get("epoch") if best else None, "best weights": best.get("weights"),
-            "best val top-1": best.get("top1"), "test top-1": test.get("top1"), "test top-5": test.get("top5"),
+            "weights kept": summary.get("select"),
+            f"{kept} epoch": best.get("epoch") if best else None, f"{kept} weights": best.get("weights"),
+            f"{kept} val top-1": best.get("top1"), "test top-1": test.get("top1"), "test top-5": test.get("top5"),
             "test images": test.get("count"), "training seconds": summary.get("train_seconds")}
     return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
 
