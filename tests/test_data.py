@@ -215,7 +215,7 @@ def test_balanced_sampler_draws_classes_equally_and_reproducibly():
 
 def test_locate_split_is_one_decision_for_every_layout(tmp_path):
     from scarce.config import DataConfig
-    from scarce.data.loader import DEMO_ROOT, SplitSource, locate_split
+    from scarce.data.splits import DEMO_ROOT, SplitSource, locate_split
     from scarce.errors import UserError
     from tests.conftest import make_image_folder
     full = make_image_folder(tmp_path / "full", per_split={"train": 2, "test": 1})   # no val/

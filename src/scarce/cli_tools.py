@@ -46,7 +46,7 @@ def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
     from scarce.config import DataConfig
     from scarce.data.check import NEAR_MAE, check_dataset, format_report
-    from scarce.data.loader import DEMO_ROOT, resolve_splits
+    from scarce.data.splits import DEMO_ROOT, resolve_splits
     from scarce.io import atomic_write_json
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
     report = check_dataset(resolve_splits(DataConfig(name=args.data)), args.max_mae or NEAR_MAE,

@@ -5,7 +5,7 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +14,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from scarce.config import AugmentConfig, DataConfig
-from scarce.data.datasets import ImageDataset, Split, folder_split, is_gray_image
-from scarce.data.fashion_mnist import fashion_mnist_splits
+from scarce.data.datasets import ImageDataset, Split, is_gray_image
+from scarce.data.splits import resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
 from scarce.errors import UserError
 
-DEMO_ROOT = Path(__file__).resolve().parent / "demo"
-BUILTIN_DATASETS = ("demo", "fashion-mnist")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # No gradients, no optimizer state: evaluation batches can be this many times the training batch.
@@ -39,84 +37,6 @@ class DataBundle:
     @property
     def in_chans(self) -> int:
         return 1 if self.mode == "L" else 3
-
-
-def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
-    """train (required), val and test (optional) splits of a built-in dataset or a folder."""
-    if cfg.name == "fashion-mnist":
-        return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
-    root = DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
-    paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
-    if cfg.train is None and not (root / "train").is_dir():
-        raise UserError(f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
-                        f"nor a folder with a train/ subfolder")
-    splits = {"train": folder_split(cfg.train or root / "train")}
-    classes = splits["train"].classes
-    for name in ("val", "test"):
-        path = paths[name] or (root / name if (root / name).is_dir() else None)
-        if paths[name] is not None and not Path(paths[name]).is_dir():
-            raise UserError(f"data.{name} {paths[name]}: folder not found")
-        if path is not None:
-            splits[name] = folder_split(path, classes)
-    if "val" not in splits and cfg.val_fraction > 0:
-        splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
-    return splits
-
-
-SPLIT_NAMES = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SplitSource:
-    """Where the images of one split come from, for evaluation and prediction."""
-    folder: Path | None  # read this folder; None: the split as training builds it (build_data)
-    root: Path | None    # what the split's ids are reported relative to (None: dataset ids)
-
-
-def locate_split(data: DataConfig, split: str) -> SplitSource:
-    """The one decision of which images ``split`` names: a split of ``data`` (built-in, or a
-    folder dataset with ``train/``, whose val may come from train) or an image folder
-    (``data.<split>``, ``<root>/<split>``, a folder path given as ``split``, or a plain folder)."""
-    root = DEMO_ROOT if data.name == "demo" else Path(data.name)
-    if split not in SPLIT_NAMES:
-        if Path(split).is_dir():
-            return SplitSource(Path(split), Path(split))
-        if data.name not in BUILTIN_DATASETS and (root / split).is_dir():
-            return SplitSource(root / split, root)
-        raise UserError(f"--split '{split}': not a split name ({', '.join(SPLIT_NAMES)}) nor an image folder")
-    if data.name in BUILTIN_DATASETS:
-        return SplitSource(None, DEMO_ROOT if data.name == "demo" else None)
-    explicit = getattr(data, split)
-    if explicit is not None:
-        return SplitSource(Path(explicit), root)
-    has_train = data.train is not None or (root / "train").is_dir()
-    if has_train and ((root / split).is_dir() or split == "val"):  # no val/: training took val from train
-        return SplitSource(None, root)
-    if (root / split).is_dir():
-        return SplitSource(root / split, root)
-    if has_train:
-        raise UserError(f"data '{data.name}': has no {split}/ folder")
-    return SplitSource(root, root)  # a plain folder of images (or of class folders)
-
-
-def split_off_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """A stratified, seeded val split taken from ``train``: per class ``round(fraction * n)``
-    images (at least 1, and never a class's last image)."""
-    rng = np.random.default_rng(seed)
-    targets = np.asarray(train.targets)
-    val_idx = []
-    for cls in range(len(train.classes)):
-        members = np.flatnonzero(targets == cls)
-        take = min(max(1, round(fraction * len(members))), len(members) - 1)
-        val_idx += rng.permutation(members)[:take].tolist()
-    val_set = set(val_idx)
-    keep = [i for i in range(len(targets)) if i not in val_set]
-    val_idx = sorted(val_idx)
-
-    def part(index: list[int]) -> Split:
-        return replace(train, ids=[train.ids[i] for i in index], targets=[train.targets[i] for i in index],
-                       array=train.array[index] if train.array is not None else None)
-    return part(keep), replace(part(val_idx), from_train=True)
 
 
 # data.cache=auto keeps decoded images when they fit in this many bytes.

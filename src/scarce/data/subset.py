@@ -46,7 +46,7 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
         raise UserError(f"{dst}: already exists; choose a new destination folder")
     if str(src) == "fashion-mnist":
         return _fashion_mnist_subset(dst, per_class, val_per_class, seed)
-    from scarce.data.loader import DEMO_ROOT
+    from scarce.data.splits import DEMO_ROOT
     src = DEMO_ROOT if str(src) == "demo" else Path(src)
     pool_root = src / "train" if (src / "train").is_dir() else src
     samples, classes = scan_image_folder(pool_root)

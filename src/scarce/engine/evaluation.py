@@ -8,7 +8,8 @@ import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
 from scarce.data.datasets import ImageDataset, folder_split
-from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader, locate_split
+from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
+from scarce.data.splits import locate_split
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature

@@ -85,7 +85,7 @@ class RunLock:
 
 def absolute_data_paths(cfg: Config) -> Config:
     """``cfg`` with its data folders made absolute (built-in dataset names stay names)."""
-    from scarce.data.loader import BUILTIN_DATASETS
+    from scarce.data.splits import BUILTIN_DATASETS
     data = cfg.data
 
     def absolute(path: str | None) -> str | None:

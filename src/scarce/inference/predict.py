@@ -26,7 +26,8 @@ import torch
 
 from scarce.config import DataConfig
 from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_image_folder
-from scarce.data.loader import build_eval_loader, locate_split
+from scarce.data.loader import build_eval_loader
+from scarce.data.splits import locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
 from scarce.engine.factories import prediction_source, probs_function
