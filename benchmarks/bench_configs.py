@@ -78,6 +78,8 @@ CONFIGS["tuned_ra5"] = TUNED + ["augment.randaugment=rand-m5-mstd0.5"]
 CONFIGS["tuned_fitpad"] = TUNED + ["data.small_images=pad"]
 # every image in every epoch (the last, smaller batch kept), as the bare loop trains
 CONFIGS["tuned_keeplast"] = TUNED + ["data.keep_last_batch=true"]
+# warmup from lr / 25, as the bare loop's one-cycle starts (timm's warmup is linear, not cosine)
+CONFIGS["tuned_warm25"] = TUNED + ["sched.warmup_lr=0.002"]
 # ~800 steps: decay 0.995 averages the last ~200
 CONFIGS["tuned_ema"] = TUNED + ["ema.enabled=true", "ema.decay=0.995"]
 
@@ -90,7 +92,8 @@ MATRICES: dict[str, list[str]] = {
     "smoke": ["ce", "ce_ra"],
     "small_input": ["si_unchanged", "si_stem", "si_up64"],
     "crop": ["ce", "ce_pad2", "ce_pad4"],
-    "tuned": ["tuned", "tuned_fitpad", "tuned_keeplast", "tuned_lr0.1", "tuned_ra9", "tuned_ra5", "tuned_ema"],
+    "tuned": ["tuned", "tuned_fitpad", "tuned_keeplast", "tuned_warm25", "tuned_lr0.1", "tuned_ra9", "tuned_ra5",
+              "tuned_ema"],
     "tune100": ["ce_pad2", "tune_pad2_wdall", "tune_pad2_wd5e-3", "tune_pad2_lr0.1", "tune_pad2_lr0.025",
                 "tune_pad2_b32", "tune_pad2_adamw"],
 }

@@ -15,5 +15,6 @@ cell tune100 "tune_pad2_wdall tune_pad2_wd5e-3 tune_pad2_lr0.1 tune_pad2_lr0.025
 cell tuned tuned "0 1 2" tuned100                                           # tuned = tune_pad2_wdall
 cell tuned tuned_fitpad 0 tuned100
 # next (not finished in session 11): the paper's parts on the tuned baseline, then their seeds
-cell tuned "tuned_ra9 tuned_lr0.1 tuned_ra5 tuned_keeplast tuned_ema" 0 tuned100
+cell tuned "tuned_ra9 tuned_keeplast" 0 tuned100                          # done in session 11
+cell tuned "tuned_lr0.1 tuned_ra5 tuned_warm25 tuned_ema" 0 tuned100
 cell tuned "tuned_ra9 tuned_ra5" "1 2" tuned100
