@@ -106,3 +106,24 @@ def write_run_info(run: Run) -> None:
     if run.cfg.data.skip_bad_images:
         atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
         print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
+
+
+def validate_config(cfg: Config) -> None:
+    """Checks across config keys that the per-key ranges cannot express (one line, exit 2)."""
+    swap = cfg.augment.lsb_swap
+    if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
+        raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
+                        "(the batch stage runs after all per-image transforms)")
+    if cfg.data.small_images == "pad" and cfg.augment.crop != "pad":
+        raise UserError("data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
+                        "up while evaluation keeps them in a zero frame)")
+    if cfg.augment.crop == "pad" and cfg.data.crop_pct != 1.0:
+        raise UserError(f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
+                        f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training")
+    if cfg.checkpoint.select == "last" and cfg.patience:
+        raise UserError("checkpoint.select=last with patience: early stopping needs the best epoch; "
+                        "set checkpoint.select=best (or auto) or patience=0")
+    for key in ("scale", "ratio"):
+        pair = getattr(cfg.augment, key)
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise UserError(f"config key 'augment.{key}': expected [low, high] with low <= high, got {pair}")

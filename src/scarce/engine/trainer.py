@@ -35,6 +35,7 @@ from scarce.engine.startup import (
     describe_data_and_model,
     describe_schedule,
     scan_data,
+    validate_config,
     write_run_info,
 )
 from scarce.engine.tensorboard import open_tensorboard
@@ -73,26 +74,6 @@ class Run:
     @property
     def ema(self):
         return self.step.ema
-
-
-def validate_config(cfg: Config) -> None:
-    swap = cfg.augment.lsb_swap
-    if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
-        raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
-                        "(the batch stage runs after all per-image transforms)")
-    if cfg.data.small_images == "pad" and cfg.augment.crop != "pad":
-        raise UserError("data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
-                        "up while evaluation keeps them in a zero frame)")
-    if cfg.augment.crop == "pad" and cfg.data.crop_pct != 1.0:
-        raise UserError(f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
-                        f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training")
-    if cfg.checkpoint.select == "last" and cfg.patience:
-        raise UserError("checkpoint.select=last with patience: early stopping needs the best epoch; "
-                        "set checkpoint.select=best (or auto) or patience=0")
-    for key in ("scale", "ratio"):
-        pair = getattr(cfg.augment, key)
-        if len(pair) != 2 or pair[0] > pair[1]:
-            raise UserError(f"config key 'augment.{key}': expected [low, high] with low <= high, got {pair}")
 
 
 def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
