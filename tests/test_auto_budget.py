@@ -80,3 +80,16 @@ def test_auto_epochs_count_the_steps_the_loader_takes(tmp_path):
                                     keep_last_batch=keep)
         resolved, _ = resolve_auto_budget(cfg, data.splits["train"])
         assert resolved.epochs * len(loader) >= 800 > (resolved.epochs - 1) * len(loader)
+
+
+def test_auto_epochs_count_only_the_images_the_scan_keeps(tmp_path):
+    from scarce.engine.trainer import prepare_run
+    root = make_image_folder(tmp_path / "d", per_split={"train": 16, "val": 1}, size=20)  # 48 train images
+    for name in ("bad1.png", "bad2.png"):
+        (root / "train" / "cat" / name).write_bytes(b"not an image")
+    cfg = load_config(None, ["epochs=auto", "batch_size=16", "data.keep_last_batch=true", "data.img_size=16",
+                             "model.name=test_resnet", "data.skip_bad_images=true", "data.num_workers=0"],
+                      {"data": {"name": str(root)}})
+    run = prepare_run(cfg, tmp_path / "run")
+    # 48 readable images: 3 steps of 16 -> 267 epochs (50 files would have made 4 steps -> 200)
+    assert len(run.loaders["train"]) == 3 and run.cfg.epochs == 267

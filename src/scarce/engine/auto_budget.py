@@ -58,9 +58,9 @@ def train_short_sides(split: Split, limit: int = SIZE_SAMPLE) -> list[int]:
     return sides or [MIN_SIZE]
 
 
-def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple[Config, list[str]]:
-    """``cfg`` with ``data.img_size``, ``epochs`` and ``sched.warmup_epochs`` resolved where they
-    are ``auto``, and one line per choice saying how it was made."""
+def resolve_auto_size(cfg: Config, train: Split) -> tuple[Config, list[str]]:
+    """``data.img_size`` and ``augment.pad`` resolved where ``auto`` (before the image scan, which
+    keeps decoded images at a size derived from ``img_size``), one line per choice."""
     notes = []
     if cfg.data.img_size == "auto":
         sides = train_short_sides(train)
@@ -68,18 +68,33 @@ def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple
         notes.append(f"data.img_size auto: {size} px (median shorter side {statistics.median(sides):g} px "
                      f"of {len(sides)} train images)")
         cfg = replace(cfg, data=replace(cfg.data, img_size=size))
+    if cfg.augment.pad == "auto":
+        pad = max(1, round(cfg.data.img_size / PAD_DIVISOR))
+        notes.append(f"augment.pad auto: {pad} px (img_size / {PAD_DIVISOR})")
+        cfg = replace(cfg, augment=replace(cfg.augment, pad=pad))
+    return cfg, notes
+
+
+def resolve_auto_epochs(cfg: Config, train: Split, world_size: int = 1) -> tuple[Config, list[str]]:
+    """``epochs`` and ``sched.warmup_epochs`` resolved where ``auto``, from the train images that
+    will be trained on (after the scan has dropped unreadable ones), one line per choice."""
+    notes = []
     if cfg.epochs == "auto":
         steps = steps_per_epoch(len(train.ids), cfg.batch_size, world_size, cfg.data.keep_last_batch)
         epochs = auto_epochs(steps)
         notes.append(f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
                      f"and {AUTO_MIN_STEPS} steps)")
         cfg = replace(cfg, epochs=epochs)
-    if cfg.augment.pad == "auto":
-        pad = max(1, round(cfg.data.img_size / PAD_DIVISOR))
-        notes.append(f"augment.pad auto: {pad} px (img_size / {PAD_DIVISOR})")
-        cfg = replace(cfg, augment=replace(cfg.augment, pad=pad))
     if cfg.sched.warmup_epochs == "auto":
         warmup = round(AUTO_WARMUP_FRACTION * cfg.epochs, 2)
         notes.append(f"sched.warmup_epochs auto: {warmup:g} ({AUTO_WARMUP_FRACTION:.0%} of the epochs)")
         cfg = replace(cfg, sched=replace(cfg.sched, warmup_epochs=warmup))
     return cfg, notes
+
+
+def resolve_auto_budget(cfg: Config, train: Split, world_size: int = 1) -> tuple[Config, list[str]]:
+    """Every ``auto`` budget value of ``cfg`` (:func:`resolve_auto_size`, then
+    :func:`resolve_auto_epochs`), and one line per choice saying how it was made."""
+    cfg, size_notes = resolve_auto_size(cfg, train)
+    cfg, epoch_notes = resolve_auto_epochs(cfg, train, world_size)
+    return cfg, size_notes + epoch_notes

@@ -13,7 +13,7 @@ import torch.nn as nn
 from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, epoch_seed, seed_everything
-from scarce.engine.auto_budget import resolve_auto_budget
+from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import capture_state, drop_checkpoint, load_checkpoint
 from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
@@ -84,11 +84,13 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
-    cfg, auto_notes = resolve_auto_budget(cfg, data.splits["train"], info.world_size)
+    cfg, auto_notes = resolve_auto_size(cfg, data.splits["train"])
     if len(data.classes) < 2:
         raise UserError(f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
                         f"a classifier needs at least 2 class folders")
     data, bad_images = scan_data(cfg, data)
+    cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
+    auto_notes += epoch_notes
     in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
     hardware = resolve_hardware(cfg, device, in_memory=in_memory)
     train_set = build_dataset(data, "train", cfg.data, cfg.augment)
