@@ -69,10 +69,16 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
                      model.to(device).eval(), read_temperature(run_dir))
 
 
+def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
+    """``data`` seen as the run saw images at evaluation (size, crop, small images), whatever
+    data it names: every scoring of a run goes through this one copy of those keys."""
+    return replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
+                   small_images=run.cfg.data.small_images)
+
+
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
-    data = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
-                   small_images=run.cfg.data.small_images)
+    data = with_run_view(run, data)
     source = locate_split(data, split)
     if source.folder is None:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))

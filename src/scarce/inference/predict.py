@@ -29,7 +29,7 @@ from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_ima
 from scarce.data.loader import build_eval_loader
 from scarce.data.splits import locate_split
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run
+from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, with_run_view
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
 from scarce.errors import UserError
@@ -126,10 +126,7 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
         dataset, ids, skipped = drop_bad_images(dataset, ids)
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data.name}': no images")
-    view = replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
-                   small_images=run.cfg.data.small_images)  # the run's evaluation view, whatever the data
-    dataset.transform = TTATransform(view,
-                                     run.cfg.augment, run.mean, tta_views, seed)
+    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.mean, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
     preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev))
     amp = resolve_amp(run.cfg.amp, dev)
