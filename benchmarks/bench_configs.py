@@ -83,6 +83,21 @@ CONFIGS["tuned_warm25"] = TUNED + ["sched.warmup_lr=0.002"]
 # ~800 steps: decay 0.995 averages the last ~200
 CONFIGS["tuned_ema"] = TUNED + ["ema.enabled=true", "ema.decay=0.995"]
 
+# The paper's parts on the tuned baseline (session 12), at 100 epochs. EMA decay for ~800 steps.
+TUNED_EMA = ["ema.enabled=true", "ema.decay=0.995"]
+TUNED_RA = TUNED + RA
+CONFIGS["tuned_ra9_lsb_last"] = TUNED_RA + lsb(2)
+CONFIGS["tuned_ra9_lsb_before"] = TUNED_RA + lsb(2, "before_randaugment")
+for _loss in ("label_smoothing", "cosine", "cosine_ce", "focal_cosine", "focal_cosine_authors"):
+    CONFIGS[f"tuned_{_loss}"] = TUNED + loss(_loss)
+# The full recipe on the tuned baseline, and the full recipe minus each part (leave-one-out).
+FULL_PARTS: dict[str, list[str]] = {
+    "ra": RA, "ema": TUNED_EMA, "lsb": lsb(2), "fcl": loss("focal_cosine"),
+    "drop": ["model.drop_rate=0.3", "model.drop_path_rate=0.2"], "re": ["augment.re_prob=0.2"]}
+CONFIGS["tuned_full"] = TUNED + [o for part in FULL_PARTS.values() for o in part]
+for _left in FULL_PARTS:
+    CONFIGS[f"tuned_full_no_{_left}"] = TUNED + [o for name, part in FULL_PARTS.items() if name != _left for o in part]
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
@@ -94,6 +109,9 @@ MATRICES: dict[str, list[str]] = {
     "crop": ["ce", "ce_pad2", "ce_pad4"],
     "tuned": ["tuned", "tuned_fitpad", "tuned_keeplast", "tuned_warm25", "tuned_lr0.1", "tuned_ra9", "tuned_ra5",
               "tuned_ema"],
+    "parts": ["tuned", "tuned_ema", "tuned_ra9", "tuned_ra9_lsb_last", "tuned_ra9_lsb_before", "tuned_label_smoothing",
+              "tuned_cosine", "tuned_cosine_ce", "tuned_focal_cosine", "tuned_focal_cosine_authors", "tuned_full",
+              *[f"tuned_full_no_{p}" for p in FULL_PARTS]],
     "tune100": ["ce_pad2", "tune_pad2_wdall", "tune_pad2_wd5e-3", "tune_pad2_lr0.1", "tune_pad2_lr0.025",
                 "tune_pad2_b32", "tune_pad2_adamw"],
 }
@@ -101,7 +119,21 @@ MATRICES: dict[str, list[str]] = {
 MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRICES["losses"]))
 
 
+MEMBER_SEED_STRIDE = 1000
+
+
+def split_member(name: str) -> tuple[str, int]:
+    """``"tuned@m2"`` -> ``("tuned", 2)``: ensemble member 2 of a config, trained on the same images as
+    member 0 (the plain cell) from training seed ``seed + 1000 * 2``; a plain name is member 0."""
+    config, _, member = name.partition("@m")
+    if member and not member.isdigit():
+        from scarce.errors import UserError
+        raise UserError(f"benchmark config '{name}': expected CONFIG@mN with N a member number")
+    return config, int(member or 0)
+
+
 def config_overrides(name: str) -> list[str]:
+    name = split_member(name)[0]
     if name not in CONFIGS:
         from scarce.errors import UserError
         raise UserError(f"benchmark config '{name}': unknown; valid: {', '.join(CONFIGS)}")

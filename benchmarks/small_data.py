@@ -10,7 +10,8 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/small_data.py --matrix main --seeds 0 1 2 --epochs 20 --jobs 2
 
-Seed ``s`` fixes both the training seed and the per-class sampling (``data.split_seed``).
+Seed ``s`` fixes both the training seed and the per-class sampling (``data.split_seed``); config
+``NAME@mN`` is ensemble member N of NAME: the same sampling, training seed ``s + 1000 N``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_configs import MATRICES, config_overrides  # noqa: E402
+from bench_configs import MATRICES, MEMBER_SEED_STRIDE, config_overrides, split_member  # noqa: E402
 from bench_report import bare_loop_row, gather, write_results  # noqa: E402
 from bench_results import machine  # noqa: E402
 
@@ -72,6 +73,9 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
                     overrides = data_overrides(dataset, k, seed, work) + [f"seed={seed}"]
                     overrides += [f"epochs={epochs}"] if epochs else []
                     overrides += config_overrides(config) + list(extra)
+                    member = split_member(config)[1]
+                    # an ensemble member: the same images (split_seed), another training seed
+                    overrides += [f"seed={seed + MEMBER_SEED_STRIDE * member}"] if member else []
                     cells.append(Cell(dataset, k, config, seed, tuple(overrides), str(run_dir)))
     return cells
 

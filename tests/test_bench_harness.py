@@ -84,3 +84,16 @@ def test_unknown_config_is_a_user_error():
     from scarce.errors import UserError
     with pytest.raises(UserError, match="benchmark config 'nope': unknown"):
         small_data.plan(["nope"], ["fashion-mnist"], [50], [0], None, Path("w"), [])
+
+
+def test_ensemble_member_keeps_the_images_and_changes_the_training_seed(tmp_path):
+    base, member = small_data.plan(["tuned", "tuned@m2"], ["fashion-mnist"], [None], [1], 100, tmp_path, [])
+    assert member.name == "fashion-mnist-k50/tuned@m2/seed1"
+    assert "data.split_seed=1" in member.overrides and member.overrides[-1] == "seed=2001"
+    assert [o for o in base.overrides if o.startswith("seed=")] == ["seed=1"]
+    from scarce.config import load_config
+    recipe = str(small_data.HERE / "recipes" / "fashion-mnist-50-base.yaml")
+    assert load_config(recipe, list(member.overrides)).seed == 2001  # the last seed= wins
+    from scarce.errors import UserError
+    with pytest.raises(UserError, match="member number"):
+        small_data.plan(["tuned@mx"], ["fashion-mnist"], [None], [0], 1, tmp_path, [])
