@@ -98,6 +98,14 @@ CONFIGS["tuned_full"] = TUNED + [o for part in FULL_PARTS.values() for o in part
 for _left in FULL_PARTS:
     CONFIGS[f"tuned_full_no_{_left}"] = TUNED + [o for name, part in FULL_PARTS.items() if name != _left for o in part]
 
+# augment.fill (session 12): RandAugment painted uncovered pixels with the ImageNet grey (115) before
+# the key existed; the cells of these configs were trained so (cell.json records each commit).
+# From then on the base recipe pins fill=edge (black here, as pad crops always painted).
+RA_MEAN_FILL_CONFIGS = ["tuned_ra9", "tuned_ra5", "tuned_ra9_lsb_last", "tuned_ra9_lsb_before", "tuned_full",
+                        *[f"tuned_full_no_{p}" for p in FULL_PARTS if p != "ra"]]
+CONFIGS["tuned_ra9_edge"] = TUNED_RA + ["augment.fill=edge"]
+CONFIGS["tuned_ra9_mean"] = TUNED_RA + ["augment.fill=mean"]  # pads painted grey too
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],

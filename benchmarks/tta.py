@@ -55,7 +55,7 @@ def make_runner(a: argparse.Namespace, device: torch.device):
     amp = "bf16" if device.type == "cuda" else "none"
 
     def run(views: list[int]) -> torch.Tensor:
-        dataset = ImageDataset(split, bundle.mode, TTATransform(data, augment, bundle.mean, views, seed=0))
+        dataset = ImageDataset(split, bundle.mode, TTATransform(data, augment, bundle.augment_fill(augment), views, seed=0))
         loader = build_eval_loader(dataset, a.batch_size, a.workers)
         probs, _ = tta_predict(model, loader, preprocess, prediction_probs, chunk_size=a.batch_size, amp=amp)
         if device.type == "cuda":

@@ -127,10 +127,15 @@ def test_best_changes_only_on_evaluated_epochs(tmp_path):
 def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
     from tests.conftest import make_image_folder
     root = make_image_folder(tmp_path / "d", per_split={"train": 10, "test": 4})
-    run_dir, summary = _train(tmp_path, "epochs=1", "data.val_fraction=0.2", data=str(root))
+    run_dir, summary = _train(tmp_path, "epochs=1", "data.val_fraction=0.2", "augment.fill=17", data=str(root))
     assert "no val/ folder: 6 train images" in capsys.readouterr().out
     info = json.loads((run_dir / "classes.json").read_text())
     assert info["split_sizes"] == {"train": 24, "val": 6, "test": 12}
+    from scarce.engine.evaluation import load_run
+    assert info["fill"] == [17] * info["in_chans"] == load_run(run_dir, "cpu").augment_fill  # TTA repeats it
+    del info["fill"]  # a run from before augment.fill: RandAugment painted the normalisation mean
+    (run_dir / "classes.json").write_text(json.dumps(info))
+    assert load_run(run_dir, "cpu").augment_fill == [round(255 * m) for m in info["mean"]]
     assert sorted({p.split("/")[0] for p in info["val_from_train"]}) == ["cat", "dog", "emu"]  # 2 per class
     assert summary["best"]["top1"] >= 0 and "calibration" in summary
     again = evaluate_run(run_dir, None, "val", tmp_path / "v.json", num_workers=0)  # the same split again

@@ -12,7 +12,7 @@ def _ramp(size: int = 8) -> Image.Image:
 
 def test_pad_crop_only_shifts_the_whole_image_within_its_padding():
     data = DataConfig(img_size=8)
-    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=2, hflip=0.0), mean=[0.5])
+    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=2, hflip=0.0), fill=[0])
     img = _ramp()
     padded = torch.nn.functional.pad(torch.from_numpy(__import__("numpy").asarray(img))[None], (2, 2, 2, 2))
     shifts = set()
@@ -30,7 +30,7 @@ def test_pad_crop_only_shifts_the_whole_image_within_its_padding():
 
 def test_pad_crop_with_zero_pad_is_the_evaluation_view():
     data = DataConfig(img_size=8, crop_pct=1.0)
-    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), mean=[0.5])
+    transform = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), fill=[0])
     img = _ramp(16)
     assert torch.equal(transform(None, 0, img), EvalTransform(data)(None, 0, img))
 
@@ -48,7 +48,7 @@ def test_small_images_pad_keeps_the_pixels_centred_in_a_zero_frame():
     assert out.sum() == out[:, 2:10, 2:10].sum()  # the frame is zeros
     big = _ramp(16)  # larger than img_size: resized down as before
     assert torch.equal(EvalTransform(data)(None, 0, big), EvalTransform(DataConfig(img_size=12))(None, 0, big))
-    train = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), mean=[0.5])
+    train = TrainTransform(data, AugmentConfig(crop="pad", pad=0, hflip=0.0), fill=[0])
     assert torch.equal(train(None, 0, img), out)  # pad 0: the training view is the evaluation view
 
 

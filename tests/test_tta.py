@@ -20,6 +20,7 @@ from tests.conftest import make_image_folder
 DATA = DataConfig(img_size=16, crop_pct=0.875)
 AUGMENT = AugmentConfig(hflip=0.5, randaugment="rand-m9-mstd0.5")
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+FILL = [128, 128, 128]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -47,7 +48,7 @@ def _predict(split, model, views, order=None, batch_size=4, workers=0, per_view=
     order = list(range(len(split.ids))) if order is None else order
     shuffled = type(split)(ids=[split.ids[i] for i in order], targets=[split.targets[i] for i in order],
                            classes=split.classes, root=split.root)
-    dataset = ImageDataset(shuffled, "RGB", TTATransform(DATA, AUGMENT, MEAN, views, seed))
+    dataset = ImageDataset(shuffled, "RGB", TTATransform(DATA, AUGMENT, FILL, views, seed))
     loader = build_eval_loader(dataset, batch_size, workers)
     probs, targets = tta_predict(model, loader, BatchPreprocessor(MEAN, STD, torch.device("cpu")),
                                  prediction_probs, chunk_size=batch_size, per_view=per_view)
@@ -75,7 +76,7 @@ def test_seeded_global_rngs_restores_callers_streams():
 
 def test_views_are_keyed_by_id_view_and_seed():
     img = _image()
-    ra = create_randaugment("rand-m9-mstd0.5", 16, MEAN)
+    ra = create_randaugment("rand-m9-mstd0.5", 16, FILL)
     a = tta_views(img, "x.png", 4, seed=0, randaugment=ra)
     assert a.shape == (4, 3, 16, 16) and a.dtype == torch.uint8
     assert torch.equal(a[0], torch.from_numpy(np.array(img)).permute(2, 0, 1))  # view 0 is clean
@@ -121,4 +122,4 @@ def test_view_zero_is_plain_prediction_and_soft_vote_is_mean(split, model):
 
 def test_transform_rejects_no_views():
     with pytest.raises(ValueError, match="views"):
-        TTATransform(DATA, AUGMENT, MEAN, 0)
+        TTATransform(DATA, AUGMENT, FILL, 0)

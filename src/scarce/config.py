@@ -81,6 +81,10 @@ class AugmentConfig:
     ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range",
                              range="(0, inf)")
     hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
+    fill: int | Literal["edge", "mean"] = opt("edge", "colour of the pixels a padded shift or a RandAugment rotation, shear "
+                                         "or translation uncovers: edge (median border colour of the train images: "
+                                         "black on Fashion-MNIST), mean (the normalisation mean, timm's choice) or a "
+                                         "grey level", range="[0, 255]")
     randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
     re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)", range="[0, 1]")
     re_mode: Literal["const", "rand", "pixel"] = opt("pixel", "random erasing fill")

@@ -5,7 +5,7 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +33,18 @@ class DataBundle:
     mode: str            # PIL mode the images are converted to: 'L' or 'RGB'
     mean: list[float]
     std: list[float]
+    _fills: dict = field(default_factory=dict, repr=False)
 
     @property
     def in_chans(self) -> int:
         return 1 if self.mode == "L" else 3
+
+    def augment_fill(self, augment: AugmentConfig) -> list[int]:
+        """``augment.fill`` resolved on the train split: one int in [0, 255] per channel."""
+        if augment.fill not in self._fills:
+            from scarce.data.fill import resolve_fill
+            self._fills[augment.fill] = resolve_fill(augment.fill, self.splits["train"], self.mode, self.mean)
+        return self._fills[augment.fill]
 
 
 # data.cache=auto keeps decoded images when they fit in this many bytes.
@@ -89,7 +97,7 @@ def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: Aug
     """``augment`` None: the evaluation transform."""
     if split not in bundle.splits:
         raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
-    transform = TrainTransform(data, augment, bundle.mean) if augment is not None else EvalTransform(data)
+    transform = TrainTransform(data, augment, bundle.augment_fill(augment)) if augment is not None else EvalTransform(data)
     return ImageDataset(bundle.splits[split], bundle.mode, transform)
 
 

@@ -19,10 +19,11 @@ from scarce.errors import UserError
 INTERPOLATION = T.InterpolationMode.BILINEAR
 
 
-def create_randaugment(config_str: str, img_size: int, mean: list[float]):
-    """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``)."""
+def create_randaugment(config_str: str, img_size: int, fill: list[int]):
+    """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``); ``fill``: the colour of
+    uncovered pixels, one int per channel."""
     from timm.data.auto_augment import rand_augment_transform
-    fill = tuple(round(255 * m) for m in mean)
+    fill = tuple(fill)
     hparams = {"translate_const": int(img_size * 0.45), "img_mean": fill if len(fill) > 1 else fill[0]}
     try:
         return rand_augment_transform(config_str, hparams)
@@ -45,11 +46,13 @@ class FitToSize:
         return T.functional.center_crop(img, [self.size, self.size])
 
 
-def train_crop(img_size: int, augment: AugmentConfig, pad_small: bool = False) -> list:
-    """The random crop of ``augment.crop``: a RandomResizedCrop, or the whole image shifted by padding."""
+def train_crop(img_size: int, augment: AugmentConfig, pad_small: bool = False, fill: list[int] | None = None) -> list:
+    """The random crop of ``augment.crop``: a RandomResizedCrop, or the whole image shifted by padding
+    (uncovered pixels painted ``fill``, one int per channel; default black)."""
     if augment.crop == "pad":
         # the whole image, as evaluation sees it with crop_pct 1, moved by up to `pad` px (CIFAR-style)
-        return [FitToSize(img_size, pad_small=pad_small), T.RandomCrop(img_size, padding=augment.pad, fill=0)]
+        colour = tuple(fill) if fill and len(fill) > 1 else (fill or [0])[0]
+        return [FitToSize(img_size, pad_small=pad_small), T.RandomCrop(img_size, padding=augment.pad, fill=colour)]
     return [T.RandomResizedCrop(img_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
                                 interpolation=INTERPOLATION, antialias=True)]
 
@@ -62,10 +65,10 @@ class TrainTransform:
     worker's torch / random / numpy generators, which the loader seeds.
     """
 
-    def __init__(self, data: DataConfig, augment: AugmentConfig, mean: list[float]):
-        crop = train_crop(data.img_size, augment, pad_small=data.small_images == "pad")
+    def __init__(self, data: DataConfig, augment: AugmentConfig, fill: list[int]):
+        crop = train_crop(data.img_size, augment, pad_small=data.small_images == "pad", fill=fill)
         self.geometric = T.Compose([*crop, T.RandomHorizontalFlip(augment.hflip)])
-        self.randaugment = create_randaugment(augment.randaugment, data.img_size, mean) if augment.randaugment else None
+        self.randaugment = create_randaugment(augment.randaugment, data.img_size, fill) if augment.randaugment else None
         swap = augment.lsb_swap
         self.swap = swap if swap.enabled and swap.stage == "sample" else None
         self._by_class: dict[int, list[int]] | None = None

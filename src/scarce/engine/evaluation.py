@@ -33,6 +33,13 @@ class LoadedRun:
     std: list[float]
     model: torch.nn.Module
     temperature: float = 1.0
+    fill: list[int] | None = None  # augment.fill as trained (None: a run from before it was saved)
+
+    @property
+    def augment_fill(self) -> list[int]:
+        """The colour RandAugment painted uncovered pixels with in training (TTA views repeat it);
+        runs from before ``augment.fill`` existed used the normalisation mean."""
+        return self.fill if self.fill is not None else [round(255 * m) for m in self.mean]
 
     @property
     def device(self) -> torch.device:
@@ -66,7 +73,7 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
                          head_g=loss_requires_head_g(cfg.loss.name))
     load_weights(model, weights)
     return LoadedRun(run_dir, weights, cfg, info["classes"], info["mode"], info["mean"], info["std"],
-                     model.to(device).eval(), read_temperature(run_dir))
+                     model.to(device).eval(), read_temperature(run_dir), info.get("fill"))
 
 
 def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:

@@ -92,7 +92,7 @@ def write_run_info(run: Run) -> None:
     val = run.data.splits.get("val")
     atomic_write_json(run.run_dir / "classes.json", {
         "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
-        "mean": run.data.mean, "std": run.data.std,
+        "mean": run.data.mean, "std": run.data.std, "fill": run.data.augment_fill(run.cfg.augment),
         "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
         "val_from_train": sorted(val.ids) if val is not None and val.from_train else None})
     if val is not None and val.from_train:

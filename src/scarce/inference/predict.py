@@ -126,7 +126,7 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
         dataset, ids, skipped = drop_bad_images(dataset, ids)
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data.name}': no images")
-    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.mean, tta_views, seed)
+    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
     preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev))
     amp = resolve_amp(run.cfg.amp, dev)

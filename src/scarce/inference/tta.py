@@ -93,14 +93,14 @@ class TTATransform:
     """Dataset transform ``(dataset, index, img) -> uint8 [V, C, H, W]``: the TTA views of
     image ``index``, keyed by ``dataset.ids[index]``. ``views``: a count or view indices."""
 
-    def __init__(self, data: DataConfig, augment: AugmentConfig, mean: list[float],
+    def __init__(self, data: DataConfig, augment: AugmentConfig, fill: list[int],
                  views: int | Sequence[int], seed: int = 0):
         self.eval_view = EvalTransform(data).pipeline
         self.views = list(range(views)) if isinstance(views, int) else list(views)
         if not self.views or min(self.views) < 0:
             raise ValueError(f"views must be a positive count or view indices >= 0, got {views!r}")
         augmented = max(self.views) > 0
-        self.randaugment = (create_randaugment(augment.randaugment, data.img_size, mean)
+        self.randaugment = (create_randaugment(augment.randaugment, data.img_size, fill)
                             if augment.randaugment and augmented else None)
         self.flip = augment.hflip > 0
         self.seed = seed

@@ -1,0 +1,59 @@
+"""augment.fill: the colour of uncovered pixels, resolved from the train images."""
+import numpy as np
+import torch
+from PIL import Image
+
+from scarce.config import AugmentConfig, DataConfig
+from scarce.data.datasets import Split
+from scarce.data.fill import border_pixels, edge_colour, resolve_fill
+from scarce.data.transforms import TrainTransform, create_randaugment
+
+
+def _split(images: list[np.ndarray]) -> Split:
+    return Split(ids=[str(i) for i in range(len(images))], targets=[0] * len(images), classes=["a"],
+                 array=np.stack(images))
+
+
+def test_border_pixels_is_the_outer_ring_once_each():
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    ring = border_pixels(img)
+    assert ring.shape == (12, 1)
+    assert sorted(ring[:, 0].tolist()) == [0, 1, 2, 3, 4, 7, 8, 11, 12, 13, 14, 15]
+    assert border_pixels(np.zeros((5, 6, 3), np.uint8)).shape == (2 * 5 + 2 * 6 - 4, 3)
+
+
+def test_edge_colour_is_the_median_border_colour_not_the_mean():
+    dark = np.zeros((6, 6), np.uint8)
+    dark[2:4, 2:4] = 255  # a bright object on a black background
+    bright_edge = np.full((6, 6), 200, np.uint8)
+    assert edge_colour(_split([dark, dark, bright_edge]), "L") == [0]
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0], rgb[..., 2] = 255, 30
+    assert edge_colour(_split([rgb]), "RGB") == [255, 0, 30]
+
+
+def test_resolve_fill_edge_mean_and_grey_level():
+    split = _split([np.full((4, 4), 7, np.uint8)])
+    assert resolve_fill("edge", split, "L", [0.5]) == [7]
+    assert resolve_fill("mean", split, "L", [0.449]) == [114]
+    assert resolve_fill(255, split, "RGB", [0.5] * 3) == [255, 255, 255]
+
+
+def test_pad_crop_paints_the_fill_colour():
+    data = DataConfig(img_size=4, crop_pct=1.0)
+    img = Image.fromarray(np.full((4, 4), 100, np.uint8))
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(30):
+        out = TrainTransform(data, AugmentConfig(crop="pad", pad=2, hflip=0.0), fill=[9])(None, 0, img)
+        seen |= set(out.unique().tolist())
+    assert seen == {9, 100}  # shifted image plus the fill colour, nothing else
+
+
+def test_randaugment_rotation_paints_the_fill_colour():
+    img = Image.fromarray(np.full((16, 16), 100, np.uint8))
+    ra = create_randaugment("rand-n1-m9-mstd0-inc0", 16, [3])
+    ra.ops = [op for op in ra.ops if op.name == "Rotate"]  # only the rotation, at magnitude 9 (27 degrees)
+    ra.ops[0].prob = 1.0
+    out = np.asarray(ra(img))
+    assert out[0, 0] == 3 and out[8, 8] == 100  # the corner uncovered, the centre kept
