@@ -9,6 +9,7 @@ sampling with ``split_seed`` = seed, val drawn and left unused); scored once on 
 
     .venv/bin/python benchmarks/bare_loop.py --seeds 0 1 2 --epochs 100 [--randaugment rand-m9-mstd0.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """uint8 [B, 1, 28, 28] -> float [B, 1, 32, 32]: pad to 32, random +-2 px shift, random flip."""
     x = F.pad(x.float() / 255, (4, 4, 4, 4))  # 36 px: 2 px of padding plus 2 px of shift room each side
     dx, dy = torch.randint(0, 5, (2, x.shape[0]), generator=gen)
-    x = torch.stack([img[:, y:y + 32, x0:x0 + 32] for img, x0, y in zip(x, dx.tolist(), dy.tolist())])
+    x = torch.stack([img[:, y : y + 32, x0 : x0 + 32] for img, x0, y in zip(x, dx.tolist(), dy.tolist())])
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
     x[flip] = x[flip].flip(-1)
     return (x - MEAN) / STD
@@ -47,7 +48,7 @@ def train_epoch(model, opt, sched, images: torch.Tensor, labels: torch.Tensor, g
     """One epoch of shuffled batches of 64 through ``augment``; ``sched`` (or None) steps per batch."""
     order = torch.randperm(len(labels), generator=gen)
     for i in range(0, len(order), 64):
-        batch = order[i:i + 64]
+        batch = order[i : i + 64]
         loss = F.cross_entropy(model(augment(images[batch], gen)), labels[batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -70,24 +71,30 @@ def train_and_test(seed: int, epochs: int, per_class: int, randaugment: str | No
     ra = None
     if randaugment:
         from timm.data.auto_augment import rand_augment_transform
+
         ra = rand_augment_transform(randaugment, {"translate_const": 12, "img_mean": 0})
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
         epoch_images = images
         if ra is not None:
-            epoch_images = torch.stack([torch.from_numpy(np.asarray(ra(Image.fromarray(im[0].numpy()))))[None]
-                                        for im in images])
+            epoch_images = torch.stack(
+                [torch.from_numpy(np.asarray(ra(Image.fromarray(im[0].numpy()))))[None] for im in images]
+            )
         train_epoch(model, opt, sched, epoch_images, labels, gen)
     train_seconds = time.perf_counter() - start
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(test_y), 500):
-            x = (F.pad(torch.from_numpy(test_x[i:i + 500]).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN) / STD
-            correct += int((model(x).argmax(1) == torch.from_numpy(test_y[i:i + 500])).sum())
-    return {"seed": seed, "test_top1": correct / len(test_y), "train_seconds": round(train_seconds, 1),
-            "seconds_per_epoch": round(train_seconds / epochs, 3)}
+            x = (F.pad(torch.from_numpy(test_x[i : i + 500]).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN) / STD
+            correct += int((model(x).argmax(1) == torch.from_numpy(test_y[i : i + 500])).sum())
+    return {
+        "seed": seed,
+        "test_top1": correct / len(test_y),
+        "train_seconds": round(train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / epochs, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,19 +114,30 @@ def main(argv: list[str] | None = None) -> dict:
         done = HERE / "work" / "bare_loop" / name / f"seed{seed}.json"
         if not done.is_file():
             from scarce.io import atomic_write_json
-            atomic_write_json(done, {**train_and_test(seed, args.epochs, args.per_class, args.randaugment),
-                                     "threads": torch.get_num_threads()})
+
+            atomic_write_json(
+                done,
+                {
+                    **train_and_test(seed, args.epochs, args.per_class, args.randaugment),
+                    "threads": torch.get_num_threads(),
+                },
+            )
         rows.append(json.loads(done.read_text()))
         print(f"seed {seed}: test top-1 {100 * rows[-1]['test_top1']:.2f} %", flush=True)
     top1 = [100 * r["test_top1"] for r in rows]
     mean, std = statistics.mean(top1), statistics.stdev(top1) if len(top1) > 1 else 0.0
-    table = markdown_table(["seed", "test top-1 %", "train s", "s/epoch"],
-                           [[r["seed"], f"{100 * r['test_top1']:.2f}", r["train_seconds"], r["seconds_per_epoch"]]
-                            for r in rows])
+    table = markdown_table(
+        ["seed", "test top-1 %", "train s", "s/epoch"],
+        [[r["seed"], f"{100 * r['test_top1']:.2f}", r["train_seconds"], r["seconds_per_epoch"]] for r in rows],
+    )
     summary = f"\n\nmean +- std over {len(rows)} seeds: **{mean:.2f} +- {std:.2f}** ({args.epochs} epochs)\n"
-    write_results(HERE / "results", name, {"args": vars(args), "rows": rows, "mean": mean, "std": std,
-                                           "machine": machine()}, table + summary,
-                  {f"{name}_top1_mean": f"{mean:.2f}", f"{name}_top1_std": f"{std:.2f}"})
+    write_results(
+        HERE / "results",
+        name,
+        {"args": vars(args), "rows": rows, "mean": mean, "std": std, "machine": machine()},
+        table + summary,
+        {f"{name}_top1_mean": f"{mean:.2f}", f"{name}_top1_std": f"{std:.2f}"},
+    )
     return {"rows": rows, "mean": mean, "std": std}
 
 

@@ -3,6 +3,7 @@
 The recipe (``fashion-mnist-50``) carries the tuned cross-entropy baseline; every config adds
 only what it names, so differences between rows are the technique, at the same budget.
 """
+
 from __future__ import annotations
 
 RA = ["augment.randaugment=rand-m9-mstd0.5"]
@@ -13,8 +14,13 @@ EMA = ["ema.enabled=true", "ema.decay=0.99"]
 
 def lsb(bits: int = 2, placement: str = "last") -> list[str]:
     stage = "sample" if placement == "before_randaugment" else "batch"  # the batch stage runs last
-    return ["augment.lsb_swap.enabled=true", f"augment.lsb_swap.bits={bits}", "augment.lsb_swap.p=0.5",
-            f"augment.lsb_swap.placement={placement}", f"augment.lsb_swap.stage={stage}"]
+    return [
+        "augment.lsb_swap.enabled=true",
+        f"augment.lsb_swap.bits={bits}",
+        "augment.lsb_swap.p=0.5",
+        f"augment.lsb_swap.placement={placement}",
+        f"augment.lsb_swap.stage={stage}",
+    ]
 
 
 def loss(name: str) -> list[str]:
@@ -23,8 +29,13 @@ def loss(name: str) -> list[str]:
 
 # The paper's parts together: RandAugment, LSB Swap, Focal Cosine Loss (with head g), EMA,
 # dropout 0.3, drop path 0.2, random erasing 0.2.
-FULL = RA + EMA + lsb(2) + loss("focal_cosine") + ["model.drop_rate=0.3", "model.drop_path_rate=0.2",
-                                                    "augment.re_prob=0.2"]
+FULL = (
+    RA
+    + EMA
+    + lsb(2)
+    + loss("focal_cosine")
+    + ["model.drop_rate=0.3", "model.drop_path_rate=0.2", "augment.re_prob=0.2"]
+)
 
 CONFIGS: dict[str, list[str]] = {
     "ce": [],
@@ -92,8 +103,13 @@ for _loss in ("label_smoothing", "cosine", "cosine_ce", "focal_cosine", "focal_c
     CONFIGS[f"tuned_{_loss}"] = TUNED + loss(_loss)
 # The full recipe on the tuned baseline, and the full recipe minus each part (leave-one-out).
 FULL_PARTS: dict[str, list[str]] = {
-    "ra": RA, "ema": TUNED_EMA, "lsb": lsb(2), "fcl": loss("focal_cosine"),
-    "drop": ["model.drop_rate=0.3", "model.drop_path_rate=0.2"], "re": ["augment.re_prob=0.2"]}
+    "ra": RA,
+    "ema": TUNED_EMA,
+    "lsb": lsb(2),
+    "fcl": loss("focal_cosine"),
+    "drop": ["model.drop_rate=0.3", "model.drop_path_rate=0.2"],
+    "re": ["augment.re_prob=0.2"],
+}
 CONFIGS["tuned_full"] = TUNED + [o for part in FULL_PARTS.values() for o in part]
 for _left in FULL_PARTS:
     CONFIGS[f"tuned_full_no_{_left}"] = TUNED + [o for name, part in FULL_PARTS.items() if name != _left for o in part]
@@ -101,8 +117,14 @@ for _left in FULL_PARTS:
 # augment.fill (session 12): RandAugment painted uncovered pixels with the ImageNet grey (115) before
 # the key existed; the cells of these configs were trained so (cell.json records each commit).
 # From then on the base recipe pins fill=edge (black here, as pad crops always painted).
-RA_MEAN_FILL_CONFIGS = ["tuned_ra9", "tuned_ra5", "tuned_ra9_lsb_last", "tuned_ra9_lsb_before", "tuned_full",
-                        *[f"tuned_full_no_{p}" for p in FULL_PARTS if p != "ra"]]
+RA_MEAN_FILL_CONFIGS = [
+    "tuned_ra9",
+    "tuned_ra5",
+    "tuned_ra9_lsb_last",
+    "tuned_ra9_lsb_before",
+    "tuned_full",
+    *[f"tuned_full_no_{p}" for p in FULL_PARTS if p != "ra"],
+]
 CONFIGS["tuned_ra9_edge"] = TUNED_RA + ["augment.fill=edge"]
 CONFIGS["tuned_ra9_mean"] = TUNED_RA + ["augment.fill=mean"]  # pads painted grey too
 
@@ -115,13 +137,39 @@ MATRICES: dict[str, list[str]] = {
     "smoke": ["ce", "ce_ra"],
     "small_input": ["si_unchanged", "si_stem", "si_up64"],
     "crop": ["ce", "ce_pad2", "ce_pad4"],
-    "tuned": ["tuned", "tuned_fitpad", "tuned_keeplast", "tuned_warm25", "tuned_lr0.1", "tuned_ra9", "tuned_ra5",
-              "tuned_ema"],
-    "parts": ["tuned", "tuned_ema", "tuned_ra9", "tuned_ra9_lsb_last", "tuned_ra9_lsb_before", "tuned_label_smoothing",
-              "tuned_cosine", "tuned_cosine_ce", "tuned_focal_cosine", "tuned_focal_cosine_authors", "tuned_full",
-              *[f"tuned_full_no_{p}" for p in FULL_PARTS]],
-    "tune100": ["ce_pad2", "tune_pad2_wdall", "tune_pad2_wd5e-3", "tune_pad2_lr0.1", "tune_pad2_lr0.025",
-                "tune_pad2_b32", "tune_pad2_adamw"],
+    "tuned": [
+        "tuned",
+        "tuned_fitpad",
+        "tuned_keeplast",
+        "tuned_warm25",
+        "tuned_lr0.1",
+        "tuned_ra9",
+        "tuned_ra5",
+        "tuned_ema",
+    ],
+    "parts": [
+        "tuned",
+        "tuned_ema",
+        "tuned_ra9",
+        "tuned_ra9_lsb_last",
+        "tuned_ra9_lsb_before",
+        "tuned_label_smoothing",
+        "tuned_cosine",
+        "tuned_cosine_ce",
+        "tuned_focal_cosine",
+        "tuned_focal_cosine_authors",
+        "tuned_full",
+        *[f"tuned_full_no_{p}" for p in FULL_PARTS],
+    ],
+    "tune100": [
+        "ce_pad2",
+        "tune_pad2_wdall",
+        "tune_pad2_wd5e-3",
+        "tune_pad2_lr0.1",
+        "tune_pad2_lr0.025",
+        "tune_pad2_b32",
+        "tune_pad2_adamw",
+    ],
 }
 # Everything the three tables need, in one list (shared cells are trained once).
 MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRICES["losses"]))
@@ -136,6 +184,7 @@ def split_member(name: str) -> tuple[str, int]:
     config, _, member = name.partition("@m")
     if member and not member.isdigit():
         from scarce.errors import UserError
+
         raise UserError(f"benchmark config '{name}': expected CONFIG@mN with N a member number")
     return config, int(member or 0)
 
@@ -144,5 +193,6 @@ def config_overrides(name: str) -> list[str]:
     name = split_member(name)[0]
     if name not in CONFIGS:
         from scarce.errors import UserError
+
         raise UserError(f"benchmark config '{name}': unknown; valid: {', '.join(CONFIGS)}")
     return list(CONFIGS[name])

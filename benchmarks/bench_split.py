@@ -1,4 +1,5 @@
 """Seeded, stratified train/val/test split of an image folder for the small-data benchmark."""
+
 from __future__ import annotations
 
 import csv
@@ -30,9 +31,9 @@ def split_indices(n: int, k: int | None, rng: np.random.Generator, with_test: bo
         n_train = n_val = k
     if n_train + n_val + (1 if with_test else 0) > n:
         raise ValueError(n_train + n_val)
-    out = {"train": order[:n_train], "val": order[n_train:n_train + n_val]}
+    out = {"train": order[:n_train], "val": order[n_train : n_train + n_val]}
     if with_test:
-        out["test"] = order[n_train + n_val:]
+        out["test"] = order[n_train + n_val :]
     return out
 
 
@@ -63,10 +64,13 @@ def prepare_folder(root: Path, k: int | None, seed: int, splits_dir: Path) -> st
         try:
             picks = split_indices(len(files), k, rng, with_test=not own_test)
         except ValueError as exc:
-            raise UserError(f"{pool}: class '{name}' has {len(files)} images; the split needs more than "
-                            f"{exc.args[0]} (k={k} train + k val{'' if own_test else ' + >=1 test'})") from None
-        rows += [(split, str(pool / files[i]), f"{split}/{files[i]}") for split, idx in picks.items()
-                 for i in sorted(idx)]
+            raise UserError(
+                f"{pool}: class '{name}' has {len(files)} images; the split needs more than "
+                f"{exc.args[0]} (k={k} train + k val{'' if own_test else ' + >=1 test'})"
+            ) from None
+        rows += [
+            (split, str(pool / files[i]), f"{split}/{files[i]}") for split, idx in picks.items() for i in sorted(idx)
+        ]
     if own_test:
         test_samples, _ = scan_image_folder(root / "test")
         rows += [("test", str(root / "test" / rel), f"test/{rel}") for rel, _ in test_samples]
@@ -75,6 +79,15 @@ def prepare_folder(root: Path, k: int | None, seed: int, splits_dir: Path) -> st
     with atomic_path(dst / "manifest.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([("split", "source", "path"), *rows])
     counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
-    atomic_write_json(dst / "split.json", {"source": str(root), "k": k, "seed": seed, "classes": classes,
-                                           "counts": counts, "test_from": "root/test" if own_test else "rest of pool"})
+    atomic_write_json(
+        dst / "split.json",
+        {
+            "source": str(root),
+            "k": k,
+            "seed": seed,
+            "classes": classes,
+            "counts": counts,
+            "test_from": "root/test" if own_test else "rest of pool",
+        },
+    )
     return str(dst)

@@ -12,6 +12,7 @@ do ToTensor + Normalize. Run from the repository root::
 
 Writes ``benchmarks/results/data_loading.{md,json}``; last line ``loader_vs_timm: X``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,6 +63,7 @@ def make_folder(root: Path, classes: int, per_class: int, size: tuple[int, int],
 def scarce_loader(root: Path, batch: int, workers: int, randaugment: str):
     from scarce.config import AugmentConfig, DataConfig
     from scarce.data import build_data, build_dataset, build_train_loader, set_loader_epoch
+
     data = DataConfig(name=str(root), img_size=224, channels="rgb", num_workers=workers)
     augment = AugmentConfig(scale=[0.08, 1.0], ratio=[0.75, 4 / 3], hflip=0.5, randaugment=randaugment)
     dataset = build_dataset(build_data(data), "train", data, augment)
@@ -71,17 +73,30 @@ def scarce_loader(root: Path, batch: int, workers: int, randaugment: str):
     def fresh():
         set_loader_epoch(loader, next(epoch))
         return iter(loader)
+
     return fresh
 
 
 def timm_loader(root: Path, batch: int, workers: int, randaugment: str):
     import torch
     from timm.data import ImageDataset, create_loader
+
     dataset = ImageDataset(str(root / "train"))
-    loader = create_loader(dataset, input_size=(3, 224, 224), batch_size=batch, is_training=True,
-                           scale=(0.08, 1.0), ratio=(0.75, 4 / 3), hflip=0.5, auto_augment=randaugment,
-                           interpolation="bilinear", num_workers=workers, use_prefetcher=False,
-                           device=torch.device("cpu"), persistent_workers=False)
+    loader = create_loader(
+        dataset,
+        input_size=(3, 224, 224),
+        batch_size=batch,
+        is_training=True,
+        scale=(0.08, 1.0),
+        ratio=(0.75, 4 / 3),
+        hflip=0.5,
+        auto_augment=randaugment,
+        interpolation="bilinear",
+        num_workers=workers,
+        use_prefetcher=False,
+        device=torch.device("cpu"),
+        persistent_workers=False,
+    )
     return lambda: iter(loader)
 
 
@@ -101,6 +116,7 @@ def measure(root: Path, batch: int, workers: int, batches: int, repeats: int, ra
     import timm.data  # noqa: F401
 
     import scarce.data  # noqa: F401  (imports outside the timed setup, for both)
+
     build = {}
     loaders = {}
     for name, make in (("scarce", scarce_loader), ("timm", timm_loader)):
@@ -118,15 +134,29 @@ def measure(root: Path, batch: int, workers: int, batches: int, repeats: int, ra
 
 def report(args: argparse.Namespace, out: dict, gen_s: float, n_images: int) -> str:
     """The Markdown: what was measured, then one row per loader."""
-    table = markdown_table(["loader", "images/s per worker (median)", "setup s (scan)", "output"], [
-        ["scarce build_train_loader", f"{out['per_worker']['scarce']:.1f}", f"{out['setup_s']['scarce']:.1f}",
-         "uint8, normalised on the device"],
-        ["timm create_loader", f"{out['per_worker']['timm']:.1f}", f"{out['setup_s']['timm']:.1f}",
-         "float32, normalised in the worker"]])
-    return (f"Folder: {args.classes} classes x {args.per_class} JPEGs at {args.size[0]}x{args.size[1]} "
-            f"({n_images} files, generated in {gen_s:.0f} s); decode + RandomResizedCrop 224 + flip + "
-            f"{args.randaugment}, batch {args.batch}, {args.workers} worker(s), {args.batches} batches x "
-            f"{args.repeats} interleaved repeats.\n\n{table}\n")
+    table = markdown_table(
+        ["loader", "images/s per worker (median)", "setup s (scan)", "output"],
+        [
+            [
+                "scarce build_train_loader",
+                f"{out['per_worker']['scarce']:.1f}",
+                f"{out['setup_s']['scarce']:.1f}",
+                "uint8, normalised on the device",
+            ],
+            [
+                "timm create_loader",
+                f"{out['per_worker']['timm']:.1f}",
+                f"{out['setup_s']['timm']:.1f}",
+                "float32, normalised in the worker",
+            ],
+        ],
+    )
+    return (
+        f"Folder: {args.classes} classes x {args.per_class} JPEGs at {args.size[0]}x{args.size[1]} "
+        f"({n_images} files, generated in {gen_s:.0f} s); decode + RandomResizedCrop 224 + flip + "
+        f"{args.randaugment}, batch {args.batch}, {args.workers} worker(s), {args.batches} batches x "
+        f"{args.repeats} interleaved repeats.\n\n{table}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -143,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     import torch
+
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="scarce-loading-") as tmp:
         gen_s = make_folder(Path(tmp), args.classes, args.per_class, tuple(args.size))
@@ -150,8 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = out["per_worker"]["scarce"] / out["per_worker"]["timm"]
     n_images = args.classes * args.per_class
     text = report(args, out, gen_s, n_images)
-    record = {**out, "loader_vs_timm": ratio, "generation_s": gen_s, "images": n_images,
-              "args": {k: v for k, v in vars(args).items() if k != "results"}, "machine": machine()}
+    record = {
+        **out,
+        "loader_vs_timm": ratio,
+        "generation_s": gen_s,
+        "images": n_images,
+        "args": {k: v for k, v in vars(args).items() if k != "results"},
+        "machine": machine(),
+    }
     write_results(args.results, "data_loading", record, text, {"loader_vs_timm": f"{ratio:.3f}"})
     return record
 

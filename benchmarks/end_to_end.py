@@ -12,6 +12,7 @@ minutes on a CPU). scarce's own breakdown comes from its ``summary.json`` timing
 
     .venv/bin/python benchmarks/end_to_end.py --epochs 20 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ def bare_main(epochs: int, small_input: bool, threads: int) -> None:
 
     from scarce.data.fashion_mnist import load_arrays, sample_per_class
     from scarce.models import adapt_to_small_input
+
     torch.set_num_threads(threads)
     train_x, train_y = load_arrays(None, "train")
     test_x, test_y = load_arrays(None, "test")
@@ -53,10 +55,20 @@ def bare_main(epochs: int, small_input: bool, threads: int) -> None:
     def score(x, y) -> float:
         model.eval()
         with torch.no_grad():
-            hits = sum(int((model((F.pad(torch.from_numpy(x[i:i + 256]).unsqueeze(1).float() / 255, (2, 2, 2, 2))
-                                   - MEAN) / STD).argmax(1) == torch.from_numpy(y[i:i + 256])).sum())
-                       for i in range(0, len(y), 256))
+            hits = sum(
+                int(
+                    (
+                        model(
+                            (F.pad(torch.from_numpy(x[i : i + 256]).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN)
+                            / STD
+                        ).argmax(1)
+                        == torch.from_numpy(y[i : i + 256])
+                    ).sum()
+                )
+                for i in range(0, len(y), 256)
+            )
         return hits / len(y)
+
     for _ in range(epochs):
         model.train()
         train_epoch(model, opt, None, images, labels, gen)
@@ -68,9 +80,22 @@ def bare_main(epochs: int, small_input: bool, threads: int) -> None:
 def run_scarce(epochs: int, small_input: bool, threads: int, work: Path) -> dict:
     out = work / f"scarce-{time.monotonic_ns()}"
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("scarce")), "train", "--recipe", "fashion-mnist-50",
-                    "--out", str(out), "--no-progress", f"epochs={epochs}", f"threads={threads}",
-                    f"model.small_input={str(small_input).lower()}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("scarce")),
+            "train",
+            "--recipe",
+            "fashion-mnist-50",
+            "--out",
+            str(out),
+            "--no-progress",
+            f"epochs={epochs}",
+            f"threads={threads}",
+            f"model.small_input={str(small_input).lower()}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - start
     summary = json.loads((out / "summary.json").read_text())
     return {"wall": wall, "test_top1": summary["test"]["top1"], **summary["timings"]}
@@ -78,8 +103,13 @@ def run_scarce(epochs: int, small_input: bool, threads: int, work: Path) -> dict
 
 def run_bare(epochs: int, small_input: bool, threads: int) -> dict:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--bare-child", "--epochs", str(epochs), "--threads", str(threads)]
-                          + (["--small-input"] if small_input else []), check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--bare-child", "--epochs", str(epochs), "--threads", str(threads)]
+        + (["--small-input"] if small_input else []),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return {"wall": time.perf_counter() - start, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -103,17 +133,27 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = med(bare_runs, "wall") / med(scarce_runs, "wall")
     parts = ("startup", "train", "val", "save", "final")
     rest = med(scarce_runs, "wall") - sum(med(scarce_runs, k) for k in parts)
-    rows = [["bare loop", f"{med(bare_runs, 'wall'):.1f}", "", "", "", "", "", f"{100 * med(bare_runs, 'test_top1'):.2f}"],
-            ["scarce train", f"{med(scarce_runs, 'wall'):.1f}"] + [f"{med(scarce_runs, k):.1f}" for k in parts]
-            + [f"{100 * med(scarce_runs, 'test_top1'):.2f}"]]
-    table = markdown_table(["side", "wall s", "startup s", "train s", "val s", "checkpoint s", "final scoring s",
-                            "test top-1 %"], rows)
-    text = (f"{table}\n\nmedians of {args.repeats} interleaved repeats, {args.epochs} epochs, {args.threads} threads, "
-            f"small_input={args.small_input}; scarce's wall outside the listed parts (interpreter, imports, exit): "
-            f"{rest:.1f} s\n")
-    write_results(HERE / "results", "end_to_end", {"args": vars(args), "scarce": scarce_runs, "bare": bare_runs,
-                                                   "machine": machine()}, text,
-                  {"train_wall_vs_bare": f"{ratio:.3f}"})
+    rows = [
+        ["bare loop", f"{med(bare_runs, 'wall'):.1f}", "", "", "", "", "", f"{100 * med(bare_runs, 'test_top1'):.2f}"],
+        ["scarce train", f"{med(scarce_runs, 'wall'):.1f}"]
+        + [f"{med(scarce_runs, k):.1f}" for k in parts]
+        + [f"{100 * med(scarce_runs, 'test_top1'):.2f}"],
+    ]
+    table = markdown_table(
+        ["side", "wall s", "startup s", "train s", "val s", "checkpoint s", "final scoring s", "test top-1 %"], rows
+    )
+    text = (
+        f"{table}\n\nmedians of {args.repeats} interleaved repeats, {args.epochs} epochs, {args.threads} threads, "
+        f"small_input={args.small_input}; scarce's wall outside the listed parts (interpreter, imports, exit): "
+        f"{rest:.1f} s\n"
+    )
+    write_results(
+        HERE / "results",
+        "end_to_end",
+        {"args": vars(args), "scarce": scarce_runs, "bare": bare_runs, "machine": machine()},
+        text,
+        {"train_wall_vs_bare": f"{ratio:.3f}"},
+    )
     return {"ratio": ratio}
 
 

@@ -59,20 +59,25 @@ def make_members(folder: Path, m: int, n: int, c: int, seed: int) -> tuple[list[
 def report(r: dict, gb: float, voted: float) -> str:
     """The Markdown: one row per timed step (seconds and GB/s), then vote / read."""
     m, n, c = r["members"], r["samples"], r["classes"]
-    steps = [(f"read (np.load, {m} .npy files)", r["read_seconds"]),
-             ("plurality_vote (threshold 0.7)", r["plurality_seconds"]), ("soft_vote", r["soft_seconds"]),
-             ("vote = plurality + soft", r["vote_seconds"])]
+    steps = [
+        (f"read (np.load, {m} .npy files)", r["read_seconds"]),
+        ("plurality_vote (threshold 0.7)", r["plurality_seconds"]),
+        ("soft_vote", r["soft_seconds"]),
+        ("vote = plurality + soft", r["vote_seconds"]),
+    ]
     table = markdown_table(["step", "seconds", "GB/s"], [[name, f"{t:.3f}", f"{gb / t:.2f}"] for name, t in steps])
-    return "\n".join([
-        f"# Ensemble voting vs reading: {m} members x {n:,} samples x {c:,} classes (float32, {gb:.1f} GB)",
-        "",
-        f"Median of {r['repeats']}; {r['machine']['cpus']} CPUs, {r['machine']['torch_threads']} torch threads; "
-        f"base unconfident (< 0.7, voted) on {voted:.0%} of rows; reads from a warm page cache.",
-        "",
-        table,
-        "",
-        f"vote / read = {r['vote_vs_read']:.2f} (goal: vote < 2 s and <= 3x the read)",
-    ])
+    return "\n".join(
+        [
+            f"# Ensemble voting vs reading: {m} members x {n:,} samples x {c:,} classes (float32, {gb:.1f} GB)",
+            "",
+            f"Median of {r['repeats']}; {r['machine']['cpus']} CPUs, {r['machine']['torch_threads']} torch threads; "
+            f"base unconfident (< 0.7, voted) on {voted:.0%} of rows; reads from a warm page cache.",
+            "",
+            table,
+            "",
+            f"vote / read = {r['vote_vs_read']:.2f} (goal: vote < 2 s and <= 3x the read)",
+        ]
+    )
 
 
 def main() -> None:
@@ -102,13 +107,26 @@ def main() -> None:
     vote_s = median_seconds(vote, a.repeats, warmup=0)
     gb = stack.nbytes / 1e9
     result = {
-        "members": m, "samples": n, "classes": c, "gigabytes": round(gb, 3), "repeats": a.repeats,
-        "voted_fraction": round(voted, 4), "read_seconds": read_s, "plurality_seconds": plur_s,
-        "soft_seconds": soft_s, "vote_seconds": vote_s, "vote_vs_read": vote_s / read_s,
+        "members": m,
+        "samples": n,
+        "classes": c,
+        "gigabytes": round(gb, 3),
+        "repeats": a.repeats,
+        "voted_fraction": round(voted, 4),
+        "read_seconds": read_s,
+        "plurality_seconds": plur_s,
+        "soft_seconds": soft_s,
+        "vote_seconds": vote_s,
+        "vote_vs_read": vote_s / read_s,
         "machine": {**machine(), "numpy": np.__version__, "python": platform.python_version()},
     }
-    write_results(a.out, "ensemble", result, report(result, gb, voted),
-                  {"vote_seconds": f"{vote_s:.3f}", "vote_vs_read": f"{vote_s / read_s:.2f}"})
+    write_results(
+        a.out,
+        "ensemble",
+        result,
+        report(result, gb, voted),
+        {"vote_seconds": f"{vote_s:.3f}", "vote_vs_read": f"{vote_s / read_s:.2f}"},
+    )
 
 
 if __name__ == "__main__":

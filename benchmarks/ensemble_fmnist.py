@@ -16,6 +16,7 @@ Writes ``benchmarks/results/ensemble_fmnist.md`` and ``.json``; the last lines a
 
     PYTHONPATH=src python benchmarks/ensemble_fmnist.py [--members 5 --epochs 60 --tta 2 --threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,33 +67,70 @@ def vote(runs: Path, name: str, base: str, members: list[str], val_base: str, va
     """Accuracies of base / plurality 0.7 / plurality auto / soft / oracle for one member set."""
     quiet = lambda line: None  # noqa: E731
     fixed = run_ensemble(base, members, threshold=0.7, out_path=runs / f"{name}_plurality.npz", log=quiet)
-    auto = run_ensemble(base, members, threshold="auto", val_base=val_base, val_members=val_members,
-                        out_path=runs / f"{name}_auto.npz", log=quiet)
+    auto = run_ensemble(
+        base,
+        members,
+        threshold="auto",
+        val_base=val_base,
+        val_members=val_members,
+        out_path=runs / f"{name}_auto.npz",
+        log=quiet,
+    )
     singles = [float((p.probs.argmax(1) == p.targets).mean()) for p in map(load_predictions, members)]
-    return {"voters": len(members), "base": fixed["accuracy"]["base"], "member_mean": float(np.mean(singles)),
-            "member_best": max(singles), "plurality_0.7": fixed["accuracy"]["plurality"],
-            "replaced_0.7": fixed["replaced_fraction"], "plurality_auto": auto["accuracy"]["plurality"],
-            "auto_threshold": auto["threshold"], "soft": fixed["accuracy"]["soft"],
-            "oracle": fixed["accuracy"]["oracle"]}
+    return {
+        "voters": len(members),
+        "base": fixed["accuracy"]["base"],
+        "member_mean": float(np.mean(singles)),
+        "member_best": max(singles),
+        "plurality_0.7": fixed["accuracy"]["plurality"],
+        "replaced_0.7": fixed["replaced_fraction"],
+        "plurality_auto": auto["accuracy"]["plurality"],
+        "auto_threshold": auto["threshold"],
+        "soft": fixed["accuracy"]["soft"],
+        "oracle": fixed["accuracy"]["oracle"],
+    }
 
 
 def report(a: argparse.Namespace, rows: dict) -> str:
     """The Markdown: one row per member set (no TTA, TTA, both)."""
     table = markdown_table(
-        ["members", "voters", "base", "member mean", "best member", "plurality 0.7 (replaced)",
-         "plurality auto (thr)", "soft vote", "oracle"],
-        [[name, r["voters"], f"{r['base']:.4f}", f"{r['member_mean']:.4f}", f"{r['member_best']:.4f}",
-          f"{r['plurality_0.7']:.4f} ({r['replaced_0.7']:.1%})",
-          f"{r['plurality_auto']:.4f} ({r['auto_threshold']:.2f})", f"{r['soft']:.4f}", f"{r['oracle']:.4f}"] for name, r in rows.items()])
-    return "\n".join([
-        f"# Ensembles on Fashion-MNIST, 50 train images per class: {a.members} x resnet18 (seeds 0..{a.members - 1}), "
-        f"{a.epochs} epochs",
-        "",
-        f"Official 10k test set, top-1. Base = seed 0. TTA = {a.tta} views (clean + mirrored). "
-        "'auto' threshold chosen on the 500 val images.",
-        "",
-        table,
-    ])
+        [
+            "members",
+            "voters",
+            "base",
+            "member mean",
+            "best member",
+            "plurality 0.7 (replaced)",
+            "plurality auto (thr)",
+            "soft vote",
+            "oracle",
+        ],
+        [
+            [
+                name,
+                r["voters"],
+                f"{r['base']:.4f}",
+                f"{r['member_mean']:.4f}",
+                f"{r['member_best']:.4f}",
+                f"{r['plurality_0.7']:.4f} ({r['replaced_0.7']:.1%})",
+                f"{r['plurality_auto']:.4f} ({r['auto_threshold']:.2f})",
+                f"{r['soft']:.4f}",
+                f"{r['oracle']:.4f}",
+            ]
+            for name, r in rows.items()
+        ],
+    )
+    return "\n".join(
+        [
+            f"# Ensembles on Fashion-MNIST, 50 train images per class: {a.members} x resnet18 (seeds 0..{a.members - 1}), "
+            f"{a.epochs} epochs",
+            "",
+            f"Official 10k test set, top-1. Base = seed 0. TTA = {a.tta} views (clean + mirrored). "
+            "'auto' threshold chosen on the 500 val images.",
+            "",
+            table,
+        ]
+    )
 
 
 def main() -> None:
@@ -113,17 +151,32 @@ def main() -> None:
     rows = {
         "no TTA": vote(a.runs, "plain", files[t1[0]][0], files[t1[0]], files[t1[1]][0], files[t1[1]]),
         f"TTA {a.tta}": vote(a.runs, "tta", files[tv[0]][0], files[tv[0]], files[tv[1]][0], files[tv[1]]),
-        "both (paper)": vote(a.runs, "both", files[t1[0]][0], files[t1[0]] + files[tv[0]],
-                             files[t1[1]][0], files[t1[1]] + files[tv[1]]),
+        "both (paper)": vote(
+            a.runs, "both", files[t1[0]][0], files[t1[0]] + files[tv[0]], files[t1[1]][0], files[t1[1]] + files[tv[1]]
+        ),
     }
-    result = {"recipe": "fashion-mnist-50", "members": a.members, "epochs": a.epochs, "tta_views": a.tta,
-              "test_images": 10000, "rows": rows, "seconds": round(time.perf_counter() - start, 1),
-              "machine": {**machine(), "python": platform.python_version()}}
+    result = {
+        "recipe": "fashion-mnist-50",
+        "members": a.members,
+        "epochs": a.epochs,
+        "tta_views": a.tta,
+        "test_images": 10000,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": {**machine(), "python": platform.python_version()},
+    }
     plain = rows["no TTA"]
-    write_results(a.out, "ensemble_fmnist", result, report(a, rows),
-                  {"plurality_gain": f"{plain['plurality_0.7'] - plain['base']:+.4f}",
-                   "soft_gain": f"{plain['soft'] - plain['base']:+.4f}",
-                   "tta_gain": f"{rows[f'TTA {a.tta}']['base'] - plain['base']:+.4f}"})
+    write_results(
+        a.out,
+        "ensemble_fmnist",
+        result,
+        report(a, rows),
+        {
+            "plurality_gain": f"{plain['plurality_0.7'] - plain['base']:+.4f}",
+            "soft_gain": f"{plain['soft'] - plain['base']:+.4f}",
+            "tta_gain": f"{rows[f'TTA {a.tta}']['base'] - plain['base']:+.4f}",
+        },
+    )
 
 
 if __name__ == "__main__":

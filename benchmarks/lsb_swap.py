@@ -79,25 +79,41 @@ def report(args: argparse.Namespace, r: dict, device: torch.device, nbytes: int)
     clone = r["median_s"]["x.clone()"]
     shape = f"[{args.batch}, 3, {args.size}, {args.size}]"
     step_shape = f"[{args.step_batch}, 3, {args.step_size}, {args.step_size}]"
-    throughput = markdown_table(["operation", "median ms", "GB/s", "vs clone"],
-                                [[f"`{name}`", f"{t * 1e3:.3f}", f"{r['gb_per_s'][name]:.2f}", f"{clone / t:.2f}"]
-                                 for name, t in r["median_s"].items()])
-    step = markdown_table(["operation", "median ms", "share of step"],
-                          [["forward + backward + SGD step", f"{r['step_median_s'] * 1e3:.1f}", 1],
-                           ["`lsb_swap_batch(p=1.0)`", f"{r['swap_on_step_batch_median_s'] * 1e3:.3f}",
-                            f"{r['lsb_swap_step_share']:.5f}"]])
-    return "\n".join([
-        f"# LSB Swap benchmark ({device.type}, torch {torch.__version__}, {r['machine']['torch_threads']} threads)",
-        "",
-        f"Throughput on uint8 {shape} ({nbytes / 1e6:.1f} MB), median of {args.repeats} interleaved repeats.",
-        "",
-        throughput,
-        "",
-        f"Training-step share on uint8 {step_shape}, timm resnet18 (10 classes), "
-        f"median of {args.step_repeats} interleaved repeats.",
-        "",
-        step,
-    ]) + "\n"
+    throughput = markdown_table(
+        ["operation", "median ms", "GB/s", "vs clone"],
+        [
+            [f"`{name}`", f"{t * 1e3:.3f}", f"{r['gb_per_s'][name]:.2f}", f"{clone / t:.2f}"]
+            for name, t in r["median_s"].items()
+        ],
+    )
+    step = markdown_table(
+        ["operation", "median ms", "share of step"],
+        [
+            ["forward + backward + SGD step", f"{r['step_median_s'] * 1e3:.1f}", 1],
+            [
+                "`lsb_swap_batch(p=1.0)`",
+                f"{r['swap_on_step_batch_median_s'] * 1e3:.3f}",
+                f"{r['lsb_swap_step_share']:.5f}",
+            ],
+        ],
+    )
+    return (
+        "\n".join(
+            [
+                f"# LSB Swap benchmark ({device.type}, torch {torch.__version__}, {r['machine']['torch_threads']} threads)",
+                "",
+                f"Throughput on uint8 {shape} ({nbytes / 1e6:.1f} MB), median of {args.repeats} interleaved repeats.",
+                "",
+                throughput,
+                "",
+                f"Training-step share on uint8 {step_shape}, timm resnet18 (10 classes), "
+                f"median of {args.step_repeats} interleaved repeats.",
+                "",
+                step,
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,8 +160,13 @@ def main(argv: list[str] | None = None) -> None:
         "lsb_swap_step_share": share,
         "machine": machine(),
     }
-    write_results(args.out, "lsb_swap", record, report(args, record, device, nbytes),
-                  {"lsb_swap_vs_clone": f"{vs_clone:.3f}", "lsb_swap_step_share": f"{share:.5f}"})
+    write_results(
+        args.out,
+        "lsb_swap",
+        record,
+        report(args, record, device, nbytes),
+        {"lsb_swap_vs_clone": f"{vs_clone:.3f}", "lsb_swap_step_share": f"{share:.5f}"},
+    )
 
 
 if __name__ == "__main__":

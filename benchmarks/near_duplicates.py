@@ -10,6 +10,7 @@ distinct train/test pair by thumbnail difference. Run from the repository root::
 
 Writes ``benchmarks/results/near_duplicates.{md,json}``; ends with ``name: value`` lines.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,10 +36,12 @@ def variants(img: Image.Image) -> list[Image.Image]:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=70)
     w, h = img.size
-    return [Image.open(io.BytesIO(buf.getvalue())).convert("L"),
-            img.resize((2 * w, 2 * h), Image.Resampling.BICUBIC),
-            Image.fromarray(np.clip(np.asarray(img, dtype=np.int16) + 15, 0, 255).astype(np.uint8)),
-            img.crop((1, 1, w - 1, h - 1)).resize((w, h))]
+    return [
+        Image.open(io.BytesIO(buf.getvalue())).convert("L"),
+        img.resize((2 * w, 2 * h), Image.Resampling.BICUBIC),
+        Image.fromarray(np.clip(np.asarray(img, dtype=np.int16) + 15, 0, 255).astype(np.uint8)),
+        img.crop((1, 1, w - 1, h - 1)).resize((w, h)),
+    ]
 
 
 def measure() -> dict:
@@ -48,9 +51,9 @@ def measure() -> dict:
     train, test = load(splits["train"]), load(splits["test"])
     ha = np.array([dhash(i) for i in train], dtype=np.uint64)
     hb = np.array([dhash(i) for i in test], dtype=np.uint64)
-    bits = np.bitwise_count(ha[:, None] ^ hb[None, :])           # [500, 1000]
+    bits = np.bitwise_count(ha[:, None] ^ hb[None, :])  # [500, 1000]
     ta, tb = np.stack([thumbnail(i) for i in train]), np.stack([thumbnail(i) for i in test])
-    mae = np.abs(ta[:, None, :] - tb[None, :, :]).mean(axis=2)   # [500, 1000]
+    mae = np.abs(ta[:, None, :] - tb[None, :, :]).mean(axis=2)  # [500, 1000]
     v_bits, v_mae = [], []
     for img in test[:300]:
         h, t = dhash(img), thumbnail(img)
@@ -64,31 +67,51 @@ def measure() -> dict:
         "closest_distinct_mae": round(float(mae.min()), 2),
         "variants_max_bits": dict(zip(VARIANTS, v_bits.max(0).tolist())),
         "variants_max_mae": {k: round(float(v), 2) for k, v in zip(VARIANTS, v_mae.max(0))},
-        "variants_caught": {k: round(float(((b <= HAMMING) & (m <= NEAR_MAE)).mean()), 3)
-                            for k, b, m in zip(VARIANTS, v_bits.T, v_mae.T)},
+        "variants_caught": {
+            k: round(float(((b <= HAMMING) & (m <= NEAR_MAE)).mean()), 3)
+            for k, b, m in zip(VARIANTS, v_bits.T, v_mae.T)
+        },
     }
 
 
 def report(result: dict) -> str:
     """The Markdown: what dHash alone and the data check flag, then how far each kind of copy lands."""
     flagged = f"pairs flagged by data check (dHash <= {HAMMING} and MAE <= {NEAR_MAE:g})"
-    pairs = markdown_table(["measure", "value"], [
-        *[[f"train/test pairs with dHash <= {r} bits (dHash alone)", n] for r, n in result["dhash_alone_pairs"].items()],
-        [flagged, result["flagged_by_check"]],
-        ["closest distinct pair, thumbnail MAE (grey levels)", result["closest_distinct_mae"]]])
-    copies = markdown_table(["copy of a test image", "max dHash bits", "max MAE", "caught by data check"],
-                            [[k, result["variants_max_bits"][k], result["variants_max_mae"][k],
-                              f"{result['variants_caught'][k]:.0%}"] for k in VARIANTS])
+    pairs = markdown_table(
+        ["measure", "value"],
+        [
+            *[
+                [f"train/test pairs with dHash <= {r} bits (dHash alone)", n]
+                for r, n in result["dhash_alone_pairs"].items()
+            ],
+            [flagged, result["flagged_by_check"]],
+            ["closest distinct pair, thumbnail MAE (grey levels)", result["closest_distinct_mae"]],
+        ],
+    )
+    copies = markdown_table(
+        ["copy of a test image", "max dHash bits", "max MAE", "caught by data check"],
+        [
+            [k, result["variants_max_bits"][k], result["variants_max_mae"][k], f"{result['variants_caught'][k]:.0%}"]
+            for k in VARIANTS
+        ],
+    )
     return f"# near duplicates on the demo data\n\n{pairs}\n\n{copies}\n"
 
 
 def main() -> None:
     result = {**measure(), "machine": machine()}
-    write_results(RESULTS, "near_duplicates", result, report(result),
-                  {"dhash4_false_pairs": result["dhash_alone_pairs"]["4"],
-                   "check_false_pairs": result["flagged_by_check"],
-                   "closest_distinct_mae": result["closest_distinct_mae"],
-                   "jpeg_q70_caught": result["variants_caught"]["jpeg_q70"]})
+    write_results(
+        RESULTS,
+        "near_duplicates",
+        result,
+        report(result),
+        {
+            "dhash4_false_pairs": result["dhash_alone_pairs"]["4"],
+            "check_false_pairs": result["flagged_by_check"],
+            "closest_distinct_mae": result["closest_distinct_mae"],
+            "jpeg_q70_caught": result["variants_caught"]["jpeg_q70"],
+        },
+    )
 
 
 if __name__ == "__main__":

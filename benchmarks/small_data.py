@@ -13,6 +13,7 @@ Run from the repository root::
 Seed ``s`` fixes both the training seed and the per-class sampling (``data.split_seed``); config
 ``NAME@mN`` is ensemble member N of NAME: the same sampling, training seed ``s + 1000 N``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ from bench_results import machine  # noqa: E402
 @dataclass(frozen=True)
 class Cell:
     """One training run of the matrix."""
-    dataset: str          # "fashion-mnist" or an image-folder root
-    k: int | None         # train (and val) images per class; None: the folder's own split
+
+    dataset: str  # "fashion-mnist" or an image-folder root
+    k: int | None  # train (and val) images per class; None: the folder's own split
     config: str
     seed: int
     overrides: tuple[str, ...]
@@ -54,14 +56,21 @@ def dataset_tag(dataset: str, k: int | None) -> str:
 def data_overrides(dataset: str, k: int | None, seed: int, work: Path) -> list[str]:
     """Overrides that point a cell at its data (building a seeded split of a folder if needed)."""
     if dataset == "fashion-mnist":
-        return ["data.name=fashion-mnist", f"data.per_class={k}", f"data.val_per_class={k}",
-                f"data.split_seed={seed}"]
+        return ["data.name=fashion-mnist", f"data.per_class={k}", f"data.val_per_class={k}", f"data.split_seed={seed}"]
     from bench_split import prepare_folder
+
     return [f"data.name={prepare_folder(Path(dataset), k, seed, work / 'splits')}"]
 
 
-def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: list[int],
-         epochs: int | None, work: Path, extra: list[str]) -> list[Cell]:
+def plan(
+    configs: list[str],
+    datasets: list[str],
+    ks: list[int | None],
+    seeds: list[int],
+    epochs: int | None,
+    work: Path,
+    extra: list[str],
+) -> list[Cell]:
     """Cells in seed-major order, so a cut-short matrix has every config at the same n."""
     cells = []
     for seed in seeds:
@@ -83,9 +92,11 @@ def plan(configs: list[str], datasets: list[str], ks: list[int | None], seeds: l
 def code_commit() -> str | None:
     """The commit of the code that trained a cell (the worktree it runs from)."""
     import subprocess
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -94,6 +105,7 @@ def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     """Train one cell (resuming a killed one); its stdout goes to ``<run_dir>.log`` beside it."""
     from scarce.config import load_config
     from scarce.engine.trainer import train
+
     run_dir = Path(cell.run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     resume = (run_dir / "state.json").is_file()
@@ -103,9 +115,16 @@ def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
     with open(run_dir.with_suffix(".log"), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         train(cfg, run_dir, resume=resume, progress=False)
     from scarce.io import atomic_write_json
-    record = {**asdict(cell), "recipe": recipe, "resumed": resume, "commit": code_commit(),
-              "wall_seconds": round(time.perf_counter() - start, 1),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+
+    record = {
+        **asdict(cell),
+        "recipe": recipe,
+        "resumed": resume,
+        "commit": code_commit(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+    }
     atomic_write_json(run_dir / "cell.json", record)
     return record
 
@@ -135,13 +154,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--matrix", default="main", choices=sorted(MATRICES), help="named set of configs")
     p.add_argument("--configs", nargs="*", help="run only these configs (names in bench_configs.py)")
-    p.add_argument("--data", nargs="+", default=["fashion-mnist"],
-                   help="fashion-mnist or image-folder roots (with train/val/test, or flat <class>/<image>)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["fashion-mnist"],
+        help="fashion-mnist or image-folder roots (with train/val/test, or flat <class>/<image>)",
+    )
     p.add_argument("--k", nargs="+", type=int, default=None, help="per-class counts (default: 50 for fashion-mnist)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--recipe", default=str(HERE / "recipes" / "fashion-mnist-50-base.yaml"),
-                   help="base recipe of every cell (default: the frozen copy in benchmarks/recipes/)")
+    p.add_argument(
+        "--recipe",
+        default=str(HERE / "recipes" / "fashion-mnist-50-base.yaml"),
+        help="base recipe of every cell (default: the frozen copy in benchmarks/recipes/)",
+    )
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every cell")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (0: torch's default)")
@@ -164,8 +190,14 @@ def main(argv: list[str] | None = None) -> dict:
     reference = None
     if args.data == ["fashion-mnist"] and len(ks) == 1:  # the bare loop beside every Fashion-MNIST table
         reference = bare_loop_row(args.results, ks[0] or 50, args.epochs)
-    write_results(rows, cells, args.results, name, {"argv": sys.argv[1:] if argv is None else argv,
-                                                    "epochs": args.epochs, "recipe": args.recipe}, reference)
+    write_results(
+        rows,
+        cells,
+        args.results,
+        name,
+        {"argv": sys.argv[1:] if argv is None else argv, "epochs": args.epochs, "recipe": args.recipe},
+        reference,
+    )
     return {"rows": rows, "cells": cells}
 
 

@@ -10,6 +10,7 @@ Run from the repository root after the cells exist::
 
 Writes ``benchmarks/results/small_data_ensemble_vote.{md,json}``; last line ``ensemble_soft_top1: X``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
 
-from scarce.inference import (  # noqa: E402
-    choose_threshold,
-    load_predictions,
-    plurality_vote,
-    predict_run,
-    soft_vote,
-)
+from scarce.inference import choose_threshold, load_predictions, plurality_vote, predict_run, soft_vote  # noqa: E402
 from scarce.inference.predict import write_predictions  # noqa: E402
 from scarce.inference.voting import oracle_accuracy  # noqa: E402
 
@@ -40,8 +35,9 @@ def predictions(run_dir: Path, data, split: str, views: int):
     path = run_dir / "predictions" / f"{split}-tta{views}.npz"
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
-        write_predictions(predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250,
-                                      num_workers=0, seed=0), path)
+        write_predictions(
+            predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0), path
+        )
     return load_predictions(path)
 
 
@@ -59,22 +55,29 @@ def vote_rows(members_val: list, members_test: list) -> dict:
     test = np.stack([p.probs for p in members_test])
     auto, table = choose_threshold(val[0], val, members_val[0].targets)
     oracle = oracle_accuracy(test, targets)
-    return {"base": accuracy(test[0].argmax(1), targets),
-            "members": [accuracy(t.argmax(1), targets) for t in test],
-            "plurality_0.7": accuracy(plurality_vote(test[0], test, 0.7).numpy(), targets),
-            "replaced_0.7": float((plurality_vote(test[0], test, 0.7).numpy() != test[0].argmax(1)).mean()),
-            "auto_threshold": auto, "plurality_auto": accuracy(plurality_vote(test[0], test, auto).numpy(), targets),
-            "soft": accuracy(soft_vote(test).numpy().argmax(1), targets), "oracle": oracle,
-            "val_table": [r._asdict() for r in table]}
+    return {
+        "base": accuracy(test[0].argmax(1), targets),
+        "members": [accuracy(t.argmax(1), targets) for t in test],
+        "plurality_0.7": accuracy(plurality_vote(test[0], test, 0.7).numpy(), targets),
+        "replaced_0.7": float((plurality_vote(test[0], test, 0.7).numpy() != test[0].argmax(1)).mean()),
+        "auto_threshold": auto,
+        "plurality_auto": accuracy(plurality_vote(test[0], test, auto).numpy(), targets),
+        "soft": accuracy(soft_vote(test).numpy().argmax(1), targets),
+        "oracle": oracle,
+        "val_table": [r._asdict() for r in table],
+    }
 
 
 def overlap_with_base_val(base_cfg, seeds: list[int]) -> dict:
     """How many of the base's val images each member trained on (other split seeds)."""
     from scarce.data.fashion_mnist import fashion_mnist_splits
-    val = set(fashion_mnist_splits(base_cfg.root, base_cfg.per_class, base_cfg.val_per_class,
-                                   base_cfg.split_seed)["val"].ids)
-    return {s: len(val & set(fashion_mnist_splits(base_cfg.root, base_cfg.per_class, None, s)["train"].ids))
-            for s in seeds}
+
+    val = set(
+        fashion_mnist_splits(base_cfg.root, base_cfg.per_class, base_cfg.val_per_class, base_cfg.split_seed)["val"].ids
+    )
+    return {
+        s: len(val & set(fashion_mnist_splits(base_cfg.root, base_cfg.per_class, None, s)["train"].ids)) for s in seeds
+    }
 
 
 def report(args: argparse.Namespace, out: dict) -> str:
@@ -82,15 +85,23 @@ def report(args: argparse.Namespace, out: dict) -> str:
     s, t = out["single"], out["tta"]
     ms = lambda v: f"{100 * statistics.fmean(v):.2f} +- {100 * statistics.stdev(v):.2f}"  # noqa: E731
     pct = lambda key: [f"{100 * s[key]:.2f}", f"{100 * t[key]:.2f}"]  # noqa: E731
-    rows = [[f"full recipe, seeds {' '.join(map(str, args.seeds[:3]))} (mean +- std)",
-             ms(s["members"][:3]), ms(t["members"][:3])],
-            [f"base model (seed {args.seeds[0]})", *pct("base")],
-            ["plurality vote, threshold 0.7", *pct("plurality_0.7")],
-            ["plurality vote, threshold chosen on val", f"{100 * s['plurality_auto']:.2f} (t={s['auto_threshold']:.2f})",
-             f"{100 * t['plurality_auto']:.2f} (t={t['auto_threshold']:.2f})"],
-            ["soft vote (mean probability)", *pct("soft")],
-            ["oracle (any member right)", *pct("oracle")],
-            ["answers replaced by the vote at 0.7", f"{100 * s['replaced_0.7']:.1f} %", f"{100 * t['replaced_0.7']:.1f} %"]]
+    rows = [
+        [
+            f"full recipe, seeds {' '.join(map(str, args.seeds[:3]))} (mean +- std)",
+            ms(s["members"][:3]),
+            ms(t["members"][:3]),
+        ],
+        [f"base model (seed {args.seeds[0]})", *pct("base")],
+        ["plurality vote, threshold 0.7", *pct("plurality_0.7")],
+        [
+            "plurality vote, threshold chosen on val",
+            f"{100 * s['plurality_auto']:.2f} (t={s['auto_threshold']:.2f})",
+            f"{100 * t['plurality_auto']:.2f} (t={t['auto_threshold']:.2f})",
+        ],
+        ["soft vote (mean probability)", *pct("soft")],
+        ["oracle (any member right)", *pct("oracle")],
+        ["answers replaced by the vote at 0.7", f"{100 * s['replaced_0.7']:.1f} %", f"{100 * t['replaced_0.7']:.1f} %"],
+    ]
     return markdown_table(["", "no TTA", f"TTA ({args.tta} views)"], rows) + "\n"
 
 
@@ -102,8 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--results", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
     import torch
+
     torch.set_num_threads(1)
     from scarce.engine.evaluation import load_run
+
     runs = [args.cells / f"seed{s}" for s in args.seeds]
     base_data = load_run(runs[0]).cfg.data  # every member predicts the base's val split
     start = time.perf_counter()
@@ -115,8 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     out["base_val_overlap"] = overlap_with_base_val(base_data, args.seeds[1:])
     out["seconds"] = round(time.perf_counter() - start, 1)
     out["machine"] = machine()
-    write_results(args.results, "small_data_ensemble_vote", out, report(args, out),
-                  {"ensemble_soft_top1": f"{out['tta']['soft']:.4f}"})
+    write_results(
+        args.results,
+        "small_data_ensemble_vote",
+        out,
+        report(args, out),
+        {"ensemble_soft_top1": f"{out['tta']['soft']:.4f}"},
+    )
     return out
 
 

@@ -10,6 +10,7 @@ Run from the repository root after the cells exist::
 Writes ``benchmarks/results/small_data_sources.{md,json}``; ends with one ``<config>_psi_top1: X``
 line per config (test top-1 % from psi, mean over seeds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def top1_by_source(run_dir: Path, sources: tuple[str, ...] = ("cosine", "g")) ->
     from scarce.engine.evaluation import load_run
     from scarce.engine.loop import predict_outputs
     from scarce.models.heads import prediction_scores
+
     run = load_run(run_dir)
     data = build_data(run.cfg.data)
     dataset = ImageDataset(data.splits["test"], data.mode, EvalTransform(run.cfg.data))
@@ -53,13 +55,26 @@ def mean_std(per_seed: dict[str, dict[str, float]], source: str) -> tuple[float,
 
 def report(out: dict) -> str:
     """The Markdown: one row per config, test top-1 from each source (mean +- std over seeds)."""
+
     def cell(per_seed: dict, source: str) -> str:
         mean, std = mean_std(per_seed, source)
         return f"{100 * mean:.2f} +- {100 * std:.2f}"
-    return markdown_table(["config", "n", "test top-1 % from psi (calibrated cosine scores, the default now)",
-                           "test top-1 % from head g (the default before 4e50ac6)"],
-                          [[config, len(per_seed), cell(per_seed, "cosine"), cell(per_seed, "g")]
-                           for config, per_seed in out.items()]) + "\n"
+
+    return (
+        markdown_table(
+            [
+                "config",
+                "n",
+                "test top-1 % from psi (calibrated cosine scores, the default now)",
+                "test top-1 % from head g (the default before 4e50ac6)",
+            ],
+            [
+                [config, len(per_seed), cell(per_seed, "cosine"), cell(per_seed, "g")]
+                for config, per_seed in out.items()
+            ],
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,8 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
         runs = [args.cells / config / f"seed{s}" for s in args.seeds]
         runs = [r for r in runs if (r / "summary.json").is_file()]
         out[config] = {r.name: top1_by_source(r) for r in runs}
-    headlines = {f"{config}_psi_top1": f"{100 * mean_std(per_seed, 'cosine')[0]:.2f}"
-                 for config, per_seed in out.items()}
+    headlines = {
+        f"{config}_psi_top1": f"{100 * mean_std(per_seed, 'cosine')[0]:.2f}" for config, per_seed in out.items()
+    }
     write_results(args.results, "small_data_sources", {**out, "machine": machine()}, report(out), headlines)
     return out
 

@@ -11,6 +11,7 @@ channels_last) for resnet18 and efficientnet_b0. Run from the repository root::
 
 Writes ``benchmarks/results/throughput.{md,json}``; last line ``trainer_vs_bare_loop: X`` (goal >= 0.95).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,17 @@ RESULTS = HERE / "results"
 
 def scarce_side(workers: int, batch: int):
     """The trainer's pieces for fashion-mnist-50 with augmentation off -> (epoch fn, uint8 data)."""
-    cfg = load_config("fashion-mnist-50", ["augment.scale=[1.0,1.0]", "augment.ratio=[1.0,1.0]", "augment.hflip=0.0",
-                                           f"data.num_workers={workers}", f"batch_size={batch}", "device=cpu"])
+    cfg = load_config(
+        "fashion-mnist-50",
+        [
+            "augment.scale=[1.0,1.0]",
+            "augment.ratio=[1.0,1.0]",
+            "augment.hflip=0.0",
+            f"data.num_workers={workers}",
+            f"batch_size={batch}",
+            "device=cpu",
+        ],
+    )
     data = build_data(cfg.data)
     dataset = build_dataset(data, "train", cfg.data, cfg.augment)
     loader = build_train_loader(dataset, batch, cfg.seed, workers)
@@ -53,6 +63,7 @@ def scarce_side(workers: int, batch: int):
         stats, state["step"] = train_one_epoch(step, loader, preprocess, state["epoch"], state["step"], progress=False)
         state["epoch"] += 1
         return stats["images"]
+
     # the same images, already transformed, for the bare loop: uint8 [N, C, H, W]
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     return epoch, images, torch.tensor(data.splits["train"].targets), cfg, data
@@ -71,13 +82,14 @@ def bare_side(images: torch.Tensor, targets: torch.Tensor, cfg, data, batch: int
         model.train()
         order = torch.randperm(len(images), generator=generator)
         for s in range(steps):
-            idx = order[s * batch:(s + 1) * batch]
+            idx = order[s * batch : (s + 1) * batch]
             x = (images[idx].float() - mean) / std
             loss = F.cross_entropy(model(x), targets[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         return steps * batch
+
     return epoch
 
 
@@ -116,25 +128,37 @@ def amp_table(models: list[str], size: int, batch: int, steps: int, repeats: int
                         loss.backward()
                         opt.step()
                     return steps * batch
+
                 fns[(amp, fmt)] = fn
         rates = interleaved(fns, repeats)
         base = rates[("fp32", "contiguous")]
-        rows += [{"model": name, "amp": a, "memory_format": f, "images_per_s": r, "vs_fp32": r / base}
-                 for (a, f), r in rates.items()]
+        rows += [
+            {"model": name, "amp": a, "memory_format": f, "images_per_s": r, "vs_fp32": r / base}
+            for (a, f), r in rates.items()
+        ]
     return rows
 
 
 def report(args: argparse.Namespace, rates: dict[str, float], amp_rows: list[dict]) -> str:
     """The Markdown: trainer vs bare loop, then images/s per autocast x memory format."""
-    loops = markdown_table(["loop", "train images/s (median)"], [
-        [f"scarce train_one_epoch + loader ({args.workers} workers)", f"{rates['scarce']:.1f}"],
-        ["bare PyTorch loop (uint8 tensor in memory)", f"{rates['bare']:.1f}"]])
-    amp = markdown_table(["model", "autocast", "memory format", f"train images/s ({args.amp_size} px, batch 16)",
-                          "vs fp32"],
-                         [[r["model"], r["amp"], r["memory_format"], f"{r['images_per_s']:.1f}", f"{r['vs_fp32']:.2f}"]
-                          for r in amp_rows])
-    return (f"{loops}\n\nresnet18, Fashion-MNIST 50/class at 32 px, batch {args.batch}, {args.threads} thread(s), "
-            f"{args.repeats} interleaved epochs each.\n\n{amp}\n")
+    loops = markdown_table(
+        ["loop", "train images/s (median)"],
+        [
+            [f"scarce train_one_epoch + loader ({args.workers} workers)", f"{rates['scarce']:.1f}"],
+            ["bare PyTorch loop (uint8 tensor in memory)", f"{rates['bare']:.1f}"],
+        ],
+    )
+    amp = markdown_table(
+        ["model", "autocast", "memory format", f"train images/s ({args.amp_size} px, batch 16)", "vs fp32"],
+        [
+            [r["model"], r["amp"], r["memory_format"], f"{r['images_per_s']:.1f}", f"{r['vs_fp32']:.2f}"]
+            for r in amp_rows
+        ],
+    )
+    return (
+        f"{loops}\n\nresnet18, Fashion-MNIST 50/class at 32 px, batch {args.batch}, {args.threads} thread(s), "
+        f"{args.repeats} interleaved epochs each.\n\n{amp}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,10 +176,16 @@ def main(argv: list[str] | None = None) -> dict:
     rates = interleaved({"scarce": epoch, "bare": bare_side(images, targets, cfg, data, args.batch)}, args.repeats)
     ratio = rates["scarce"] / rates["bare"]
     amp_rows = amp_table(args.amp_models, args.amp_size, 16, 2, 3) if args.amp_models else []
-    out = {"rates": rates, "trainer_vs_bare_loop": ratio, "amp": amp_rows, "args": vars(args) | {"results": None},
-           "machine": machine()}
-    write_results(args.results, "throughput", out, report(args, rates, amp_rows),
-                  {"trainer_vs_bare_loop": f"{ratio:.3f}"})
+    out = {
+        "rates": rates,
+        "trainer_vs_bare_loop": ratio,
+        "amp": amp_rows,
+        "args": vars(args) | {"results": None},
+        "machine": machine(),
+    }
+    write_results(
+        args.results, "throughput", out, report(args, rates, amp_rows), {"trainer_vs_bare_loop": f"{ratio:.3f}"}
+    )
     return out
 
 

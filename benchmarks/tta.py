@@ -14,6 +14,7 @@ the last line printed is ``tta_vs_passes: X``.
 
     PYTHONPATH=src python benchmarks/tta.py [--views 4 --model resnet18 --img-size 32 --images 500 --threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,22 +46,35 @@ def make_runner(a: argparse.Namespace, device: torch.device):
     data = DataConfig(name=a.data, img_size=a.img_size, crop_pct=0.875, num_workers=a.workers)
     bundle = build_data(data)
     split = bundle.splits["test"]
-    split = type(split)(ids=split.ids[:a.images], targets=split.targets[:a.images], classes=split.classes,
-                        root=split.root, array=None if split.array is None else split.array[:a.images])
+    split = type(split)(
+        ids=split.ids[: a.images],
+        targets=split.targets[: a.images],
+        classes=split.classes,
+        root=split.root,
+        array=None if split.array is None else split.array[: a.images],
+    )
     augment = AugmentConfig(hflip=0.5, randaugment=a.randaugment)
     torch.manual_seed(0)
-    model = timm.create_model(a.model, pretrained=False, num_classes=len(bundle.classes),
-                              in_chans=1 if bundle.mode == "L" else 3).to(device).eval()
+    model = (
+        timm.create_model(
+            a.model, pretrained=False, num_classes=len(bundle.classes), in_chans=1 if bundle.mode == "L" else 3
+        )
+        .to(device)
+        .eval()
+    )
     preprocess = BatchPreprocessor(bundle.mean, bundle.std, device)
     amp = "bf16" if device.type == "cuda" else "none"
 
     def run(views: list[int]) -> torch.Tensor:
-        dataset = ImageDataset(split, bundle.mode, TTATransform(data, augment, bundle.augment_fill(augment), views, seed=0))
+        dataset = ImageDataset(
+            split, bundle.mode, TTATransform(data, augment, bundle.augment_fill(augment), views, seed=0)
+        )
         loader = build_eval_loader(dataset, a.batch_size, a.workers)
         probs, _ = tta_predict(model, loader, preprocess, prediction_probs, chunk_size=a.batch_size, amp=amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return probs
+
     return run, len(split.ids), bundle.mode
 
 
@@ -70,7 +84,7 @@ def interleaved(run, v: int, repeats: int) -> tuple:
     tta_times, pass_times, per_pass = [], [], [[] for _ in range(v)]
     tta_probs = passes_probs = None
     for r in range(repeats):
-        for first in ((True, False) if r % 2 == 0 else (False, True)):
+        for first in (True, False) if r % 2 == 0 else (False, True):
             if first:
                 t0 = time.perf_counter()
                 tta_probs = run(list(range(v)))
@@ -91,22 +105,28 @@ def report(a: argparse.Namespace, r: dict, per_pass: list[list[float]]) -> str:
     """The Markdown: seconds and images/s of each single pass, their sum, and the TTA run."""
     v, n, passes_s, tta_s = r["views"], r["images"], r["passes_seconds"], r["tta_seconds"]
     where = r["gpu"] or f"{r['machine']['cpus']} CPUs, {r['machine']['torch_threads']} torch threads"
-    rows = [[f"single pass, view {k}", f"{statistics.median(p):.3f}", f"{n / statistics.median(p):.0f}"]
-            for k, p in enumerate(per_pass)]
-    rows += [[f"{v} single passes (sum)", f"{passes_s:.3f}", f"{n / passes_s:.0f}"],
-             [f"TTA, {v} views in one pass", f"{tta_s:.3f}", f"{n / tta_s:.0f}"]]
-    return "\n".join([
-        f"# TTA ({v} views, one data pass) vs {v} single-view passes: {a.model} at {a.img_size} px, "
-        f"{n} {a.data} test images",
-        "",
-        f"Median of {a.repeats} interleaved repeats; {where}; batch {a.batch_size}, {a.workers} loader workers; "
-        f"views >= 1: flip on odd views + {a.randaugment or 'no RandAugment'}.",
-        "",
-        markdown_table(["run", "seconds", "images/s"], rows),
-        "",
-        f"TTA / passes = {r['tta_vs_passes']:.3f} (goal <= 1.05); max |TTA - mean of passes| = "
-        f"{r['max_abs_prob_diff']:.2e}",
-    ])
+    rows = [
+        [f"single pass, view {k}", f"{statistics.median(p):.3f}", f"{n / statistics.median(p):.0f}"]
+        for k, p in enumerate(per_pass)
+    ]
+    rows += [
+        [f"{v} single passes (sum)", f"{passes_s:.3f}", f"{n / passes_s:.0f}"],
+        [f"TTA, {v} views in one pass", f"{tta_s:.3f}", f"{n / tta_s:.0f}"],
+    ]
+    return "\n".join(
+        [
+            f"# TTA ({v} views, one data pass) vs {v} single-view passes: {a.model} at {a.img_size} px, "
+            f"{n} {a.data} test images",
+            "",
+            f"Median of {a.repeats} interleaved repeats; {where}; batch {a.batch_size}, {a.workers} loader workers; "
+            f"views >= 1: flip on odd views + {a.randaugment or 'no RandAugment'}.",
+            "",
+            markdown_table(["run", "seconds", "images/s"], rows),
+            "",
+            f"TTA / passes = {r['tta_vs_passes']:.3f} (goal <= 1.05); max |TTA - mean of passes| = "
+            f"{r['max_abs_prob_diff']:.2e}",
+        ]
+    )
 
 
 def main() -> None:
@@ -137,11 +157,24 @@ def main() -> None:
     max_diff = float((tta_probs - passes_probs).abs().max())
     ratio = tta_s / passes_s
     result = {
-        "views": v, "images": n, "data": a.data, "mode": mode, "model": a.model, "img_size": a.img_size,
-        "randaugment": a.randaugment, "batch_size": a.batch_size, "workers": a.workers, "repeats": a.repeats,
-        "device": str(device), "tta_seconds": tta_s, "tta_all": tta_times, "passes_seconds": passes_s,
-        "passes_all": pass_times, "pass_seconds": [statistics.median(p) for p in per_pass],
-        "tta_vs_passes": ratio, "max_abs_prob_diff": max_diff,
+        "views": v,
+        "images": n,
+        "data": a.data,
+        "mode": mode,
+        "model": a.model,
+        "img_size": a.img_size,
+        "randaugment": a.randaugment,
+        "batch_size": a.batch_size,
+        "workers": a.workers,
+        "repeats": a.repeats,
+        "device": str(device),
+        "tta_seconds": tta_s,
+        "tta_all": tta_times,
+        "passes_seconds": passes_s,
+        "passes_all": pass_times,
+        "pass_seconds": [statistics.median(p) for p in per_pass],
+        "tta_vs_passes": ratio,
+        "max_abs_prob_diff": max_diff,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "machine": {**machine(), "timm": timm.__version__, "python": platform.python_version()},
     }

@@ -4,6 +4,7 @@
 official 10k test set, seed 0, written as PNG in image-folder layout.
 Run: python scripts/make_demo_data.py
 """
+
 from __future__ import annotations
 
 import shutil
@@ -43,8 +44,11 @@ def main() -> None:
     train_idx, val_idx = sample_per_class(labels, [50, 10], seed=0)
     test_images, test_labels = load_arrays(None, "test")
     (test_idx,) = sample_per_class(test_labels, [100], seed=0)
-    for split, arr, lab, idx in (("train", images, labels, train_idx), ("val", images, labels, val_idx),
-                                 ("test", test_images, test_labels, test_idx)):
+    for split, arr, lab, idx in (
+        ("train", images, labels, train_idx),
+        ("val", images, labels, val_idx),
+        ("test", test_images, test_labels, test_idx),
+    ):
         for i in idx:
             folder = OUT / split / CLASSES[lab[i]]
             folder.mkdir(parents=True, exist_ok=True)

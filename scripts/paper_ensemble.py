@@ -5,6 +5,7 @@
 
 Same as ``python -m scarce.workflows.paper``; rerun the same command to resume.
 """
+
 import sys
 
 from scarce.workflows.paper import main

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny generated image folder and a fast training config."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +9,21 @@ import pytest
 from PIL import Image
 
 # A run that takes seconds on 2 CPU cores: tiny timm model, 16 px, demo data.
-TINY = ["epochs=2", "batch_size=16", "model.name=test_resnet", "data.img_size=16", "data.num_workers=0",
-        "optim.lr=0.01", "sched.warmup_epochs=0", "model.small_input=false"]
+TINY = [
+    "epochs=2",
+    "batch_size=16",
+    "model.name=test_resnet",
+    "data.img_size=16",
+    "data.num_workers=0",
+    "optim.lr=0.01",
+    "sched.warmup_epochs=0",
+    "model.small_input=false",
+]
 
 
-def make_image_folder(root: Path, classes=("cat", "dog", "emu"), per_split=None, size=20, mode="RGB",
-                      seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path, classes=("cat", "dog", "emu"), per_split=None, size=20, mode="RGB", seed: int = 0
+) -> Path:
     """root/{train,val,test}/<class>/<n>.png with a class-dependent mean colour (learnable)."""
     per_split = per_split or {"train": 8, "val": 4, "test": 4}
     rng = np.random.default_rng(seed)
@@ -34,6 +44,7 @@ def one_thread():
     """torch on 1 thread for a module: tiny models gain nothing from threads, and on a
     shared 2-core machine extra threads only contend."""
     import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

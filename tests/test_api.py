@@ -1,4 +1,5 @@
 """The Python API and predicting image files: the same answers as scarce's own split predictions."""
+
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ DEMO_TEST = Path(scarce.__file__).parent / "data" / "demo" / "test"
 def _settings() -> dict:
     pairs = [item.split("=", 1) for item in TINY]
     import yaml
+
     return {key: yaml.safe_load(value) for key, value in pairs}
 
 
@@ -79,6 +81,7 @@ def test_version(capsys):
 def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     from scarce.data.transforms import EvalTransform
     from scarce.engine.evaluation import load_run
+
     out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
     assert main(["export", str(run.path), "--format", fmt, "--out", str(out)]) == 0
     loaded = load_run(run.path)
@@ -89,6 +92,7 @@ def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     x = (x / 255 - torch.tensor(loaded.mean).view(1, -1, 1, 1)) / torch.tensor(loaded.std).view(1, -1, 1, 1)
     if fmt == "onnx":
         import onnxruntime as ort  # in the dev extra: this test always runs
+
         got = ort.InferenceSession(str(out)).run(None, {"images": x.numpy()})[0]
     else:
         got = torch.jit.load(str(out))(x).detach().numpy()

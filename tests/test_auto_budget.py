@@ -1,4 +1,5 @@
 """auto resolution, epochs and warmup: the rules on exact values, and the run's config."""
+
 import yaml
 
 from scarce.cli import main
@@ -16,15 +17,18 @@ def test_resolution_rounds_the_median_shorter_side_up_to_a_multiple_of_32_within
 
 
 def test_epochs_give_at_least_100_epochs_and_800_steps():
-    assert auto_epochs(8) == 100    # Fashion-MNIST 50/class at batch 64
-    assert auto_epochs(2) == 400    # 10/class: more epochs, same number of steps
+    assert auto_epochs(8) == 100  # Fashion-MNIST 50/class at batch 64
+    assert auto_epochs(2) == 400  # 10/class: more epochs, same number of steps
     assert auto_epochs(16) == 100 and auto_epochs(0) == 800
 
 
 def test_resolve_reads_the_folder_and_says_how(tmp_path):
     root = make_image_folder(tmp_path / "data", per_split={"train": 10}, size=48)
-    cfg = load_config(None, ["epochs=auto", "data.img_size=auto", "sched.warmup_epochs=auto", "batch_size=8",
-                             "augment.pad=auto"], {"data": {"name": str(root)}})
+    cfg = load_config(
+        None,
+        ["epochs=auto", "data.img_size=auto", "sched.warmup_epochs=auto", "batch_size=8", "augment.pad=auto"],
+        {"data": {"name": str(root)}},
+    )
     data = build_data(cfg.data)
     resolved, notes = resolve_auto_budget(cfg, data.splits["train"])
     # 30 images, 27 after the 10 % val split: 3 steps of 8 (the last 3 images are dropped, as
@@ -39,8 +43,17 @@ def test_resolve_reads_the_folder_and_says_how(tmp_path):
 def test_a_run_saves_the_resolved_numbers(tmp_path, capsys):
     root = make_image_folder(tmp_path / "data", per_split={"train": 6, "val": 2}, size=20)
     out = tmp_path / "run"
-    args = ["train", "--data", str(root), "--out", str(out), "--no-progress", *TINY, "data.img_size=auto",
-            "sched.warmup_epochs=auto"]
+    args = [
+        "train",
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--no-progress",
+        *TINY,
+        "data.img_size=auto",
+        "sched.warmup_epochs=auto",
+    ]
     assert main(args) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["img_size"] == 32 and saved["sched"]["warmup_epochs"] == 0.3
@@ -51,8 +64,24 @@ def test_the_small_recipe_runs_on_a_folder_with_its_budget_resolved(tmp_path, ca
     root = make_image_folder(tmp_path / "data", per_split={"train": 6, "test": 2}, size=40)
     out = tmp_path / "run"
     # the model and epochs are overridden to keep the test short; size, pad and warmup stay auto
-    assert main(["train", "--recipe", "small", "--data", str(root), "--out", str(out), "--no-progress",
-                 "epochs=1", "model.name=test_resnet", "data.num_workers=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "small",
+                "--data",
+                str(root),
+                "--out",
+                str(out),
+                "--no-progress",
+                "epochs=1",
+                "model.name=test_resnet",
+                "data.num_workers=0",
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert (saved["data"]["img_size"], saved["augment"]["pad"], saved["sched"]["warmup_epochs"]) == (64, 4, 0.15)
     printed = capsys.readouterr().out
@@ -61,6 +90,7 @@ def test_the_small_recipe_runs_on_a_folder_with_its_budget_resolved(tmp_path, ca
 
 def test_resolution_reads_every_class_not_the_first_images(tmp_path):
     from tests.conftest import make_image_folder as make
+
     root = make(tmp_path / "a", classes=("small",), per_split={"train": 4}, size=28)
     make(tmp_path / "a", classes=("zlarge",), per_split={"train": 6}, size=100)  # sorted after: ids at the end
     cfg = load_config(None, ["data.img_size=auto", "data.val_fraction=0"], {"data": {"name": str(root)}})
@@ -71,25 +101,39 @@ def test_resolution_reads_every_class_not_the_first_images(tmp_path):
 def test_auto_epochs_count_the_steps_the_loader_takes(tmp_path):
     from scarce.data import build_dataset
     from scarce.data.loader import build_train_loader
+
     root = make_image_folder(tmp_path / "d", per_split={"train": 17}, size=20)  # 51 images
     for keep in (False, True):
-        cfg = load_config(None, ["epochs=auto", "batch_size=16", "data.val_fraction=0", f"data.keep_last_batch={keep}",
-                                 "data.img_size=16"], {"data": {"name": str(root)}})
+        cfg = load_config(
+            None,
+            ["epochs=auto", "batch_size=16", "data.val_fraction=0", f"data.keep_last_batch={keep}", "data.img_size=16"],
+            {"data": {"name": str(root)}},
+        )
         data = build_data(cfg.data)
-        loader = build_train_loader(build_dataset(data, "train", cfg.data, cfg.augment), 16, 0, 0,
-                                    keep_last_batch=keep)
+        loader = build_train_loader(build_dataset(data, "train", cfg.data, cfg.augment), 16, 0, 0, keep_last_batch=keep)
         resolved, _ = resolve_auto_budget(cfg, data.splits["train"])
         assert resolved.epochs * len(loader) >= 800 > (resolved.epochs - 1) * len(loader)
 
 
 def test_auto_epochs_count_only_the_images_the_scan_keeps(tmp_path):
-    from scarce.engine.trainer import prepare_run
+    from scarce.engine.prepare import prepare_run
+
     root = make_image_folder(tmp_path / "d", per_split={"train": 16, "val": 1}, size=20)  # 48 train images
     for name in ("bad1.png", "bad2.png"):
         (root / "train" / "cat" / name).write_bytes(b"not an image")
-    cfg = load_config(None, ["epochs=auto", "batch_size=16", "data.keep_last_batch=true", "data.img_size=16",
-                             "model.name=test_resnet", "data.skip_bad_images=true", "data.num_workers=0"],
-                      {"data": {"name": str(root)}})
+    cfg = load_config(
+        None,
+        [
+            "epochs=auto",
+            "batch_size=16",
+            "data.keep_last_batch=true",
+            "data.img_size=16",
+            "model.name=test_resnet",
+            "data.skip_bad_images=true",
+            "data.num_workers=0",
+        ],
+        {"data": {"name": str(root)}},
+    )
     run = prepare_run(cfg, tmp_path / "run")
     # 48 readable images: 3 steps of 16 -> 267 epochs (50 files would have made 4 steps -> 200)
     assert len(run.loaders["train"]) == 3 and run.cfg.epochs == 267

@@ -1,5 +1,6 @@
 """Every kind of bad input a hand-collected dataset holds: one line, exit 2, no traceback;
 ``--skip-bad-images`` skips, counts and lists; odd modes are converted; ``data check``."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,9 @@ def write_bomb_png(path: Path, side: int = 20000) -> None:
     """A 119-byte PNG declaring side x side 1-bit pixels (20000^2 = 4e8 > 2 x MAX_IMAGE_PIXELS)."""
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     idat = zlib.compress(b"\0" * (side // 8 + 1) * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-                     + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
 
 
 def _noise(size: int = 48, seed: int = 0) -> Image.Image:
@@ -60,11 +62,13 @@ BAD = {
 def _write_convertible(folder: Path) -> dict[str, Path]:
     """CMYK JPEG, RGBA PNG, 16-bit PNG, palette PNG with known pixels."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {k: folder / n for k, n in (("cmyk", "cmyk.jpg"), ("rgba", "rgba.png"), ("gray16", "gray16.png"),
-                                        ("palette", "palette.png"))}
+    paths = {
+        k: folder / n
+        for k, n in (("cmyk", "cmyk.jpg"), ("rgba", "rgba.png"), ("gray16", "gray16.png"), ("palette", "palette.png"))
+    }
     Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(paths["cmyk"])  # red
     rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # fully transparent...
-    rgba.paste((0, 0, 255, 255), (0, 0, 10, 20))       # ...except an opaque blue left half
+    rgba.paste((0, 0, 255, 255), (0, 0, 10, 20))  # ...except an opaque blue left half
     rgba.save(paths["rgba"])
     gray = np.zeros((20, 20), np.uint16)
     gray[:, :10] = 65535
@@ -166,14 +170,17 @@ def test_unknown_class_at_evaluate_and_predict_time(unicode_run, tmp_path, capsy
     other = make_image_folder(tmp_path / "other", classes=("chat noir", "ñandú", "鳥 bird", "fox"), per_split=SMALL)
     assert main(["evaluate", str(out), "--data", str(other), "--workers", "0"]) == 2
     assert "'fox'" in _one_line_error(capsys)  # named, on one line
-    assert main(["predict", str(out), "--split", str(other / "test"), "--out", str(tmp_path / "p.npz"),
-                 "--workers", "0"]) == 2
+    assert (
+        main(["predict", str(out), "--split", str(other / "test"), "--out", str(tmp_path / "p.npz"), "--workers", "0"])
+        == 2
+    )
     assert "['fox'] are not classes of the run" in _one_line_error(capsys)
     assert not (tmp_path / "p.npz").exists()
 
 
-@pytest.mark.parametrize("model, classes", [("test_resnet", 5), ("test_efficientnet", 3)],
-                         ids=["class count", "architecture"])
+@pytest.mark.parametrize(
+    "model, classes", [("test_resnet", 5), ("test_efficientnet", 3)], ids=["class count", "architecture"]
+)
 def test_checkpoint_of_other_model_is_one_line_exit_2(model, classes, unicode_run, tmp_path, capsys):
     _, out = unicode_run
     run = shutil.copytree(out, tmp_path / "run")
@@ -184,13 +191,16 @@ def test_checkpoint_of_other_model_is_one_line_exit_2(model, classes, unicode_ru
     assert "best.safetensors: do not fit this model" in line, line
 
 
-@pytest.mark.parametrize("args, message", [
-    (["epochs=ten"], "config key 'epochs': expected int or one of auto, got 'ten'"),
-    (["data.skip_bad_images=maybe"], "config key 'data.skip_bad_images': expected bool"),
-    (["optim.lr=[0.1]"], "config key 'optim.lr': expected float"),
-    (["augment.scale=0.5"], "config key 'augment.scale': expected a list of float"),
-    (["data=demo"], "config key 'data': expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["epochs=ten"], "config key 'epochs': expected int or one of auto, got 'ten'"),
+        (["data.skip_bad_images=maybe"], "config key 'data.skip_bad_images': expected bool"),
+        (["optim.lr=[0.1]"], "config key 'optim.lr': expected float"),
+        (["augment.scale=0.5"], "config key 'augment.scale': expected a list of float"),
+        (["data=demo"], "config key 'data': expected a mapping"),
+    ],
+)
 def test_config_with_wrong_types_is_one_line_exit_2(args, message, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run"), *TINY, *args]) == 2
     assert message in _one_line_error(capsys)
@@ -211,8 +221,8 @@ def test_data_check_reports_bad_files_and_duplicates(tmp_path, capsys):
     smooth = np.stack([128 + 100 * np.sin(x / 5.0), 128 + 100 * np.cos(y / 7.0), (x * 4 + y * 3) % 256], -1)
     source = Image.fromarray(smooth.astype(np.uint8))  # a photo-like test image and three copies in train
     source.save(root / "test" / "dog" / "photo.png")
-    source.save(root / "train" / "dog" / "copy.png")                                         # exact
-    source.save(root / "train" / "dog" / "reencoded.jpg", quality=70)                        # near
+    source.save(root / "train" / "dog" / "copy.png")  # exact
+    source.save(root / "train" / "dog" / "reencoded.jpg", quality=70)  # near
     source.resize((64, 64), Image.Resampling.BICUBIC).save(root / "train" / "emu" / "big.png")  # near, other class
     (root / "train" / "cat" / "loop").symlink_to(root / "train" / "cat", target_is_directory=True)
     assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 1
@@ -220,8 +230,11 @@ def test_data_check_reports_bad_files_and_duplicates(tmp_path, capsys):
     assert "unreadable images: 3" in out and "problems: 6" in out
     report = json.loads((tmp_path / "r.json").read_text())
     dups = sorted((Path(d["train"]).name, d["kind"], Path(d["test"]).name) for d in report["duplicates"])
-    assert dups == [("big.png", "near", "photo.png"), ("copy.png", "exact", "photo.png"),
-                    ("reencoded.jpg", "near", "photo.png")]
+    assert dups == [
+        ("big.png", "near", "photo.png"),
+        ("copy.png", "exact", "photo.png"),
+        ("reencoded.jpg", "near", "photo.png"),
+    ]
     train = report["splits"]["train"]
     assert train["classes"] == {"cat": 6 + 3, "dog": 6 + 2, "emu": 6 + 1}  # the loop adds nothing
     assert train["modes"] == {"RGB": 6 * 3 + 3} and train["sizes"] == {"min": [32, 32], "max": [64, 64], "distinct": 2}
@@ -238,6 +251,7 @@ def test_skipping_every_image_of_a_train_class_is_an_error(tmp_path):
     from scarce.config import DataConfig
     from scarce.data import build_data
     from scarce.data.check import preflight
+
     root = make_image_folder(tmp_path / "data", per_split={"train": 2, "val": 1, "test": 1})
     for name in ("0.png", "1.png"):
         (root / "train" / "emu" / name).write_bytes(b"")

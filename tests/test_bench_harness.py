@@ -1,4 +1,5 @@
 """The small-data benchmark harness on a generated image folder: table, resume-skip, splits."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,27 @@ import small_data  # noqa: E402
 
 def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data")
-    argv = ["--data", str(data), "--configs", "ce", "ce_ra", "--seeds", "0", "--recipe", "demo",
-            "--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--name", "t",
-            "--threads", "1", "--set", *TINY]
+    argv = [
+        "--data",
+        str(data),
+        "--configs",
+        "ce",
+        "ce_ra",
+        "--seeds",
+        "0",
+        "--recipe",
+        "demo",
+        "--work",
+        str(tmp_path / "work"),
+        "--results",
+        str(tmp_path / "res"),
+        "--name",
+        "t",
+        "--threads",
+        "1",
+        "--set",
+        *TINY,
+    ]
     threads = torch.get_num_threads()
     try:  # the harness sets 1 thread per cell (shared CPU); give the suite its default back
         out = small_data.main(argv)
@@ -52,8 +71,24 @@ def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
 
 def test_report_only_counts_unfinished_cells(tmp_path):
     data = make_image_folder(tmp_path / "data")
-    out = small_data.main(["--data", str(data), "--configs", "ce", "--seeds", "0", "1", "--report-only",
-                           "--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--name", "r"])
+    out = small_data.main(
+        [
+            "--data",
+            str(data),
+            "--configs",
+            "ce",
+            "--seeds",
+            "0",
+            "1",
+            "--report-only",
+            "--work",
+            str(tmp_path / "work"),
+            "--results",
+            str(tmp_path / "res"),
+            "--name",
+            "r",
+        ]
+    )
     assert [r["n"] for r in out["rows"]] == [0]
     assert "| data | ce | 0 | - |" in (tmp_path / "res" / "r.md").read_text()
 
@@ -82,6 +117,7 @@ def test_split_too_small_names_the_class(tmp_path):
 
 def test_unknown_config_is_a_user_error():
     from scarce.errors import UserError
+
     with pytest.raises(UserError, match="benchmark config 'nope': unknown"):
         small_data.plan(["nope"], ["fashion-mnist"], [50], [0], None, Path("w"), [])
 
@@ -92,8 +128,10 @@ def test_ensemble_member_keeps_the_images_and_changes_the_training_seed(tmp_path
     assert "data.split_seed=1" in member.overrides and member.overrides[-1] == "seed=2001"
     assert [o for o in base.overrides if o.startswith("seed=")] == ["seed=1"]
     from scarce.config import load_config
+
     recipe = str(small_data.HERE / "recipes" / "fashion-mnist-50-base.yaml")
     assert load_config(recipe, list(member.overrides)).seed == 2001  # the last seed= wins
     from scarce.errors import UserError
+
     with pytest.raises(UserError, match="member number"):
         small_data.plan(["tuned@mx"], ["fashion-mnist"], [None], [0], 1, tmp_path, [])

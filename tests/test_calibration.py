@@ -2,12 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scarce.calibration import (
-    expected_calibration_error,
-    fit_temperature,
-    nll,
-    reliability_bins,
-)
+from scarce.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins
 
 T = torch.tensor
 
@@ -84,6 +79,7 @@ def test_class_metrics_exact_values():
     import torch
 
     from scarce.engine.calibrate import class_metrics
+
     pred, targets = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 2])
     m = class_metrics(pred, targets, num_classes=4)  # class 3 absent: left out of the means
     assert m["support"] == [1, 3, 1, 0]
@@ -99,6 +95,7 @@ def test_per_epoch_evaluate_and_end_of_run_scoring_give_the_same_numbers():
     from scarce.engine.batch import BatchPreprocessor
     from scarce.engine.calibrate import accuracy_metrics, collect_scores
     from scarce.engine.loop import evaluate
+
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 7))  # varied answers, unlike a fresh CNN
     images = torch.randint(0, 256, (37, 1, 16, 16), dtype=torch.uint8)

@@ -1,4 +1,5 @@
 """loss.class_weights: the functional forms on exact values, and the switch in a run."""
+
 import shutil
 
 import pytest
@@ -63,13 +64,21 @@ def test_config_switch_builds_the_weighted_loss():
 
 def test_class_weights_and_pad_crop_are_switches_in_a_run(tmp_path, capsys):
     from scarce.cli import main
-    from scarce.engine.trainer import prepare_run
+    from scarce.engine.prepare import prepare_run
     from tests.conftest import TINY, make_image_folder
+
     data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_split={"train": 4, "val": 2})
     for extra in range(8):  # imbalanced: 4 cats, 12 dogs
         shutil.copy(data / "train" / "dog" / "0.png", data / "train" / "dog" / f"x{extra}.png")
-    switches = [*TINY, "epochs=1", "loss.class_weights=auto", "loss.name=focal_cosine", "augment.crop=pad",
-                "augment.pad=2", "batch_size=4"]
+    switches = [
+        *TINY,
+        "epochs=1",
+        "loss.class_weights=auto",
+        "loss.name=focal_cosine",
+        "augment.crop=pad",
+        "augment.pad=2",
+        "batch_size=4",
+    ]
     run = prepare_run(load_config(None, switches, {"data": {"name": str(data)}}), tmp_path / "p")
     assert isinstance(run.step.loss_fn, ClassWeighted)  # what the training step calls
     assert torch.allclose(run.step.loss_fn.weights, torch.tensor([16 / 8, 16 / 24]))

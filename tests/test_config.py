@@ -68,9 +68,19 @@ def test_paper_recipe_values():
     cfg = load_config("vipriors-effnet-b3")
     assert (cfg.model.name, cfg.data.img_size) == ("efficientnet_b3", 300)
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.eps, cfg.optim.weight_decay) == ("rmsproptf", 0.016, 1e-3, 1e-5)
-    assert (cfg.sched.name, cfg.sched.decay_rate, cfg.sched.decay_epochs, cfg.sched.warmup_epochs) == ("step", 0.97, 2.4, 3)
+    assert (cfg.sched.name, cfg.sched.decay_rate, cfg.sched.decay_epochs, cfg.sched.warmup_epochs) == (
+        "step",
+        0.97,
+        2.4,
+        3,
+    )
     assert (cfg.epochs, cfg.model.drop_rate, cfg.model.drop_path_rate) == (450, 0.3, 0.2)
-    assert (cfg.ema.enabled, cfg.ema.decay, cfg.augment.randaugment, cfg.augment.re_prob) == (True, 0.9999, "rand-m9-mstd0.5", 0.2)
+    assert (cfg.ema.enabled, cfg.ema.decay, cfg.augment.randaugment, cfg.augment.re_prob) == (
+        True,
+        0.9999,
+        "rand-m9-mstd0.5",
+        0.2,
+    )
 
 
 def test_unknown_recipe_lists_builtins():
@@ -103,6 +113,7 @@ def test_decay_norm_and_bias_puts_every_parameter_under_weight_decay():
     import timm
 
     from scarce.engine.factories import build_optimizer
+
     model = timm.create_model("test_resnet", num_classes=3)
     exempt = build_optimizer(load_config(None, ["optim.weight_decay=0.1"]), model)  # the default: false
     assert sorted({g["weight_decay"] for g in exempt.param_groups}) == [0.0, 0.1]
@@ -118,6 +129,7 @@ def test_config_choices_are_the_registries():
     from scarce.config import LossConfig, SchedConfig
     from scarce.engine.factories import SCHEDULERS
     from scarce.losses import LOSS_NAMES
+
     assert typing.get_args(typing.get_type_hints(LossConfig)["name"]) == LOSS_NAMES
     assert typing.get_args(typing.get_type_hints(SchedConfig)["name"]) == SCHEDULERS
     with pytest.raises(UserError, match="expected one of ce, label_smoothing"):

@@ -81,8 +81,12 @@ def test_fashion_mnist_reader_and_sampling(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 12)
     images = rng.integers(0, 256, size=(120, 28, 28))
-    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels),
-                      ("t10k-images-idx3-ubyte.gz", images[:30]), ("t10k-labels-idx1-ubyte.gz", labels[:30])):
+    for name, arr in (
+        ("train-images-idx3-ubyte.gz", images),
+        ("train-labels-idx1-ubyte.gz", labels),
+        ("t10k-images-idx3-ubyte.gz", images[:30]),
+        ("t10k-labels-idx1-ubyte.gz", labels[:30]),
+    ):
         _write_idx(tmp_path / name, arr)
     assert np.array_equal(read_idx(tmp_path / "train-images-idx3-ubyte.gz"), images)
     splits = fashion_mnist_splits(str(tmp_path), per_class=5, val_per_class=3, seed=1)
@@ -134,8 +138,12 @@ def test_subset_tool_makes_disjoint_split_with_manifest(tmp_path):
 
 def test_sample_stage_lsb_swap_keeps_partner_low_bits(image_folder):
     data = DataConfig(name=str(image_folder), img_size=20)
-    augment = AugmentConfig(scale=[1.0, 1.0], ratio=[1.0, 1.0], hflip=0.0,
-                            lsb_swap=LsbSwapConfig(enabled=True, bits=3, p=1.0, stage="sample"))
+    augment = AugmentConfig(
+        scale=[1.0, 1.0],
+        ratio=[1.0, 1.0],
+        hflip=0.0,
+        lsb_swap=LsbSwapConfig(enabled=True, bits=3, p=1.0, stage="sample"),
+    )
     bundle = build_data(data)
     ds = build_dataset(bundle, "train", data, augment)
     plain = build_dataset(bundle, "train", data, None)
@@ -157,6 +165,7 @@ def test_decoded_cache_reads_each_image_file_once(tmp_path, image_folder, monkey
 
     def no_file_reads(*args, **kwargs):
         raise AssertionError("an image file was decoded again")
+
     monkeypatch.setattr(datasets, "read_image", no_file_reads)
     cfg = load_config(None, TINY + ["data.cache=ram"], {"data": {"name": str(image_folder)}})
     summary = train(cfg, tmp_path / "run", progress=False)
@@ -170,11 +179,12 @@ def test_cache_auto_stays_within_its_memory_budget():
     from scarce.config import DataConfig
     from scarce.data.datasets import Split
     from scarce.data.loader import decoded_cache_sides
+
     files = Split(ids=["a.png"] * 1000, targets=[0] * 1000, classes=["a"], root=".")
     assert decoded_cache_sides(DataConfig(img_size=32), {"train": files, "val": files}) == {"train": 37, "val": 32}
     assert decoded_cache_sides(DataConfig(img_size=32, cache="none"), {"train": files}) is None
     big = Split(ids=["a.png"] * 50_000, targets=[0] * 50_000, classes=["a"], root=".")
-    assert decoded_cache_sides(DataConfig(img_size=300), {"train": big}) is None        # ~18 GB
+    assert decoded_cache_sides(DataConfig(img_size=300), {"train": big}) is None  # ~18 GB
     assert decoded_cache_sides(DataConfig(img_size=300, cache="ram"), {"train": big}) == {"train": 345}
 
 
@@ -182,12 +192,14 @@ def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
     """Val/test are cached at exactly the evaluation resize: the transform gives the same pixels."""
     from scarce.data.check import preflight
     from scarce.data.loader import decoded_cache_sides
+
     root = make_image_folder(tmp_path / "d", size=40)
     data = DataConfig(name=str(root), img_size=16, crop_pct=0.875)
     bundle = build_data(data)
     cached, _ = preflight(bundle.splits, bundle.mode, False, keep_sides=decoded_cache_sides(data, bundle.splits))
     plain = build_dataset(bundle, "val", data, None)
     from dataclasses import replace
+
     fast = build_dataset(replace(bundle, splits=cached), "val", data, None)
     assert fast.split.cache is not None
     assert all(torch.equal(plain[i][0], fast[i][0]) for i in range(len(plain)))
@@ -196,15 +208,15 @@ def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
 def test_balanced_sampler_draws_classes_equally_and_reproducibly():
     from scarce.data.datasets import ImageDataset, Split
     from scarce.data.loader import BalancedEpochSampler
+
     targets = [0] * 900 + [1] * 90 + [2] * 10  # 90 : 9 : 1
-    ds = ImageDataset(Split(ids=[str(i) for i in range(1000)], targets=targets, classes=["a", "b", "c"], root="."),
-                      "L")
+    ds = ImageDataset(Split(ids=[str(i) for i in range(1000)], targets=targets, classes=["a", "b", "c"], root="."), "L")
     sampler = BalancedEpochSampler(ds, num_replicas=1, rank=0, seed=3)
     sampler.set_epoch(1)
     drawn = [i for _, i in sampler]
     counts = np.bincount(np.asarray(targets)[drawn], minlength=3)
     assert len(drawn) == 1000 and all(250 < c < 420 for c in counts), counts
-    assert drawn == [i for _, i in sampler]                     # same (seed, epoch): same draws
+    assert drawn == [i for _, i in sampler]  # same (seed, epoch): same draws
     sampler.set_epoch(2)
     assert drawn != [i for _, i in sampler]
     halves = [BalancedEpochSampler(ds, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
@@ -218,9 +230,10 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
     from scarce.data.splits import DEMO_ROOT, SplitSource, locate_split
     from scarce.errors import UserError
     from tests.conftest import make_image_folder
-    full = make_image_folder(tmp_path / "full", per_split={"train": 2, "test": 1})   # no val/
+
+    full = make_image_folder(tmp_path / "full", per_split={"train": 2, "test": 1})  # no val/
     only_test = make_image_folder(tmp_path / "only_test", per_split={"test": 1})
-    plain = make_image_folder(tmp_path / "plain", per_split={"x": 1}) / "x"              # class folders, no splits
+    plain = make_image_folder(tmp_path / "plain", per_split={"x": 1}) / "x"  # class folders, no splits
     extra = make_image_folder(tmp_path / "extra", per_split={"new": 1}) / "new"
     assert locate_split(DataConfig(name="demo"), "test") == SplitSource(None, DEMO_ROOT)
     assert locate_split(DataConfig(name="fashion-mnist"), "val") == SplitSource(None, None)
@@ -245,6 +258,7 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
 
 def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
     from scarce.data.loader import KeptBatches
+
     reads = []
 
     class Counting(torch.utils.data.Dataset):
@@ -270,8 +284,9 @@ def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
     assert small.batches is None and len(reads) == 10 + 4 + 20
 
 
-@pytest.mark.parametrize("count, keep, batches", [(50, False, 3), (50, True, 4), (49, True, 3), (33, True, 2),
-                                                  (10, False, 1)])
+@pytest.mark.parametrize(
+    "count, keep, batches", [(50, False, 3), (50, True, 4), (49, True, 3), (33, True, 2), (10, False, 1)]
+)
 def test_keep_last_batch_keeps_every_image_but_never_a_batch_of_one(count, keep, batches):
     from scarce.data.loader import build_train_loader
 
@@ -293,6 +308,7 @@ def test_keep_last_batch_keeps_every_image_but_never_a_batch_of_one(count, keep,
 
 def test_data_subset_accepts_the_built_in_demo(tmp_path):
     from scarce.cli import main
+
     assert main(["data", "subset", "demo", str(tmp_path / "sub"), "--per-class", "2", "--val-per-class", "1"]) == 0
     classes = sorted(p.name for p in (tmp_path / "sub" / "train").iterdir())
     assert len(classes) == 10 and all(len(list((tmp_path / "sub" / "train" / c).iterdir())) == 2 for c in classes)
@@ -302,15 +318,22 @@ def test_data_subset_accepts_the_built_in_demo(tmp_path):
 def test_data_subset_writes_fashion_mnist_as_an_image_folder(tmp_path, monkeypatch):
     import scarce.data.fashion_mnist as fmnist
     from scarce.cli import main
+
     labels = np.repeat(np.arange(10), 6)
     images = np.random.default_rng(0).integers(0, 256, size=(60, 28, 28))
-    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels),
-                      ("t10k-images-idx3-ubyte.gz", images[:20]), ("t10k-labels-idx1-ubyte.gz", labels[:20])):
+    for name, arr in (
+        ("train-images-idx3-ubyte.gz", images),
+        ("train-labels-idx1-ubyte.gz", labels),
+        ("t10k-images-idx3-ubyte.gz", images[:20]),
+        ("t10k-labels-idx1-ubyte.gz", labels[:20]),
+    ):
         _write_idx(tmp_path / name, arr)
     monkeypatch.setattr(fmnist, "DEBIAN_ROOT", tmp_path)
     out = tmp_path / "sub"
-    assert main(["data", "subset", "fashion-mnist", str(out), "--per-class", "2", "--val-per-class", "1",
-                 "--seed", "3"]) == 0
+    assert (
+        main(["data", "subset", "fashion-mnist", str(out), "--per-class", "2", "--val-per-class", "1", "--seed", "3"])
+        == 0
+    )
     train_idx = sample_per_class(labels, [2, 1], 3)[0]  # the same images a run with split_seed 3 trains on
     written = sorted(int(p.stem.split("-")[1]) for p in (out / "train").rglob("*.png"))
     assert written == sorted(train_idx.tolist())

@@ -10,8 +10,23 @@ from tests.conftest import TINY
 def test_two_process_ddp_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "scarce", "train", "--recipe", "demo", "--out", str(out), "--no-progress", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "scarce",
+        "train",
+        "--recipe",
+        "demo",
+        "--out",
+        str(out),
+        "--no-progress",
+        *TINY,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

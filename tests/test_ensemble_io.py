@@ -7,13 +7,7 @@ import numpy as np
 import pytest
 
 from scarce.errors import UserError
-from scarce.inference import (
-    align_predictions,
-    load_predictions,
-    run_ensemble,
-    save_predictions,
-    write_predictions_csv,
-)
+from scarce.inference import align_predictions, load_predictions, run_ensemble, save_predictions, write_predictions_csv
 
 CLASSES = ["cat", "dog", "eel"]
 IDS = ["a 1.png", "b.png", "ç/ünï code.png", "d.png"]
@@ -26,8 +20,14 @@ M2 = [[0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1]]
 
 def _save(path, probs, order=(0, 1, 2, 3), targets=TARGETS, classes=CLASSES):
     order = list(order)
-    save_predictions(path, np.array(probs)[order], [IDS[i] for i in order], classes,
-                     targets=None if targets is None else np.array(targets)[order], metadata={"model": path.name})
+    save_predictions(
+        path,
+        np.array(probs)[order],
+        [IDS[i] for i in order],
+        classes,
+        targets=None if targets is None else np.array(targets)[order],
+        metadata={"model": path.name},
+    )
     return str(path)
 
 
@@ -93,8 +93,14 @@ class _Touch:
 def test_load_refuses_pickles_without_running_them(tmp_path):
     def payload(marker):
         path = tmp_path / f"{marker.stem}.npz"
-        np.savez(path, probs=np.array([_Touch(marker)], dtype=object), ids=np.array(["x"]),
-                 classes=np.array(["c"]), targets=np.array([0]), metadata=np.array("{}"))
+        np.savez(
+            path,
+            probs=np.array([_Touch(marker)], dtype=object),
+            ids=np.array(["x"]),
+            classes=np.array(["c"]),
+            targets=np.array([0]),
+            metadata=np.array("{}"),
+        )
         return path
 
     control = tmp_path / "control_marker"
@@ -137,8 +143,13 @@ def test_csv_columns(tmp_path, files):
     write_predictions_csv(tmp_path / "p.csv", preds, top_k=2)
     rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
     assert list(rows[0]) == ["id", "label", "confidence", "top1", "top2"]
-    assert rows[2] == {"id": IDS[2], "label": "eel", "confidence": "0.600000",
-                       "top1": "eel:0.600000", "top2": "dog:0.300000"}
+    assert rows[2] == {
+        "id": IDS[2],
+        "label": "eel",
+        "confidence": "0.600000",
+        "top1": "eel:0.600000",
+        "top2": "dog:0.300000",
+    }
 
 
 def _run(files, members=("m1", "m2"), **kw):
@@ -187,8 +198,9 @@ def test_soft_and_weighted(files):
 
 
 def test_weighted_from_validation_accuracy(files):
-    report, final = _run(files, method="weighted", val_base=files["val_base"],
-                         val_members=[files["val_m1"], files["val_m2"]])
+    report, final = _run(
+        files, method="weighted", val_base=files["val_base"], val_members=[files["val_m1"], files["val_m2"]]
+    )
     assert report["weights"] == pytest.approx([0.375, 0.25, 0.375])  # val accuracy 3/4, 2/4, 3/4
     assert final["pred"].tolist() == [0, 1, 1, 1]
     with pytest.raises(UserError, match="weighted needs --weights"):
@@ -197,8 +209,13 @@ def test_weighted_from_validation_accuracy(files):
 
 def test_auto_threshold(files):
     lines = []
-    report, final = _run(files, threshold="auto", val_base=files["val_base"],
-                         val_members=[files["val_m1"], files["val_m2"]], log=lines.append)
+    report, final = _run(
+        files,
+        threshold="auto",
+        val_base=files["val_base"],
+        val_members=[files["val_m1"], files["val_m2"]],
+        log=lines.append,
+    )
     # Validation = test here: keeping the base above 0.5 fixes b and keeps ç: 0.55 is best.
     assert report["threshold"] == 0.55 and report["threshold_source"] == "auto"
     assert final["pred"].tolist() == [0, 1, 2, 1] and report["accuracy"]["plurality"] == 1.0
@@ -207,17 +224,32 @@ def test_auto_threshold(files):
     assert any(line.startswith("threshold auto: 0.55 (val accuracy 1.0000") for line in lines)
     assert not any("<- chosen" in line for line in lines)  # the table only when asked
     lines = []
-    _run(files, threshold="auto", val_base=files["val_base"], val_members=[files["val_m1"], files["val_m2"]],
-         log=lines.append, show_thresholds=True)
+    _run(
+        files,
+        threshold="auto",
+        val_base=files["val_base"],
+        val_members=[files["val_m1"], files["val_m2"]],
+        log=lines.append,
+        show_thresholds=True,
+    )
     table = [line for line in lines if line[:3] in ("| 0", "| 1")]
     assert len(table) == 22 and [line for line in table if "<- chosen" in line] == [table[11]]
     assert "| 0.55 |" in table[11]
-    listed, final_b = _run(files, members=("m1", "base", "m2"), threshold="auto",
-                           val_members=[files["val_m1"], files["val_base"], files["val_m2"]])
+    listed, final_b = _run(
+        files,
+        members=("m1", "base", "m2"),
+        threshold="auto",
+        val_members=[files["val_m1"], files["val_base"], files["val_m2"]],
+    )
     assert listed["threshold"] == 0.55 and final_b["pred"].tolist() == [0, 1, 2, 1]
     with pytest.raises(UserError, match=r"--val-base should be --val-members\[1\]"):
-        _run(files, members=("m1", "base", "m2"), threshold="auto", val_base=files["val_m1"],
-             val_members=[files["val_m1"], files["val_base"], files["val_m2"]])
+        _run(
+            files,
+            members=("m1", "base", "m2"),
+            threshold="auto",
+            val_base=files["val_m1"],
+            val_members=[files["val_m1"], files["val_base"], files["val_m2"]],
+        )
     with pytest.raises(UserError, match="auto needs labelled validation"):
         _run(files, threshold="auto")
     with pytest.raises(UserError, match="--val-members has 1 files but --members has 2"):
@@ -226,24 +258,44 @@ def test_auto_threshold(files):
 
 def test_cli_arguments(files, capsys):
     from scarce.cli import main
+
     out = files["tmp"] / "cli.npz"
-    assert main(["ensemble", "--base", files["base"], "--members", files["m1"], files["m2"],
-                 "--threshold", "1.01", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--base",
+                files["base"],
+                "--members",
+                files["m1"],
+                files["m2"],
+                "--threshold",
+                "1.01",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with np.load(out) as data:
         assert data["pred"].tolist() == [0, 1, 1, 1]  # pure plurality: a's vote is 0 (base, m2)
-    assert main(["ensemble", "--base", files["base"], "--members", files["m1"],
-                 "--threshold", "high", "--out", str(out)]) == 2
+    assert (
+        main(["ensemble", "--base", files["base"], "--members", files["m1"], "--threshold", "high", "--out", str(out)])
+        == 2
+    )
     assert "--threshold must be" in capsys.readouterr().err
 
 
 def test_npz_and_csv_are_replaced_together_or_not_at_all(files, monkeypatch):
     import scarce.inference.ensemble as ensemble_module
+
     out, csv_out = files["tmp"] / "final.npz", files["tmp"] / "final.csv"
     _run(files, csv_path=csv_out)
     old_npz, old_csv = out.read_bytes(), csv_out.read_text()
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
+
     monkeypatch.setattr(ensemble_module, "write_predictions_csv", fail)  # the CSV write fails after the npz
     with pytest.raises(OSError, match="disk full"):
         _run(files, method="soft", csv_path=csv_out)

@@ -6,6 +6,7 @@ Training subprocesses are forked from a forkserver that has imported scarce once
 trial costs a fork, not a 5-7 s interpreter start. The kill trials print a table:
 ``.venv/bin/python -m pytest -s tests/test_faults.py -k sigkill``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,8 +32,14 @@ from scarce.cli import main
 from scarce.io import read_jsonl
 from tests.conftest import TINY, make_image_folder
 
-ARGS = TINY + ["epochs=4", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "checkpoint.every_epochs=1",
-               "augment.randaugment=rand-m9-mstd0.5"]
+ARGS = TINY + [
+    "epochs=4",
+    "deterministic=true",
+    "ema.enabled=true",
+    "ema.decay=0.9",
+    "checkpoint.every_epochs=1",
+    "augment.randaugment=rand-m9-mstd0.5",
+]
 WEIGHTS = ("last.safetensors", "last_ema.safetensors", "best.safetensors")
 KILL_TRIALS = 10
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +66,17 @@ def _noop() -> None:
 def spawn():
     """``spawn(argv, log) -> Process`` running ``scarce <argv>`` in a forked child."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["scarce.cli", "scarce.engine.trainer", "scarce.engine.evaluation", "timm",
-                                "timm.optim", "timm.scheduler", "tests.test_faults"])
+    ctx.set_forkserver_preload(
+        [
+            "scarce.cli",
+            "scarce.engine.trainer",
+            "scarce.engine.evaluation",
+            "timm",
+            "timm.optim",
+            "timm.scheduler",
+            "tests.test_faults",
+        ]
+    )
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)  # the forkserver imports tests.
 
@@ -68,6 +84,7 @@ def spawn():
         process = ctx.Process(target=_child, args=(argv, str(log), torch.get_num_threads()))
         process.start()
         return process
+
     warm = ctx.Process(target=_noop)  # starts the forkserver: its imports are not part of any timing
     warm.start()
     warm.join(300)
@@ -105,8 +122,9 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert ta.keys() == tb.keys(), name
         assert all(torch.equal(ta[k], tb[k]) for k in ta), f"{name} differs"
     keys = ("epoch", "train_loss", "val_top1", "val_top1_ema", "lr")
-    assert [[r.get(k) for k in keys] for r in read_jsonl(b / "metrics.jsonl")] == \
-           [[r.get(k) for k in keys] for r in read_jsonl(a / "metrics.jsonl")]
+    assert [[r.get(k) for k in keys] for r in read_jsonl(b / "metrics.jsonl")] == [
+        [r.get(k) for k in keys] for r in read_jsonl(a / "metrics.jsonl")
+    ]
     score = lambda d: json.loads((d / "test_metrics.json").read_text())["top1"]  # noqa: E731
     assert score(a) == score(b)
 
@@ -166,10 +184,14 @@ def test_exploding_learning_rate_is_a_one_line_fault(data, tmp_path, capsys):
     assert "lower optim.lr" in line
 
 
-@pytest.mark.parametrize("error", [
-    OSError(errno.ENOSPC, "No space left on device"),
-    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
-], ids=["OSError", "SafetensorError"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+    ],
+    ids=["OSError", "SafetensorError"],
+)
 def test_full_disk_mid_checkpoint_keeps_last_good_checkpoint(error, data, reference, tmp_path, monkeypatch, capsys):
     real_save = safetensors_torch.save_file  # scarce.io imports it at call time
 
@@ -265,8 +287,16 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
         resumed.join(300)
         assert resumed.exitcode == 0, (tmp_path / f"resume{trial}").read_text()
         assert_same_run(ref, out)
-        rows.append((trial, int(anchor), delay, "killed" if process.exitcode == -signal.SIGKILL else "had finished",
-                     "none" if saved is None else f"epoch {saved}", how))
+        rows.append(
+            (
+                trial,
+                int(anchor),
+                delay,
+                "killed" if process.exitcode == -signal.SIGKILL else "had finished",
+                "none" if saved is None else f"epoch {saved}",
+                how,
+            )
+        )
     print(f"\nreference: {startup:.2f} s to config.yaml, then {training:.2f} s")
     print(f"{'trial':>5} {'anchor':>6} {'+ s':>5}  {'outcome':<12} {'checkpoint':<10} resume   result")
     for trial, anchor, delay, outcome, saved, how in rows:
@@ -279,6 +309,7 @@ def test_resume_before_first_checkpoint_starts_fresh(data, reference, tmp_path, 
     assert main(["train", "--resume", str(out)]) == 2  # nothing there yet: not a run
     assert "no config.yaml there" in _one_line(capsys.readouterr().err)
     from scarce.config import load_config
+
     cfg = load_config(None, ARGS, {"data": {"name": str(data)}})
     assert trainer.train(cfg, out, progress=False, stop_after=0) == {}  # config.yaml written, no epoch
     assert (out / "config.yaml").is_file() and not (out / "state.json").exists()

@@ -1,4 +1,5 @@
 """augment.fill: the colour of uncovered pixels, resolved from the train images."""
+
 import numpy as np
 import torch
 from PIL import Image
@@ -10,8 +11,9 @@ from scarce.data.transforms import TrainTransform, create_randaugment
 
 
 def _split(images: list[np.ndarray]) -> Split:
-    return Split(ids=[str(i) for i in range(len(images))], targets=[0] * len(images), classes=["a"],
-                 array=np.stack(images))
+    return Split(
+        ids=[str(i) for i in range(len(images))], targets=[0] * len(images), classes=["a"], array=np.stack(images)
+    )
 
 
 def test_border_pixels_is_the_outer_ring_once_each():

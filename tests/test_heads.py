@@ -62,6 +62,7 @@ def test_wrap_is_idempotent_and_checks_classes():
 
 # ---- prediction sources ---------------------------------------------------------
 
+
 def _outputs(seed=0, b=5, c=4):
     g = torch.Generator().manual_seed(seed)
     return {"logits": torch.randn(b, c, generator=g) * 3, "aux_logits": torch.randn(b, c, generator=g)}

@@ -28,11 +28,11 @@ LN2 = math.log(2.0)
 
 def _rand(b=6, c=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, c, generator=g), torch.randn(b, c, generator=g),
-            torch.randint(0, c, (b,), generator=g))
+    return (torch.randn(b, c, generator=g), torch.randn(b, c, generator=g), torch.randint(0, c, (b,), generator=g))
 
 
 # ---- cosine -------------------------------------------------------------------
+
 
 def test_cosine_hand_values():
     emb = T([[3.0, 4.0], [3.0, 4.0], [-1.0, 0.0]])
@@ -75,6 +75,7 @@ def test_bad_reduction_and_shapes():
 
 # ---- focal --------------------------------------------------------------------
 
+
 def test_focal_hand_values():
     # logits [0, 0]: p_t = 0.5 -> (0.5)^2 * ln 2
     assert focal_loss(T([[0.0, 0.0]]), T([0])).item() == pytest.approx(0.25 * LN2)
@@ -87,8 +88,9 @@ def test_focal_hand_values():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_focal_gamma0_is_cross_entropy(reduction):
     logits, _, y = _rand(8, 7)
-    assert torch.allclose(focal_loss(logits, y, gamma=0.0, reduction=reduction),
-                          F.cross_entropy(logits, y, reduction=reduction))
+    assert torch.allclose(
+        focal_loss(logits, y, gamma=0.0, reduction=reduction), F.cross_entropy(logits, y, reduction=reduction)
+    )
 
 
 def test_focal_stable_for_large_logits():
@@ -114,6 +116,7 @@ def test_focal_down_weights_easy_examples():
 
 # ---- compositions -------------------------------------------------------------
 
+
 def test_focal_cosine_hand_value():
     emb, aux, y = T([[3.0, 4.0]]), T([[0.0, 0.0]]), T([0])
     # 0.4 + 0.1 * 0.25 * ln 2 (the focal term is added, not subtracted)
@@ -132,8 +135,10 @@ def test_cosine_ce_hand_value_and_composition():
     emb, aux, y = _rand()
     expected = cosine_loss(emb, y) + 0.1 * F.cross_entropy(aux, y)
     assert torch.allclose(cosine_ce_loss(emb, aux, y), expected)
-    assert torch.allclose(cosine_ce_loss(emb, aux, y, lam=0.5, reduction="sum"),
-                          cosine_loss(emb, y, "sum") + 0.5 * F.cross_entropy(aux, y, reduction="sum"))
+    assert torch.allclose(
+        cosine_ce_loss(emb, aux, y, lam=0.5, reduction="sum"),
+        cosine_loss(emb, y, "sum") + 0.5 * F.cross_entropy(aux, y, reduction="sum"),
+    )
 
 
 def test_focal_cosine_authors_variant_hand_value():
@@ -149,6 +154,7 @@ def test_focal_cosine_authors_variant_hand_value():
 
 
 # ---- modules ------------------------------------------------------------------
+
 
 def test_modules_accept_tensor_and_dict():
     emb, aux, y = _rand()
@@ -209,6 +215,7 @@ def test_every_loss_has_finite_gradients(name):
 
 
 # ---- registry -----------------------------------------------------------------
+
 
 def test_create_loss_kwargs():
     assert create_loss("focal", gamma=1.0).gamma == 1.0

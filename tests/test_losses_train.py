@@ -13,8 +13,11 @@ from tests.conftest import TINY, make_image_folder
 @pytest.fixture(scope="module")
 def four_classes(tmp_path_factory):
     """A small RGB folder (4 classes; 8 train, 5 val, 4 test images each): seconds per loss."""
-    return make_image_folder(tmp_path_factory.mktemp("losses") / "data", classes=("a", "b", "c", "d"),
-                             per_split={"train": 8, "val": 5, "test": 4})
+    return make_image_folder(
+        tmp_path_factory.mktemp("losses") / "data",
+        classes=("a", "b", "c", "d"),
+        per_split={"train": 8, "val": 5, "test": 4},
+    )
 
 
 @pytest.mark.parametrize("loss", LOSS_NAMES)
@@ -22,8 +25,12 @@ def test_two_epoch_smoke_for_every_loss(tmp_path, loss, four_classes):
     cfg = load_config(None, TINY + [f"loss.name={loss}", "batch_size=8"], {"data": {"name": str(four_classes)}})
     summary = train(cfg, tmp_path / loss, progress=False)
     calibration = json.loads((tmp_path / loss / "calibration.json").read_text())
-    expected_source = {"cosine_ce": "cosine", "focal_cosine": "cosine", "cosine": "cosine",
-                       "focal_cosine_authors": "cosine"}.get(loss, "logits")
+    expected_source = {
+        "cosine_ce": "cosine",
+        "focal_cosine": "cosine",
+        "cosine": "cosine",
+        "focal_cosine_authors": "cosine",
+    }.get(loss, "logits")
     assert calibration["source"] == expected_source
     assert calibration["temperature"] > 0
     # T minimises val NLL over a range that contains T=1, so NLL cannot get worse.

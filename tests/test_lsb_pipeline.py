@@ -1,4 +1,5 @@
 """LSB Swap inside the training pipeline: the swapped low bits reach the model."""
+
 import torch
 
 from scarce.augment import lsb_swap_batch
@@ -54,8 +55,8 @@ def test_batch_stage_low_bits_reach_the_model(image_folder):
     x = batches[0][0]
     expected = lsb_swap_batch(x, bits=2, p=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(seen, expected)
-    assert torch.equal(seen >> 2, x >> 2)                 # own high bits (and label)
-    assert not torch.equal(seen & 3, x & 3)               # someone else's low bits
+    assert torch.equal(seen >> 2, x >> 2)  # own high bits (and label)
+    assert not torch.equal(seen & 3, x & 3)  # someone else's low bits
 
 
 def test_without_swap_the_model_sees_the_exact_uint8_batch(image_folder):
@@ -82,20 +83,44 @@ from scarce.cli import main  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
 
-@pytest.mark.parametrize("switches", [
-    ["augment.lsb_swap.stage=batch"],
-    ["augment.lsb_swap.stage=sample", "augment.lsb_swap.partner=same_class"],
-    ["augment.lsb_swap.stage=sample", "augment.lsb_swap.placement=before_randaugment",
-     "augment.randaugment=rand-m9-mstd0.5", "augment.lsb_swap.bits=3"],
-])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        ["augment.lsb_swap.stage=batch"],
+        ["augment.lsb_swap.stage=sample", "augment.lsb_swap.partner=same_class"],
+        [
+            "augment.lsb_swap.stage=sample",
+            "augment.lsb_swap.placement=before_randaugment",
+            "augment.randaugment=rand-m9-mstd0.5",
+            "augment.lsb_swap.bits=3",
+        ],
+    ],
+)
 def test_lsb_swap_is_one_switch_in_a_run(tmp_path, switches):
-    args = ["train", "--recipe", "demo", "--out", str(tmp_path / "r"), "--no-progress", *TINY, "epochs=1",
-            "augment.lsb_swap.enabled=true", *switches]
+    args = [
+        "train",
+        "--recipe",
+        "demo",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+        *TINY,
+        "epochs=1",
+        "augment.lsb_swap.enabled=true",
+        *switches,
+    ]
     assert main(args) == 0
 
 
 def test_batch_stage_cannot_take_the_paper_placement(tmp_path, capsys):
-    args = ["train", "--out", str(tmp_path / "r"), *TINY, "augment.lsb_swap.enabled=true",
-            "augment.lsb_swap.stage=batch", "augment.lsb_swap.placement=before_randaugment"]
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        *TINY,
+        "augment.lsb_swap.enabled=true",
+        "augment.lsb_swap.stage=batch",
+        "augment.lsb_swap.placement=before_randaugment",
+    ]
     assert main(args) == 2
     assert "placement before_randaugment needs stage sample" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The paper's ensemble recipe, scaled down: trains, predicts, votes, and resumes."""
+
 import json
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys, monkeyp
     # members keep their checkpoints here, so that deleting a summary below leaves what a kill
     # between the last epoch and the summary leaves (the checkpoint is dropped after the summary)
     import scarce.engine.trainer
+
     monkeypatch.setattr(scarce.engine.trainer, "drop_checkpoint", lambda run_dir: None)
     data = make_image_folder(tmp_path / "data", per_split={"train": 8, "val": 3, "test": 4}, size=16)
     out = tmp_path / "paper"
@@ -39,8 +41,7 @@ def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys, monkeyp
     assert "ensemble: 10 models, 12 samples, method plurality, threshold 0.7 (given)" in printed
     report = json.loads((out / "ensemble.json").read_text())
     assert report["base"].endswith("b7_test.npz") and len(report["members"]) == 10
-    assert {Path(m).name for m in report["members"]} == {
-        f"{m.name}{t}_test.npz" for m in MEMBERS for t in ("", "_tta")}
+    assert {Path(m).name for m in report["members"]} == {f"{m.name}{t}_test.npz" for m in MEMBERS for t in ("", "_tta")}
     recipe = yaml.safe_load((out / "recipes" / "b3_lsb.yaml").read_text())
     assert recipe["augment"]["lsb_swap"]["enabled"] and recipe["loss"]["name"] == "focal_cosine"
     assert recipe["augment"]["randaugment"] == "rand-m9-mstd0.5" and recipe["data"]["img_size"] == 16
@@ -73,6 +74,10 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
 
 
 def test_script_shows_help():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_ensemble.py"), "--help"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "paper_ensemble.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "--scale" in result.stdout

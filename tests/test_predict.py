@@ -1,4 +1,5 @@
 """``predict_run`` / ``scarce predict`` on tiny trained runs, and ``scarce ensemble`` on their files."""
+
 import csv
 import shutil
 
@@ -87,8 +88,18 @@ def test_flat_folder_is_predicted_unlabelled(trained, tmp_path):
 
 def test_folder_with_unknown_class_is_one_line_error(trained, tmp_path, capsys):
     make_image_folder(tmp_path / "other", classes=("cat", "zebra"), per_split={"test": 1})
-    code = main(["predict", str(trained["plain"]), "--data", str(tmp_path / "other"), "--out",
-                 str(tmp_path / "p.npz"), "--workers", "0"])
+    code = main(
+        [
+            "predict",
+            str(trained["plain"]),
+            "--data",
+            str(tmp_path / "other"),
+            "--out",
+            str(tmp_path / "p.npz"),
+            "--workers",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "zebra" in err and "Traceback" not in err
     assert not (tmp_path / "p.npz").exists()
@@ -105,8 +116,20 @@ def test_cli_predict_then_ensemble_round_trip(trained, tmp_path, capsys):
         for split, tta in (("val", "1"), ("test", "1"), ("test", "3")):
             key = f"{name}_{split}_{tta}"
             files[key] = out / f"{key}.npz"
-            args = ["predict", str(trained[name]), "--data", data, "--split", split, "--tta", tta,
-                    "--out", str(files[key]), "--workers", "0"]
+            args = [
+                "predict",
+                str(trained[name]),
+                "--data",
+                data,
+                "--split",
+                split,
+                "--tta",
+                tta,
+                "--out",
+                str(files[key]),
+                "--workers",
+                "0",
+            ]
             assert main(args + (["--csv", str(out / f"{key}.csv")] if key == "plain_test_1" else [])) == 0
     assert "15 images, 3 classes" in capsys.readouterr().out
     loaded = load_predictions(files["fancy_test_3"])
@@ -123,15 +146,44 @@ def test_cli_predict_then_ensemble_round_trip(trained, tmp_path, capsys):
 
     members = [str(files[k]) for k in ("plain_test_1", "plain_test_3", "fancy_test_1", "fancy_test_3")]
     final = out / "final.npz"
-    assert main(["ensemble", "--base", members[0], "--members", *members, "--threshold", "0.7",
-                 "--out", str(final), "--csv", str(out / "final.csv")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--base",
+                members[0],
+                "--members",
+                *members,
+                "--threshold",
+                "0.7",
+                "--out",
+                str(final),
+                "--csv",
+                str(out / "final.csv"),
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert "ensemble: 4 models, 15 samples" in report and "oracle" in report
     with np.load(final, allow_pickle=False) as z:
         assert z["pred"].dtype == np.int64 and z["pred"].shape == (15,)
         assert z["ids"].tolist() == plain.ids.tolist() and z["classes"].tolist() == CLASSES
-    assert main(["ensemble", "--base", members[0], "--members", members[1], str(files["plain_val_1"]),
-                 "--out", str(out / "bad.npz")]) == 2
+    assert (
+        main(
+            [
+                "ensemble",
+                "--base",
+                members[0],
+                "--members",
+                members[1],
+                str(files["plain_val_1"]),
+                "--out",
+                str(out / "bad.npz"),
+            ]
+        )
+        == 2
+    )
     assert "ids" in capsys.readouterr().err
 
 

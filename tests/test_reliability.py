@@ -1,4 +1,5 @@
 """Reliability round 2: each test failed before its fix."""
+
 import os
 import stat
 
@@ -57,6 +58,7 @@ def test_npz_and_csv_follow_the_umask_and_leave_no_temp_files(tmp_path):
 
 def test_divergence_in_the_last_step_is_a_fault_not_saved_weights(tmp_path, monkeypatch, capsys):
     import scarce.engine.loop as loop
+
     real_call = loop.TrainStep.__call__
 
     def poison_last_step(self, x, target, global_step):
@@ -65,11 +67,13 @@ def test_divergence_in_the_last_step_is_a_fault_not_saved_weights(tmp_path, monk
             with torch.no_grad():
                 next(self.model.parameters()).fill_(float("nan"))
         return loss
+
     monkeypatch.setattr(loop.TrainStep, "__call__", poison_last_step)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--no-progress", *TINY, "checkpoint.every_epochs=1"]) == 3
     assert "weights became non-finite" in capsys.readouterr().err
     from safetensors.torch import load_file
+
     assert all(torch.isfinite(t).all() for t in load_file(str(out / "best.safetensors")).values())
     assert not (out / "summary.json").exists()
 
@@ -79,6 +83,7 @@ def test_sigint_message_is_never_empty(capsys, monkeypatch):
 
     def interrupted(args):
         raise KeyboardInterrupt()
+
     monkeypatch.setitem(cli.COMMANDS, "train", (cli.COMMANDS["train"][0], interrupted))
     assert main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "scarce train: interrupted (SIGINT)"
@@ -91,14 +96,19 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.pop("checkpoint"), "key 'checkpoint' should be str, got nothing"),
-    (lambda s: s.update(epoch="3"), "key 'epoch' should be int, got str"),
-    (lambda s: s.update(checkpoint="../../etc"), "is not under checkpoints/"),
-    (lambda s: s.update(checkpoint="checkpoints/../../elsewhere"), "is not under checkpoints/")])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.pop("checkpoint"), "key 'checkpoint' should be str, got nothing"),
+        (lambda s: s.update(epoch="3"), "key 'epoch' should be int, got str"),
+        (lambda s: s.update(checkpoint="../../etc"), "is not under checkpoints/"),
+        (lambda s: s.update(checkpoint="checkpoints/../../elsewhere"), "is not under checkpoints/"),
+    ],
+)
 def test_edited_state_json_is_refused_in_one_line(tiny_run, tmp_path, capsys, edit, message):
     import json
     import shutil
+
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     state = json.loads((run / "state.json").read_text())
@@ -110,6 +120,7 @@ def test_edited_state_json_is_refused_in_one_line(tiny_run, tmp_path, capsys, ed
 
 def test_edited_classes_json_is_refused_in_one_line(tiny_run, tmp_path, capsys):
     import shutil
+
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / "classes.json").write_text('{"classes": "cat", "mode": "L"}')
@@ -120,8 +131,14 @@ def test_edited_classes_json_is_refused_in_one_line(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize("metadata", ["not json", "[1, 2]"])
 def test_report_of_an_ensemble_with_bad_metadata_is_one_line(tmp_path, capsys, metadata):
     path = tmp_path / "final.npz"
-    np.savez(path, pred=np.array([0, 1]), ids=np.array(["a", "b"]), classes=np.array(["x", "y"]),
-             targets=np.array([0, 1]), metadata=np.array(metadata))
+    np.savez(
+        path,
+        pred=np.array([0, 1]),
+        ids=np.array(["a", "b"]),
+        classes=np.array(["x", "y"]),
+        targets=np.array([0, 1]),
+        metadata=np.array(metadata),
+    )
     assert main(["report", "--ensemble", str(path), "--out", str(tmp_path / "r.html")]) == 2
     assert "metadata is not a JSON object" in capsys.readouterr().err
 
@@ -131,8 +148,23 @@ def test_file_name_that_is_not_utf8_trains_and_predicts_with_tta(tmp_path):
     os.rename(os.fsencode(root / "test" / "a" / "0.png"), os.fsencode(root / "test" / "a") + b"/\xff\xfe.png")
     train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), tmp_path / "run", progress=False)
     out = tmp_path / "p.npz"
-    assert main(["predict", str(tmp_path / "run"), "--out", str(out), "--csv", str(tmp_path / "p.csv"),
-                 "--tta", "2", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--out",
+                str(out),
+                "--csv",
+                str(tmp_path / "p.csv"),
+                "--tta",
+                "2",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert b"\xff\xfe.png" in (tmp_path / "p.csv").read_bytes()  # the raw name, as on disk
 
 
@@ -143,8 +175,9 @@ def test_cuda_without_cuda_is_one_line(tmp_path, capsys):
 
 
 def test_fixed_input_size_model_fails_before_anything_is_written(tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY,
-                 "model.name=vit_tiny_patch16_224"]) == 2
+    assert (
+        main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY, "model.name=vit_tiny_patch16_224"]) == 2
+    )
     assert "cannot take 16 px images" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -157,6 +190,7 @@ def test_evaluate_batch_size_zero_is_one_line(tiny_run, capsys):
 def test_help_does_not_import_torch():
     import subprocess
     import sys
+
     code = "import sys; from scarce.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
@@ -169,6 +203,7 @@ def test_channels_auto_decides_on_every_image(tmp_path, capsys):
     train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), run, progress=False)
     assert "8 of 48 images are in colour" in capsys.readouterr().out
     import json
+
     assert json.loads((run / "classes.json").read_text())["mode"] == "RGB"
 
 
@@ -177,12 +212,14 @@ def test_full_disk_before_the_first_epoch_or_at_the_end_is_a_fault(tmp_path, mon
     import errno
 
     import scarce.io as io
+
     real = io.atomic_write_text
 
     def full_disk(path, text):
         if str(path).endswith(target):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, text)
+
     monkeypatch.setattr(io, "atomic_write_text", full_disk)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--no-progress", *TINY, "epochs=1"]) == 3

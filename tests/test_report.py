@@ -1,4 +1,5 @@
 """Reports: run report, ensemble report, augmentation preview, TensorBoard hook, headless browser."""
+
 from __future__ import annotations
 
 import base64
@@ -35,6 +36,7 @@ TAB_BLUE = (31, 119, 180)  # matplotlib's default first colour: proof a plot was
 
 class FakeWriter:
     """Stands in for torch's SummaryWriter (tensorboard is an optional extra)."""
+
     instances: list[FakeWriter] = []
 
     def __init__(self, log_dir: str):
@@ -171,6 +173,7 @@ def test_tensorboard_switch_without_the_package_is_a_note(tmp_path, monkeypatch,
 
 # ---------------------------------------------------------------- ensemble
 
+
 def _member(rng, y, strength, classes=5):
     logits = rng.normal(size=(len(y), classes))
     logits[np.arange(len(y)), y] += strength
@@ -255,6 +258,7 @@ def test_ensemble_report_members_option_unlabelled_and_cli(ensemble, tmp_path, c
 
 # ---------------------------------------------------------------- headless browser
 
+
 @pytest.mark.parametrize("which", ["run", "ensemble"])
 def test_report_renders_in_headless_chromium(which, tiny_run, ensemble, tmp_path):
     exe = shutil.which("chromium")
@@ -262,9 +266,20 @@ def test_report_renders_in_headless_chromium(which, tiny_run, ensemble, tmp_path
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
     page = tiny_run / "report.html" if which == "run" else build_ensemble_report(ensemble[0])
     shot = tmp_path / "shot.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1200,2000", page.resolve().as_uri()]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     with Image.open(shot) as img:
@@ -278,9 +293,9 @@ def test_report_renders_in_headless_chromium(which, tiny_run, ensemble, tmp_path
 
 # ---------------------------------------------------------------- augmentation preview
 
+
 def _preview_cfg(*overrides):
-    base = ["data.img_size=28", "augment.scale=[1, 1]", "augment.ratio=[1, 1]", "augment.hflip=0",
-            "data.num_workers=0"]
+    base = ["data.img_size=28", "augment.scale=[1, 1]", "augment.ratio=[1, 1]", "augment.hflip=0", "data.num_workers=0"]
     return load_config(None, base + list(overrides), {"data": {"name": "demo"}})
 
 
@@ -323,16 +338,31 @@ def test_lsb_panel_bit_planes_come_from_the_partner():
 
 def test_augment_preview_cli(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    argv = ["augment", "preview", "demo", "--recipe", "demo", "augment.lsb_swap.enabled=true",
-            "--out", str(out), "--images", "3", "--views", "1", "data.num_workers=0"]
+    argv = [
+        "augment",
+        "preview",
+        "demo",
+        "--recipe",
+        "demo",
+        "augment.lsb_swap.enabled=true",
+        "--out",
+        str(out),
+        "--images",
+        "3",
+        "--views",
+        "1",
+        "data.num_workers=0",
+    ]
     assert main(argv) == 0
     with Image.open(out) as img:
         assert img.format == "PNG" and img.width > 300
     assert main(["augment", "preview", "demo", "--out", str(out), "--images", "0"]) == 2
     assert "--images and --views" in capsys.readouterr().err
     jpeg = tmp_path / "grid.jpg"
-    assert main(["augment", "preview", "demo", "--recipe", "demo", "--out", str(jpeg), "--images", "2",
-                 "--views", "1"]) == 0
+    assert (
+        main(["augment", "preview", "demo", "--recipe", "demo", "--out", str(jpeg), "--images", "2", "--views", "1"])
+        == 0
+    )
     with Image.open(jpeg) as img:
         assert img.format == "JPEG"  # the suffix names the format
 
@@ -343,13 +373,17 @@ def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeyp
     from scarce.config import load_config
     from scarce.engine.trainer import train
     from tests.conftest import TINY, make_image_folder
+
     data = make_image_folder(tmp_path / "data")
     train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(data)}}), tmp_path / "run", progress=False)
     first = split_scores(tmp_path / "run", num_workers=0)
     calls = []
-    monkeypatch.setattr("scarce.engine.calibrate.collect_scores",
-                        lambda model, loader, *a, **k: calls.append(1) or (torch.zeros(len(loader.dataset), 3),
-                                                                           torch.tensor(loader.dataset.targets)))
+    monkeypatch.setattr(
+        "scarce.engine.calibrate.collect_scores",
+        lambda model, loader, *a, **k: (
+            calls.append(1) or (torch.zeros(len(loader.dataset), 3), torch.tensor(loader.dataset.targets))
+        ),
+    )
     assert split_scores(tmp_path / "run", num_workers=0)["scores"].shape == first["scores"].shape and calls == []
     Image.new("RGB", (20, 20), (40, 40, 40)).save(data / "test" / "cat" / "new.png")  # a test image added
     again = split_scores(tmp_path / "run", num_workers=0)
@@ -366,6 +400,7 @@ def test_report_of_an_unfinished_run_says_so(tiny_run, tmp_path):
 
 def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewhere(tiny_run, tmp_path, monkeypatch):
     import scarce.report.run as report_run
+
     run = shutil.copytree(tiny_run, tmp_path / "run")
     (run / CACHE_FILE).unlink()
 
@@ -373,6 +408,7 @@ def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewher
         if Path(path).parent == run:
             raise PermissionError(13, "Read-only file system", str(path))
         return real_atomic_path(path)
+
     real_atomic_path = report_run.atomic_path
     monkeypatch.setattr(report_run, "atomic_path", read_only)
     before = sorted(p.name for p in run.iterdir())

@@ -1,5 +1,6 @@
 """The run directory: never write into a user's folder, one trainer at a time, absolute data
 paths, a resume that refuses other classes or a missing config."""
+
 import os
 import shutil
 
@@ -56,8 +57,12 @@ def test_data_path_is_stored_absolute_and_evaluate_elsewhere_reads_it(tmp_path, 
 def test_resume_with_other_classes_is_refused(tmp_path, capsys):
     make_image_folder(tmp_path / "a", classes=("cat", "dog", "emu"))
     make_image_folder(tmp_path / "b", classes=("ant", "bee", "cow"))
-    train(load_config(None, TINY + ["epochs=2"], {"data": {"name": str(tmp_path / "a")}}), tmp_path / "run",
-          progress=False, stop_after=1)
+    train(
+        load_config(None, TINY + ["epochs=2"], {"data": {"name": str(tmp_path / "a")}}),
+        tmp_path / "run",
+        progress=False,
+        stop_after=1,
+    )
     assert main(["train", "--resume", str(tmp_path / "run"), "--data", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "differ from the run's" in capsys.readouterr().err
 
@@ -81,6 +86,7 @@ def test_a_run_killed_before_config_yaml_can_be_started_again(tmp_path):
 def test_a_finished_run_drops_its_checkpoint_unless_kept(tmp_path, capsys):
     from scarce.cli import main
     from tests.conftest import TINY
+
     dropped, kept = tmp_path / "dropped", tmp_path / "kept"
     assert main(["train", "--out", str(dropped), "--no-progress", *TINY, "epochs=1"]) == 0
     assert not (dropped / "state.json").exists() and not (dropped / "checkpoints").exists()

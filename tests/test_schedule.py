@@ -1,4 +1,5 @@
 """Per-step learning-rate schedules: any run length trains, resume and extension follow the config."""
+
 import json
 
 import pytest
@@ -8,7 +9,8 @@ from safetensors.torch import load_file
 from scarce.cli import main
 from scarce.config import load_config
 from scarce.engine.factories import build_scheduler, schedule_steps
-from scarce.engine.trainer import prepare_run, train
+from scarce.engine.prepare import prepare_run
+from scarce.engine.trainer import train
 from tests.conftest import TINY
 
 
@@ -26,21 +28,23 @@ def _lrs(overrides: list[str], updates_per_epoch: int) -> list[float]:
 
 
 def test_per_step_lr_reaches_peak_within_warmup_then_decays():
-    lrs = _lrs(["epochs=10", "optim.lr=0.05", "sched.warmup_epochs=1.5", "sched.warmup_lr=0.001",
-                "sched.min_lr=0.0001"], updates_per_epoch=8)
+    lrs = _lrs(
+        ["epochs=10", "optim.lr=0.05", "sched.warmup_epochs=1.5", "sched.warmup_lr=0.001", "sched.min_lr=0.0001"],
+        updates_per_epoch=8,
+    )
     warmup = 12  # 1.5 epochs x 8 updates
     assert lrs[0] == pytest.approx(0.001)
-    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup + 1]))  # rises every step
-    assert lrs[warmup] == pytest.approx(0.05)                           # reaches optim.lr
+    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1 : warmup + 1]))  # rises every step
+    assert lrs[warmup] == pytest.approx(0.05)  # reaches optim.lr
     assert max(lrs) == pytest.approx(0.05)
-    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # then only decays
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :]))  # then only decays
     assert lrs[-1] < 0.0015 and lrs[-1] >= 0.0001
 
 
 def test_one_epoch_run_with_long_warmup_is_clipped_and_reaches_peak():
     lrs = _lrs(["epochs=1", "optim.lr=0.01", "sched.warmup_epochs=5"], updates_per_epoch=15)
     assert len(lrs) == 15
-    assert max(lrs) == pytest.approx(0.01)       # warmup clipped to 3 of the 15 steps
+    assert max(lrs) == pytest.approx(0.01)  # warmup clipped to 3 of the 15 steps
     assert lrs.index(max(lrs)) == 3
 
 
@@ -50,14 +54,13 @@ def test_one_epoch_run_trains_and_logs_the_lr_used(tmp_path, capsys):
     assert "clipped to a fifth of the run" in capsys.readouterr().out
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     lrs = _lrs(TINY + ["epochs=1", "sched.warmup_epochs=2", "optim.lr=0.01", "sched.min_lr=0.0"], 31)
-    assert row["lr"] == pytest.approx(lrs[-1])   # the last update's lr, not the next one's
+    assert row["lr"] == pytest.approx(lrs[-1])  # the last update's lr, not the next one's
 
 
 def test_resume_follows_the_lr_of_the_config_in_force(tmp_path):
     cfg = load_config(None, TINY + ["epochs=3", "sched.name=constant"])
     train(cfg, tmp_path / "run", progress=False, stop_after=1)
-    resumed = load_config(None, TINY + ["epochs=3", "sched.name=constant", "optim.lr=0.002",
-                                        "optim.weight_decay=0.5"])
+    resumed = load_config(None, TINY + ["epochs=3", "sched.name=constant", "optim.lr=0.002", "optim.weight_decay=0.5"])
     run = prepare_run(resumed, tmp_path / "run", resume=True)
     assert run.global_step > 0
     assert {g["lr"] for g in run.optimizer.param_groups} == {0.002}
@@ -67,18 +70,31 @@ def test_resume_follows_the_lr_of_the_config_in_force(tmp_path):
 def test_extending_a_finished_run_equals_training_that_long_from_the_start(tmp_path, image_folder):
     # A schedule whose lr at step t does not depend on the run length (step decay after warmup):
     # extending must then give exactly the longer run. 24 images, batch 4: 6 steps per epoch.
-    common = TINY + ["deterministic=true", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=0.5",
-                     "sched.warmup_epochs=0.5", "ema.enabled=true", "ema.decay=0.9", "batch_size=4"]
+    common = TINY + [
+        "deterministic=true",
+        "sched.name=step",
+        "sched.decay_epochs=1",
+        "sched.decay_rate=0.5",
+        "sched.warmup_epochs=0.5",
+        "ema.enabled=true",
+        "ema.decay=0.9",
+        "batch_size=4",
+    ]
     data = {"data": {"name": str(image_folder)}}
-    train(load_config(None, common + ["epochs=3", "checkpoint.keep_at_end=true"], data), tmp_path / "short",
-          progress=False)
+    train(
+        load_config(None, common + ["epochs=3", "checkpoint.keep_at_end=true"], data),
+        tmp_path / "short",
+        progress=False,
+    )
     assert main(["train", "--resume", str(tmp_path / "short"), "epochs=6", "--no-progress"]) == 0
     train(load_config(None, common + ["epochs=6"], data), tmp_path / "long", progress=False)
     for name in ("last.safetensors", "last_ema.safetensors"):
         a, b = load_file(str(tmp_path / "short" / name)), load_file(str(tmp_path / "long" / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
-    rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-            for run in ("short", "long")]
+    rows = [
+        [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("short", "long")
+    ]
     keys = ("epoch", "train_loss", "val_top1", "val_top1_ema", "lr")
     assert [[r[k] for k in keys] for r in rows[0]] == [[r[k] for k in keys] for r in rows[1]]
     assert len(rows[0]) == 6

@@ -1,5 +1,6 @@
 """Files scarce reads never run code: pickles are refused as weights and as state, YAML is
 ``safe_load``-ed, and paths read from manifests cannot leave the data root."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,8 @@ import torch
 
 from scarce.cli import main
 from scarce.config import load_config
-from scarce.data.check import read_manifest
 from scarce.data.datasets import safe_join
+from scarce.data.subset import read_manifest
 from scarce.engine.trainer import train
 from scarce.errors import UserError
 from tests.conftest import TINY, make_image_folder
@@ -112,7 +113,7 @@ def _calls(pattern: str, folders: tuple[str, ...] = ("src/scarce", "benchmarks")
         lines = path.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
             if re.search(pattern, line) and not line.lstrip().startswith("#"):
-                hits.append((f"{path.relative_to(REPO)}:{i + 1}", " ".join(lines[i:i + 3])))
+                hits.append((f"{path.relative_to(REPO)}:{i + 1}", " ".join(lines[i : i + 3])))
     return hits
 
 
@@ -132,8 +133,9 @@ def test_safe_join_refuses_escapes(rel, tmp_path):
         safe_join(tmp_path, rel)
 
 
-@pytest.mark.parametrize("rel, expected", [("train/cat/1.png", "train/cat/1.png"), ("a/../b.png", "b.png"),
-                                           ("./c d/é.png", "c d/é.png")])
+@pytest.mark.parametrize(
+    "rel, expected", [("train/cat/1.png", "train/cat/1.png"), ("a/../b.png", "b.png"), ("./c d/é.png", "c d/é.png")]
+)
 def test_safe_join_keeps_paths_inside(rel, expected, tmp_path):
     assert safe_join(tmp_path, rel) == tmp_path / expected
 

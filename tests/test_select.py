@@ -1,4 +1,5 @@
 """checkpoint.select: which weights a run scores and ships."""
+
 import json
 
 import pytest
@@ -20,8 +21,21 @@ def test_auto_keeps_the_last_weights_only_when_val_is_too_small_to_rank_epochs()
 @pytest.mark.parametrize("select", ["best", "last"])
 def test_best_file_holds_the_selected_epoch(tmp_path, select):
     out = tmp_path / "r"
-    assert main(["train", "--out", str(out), "--no-progress", *TINY, "epochs=3", "optim.lr=0.3",
-                 f"checkpoint.select={select}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--no-progress",
+                *TINY,
+                "epochs=3",
+                "optim.lr=0.3",
+                f"checkpoint.select={select}",
+            ]
+        )
+        == 0
+    )
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     with safe_open(out / "best.safetensors", "pt") as fh:

@@ -1,4 +1,5 @@
 """Small-input stems: early downsampling removed for the supported timm families."""
+
 import pytest
 import timm
 import torch
@@ -13,9 +14,17 @@ from scarce.models.small_input import AUTO_MAX_SIZE, wants_small_input
 from tests.conftest import TINY
 
 
-@pytest.mark.parametrize("name, plain, small", [
-    ("resnet18", 1, 4), ("resnet18d", 1, 4), ("seresnext26d_32x4d", 1, 4),
-    ("efficientnet_b0", 1, 2), ("mobilenetv3_small_050", 1, 2), ("convnext_atto", 1, 4)])
+@pytest.mark.parametrize(
+    "name, plain, small",
+    [
+        ("resnet18", 1, 4),
+        ("resnet18d", 1, 4),
+        ("seresnext26d_32x4d", 1, 4),
+        ("efficientnet_b0", 1, 2),
+        ("mobilenetv3_small_050", 1, 2),
+        ("convnext_atto", 1, 4),
+    ],
+)
 def test_stem_keeps_resolution(name, plain, small, one_thread):
     model = timm.create_model(name, num_classes=10, in_chans=1).eval()
     x = torch.randn(1, 1, 32, 32)
@@ -33,7 +42,9 @@ def test_resnet_stem_is_a_3x3_stride_1_conv_without_max_pool():
 
 
 def test_unsupported_family_names_the_supported_ones():
-    with pytest.raises(UserError, match="supported families: ResNet/ResNeXt/SE-ResNet, EfficientNet/MobileNet, ConvNeXt"):
+    with pytest.raises(
+        UserError, match="supported families: ResNet/ResNeXt/SE-ResNet, EfficientNet/MobileNet, ConvNeXt"
+    ):
         adapt_to_small_input(timm.create_model("regnety_002", num_classes=10))
 
 

@@ -24,8 +24,17 @@ def _train(tmp_path, *extra, name="run", data="demo"):
 
 def test_smoke_run_writes_run_directory(tmp_path):
     run_dir, summary = _train(tmp_path, "ema.enabled=true", "ema.decay=0.9")
-    for name in ("config.yaml", "classes.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
-                 "last_ema.safetensors", "summary.json", "test_metrics.json", "environment.json"):
+    for name in (
+        "config.yaml",
+        "classes.json",
+        "metrics.jsonl",
+        "best.safetensors",
+        "last.safetensors",
+        "last_ema.safetensors",
+        "summary.json",
+        "test_metrics.json",
+        "environment.json",
+    ):
         assert (run_dir / name).is_file(), name
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
@@ -38,8 +47,13 @@ def test_smoke_run_writes_run_directory(tmp_path):
 
 def test_weights_load_in_plain_timm(tmp_path):
     run_dir, _ = _train(tmp_path, "epochs=1")
-    model = timm.create_model("test_resnet", pretrained=True, num_classes=10, in_chans=1,
-                              pretrained_cfg_overlay=dict(file=str(run_dir / "best.safetensors"), num_classes=10))
+    model = timm.create_model(
+        "test_resnet",
+        pretrained=True,
+        num_classes=10,
+        in_chans=1,
+        pretrained_cfg_overlay=dict(file=str(run_dir / "best.safetensors"), num_classes=10),
+    )
     saved = load_file(str(run_dir / "best.safetensors"))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
@@ -58,8 +72,14 @@ def test_training_learns_on_separable_folder(tmp_path, image_folder):
 
 def test_resume_equals_uninterrupted(tmp_path, image_folder):
     # 24 images, batch 4: 6 steps per epoch, every augmentation stream and EMA update exercised
-    extra = ["epochs=3", "deterministic=true", "ema.enabled=true", "ema.decay=0.9", "augment.randaugment=rand-m9-mstd0.5",
-             "batch_size=4"]
+    extra = [
+        "epochs=3",
+        "deterministic=true",
+        "ema.enabled=true",
+        "ema.decay=0.9",
+        "augment.randaugment=rand-m9-mstd0.5",
+        "batch_size=4",
+    ]
     full, _ = _train(tmp_path, *extra, name="full", data=str(image_folder))
     cfg = load_config(None, TINY + extra, {"data": {"name": str(image_folder)}})
     assert train(cfg, tmp_path / "part", progress=False, stop_after=2) == {}
@@ -90,17 +110,26 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model.name=resnet19"], "model.name 'resnet19': not a timm model; close matches: resnet18"),
-    (["optim.name=adamww"], "optim.name 'adamww': unknown; close matches: adamw"),
-    (["loss.name=cosinee"], "config key 'loss.name': expected one of ce, label_smoothing, cosine, cosine_ce, "
-                            "focal, focal_cosine, focal_cosine_authors, got 'cosinee' (close: cosine, cosine_ce"),
-    (["sched.name=cosin"], "config key 'sched.name': expected one of cosine, tanh, step, multistep, poly, constant, "
-                           "got 'cosin' (close: cosine)"),
-    (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
-    (["--data", "/no/such/folder"], "not a built-in dataset"),
-    (["--recipe", "nope"], "built-in recipes:"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model.name=resnet19"], "model.name 'resnet19': not a timm model; close matches: resnet18"),
+        (["optim.name=adamww"], "optim.name 'adamww': unknown; close matches: adamw"),
+        (
+            ["loss.name=cosinee"],
+            "config key 'loss.name': expected one of ce, label_smoothing, cosine, cosine_ce, "
+            "focal, focal_cosine, focal_cosine_authors, got 'cosinee' (close: cosine, cosine_ce",
+        ),
+        (
+            ["sched.name=cosin"],
+            "config key 'sched.name': expected one of cosine, tanh, step, multistep, poly, constant, "
+            "got 'cosin' (close: cosine)",
+        ),
+        (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+        (["--data", "/no/such/folder"], "not a built-in dataset"),
+        (["--recipe", "nope"], "built-in recipes:"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["train", "--out", str(tmp_path / "x"), *TINY, *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -108,8 +137,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
 
 
 def test_cli_is_installed_console_script(tmp_path):
-    result = subprocess.run([str(Path(sys.executable).parent / "scarce"), "train", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "scarce"), "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     assert "optim.lr" in result.stdout and "augment.lsb_swap.bits" in result.stdout
 
@@ -120,18 +150,21 @@ def test_best_changes_only_on_evaluated_epochs(tmp_path):
     assert ["val_top1" in r for r in rows] == [False, True, True]
     assert summary["best"]["epoch"] in (1, 2) and summary["best"]["top1"] >= 0
     from safetensors import safe_open
+
     with safe_open(str(run_dir / "best.safetensors"), "pt") as fh:
         assert int(fh.metadata()["epoch"]) == summary["best"]["epoch"]
 
 
 def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
     from tests.conftest import make_image_folder
+
     root = make_image_folder(tmp_path / "d", per_split={"train": 10, "test": 4})
     run_dir, summary = _train(tmp_path, "epochs=1", "data.val_fraction=0.2", "augment.fill=17", data=str(root))
     assert "no val/ folder: 6 train images" in capsys.readouterr().out
     info = json.loads((run_dir / "classes.json").read_text())
     assert info["split_sizes"] == {"train": 24, "val": 6, "test": 12}
     from scarce.engine.evaluation import load_run
+
     assert info["fill"] == [17] * info["in_chans"] == load_run(run_dir, "cpu").augment_fill  # TTA repeats it
     del info["fill"]  # a run from before augment.fill: RandAugment painted the normalisation mean
     (run_dir / "classes.json").write_text(json.dumps(info))

@@ -1,4 +1,5 @@
 """The training step keeps the host out of the loop: no sync between logging intervals."""
+
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ def sync_counter(monkeypatch):
         def counted(self, *args, _original=original, _name=name, **kwargs):
             calls.append(_name)
             return _original(self, *args, **kwargs)
+
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
 
@@ -24,10 +26,10 @@ def sync_counter(monkeypatch):
 def _epoch(steps: int, log_every: int, loss_fn=None):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
-    batches = [(torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8), torch.randint(0, 5, (8,)))
-               for _ in range(steps)]
-    step = TrainStep(model, loss_fn or torch.nn.functional.cross_entropy,
-                     torch.optim.SGD(model.parameters(), lr=0.1))
+    batches = [
+        (torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8), torch.randint(0, 5, (8,))) for _ in range(steps)
+    ]
+    step = TrainStep(model, loss_fn or torch.nn.functional.cross_entropy, torch.optim.SGD(model.parameters(), lr=0.1))
     pre = BatchPreprocessor([0.5] * 3, [0.25] * 3, torch.device("cpu"))
     return train_one_epoch(step, batches, pre, epoch=0, progress=False, log_every=log_every)
 
@@ -45,5 +47,6 @@ def test_non_finite_loss_still_stops_the_epoch():
         calls[0] += 1
         loss = torch.nn.functional.cross_entropy(outputs, target)
         return loss * float("nan") if calls[0] == 3 else loss
+
     with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 0"):
         _epoch(steps=10, log_every=5, loss_fn=nan_at_step_3)

@@ -1,4 +1,5 @@
 """The train crop modes on exact pixels."""
+
 import torch
 from PIL import Image
 
@@ -20,8 +21,9 @@ def test_pad_crop_only_shifts_the_whole_image_within_its_padding():
     for _ in range(60):
         out = transform(None, 0, img)
         assert out.shape == (1, 8, 8) and out.dtype == torch.uint8
-        matches = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(out, padded[:, dy:dy + 8, dx:dx + 8])]
+        matches = [
+            (dy, dx) for dy in range(5) for dx in range(5) if torch.equal(out, padded[:, dy : dy + 8, dx : dx + 8])
+        ]
         assert len(matches) == 1, "every view is the padded image at one integer offset"
         shifts.add(matches[0])
     assert len(shifts) > 10  # the offsets cover the +-2 px range
@@ -60,6 +62,7 @@ def test_resize_stays_the_default_for_small_images():
 def test_crop_settings_that_would_train_and_evaluate_differently_are_refused(tmp_path, capsys):
     from scarce.cli import main
     from tests.conftest import TINY
+
     assert main(["train", "--out", str(tmp_path / "a"), *TINY, "data.small_images=pad"]) == 2
     assert "data.small_images=pad needs augment.crop=pad" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "b"), *TINY, "augment.crop=pad", "data.crop_pct=0.875"]) == 2

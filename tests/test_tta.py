@@ -1,4 +1,5 @@
 """Deterministic TTA: views keyed by image id, one data pass, soft voting."""
+
 import random
 
 import numpy as np
@@ -46,12 +47,22 @@ def _image(seed=0):
 def _predict(split, model, views, order=None, batch_size=4, workers=0, per_view=False, seed=0):
     """Per-view or soft-voted probabilities and ids, in ``order`` of the split's rows."""
     order = list(range(len(split.ids))) if order is None else order
-    shuffled = type(split)(ids=[split.ids[i] for i in order], targets=[split.targets[i] for i in order],
-                           classes=split.classes, root=split.root)
+    shuffled = type(split)(
+        ids=[split.ids[i] for i in order],
+        targets=[split.targets[i] for i in order],
+        classes=split.classes,
+        root=split.root,
+    )
     dataset = ImageDataset(shuffled, "RGB", TTATransform(DATA, AUGMENT, FILL, views, seed))
     loader = build_eval_loader(dataset, batch_size, workers)
-    probs, targets = tta_predict(model, loader, BatchPreprocessor(MEAN, STD, torch.device("cpu")),
-                                 prediction_probs, chunk_size=batch_size, per_view=per_view)
+    probs, targets = tta_predict(
+        model,
+        loader,
+        BatchPreprocessor(MEAN, STD, torch.device("cpu")),
+        prediction_probs,
+        chunk_size=batch_size,
+        per_view=per_view,
+    )
     return probs, targets, shuffled.ids
 
 

@@ -34,13 +34,7 @@ def test_threshold_is_inclusive():
 def test_tie_goes_to_the_highest_mean_probability():
     # Votes 0, 1, 2, 1, 2: classes 1 and 2 tie with two votes each. Mean probabilities
     # over the five members: class 0 0.44 (one vote: out), class 2 0.30, class 1 0.26.
-    m = _members(
-        [[1.0, 0.0, 0.0]],
-        [[0.3, 0.4, 0.3]],
-        [[0.3, 0.3, 0.4]],
-        [[0.3, 0.4, 0.3]],
-        [[0.3, 0.2, 0.5]],
-    )
+    m = _members([[1.0, 0.0, 0.0]], [[0.3, 0.4, 0.3]], [[0.3, 0.3, 0.4]], [[0.3, 0.4, 0.3]], [[0.3, 0.2, 0.5]])
     assert m.mean(0)[0].argsort(descending=True).tolist() == [0, 2, 1]
     assert plurality_vote(m[0], m, threshold=1.01).tolist() == [2]
     assert plurality_vote(m[0], m, threshold=0.7).tolist() == [0]  # base confident (1.0)
@@ -118,13 +112,19 @@ def test_choose_threshold_hand_case():
     targets = torch.tensor([0, 1, 0])
     best, table = choose_threshold(members[0], members, targets, candidates=[0.0, 0.55, 0.65, 0.95, 1.01])
     third = 1 / 3
-    assert [v for r in table for v in r] == pytest.approx([v for row in [
-        (0.0, 2 * third, 0.0),  # base only: samples 1 and 3 right
-        (0.55, third, third),  # sample 3 replaced, wrongly
-        (0.65, 2 * third, 2 * third),  # samples 2 (rightly) and 3 (wrongly) replaced
-        (0.95, third, 1.0),
-        (1.01, third, 1.0),
-    ] for v in row])
+    assert [v for r in table for v in r] == pytest.approx(
+        [
+            v
+            for row in [
+                (0.0, 2 * third, 0.0),  # base only: samples 1 and 3 right
+                (0.55, third, third),  # sample 3 replaced, wrongly
+                (0.65, 2 * third, 2 * third),  # samples 2 (rightly) and 3 (wrongly) replaced
+                (0.95, third, 1.0),
+                (1.01, third, 1.0),
+            ]
+            for v in row
+        ]
+    )
     assert best == 0.0  # 0.0 and 0.65 tie at 2/3: the one replacing fewer answers wins
 
 
@@ -146,6 +146,11 @@ def test_choose_threshold_needs_known_targets():
 
 def test_oracle_accuracy_exact():
     from scarce.inference.voting import oracle_accuracy
-    members = np.array([[[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]],    # answers 0, 0, 0
-                        [[0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]])   # answers 1, 0, 1
+
+    members = np.array(
+        [
+            [[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]],  # answers 0, 0, 0
+            [[0.2, 0.8], [0.7, 0.3], [0.3, 0.7]],
+        ]
+    )  # answers 1, 0, 1
     assert oracle_accuracy(members, [1, 1, 0]) == pytest.approx(2 / 3)  # sample 1: nobody says 1

@@ -1,4 +1,6 @@
-"""The Python API, as short as the CLI::
+"""The Python API, as short as the CLI.
+
+Example::
 
     import scarce
     run = scarce.train(recipe="demo", epochs=30)           # or data="path/to/folder", out="runs/x"
@@ -6,6 +8,7 @@
     result = model.predict(["a.png", pil_image, uint8_tensor])
     result.labels, result.probs                             # ["Bag", ...], float32 [N, C]
 """
+
 from __future__ import annotations
 
 import os
@@ -22,6 +25,7 @@ from scarce.errors import UserError
 @dataclass
 class TrainedRun:
     """A finished (or stopped) run: its directory and ``summary.json`` contents."""
+
     path: Path
     summary: dict = field(default_factory=dict)
 
@@ -40,14 +44,21 @@ def _nested(settings: dict[str, Any]) -> dict:
     return tree
 
 
-def train(recipe: str | None = "demo", data: str | None = None, out: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = False, **settings: Any) -> TrainedRun:
+def train(
+    recipe: str | None = "demo",
+    data: str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    **settings: Any,
+) -> TrainedRun:
     """Train like ``scarce train``; ``settings`` are config keys (``epochs=30``, or dotted keys
     through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its summary."""
     import time
 
     from scarce.config import _merge, load_config
     from scarce.engine.trainer import train as train_run
+
     extra = _nested(settings)
     if data is not None:
         extra = _merge(extra, {"data": {"name": str(data)}})
@@ -65,6 +76,7 @@ def train(recipe: str | None = "demo", data: str | None = None, out: str | os.Pa
 @dataclass
 class ImagePredictions:
     """``labels[i]`` = the class of image i, ``probs`` float32 ``[N, C]`` (calibrated)."""
+
     labels: list[str]
     probs: np.ndarray
     classes: list[str]
@@ -88,6 +100,7 @@ class Classifier:
         from scarce.engine.batch import BatchPreprocessor
         from scarce.engine.evaluation import load_run
         from scarce.engine.hardware import device_name
+
         self.device = torch.device(device_name(device))
         self.run = load_run(path, self.device)
         self.classes = self.run.classes
@@ -98,6 +111,7 @@ class Classifier:
         from PIL import Image
 
         from scarce.data.datasets import read_image, to_mode
+
         if isinstance(item, (str, os.PathLike)):
             return read_image(item, self.run.mode)
         if isinstance(item, Image.Image):
@@ -106,8 +120,9 @@ class Classifier:
             array = item.cpu().numpy()
             array = array if array.ndim == 2 else (array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
             return to_mode(Image.fromarray(array), self.run.mode)
-        raise UserError(f"image {index}: expected a file path, a PIL image or a uint8 tensor [C, H, W], "
-                        f"got {type(item).__name__}")
+        raise UserError(
+            f"image {index}: expected a file path, a PIL image or a uint8 tensor [C, H, W], got {type(item).__name__}"
+        )
 
     def predict(self, images: Sequence[Any], batch_size: int = 64) -> ImagePredictions:
         import torch
@@ -115,13 +130,25 @@ class Classifier:
         from scarce.data.transforms import EvalTransform
         from scarce.engine.factories import probs_function
         from scarce.engine.loop import predict_outputs
+
         transform = EvalTransform(self.run.cfg.data)
         probs_fn = probs_function(self.run.cfg, self.run.temperature)
-        batches = ((torch.stack([transform(None, i, self._image(item, start + i))
-                                 for i, item in enumerate(images[start:start + batch_size])]), None)
-                   for start in range(0, len(images), batch_size))
-        chunks = [probs_fn(outputs).cpu().numpy()
-                  for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.cfg.amp)]
+        batches = (
+            (
+                torch.stack(
+                    [
+                        transform(None, i, self._image(item, start + i))
+                        for i, item in enumerate(images[start : start + batch_size])
+                    ]
+                ),
+                None,
+            )
+            for start in range(0, len(images), batch_size)
+        )
+        chunks = [
+            probs_fn(outputs).cpu().numpy()
+            for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.cfg.amp)
+        ]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
 

@@ -4,6 +4,7 @@ Confidence = the max class probability. A voting threshold (e.g. 0.7) only means
 something if confidence is calibrated, so fit a temperature on held-out scores
 (``scarce.models.heads.prediction_scores``) and check ECE before choosing it.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,7 +101,6 @@ def fit_temperature(
         raise ValueError("logits contain non-finite values")
     if bool((z == z[:, :1]).all()):
         return 1.0  # every row constant: the NLL does not depend on T
-
 
     def f(log_t: float) -> float:
         return float(F.cross_entropy(z * math.exp(-log_t), y))

@@ -1,5 +1,6 @@
 """The ``scarce`` commands that look at data and runs without training: ``data subset``,
 ``data check``, ``report``, ``augment preview``. Registered in :data:`scarce.cli.COMMANDS`."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,22 +14,33 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("subset", help="VIPriors-style k-per-class split of an image folder, with a manifest")
-    s.add_argument("src", help="image folder of <class>/<image> (its train/ if it has one; test/ is copied whole), "
-                               "or a built-in dataset: demo, or fashion-mnist (written as PNGs: the sampled "
-                               "train/val and the official 10k test set)")
+    s.add_argument(
+        "src",
+        help="image folder of <class>/<image> (its train/ if it has one; test/ is copied whole), "
+        "or a built-in dataset: demo, or fashion-mnist (written as PNGs: the sampled "
+        "train/val and the official 10k test set)",
+    )
     s.add_argument("dst", help="new folder for the subset (must not exist)")
     s.add_argument("--per-class", type=int, required=True, help="train images per class (>= 1)")
     s.add_argument("--val-per-class", type=int, default=0, help="val images per class, disjoint from train (default 0)")
     s.add_argument("--seed", type=int, default=0, help="seed of the per-class sampling")
-    s.add_argument("--link", default="hard", choices=["hard", "sym", "copy"],
-                   help="how files reach dst: hard links (default), symlinks or copies")
-    c = dsub.add_parser("check", help="scan a dataset: unreadable files, modes, sizes, class counts, "
-                        "duplicates across splits", description="Exit status: 0 no problem found, 1 problems "
-                        "found (unreadable images, duplicates across splits, manifest paths outside the root), "
-                        "2 usage error (missing folder, empty class folder, classes differing between splits).")
+    s.add_argument(
+        "--link",
+        default="hard",
+        choices=["hard", "sym", "copy"],
+        help="how files reach dst: hard links (default), symlinks or copies",
+    )
+    c = dsub.add_parser(
+        "check",
+        help="scan a dataset: unreadable files, modes, sizes, class counts, duplicates across splits",
+        description="Exit status: 0 no problem found, 1 problems "
+        "found (unreadable images, duplicates across splits, manifest paths outside the root), "
+        "2 usage error (missing folder, empty class folder, classes differing between splits).",
+    )
     c.add_argument("data", help="built-in dataset or image-folder root with train/ (val/, test/)")
-    c.add_argument("--max-mae", type=float, default=None, help="near-duplicate thumbnail difference in grey levels "
-                   "(default 4)")
+    c.add_argument(
+        "--max-mae", type=float, default=None, help="near-duplicate thumbnail difference in grey levels (default 4)"
+    )
     c.add_argument("--json", default=None, help="also write the full report as JSON here")
     c.add_argument("--limit", type=int, default=20, help="rows listed per table (default 20)")
 
@@ -36,6 +48,7 @@ def _add_data(sub) -> None:
 def cmd_data(args) -> int:
     if args.data_command == "subset":
         from scarce.data.subset import make_subset
+
         print(json.dumps(make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)))
     if args.data_command == "check":
         return cmd_data_check(args)
@@ -45,12 +58,16 @@ def cmd_data(args) -> int:
 def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
     from scarce.config import DataConfig
-    from scarce.data.check import NEAR_MAE, check_dataset, format_report
+    from scarce.data.check import NEAR_MAE, check_dataset
     from scarce.data.splits import DEMO_ROOT, resolve_splits
     from scarce.io import atomic_write_json
+
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
-    report = check_dataset(resolve_splits(DataConfig(name=args.data)), args.max_mae or NEAR_MAE,
-                           manifest_root=None if args.data == "fashion-mnist" else str(root))
+    report = check_dataset(
+        resolve_splits(DataConfig(name=args.data)),
+        args.max_mae or NEAR_MAE,
+        manifest_root=None if args.data == "fashion-mnist" else str(root),
+    )
     print(format_report(report, args.limit))
     if args.json:
         atomic_write_json(args.json, report)
@@ -58,15 +75,25 @@ def cmd_data_check(args) -> int:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="self-contained HTML report of a run or of an ensemble",
-                       description="Examples: scarce report runs/demo-x   |   "
-                       "scarce report --ensemble final.npz --members a.npz b.npz c.npz")
+    p = sub.add_parser(
+        "report",
+        help="self-contained HTML report of a run or of an ensemble",
+        description="Examples: scarce report runs/demo-x   |   "
+        "scarce report --ensemble final.npz --members a.npz b.npz c.npz",
+    )
     p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR", help="a finished scarce run directory")
     p.add_argument("--ensemble", default=None, metavar="FINAL_NPZ", help="report on a `scarce ensemble` output")
-    p.add_argument("--members", nargs="+", default=None,
-                   help="--ensemble: the members' predictions files (default: the paths in its metadata)")
-    p.add_argument("--out", default=None,
-                   help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)")
+    p.add_argument(
+        "--members",
+        nargs="+",
+        default=None,
+        help="--ensemble: the members' predictions files (default: the paths in its metadata)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)",
+    )
     p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -79,9 +106,11 @@ def cmd_report(args) -> int:
         raise UserError("--members goes with --ensemble FINAL_NPZ")
     if args.ensemble is not None:
         from scarce.report import build_ensemble_report
+
         out = build_ensemble_report(args.ensemble, args.members, args.out)
     else:
         from scarce.report import build_run_report
+
         out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers)
     print(f"wrote {out} (and its PNGs beside it)")
     return 0
@@ -90,6 +119,7 @@ def cmd_report(args) -> int:
 class _IntermixedParser(argparse.ArgumentParser):
     """Lets positionals follow options (``DATA --recipe R key=value --out F``): plain argparse
     takes all positionals from the first run of them and rejects the later ``key=value``."""
+
     _inner = False
 
     def parse_known_args(self, args=None, namespace=None):
@@ -105,9 +135,12 @@ class _IntermixedParser(argparse.ArgumentParser):
 def _add_augment(sub) -> None:
     p = sub.add_parser("augment", help="augmentation tools")
     asub = p.add_subparsers(dest="augment_command", required=True, parser_class=_IntermixedParser)
-    s = asub.add_parser("preview", help="grid of training images as the pipeline produces them, and LSB Swap's bits",
-                        description="Example: scarce augment preview demo --recipe demo "
-                        "augment.randaugment=rand-m9-mstd0.5 augment.lsb_swap.enabled=true --out grid.png")
+    s = asub.add_parser(
+        "preview",
+        help="grid of training images as the pipeline produces them, and LSB Swap's bits",
+        description="Example: scarce augment preview demo --recipe demo "
+        "augment.randaugment=rand-m9-mstd0.5 augment.lsb_swap.enabled=true --out grid.png",
+    )
     s.add_argument("data", metavar="DATA", help="built-in dataset (demo, fashion-mnist) or image-folder root")
     s.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
     s.add_argument("--out", required=True, help="PNG file to write")
@@ -120,8 +153,54 @@ def _add_augment(sub) -> None:
 def cmd_augment(args) -> int:
     from scarce.config import load_config
     from scarce.report.preview import augment_preview
+
     if args.images < 1 or args.views < 1:
         raise UserError(f"--images and --views: expected >= 1, got {args.images} and {args.views}")
     cfg = load_config(args.recipe, args.overrides, {"data": {"name": args.data}})
     print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
     return 0
+
+
+def _size_text(sizes: dict) -> str:
+    if sizes["min"] is None:
+        return "-"
+    (w_lo, h_lo), (w_hi, h_hi) = sizes["min"], sizes["max"]
+    if (w_lo, h_lo) == (w_hi, h_hi):
+        return f"{w_lo}x{h_lo}"
+    return f"{w_lo}..{w_hi} x {h_lo}..{h_hi}"
+
+
+def format_report(report: dict, limit: int = 20) -> str:
+    """The report as fixed-width tables (at most ``limit`` rows of each listing)."""
+    splits = report["splits"]
+    lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<22} modes"]
+    for name, s in splits.items():
+        modes = ", ".join(f"{m}:{n}" for m, n in sorted(s["modes"].items()))
+        lines.append(f"{name:<6} {s['images']:>7} {len(s['bad']):>5}  {_size_text(s['sizes']):<22} {modes}")
+    classes = list(next(iter(splits.values()))["classes"])
+    width = max(len(c) for c in classes + ["class"])
+    lines += ["", f"{'class':<{width}} " + " ".join(f"{n:>6}" for n in splits)]
+    lines += [f"{c:<{width}} " + " ".join(f"{s['classes'].get(c, 0):>6}" for s in splits.values()) for c in classes]
+    bad = [(name, b) for name, s in splits.items() for b in s["bad"]]
+    if bad:
+        lines += ["", f"unreadable images: {len(bad)}"]
+        lines += [f"  {b['path']}: {b['reason']}" for _, b in bad[:limit]]
+        lines += [f"  ... {len(bad) - limit} more"] if len(bad) > limit else []
+    dups = report["duplicates"]
+    lines += [
+        "",
+        f"duplicates across splits (dHash <= {report['max_hamming']} of 64 bits and thumbnail "
+        f"difference <= {report['max_mae']:g} grey levels): {len(dups)}",
+    ]
+    for d in dups[:limit]:
+        a, b = d["splits"]
+        lines.append(f"  {d['kind']:<5} bits={d['hamming']:<2} mae={d['mae']:<5g} {a}: {d[a]}  {b}: {d[b]}")
+    lines += [f"  ... {len(dups) - limit} more"] if len(dups) > limit else []
+    conflicts = report["label_conflicts"]
+    if conflicts:
+        lines += ["", f"identical images under different labels: {len(conflicts)}"]
+        lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
+        lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
+    lines += [f"manifest: {m}" for m in report["manifest"]]
+    lines.append(f"problems: {report['problems']}")
+    return "\n".join(lines)

@@ -6,10 +6,10 @@ values are parsed as YAML scalars (``optim.lr=0.01``, ``augment.randaugment=null
 Unknown keys and wrong types fail with a one-line :class:`UserError` that lists
 what is valid, so a typo never silently trains the wrong recipe.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     _merge,
     available_recipes,
     build,
+    describe_fields,
     field_choices,
     opt,
     parse_overrides,
@@ -37,26 +38,50 @@ class DataConfig:
     root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
     per_class: int | None = opt(None, "fashion-mnist: train images per class sampled from the 60k set")
     val_per_class: int | None = opt(None, "fashion-mnist: val images per class, disjoint from train")
-    val_fraction: float = opt(0.1, "image folders without val/: this stratified fraction of train becomes val "
-                                   "(0: no val split)", range="[0, 0.9]")
+    val_fraction: float = opt(
+        0.1,
+        "image folders without val/: this stratified fraction of train becomes val (0: no val split)",
+        range="[0, 0.9]",
+    )
     split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
-    img_size: int | Literal["auto"] = opt(64, "training and evaluation resolution (small images are resized up); auto: the "
-                                  "median train image's shorter side rounded up to a multiple of 32, in [32, 224]", range="[8, 4096]")
-    channels: Literal["auto", "gray", "rgb"] = opt("auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels")
+    img_size: int | Literal["auto"] = opt(
+        64,
+        "training and evaluation resolution (small images are resized up); auto: the "
+        "median train image's shorter side rounded up to a multiple of 32, in [32, 224]",
+        range="[8, 4096]",
+    )
+    channels: Literal["auto", "gray", "rgb"] = opt(
+        "auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels"
+    )
     small_images: Literal["resize", "pad"] = opt(
-        "resize", "images no larger than img_size: resize them up (bilinear), or pad them with zeros to img_size, "
-                  "centred, keeping their pixels (a 28 px image in a 32 px frame, as CIFAR-style loops feed it); "
-                  "the evaluation view and crop=pad follow it")
+        "resize",
+        "images no larger than img_size: resize them up (bilinear), or pad them with zeros to img_size, "
+        "centred, keeping their pixels (a 28 px image in a 32 px frame, as CIFAR-style loops feed it); "
+        "the evaluation view and crop=pad follow it",
+    )
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
-    num_workers: int | Literal["auto"] = opt("auto", "data-loading worker processes (0: in the main process); auto: 0 for "
-                                         "in-memory images, else the cores the compute threads leave", range="[0, 256]")
-    keep_last_batch: bool = opt(False, "train on the last, smaller batch of each epoch too (false: drop it, "
-                                       "so each epoch leaves a random remainder of the images out; a last batch of "
-                                       "one image is always dropped: BatchNorm cannot normalise it)")
-    sampler: Literal["random", "balanced"] = opt("random", "random: each image once per epoch; balanced: draws with replacement, every "
-                                 "class equally likely (imbalanced data)")
-    cache: Literal["auto", "ram", "none"] = opt("auto", "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
-                             "fit in 2 GB at 1.15 x the evaluation resize")
+    num_workers: int | Literal["auto"] = opt(
+        "auto",
+        "data-loading worker processes (0: in the main process); auto: 0 for "
+        "in-memory images, else the cores the compute threads leave",
+        range="[0, 256]",
+    )
+    keep_last_batch: bool = opt(
+        False,
+        "train on the last, smaller batch of each epoch too (false: drop it, "
+        "so each epoch leaves a random remainder of the images out; a last batch of "
+        "one image is always dropped: BatchNorm cannot normalise it)",
+    )
+    sampler: Literal["random", "balanced"] = opt(
+        "random",
+        "random: each image once per epoch; balanced: draws with replacement, every "
+        "class equally likely (imbalanced data)",
+    )
+    cache: Literal["auto", "ram", "none"] = opt(
+        "auto",
+        "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
+        "fit in 2 GB at 1.15 x the evaluation resize",
+    )
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
 
 
@@ -67,24 +92,35 @@ class LsbSwapConfig:
     p: float = opt(0.5, "probability that an image is swapped", range="[0, 1]")
     partner: Literal["any", "same_class"] = opt("any", "partner image: any class or same_class (sample stage only)")
     stage: Literal["sample", "batch"] = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device")
-    placement: Literal["last", "before_randaugment"] = opt("last", "last: after all uint8 transforms; before_randaugment: the paper's placement")
+    placement: Literal["last", "before_randaugment"] = opt(
+        "last", "last: after all uint8 transforms; before_randaugment: the paper's placement"
+    )
 
 
 @dataclass
 class AugmentConfig:
-    crop: Literal["resized", "pad"] = opt("resized", "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
-                               "at img_size, zero-padded by augment.pad px, random img_size crop: shifts only, "
-                               "the usual choice for 28-32 px images)")
-    pad: int | Literal["auto"] = opt(4, "crop pad: zero padding on each side, in px at img_size (the largest shift); auto: "
-                            "img_size / 16 (2 px at 32)", range="[0, 256]")
+    crop: Literal["resized", "pad"] = opt(
+        "resized",
+        "train crop: resized (RandomResizedCrop, scale x ratio) or pad (the whole image "
+        "at img_size, zero-padded by augment.pad px, random img_size crop: shifts only, "
+        "the usual choice for 28-32 px images)",
+    )
+    pad: int | Literal["auto"] = opt(
+        4,
+        "crop pad: zero padding on each side, in px at img_size (the largest shift); auto: img_size / 16 (2 px at 32)",
+        range="[0, 256]",
+    )
     scale: list[float] = opt([0.35, 1.0], "crop resized: RandomResizedCrop area range", range="(0, 1]")
-    ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range",
-                             range="(0, inf)")
+    ratio: list[float] = opt([0.75, 1.3333333], "crop resized: RandomResizedCrop aspect-ratio range", range="(0, inf)")
     hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
-    fill: int | Literal["edge", "mean"] = opt("edge", "colour of the pixels a padded shift or a RandAugment rotation, shear "
-                                         "or translation uncovers: edge (median border colour of the train images: "
-                                         "black on Fashion-MNIST), mean (the normalisation mean, timm's choice) or a "
-                                         "grey level", range="[0, 255]")
+    fill: int | Literal["edge", "mean"] = opt(
+        "edge",
+        "colour of the pixels a padded shift or a RandAugment rotation, shear "
+        "or translation uncovers: edge (median border colour of the train images: "
+        "black on Fashion-MNIST), mean (the normalisation mean, timm's choice) or a "
+        "grey level",
+        range="[0, 255]",
+    )
     randaugment: str | None = opt(None, "timm RandAugment string, e.g. rand-m9-mstd0.5 (null: off)")
     re_prob: float = opt(0.0, "random erasing probability (applied after normalisation, on the device)", range="[0, 1]")
     re_mode: Literal["const", "rand", "pixel"] = opt("pixel", "random erasing fill")
@@ -94,27 +130,40 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     name: str = opt("resnet18", "any timm model name")
-    small_input: bool | Literal["auto"] = opt(False, "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
-                                         "ConvNeXt); auto: on at data.img_size <= 40 (not the default until "
-                                         "BENCHMARKS.md shows a gain: 16x the compute)")
-    precise_bn: bool | Literal["auto"] = opt("auto", "recompute BatchNorm statistics on the train images before each evaluation "
-                                         "(running averages lag a fast-changing network); auto: in runs of fewer "
-                                         "than 500 optimizer steps")
+    small_input: bool | Literal["auto"] = opt(
+        False,
+        "remove the stem's early downsampling (ResNet, EfficientNet/MobileNet, "
+        "ConvNeXt); auto: on at data.img_size <= 40 (not the default until "
+        "BENCHMARKS.md shows a gain: 16x the compute)",
+    )
+    precise_bn: bool | Literal["auto"] = opt(
+        "auto",
+        "recompute BatchNorm statistics on the train images before each evaluation "
+        "(running averages lag a fast-changing network); auto: in runs of fewer "
+        "than 500 optimizer steps",
+    )
     drop_rate: float = opt(0.0, "dropout before the classifier", range="[0, 1)")
     drop_path_rate: float = opt(0.0, "drop path (drop connect) rate", range="[0, 1)")
-    prediction_source: Literal["auto", "logits", "g", "cosine"] = opt("auto", "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
-                                         "scores); auto: cosine for cosine-family losses, else logits")
+    prediction_source: Literal["auto", "logits", "g", "cosine"] = opt(
+        "auto",
+        "probabilities from logits, g (head g) or cosine (fixed-scale cosine "
+        "scores); auto: cosine for cosine-family losses, else logits",
+    )
 
 
 @dataclass
 class LossConfig:
-    name: Literal["ce", "label_smoothing", "cosine", "cosine_ce", "focal", "focal_cosine",
-                  "focal_cosine_authors"] = opt("ce", "the loss (scarce.losses.LOSS_NAMES)")
+    name: Literal["ce", "label_smoothing", "cosine", "cosine_ce", "focal", "focal_cosine", "focal_cosine_authors"] = (
+        opt("ce", "the loss (scarce.losses.LOSS_NAMES)")
+    )
     smoothing: float = opt(0.1, "label_smoothing: smoothing factor", range="[0, 1)")
     gamma: float = opt(2.0, "focal losses: focusing parameter", range="[0, inf)")
     lam: float = opt(0.1, "cosine_ce / focal_cosine: weight of the head-g term", range="[0, inf)")
-    class_weights: Literal["none", "auto"] = opt("none", "auto: weight each sample by n / (classes x its class's train count), so "
-                                     "every class counts equally (imbalanced data); none: equal weights")
+    class_weights: Literal["none", "auto"] = opt(
+        "none",
+        "auto: weight each sample by n / (classes x its class's train count), so "
+        "every class counts equally (imbalanced data); none: equal weights",
+    )
 
 
 @dataclass
@@ -124,16 +173,23 @@ class OptimConfig:
     weight_decay: float = opt(0.05, "weight decay", range="[0, inf)")
     momentum: float = opt(0.9, "momentum (sgd, rmsprop)", range="[0, 1)")
     eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)", range="(0, inf)")
-    decay_norm_and_bias: bool = opt(False, "apply weight decay to norm weights and biases too (timm's default, "
-                                           "false, exempts them; a plain torch optimizer decays every parameter)")
+    decay_norm_and_bias: bool = opt(
+        False,
+        "apply weight decay to norm weights and biases too (timm's default, "
+        "false, exempts them; a plain torch optimizer decays every parameter)",
+    )
 
 
 @dataclass
 class SchedConfig:
     name: Literal["cosine", "tanh", "step", "multistep", "poly", "constant"] = opt(
-        "cosine", "timm scheduler, stepped per optimizer update")
-    warmup_epochs: float | Literal["auto"] = opt(0.0, "linear warmup epochs (fractions allowed; clipped to a fifth of the "
-                                          "run); auto: 15 % of the epochs", range="[0, inf)")
+        "cosine", "timm scheduler, stepped per optimizer update"
+    )
+    warmup_epochs: float | Literal["auto"] = opt(
+        0.0,
+        "linear warmup epochs (fractions allowed; clipped to a fifth of the run); auto: 15 % of the epochs",
+        range="[0, inf)",
+    )
     warmup_lr: float = opt(1e-5, "learning rate at the start of warmup", range="[0, inf)")
     min_lr: float = opt(1e-6, "final learning rate (cosine)", range="[0, inf)")
     decay_epochs: float = opt(2.4, "step: epochs between decays", range="(0, inf)")
@@ -150,16 +206,26 @@ class EmaConfig:
 
 @dataclass
 class CheckpointConfig:
-    every_seconds: float = opt(60.0, "write the resumable checkpoint once this long has passed since the last "
-                                     "(always at the end of the run and on SIGINT/SIGTERM)", range="[0, inf)")
+    every_seconds: float = opt(
+        60.0,
+        "write the resumable checkpoint once this long has passed since the last "
+        "(always at the end of the run and on SIGINT/SIGTERM)",
+        range="[0, inf)",
+    )
     every_epochs: int = opt(0, "also write it every N epochs (0: only by time)", range="[0, inf)")
-    keep_at_end: bool = opt(False, "keep the resumable checkpoint (optimizer state) when the run finishes, so that "
-                                   "--resume RUN epochs=N can extend it; false: only the weights files stay "
-                                   "(a ResNet-18 run: 135 MB less)")
-    select: Literal["auto", "best", "last"] = opt("auto", "the weights the run scores and ships (best.safetensors): best (the evaluated "
-                              "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
-                              "auto: last when val has fewer than 20 images per class (too few to rank epochs: "
-                              "the pick would be noise) and patience is off, else best")
+    keep_at_end: bool = opt(
+        False,
+        "keep the resumable checkpoint (optimizer state) when the run finishes, so that "
+        "--resume RUN epochs=N can extend it; false: only the weights files stay "
+        "(a ResNet-18 run: 135 MB less)",
+    )
+    select: Literal["auto", "best", "last"] = opt(
+        "auto",
+        "the weights the run scores and ships (best.safetensors): best (the evaluated "
+        "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
+        "auto: last when val has fewer than 20 images per class (too few to rank epochs: "
+        "the pick would be noise) and patience is off, else best",
+    )
 
 
 @dataclass
@@ -169,19 +235,34 @@ class LogConfig:
 
 @dataclass
 class Config:
-    epochs: int | Literal["auto"] = opt(30, "training epochs; auto: at least 100 and at least 800 optimizer steps "
-                                "(chosen from the train set's size, saved in the run's config.yaml)", range="[1, inf)")
+    epochs: int | Literal["auto"] = opt(
+        30,
+        "training epochs; auto: at least 100 and at least 800 optimizer steps "
+        "(chosen from the train set's size, saved in the run's config.yaml)",
+        range="[1, inf)",
+    )
     batch_size: int = opt(32, "batch size per process", range="[1, inf)")
     seed: int = opt(0, "fixes model init, data order and augmentation", range="[0, inf)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
-    amp: Literal["auto", "none", "bf16", "fp16"] = opt("auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), "
-                           "else none")
-    channels_last: bool | Literal["auto"] = opt("auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16")
-    threads: int | None = opt(None, "torch threads (null: OMP_NUM_THREADS if set, else the cores, shared among torchrun's local processes)", range="[1, 1024]")
+    amp: Literal["auto", "none", "bf16", "fp16"] = opt(
+        "auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), else none"
+    )
+    channels_last: bool | Literal["auto"] = opt(
+        "auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16"
+    )
+    threads: int | None = opt(
+        None,
+        "torch threads (null: OMP_NUM_THREADS if set, else the cores, shared among torchrun's local processes)",
+        range="[1, 1024]",
+    )
     clip_grad: float | None = opt(None, "max gradient norm (null: no clipping)", range="(0, inf)")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume on CPU)")
-    patience: int = opt(0, "early stopping: end the run after this many evaluations without a better val top-1 "
-                           "(0: off); the best weights are kept and scored", range="[0, inf)")
+    patience: int = opt(
+        0,
+        "early stopping: end the run after this many evaluations without a better val top-1 "
+        "(0: off); the best weights are kept and scored",
+        range="[0, inf)",
+    )
     eval_every: int = opt(1, "evaluate on val every N epochs (and at the last)", range="[1, inf)")
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -196,8 +277,8 @@ class Config:
 
 # ---------------------------------------------------------------- building
 
-def load_config(recipe: str | None = None, overrides: list[str] | None = None,
-                extra: dict | None = None) -> Config:
+
+def load_config(recipe: str | None = None, overrides: list[str] | None = None, extra: dict | None = None) -> Config:
     """Defaults <- recipe <- ``extra`` (e.g. ``--data``) <- dotted overrides."""
     values = read_recipe(recipe) if recipe else {}
     values = _merge(values, extra or {})
@@ -211,22 +292,10 @@ def config_to_dict(cfg: Any) -> dict:
 
 def save_config(cfg: Config, path: Path) -> None:
     from scarce.io import atomic_write_text
+
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """Rows (key, default, help) for every leaf key, for ``scarce train --help``."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    default = cls()
-    for f in dataclasses.fields(cls):
-        value = getattr(default, f.name)
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe(hints[f.name], prefix + f.name + ".")
-            continue
-        text = f.metadata.get("help", "")
-        choices = field_choices(hints[f.name], f.metadata)
-        if choices:
-            text += f" [{'|'.join(map(str, choices))}]"
-        rows.append((prefix + f.name, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."), text))
-    return rows
+def describe() -> list[tuple[str, str, str]]:
+    """Rows (key, default, help) for every config key, for ``scarce train --help``."""
+    return describe_fields(Config)

@@ -1,6 +1,7 @@
 """How a config is read and checked: recipe files (``yaml.safe_load``), dotted overrides,
 type coercion, choices and numeric ranges, with one-line errors that list what is valid.
 The config's fields themselves are in :mod:`scarce.config`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,6 +66,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             import difflib
+
             close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
             hint = f" (close: {', '.join(close)})" if close else ""
             raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
@@ -76,7 +78,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return [_coerce(v, item_tp, key) for v in value]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UserError(f"config key '{key}': expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}")
+            raise UserError(
+                f"config key '{key}': expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}"
+            )
         return build(tp, value, prefix=key + ".")
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-3 (no dot) as a string
@@ -84,7 +88,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except ValueError:
             pass
     ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
-        tp is float and isinstance(value, int) and not isinstance(value, bool))
+        tp is float and isinstance(value, int) and not isinstance(value, bool)
+    )
     if not ok:
         raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
     return float(value) if tp is float else value
@@ -96,7 +101,9 @@ def build(cls: type, values: dict, prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in values if k not in fields]
     if unknown:
-        raise UserError(f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(prefix + k for k in fields)}")
+        raise UserError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(prefix + k for k in fields)}"
+        )
     kwargs = {}
     for name, value in values.items():
         coerced = _coerce(value, hints[name], prefix + name)
@@ -127,8 +134,10 @@ def _check_value(value: Any, meta: Mapping, key: str) -> None:
             raise UserError(f"config key '{key}': expected a finite number in {interval}, got {bad[0]!r}")
         return
     if choices and value not in choices:
-        raise UserError(f"config key '{key}': expected one of {', '.join(map(str, choices))}"
-                        f"{f' or a number in {interval}' if interval else ''}, got {value!r}")
+        raise UserError(
+            f"config key '{key}': expected one of {', '.join(map(str, choices))}"
+            f"{f' or a number in {interval}' if interval else ''}, got {value!r}"
+        )
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -172,7 +181,9 @@ def read_recipe(recipe: str) -> dict:
     if not path.is_file():
         path = RECIPES_DIR / f"{recipe}.yaml"
     if not path.is_file():
-        raise UserError(f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}")
+        raise UserError(
+            f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}"
+        )
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -180,3 +191,27 @@ def read_recipe(recipe: str) -> dict:
     if not isinstance(values, dict):
         raise UserError(f"recipe {path}: expected a mapping of config keys, got {type(values).__name__}")
     return values
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Rows (key, default, help) for every leaf key of dataclass ``cls``."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe_fields(hints[f.name], prefix + f.name + ".")
+            continue
+        text = f.metadata.get("help", "")
+        choices = field_choices(hints[f.name], f.metadata)
+        if choices:
+            text += f" [{'|'.join(map(str, choices))}]"
+        rows.append(
+            (
+                prefix + f.name,
+                yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."),
+                text,
+            )
+        )
+    return rows

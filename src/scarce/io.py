@@ -2,6 +2,7 @@
 the same folder and is renamed over the target, so a kill never leaves a
 half-written file where a good one stood (``os.replace`` is atomic on POSIX).
 """
+
 from __future__ import annotations
 
 import json
@@ -104,17 +105,24 @@ def read_json(path: str | os.PathLike, schema: dict[str, type | tuple[type, ...]
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
         for key, expected in schema.items():
-            ok = key in data and isinstance(data[key], expected) and not (expected is int and isinstance(data[key], bool))
+            ok = (
+                key in data
+                and isinstance(data[key], expected)
+                and not (expected is int and isinstance(data[key], bool))
+            )
             if not ok:
                 names = "/".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-                raise UserError(f"{path}: key '{key}' should be {names}, got "
-                                f"{type(data[key]).__name__ if key in data else 'nothing'} (a damaged or edited file?)")
+                raise UserError(
+                    f"{path}: key '{key}' should be {names}, got "
+                    f"{type(data[key]).__name__ if key in data else 'nothing'} (a damaged or edited file?)"
+                )
     return data
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Write a safetensors file atomically (contiguous CPU copies; shared storage un-shared)."""
     from safetensors.torch import save_file
+
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
@@ -123,6 +131,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a safetensors file; anything else (a pickle, garbage) is refused."""
     from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")

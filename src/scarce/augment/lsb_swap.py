@@ -117,10 +117,7 @@ def sample_derangement(
 
 
 def sample_lsb_swap_params(
-    batch_size: int,
-    p: float = 1.0,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    batch_size: int, p: float = 1.0, generator: torch.Generator | None = None, device: torch.device | str | None = None
 ) -> tuple[Tensor, Tensor]:
     """Draw the random parameters of one batch LSB Swap.
 
@@ -142,7 +139,12 @@ def sample_lsb_swap_params(
 
 
 def _check_index(index: object, batch_size: int, device: torch.device, name: str = "perm") -> Tensor:
-    if not isinstance(index, Tensor) or index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+    if (
+        not isinstance(index, Tensor)
+        or index.dtype.is_floating_point
+        or index.dtype.is_complex
+        or index.dtype == torch.bool
+    ):
         got = index.dtype if isinstance(index, Tensor) else type(index).__name__
         raise TypeError(f"{name} must be an integer tensor (torch.int64) of shape [{batch_size}]; got {got}")
     if tuple(index.shape) != (batch_size,):
@@ -184,11 +186,7 @@ def apply_lsb_swap(x: Tensor, index: Tensor, bits: int = 2) -> Tensor:
 
 
 def lsb_swap_batch(
-    x: Tensor,
-    bits: int = 2,
-    p: float = 1.0,
-    perm: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    x: Tensor, bits: int = 2, p: float = 1.0, perm: Tensor | None = None, generator: torch.Generator | None = None
 ) -> Tensor:
     """LSB Swap within a batch: image ``i`` takes the low bits of image ``perm[i]``.
 
@@ -263,11 +261,7 @@ class LsbSwapPair:
         return bool(torch.rand((), generator=generator, device=_gen_device(generator)) < self.p)
 
     def __call__(
-        self,
-        img: Tensor,
-        partner: Tensor,
-        apply: bool | None = None,
-        generator: torch.Generator | None = None,
+        self, img: Tensor, partner: Tensor, apply: bool | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
         # Validate first so that bad inputs fail whatever the draw.
         _check_pair(img, partner, names=("img", "partner"))

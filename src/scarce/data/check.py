@@ -3,7 +3,7 @@
 Two users: the trainer's preflight (:func:`preflight`: a bad image fails fast with one
 line, or is skipped and listed with ``data.skip_bad_images``) and ``scarce data check``
 (:func:`check_dataset`: unreadable files, modes, sizes, class counts and exact or near
-duplicates between splits, printed by :func:`format_report`).
+duplicates between splits, printed by ``scarce data check``).
 
 Duplicates across splits: identical decoded pixels are *exact*. *Near* duplicates take two
 steps. A 64-bit difference hash (dHash: grayscale, area-resized to 9x8, one bit per
@@ -16,9 +16,9 @@ yet misses JPEG q70 re-encodes (up to 14 bits apart, on the flat background); re
 2x resizes and +15 brightness stay under 3 grey levels. A 1-pixel crop-and-zoom is not
 caught (34 grey levels).
 """
+
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
@@ -31,26 +31,28 @@ import numpy as np
 from PIL import Image, ImageOps
 from torchvision import transforms as T
 
-from scarce.data.datasets import Split, is_gray_image, safe_join, to_mode
+from scarce.data.datasets import Split, is_gray_image, to_mode
+from scarce.data.subset import read_manifest
 from scarce.errors import UserError
 
-HAMMING = 16     # dHash candidate radius, of 64 bits
-NEAR_MAE = 4.0   # grey levels of 255: confirmed near duplicate
+HAMMING = 16  # dHash candidate radius, of 64 bits
+NEAR_MAE = 4.0  # grey levels of 255: confirmed near duplicate
 SPLIT_PAIRS = (("train", "test"), ("train", "val"), ("val", "test"))
 
 
 @dataclass
 class ImageCheck:
     """What one image turned out to be; ``reason`` is empty when it decoded."""
+
     id: str
     reason: str = ""
     mode: str = ""
     size: tuple[int, int] = (0, 0)
     dhash: int = 0
     digest: str = ""
-    thumb: np.ndarray | None = None   # float32 [256]: 16x16 grayscale thumbnail minus its mean
+    thumb: np.ndarray | None = None  # float32 [256]: 16x16 grayscale thumbnail minus its mean
     pixels: np.ndarray | None = None  # uint8 [H, W(, C)] decoded in ``mode`` when asked to keep it
-    gray: bool = True                 # a grayscale mode (or a gray palette)
+    gray: bool = True  # a grayscale mode (or a gray palette)
 
     @property
     def ok(self) -> bool:
@@ -87,8 +89,9 @@ def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool
         check.digest = hashlib.blake2b(f"{rgb.size}".encode() + rgb.tobytes(), digest_size=16).hexdigest()
 
 
-def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool = False,
-                keep_side: int | None = None) -> ImageCheck:
+def check_image(
+    path: str | os.PathLike, mode: str | None = None, hashes: bool = False, keep_side: int | None = None
+) -> ImageCheck:
     """Open and fully decode ``path``; never raises for a bad file, it names the reason.
     ``keep_side``: keep the pixels (converted to ``mode``, shorter side at most this) in ``.pixels``."""
     check = ImageCheck(str(path))
@@ -106,21 +109,28 @@ def check_image(path: str | os.PathLike, mode: str | None = None, hashes: bool =
     return check
 
 
-def check_split(split: Split, mode: str | None = None, hashes: bool = False,
-                workers: int | None = None, keep_side: int | None = None) -> list[ImageCheck]:
+def check_split(
+    split: Split,
+    mode: str | None = None,
+    hashes: bool = False,
+    workers: int | None = None,
+    keep_side: int | None = None,
+) -> list[ImageCheck]:
     """:func:`check_image` for every sample of ``split``, in order (threads: decoding drops the GIL)."""
     if split.array is not None:
+
         def one(i: int) -> ImageCheck:
             check = ImageCheck(split.ids[i])
             _inspect(Image.fromarray(split.array[i]), check, mode, hashes)
             return check
+
         return [one(i) for i in range(len(split.ids))]
     paths = [Path(split.root) / rel for rel in split.ids]
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     # contiguous chunks, not one task per image: a small image decodes faster than a thread
     # pool hands out a task (one task per image was 2x slower than a plain loop on 28 px PNGs)
     size = max(64, math.ceil(len(paths) / (4 * workers)))
-    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
     if len(chunks) <= 1 or workers == 1:
         return [check_image(p, mode, hashes, keep_side) for p in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -128,8 +138,13 @@ def check_split(split: Split, mode: str | None = None, hashes: bool = False,
         return [check for part in parts for check in part]
 
 
-def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int | None = None,
-              keep_sides: dict[str, int] | None = None) -> tuple[dict[str, Split], list[dict]]:
+def preflight(
+    splits: dict[str, Split],
+    mode: str,
+    skip_bad: bool,
+    workers: int | None = None,
+    keep_sides: dict[str, int] | None = None,
+) -> tuple[dict[str, Split], list[dict]]:
     """Decode every image file of every split before training.
 
     Returns the splits without bad images and ``[{"split", "path", "reason"}]``. Without
@@ -146,37 +161,33 @@ def preflight(splits: dict[str, Split], mode: str, skip_bad: bool, workers: int 
         checks = check_split(split, mode, workers=workers, keep_side=keep_side)
         bad += [{"split": name, "path": c.id, "reason": c.reason} for c in checks if not c.ok]
         keep = [i for i, c in enumerate(checks) if c.ok]
-        kept[name] = replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep],
-                             cache=[checks[i].pixels for i in keep] if keep_side is not None else None,
-                             colour_images=sum(not checks[i].gray for i in keep))
+        kept[name] = replace(
+            split,
+            ids=[split.ids[i] for i in keep],
+            targets=[split.targets[i] for i in keep],
+            cache=[checks[i].pixels for i in keep] if keep_side is not None else None,
+            colour_images=sum(not checks[i].gray for i in keep),
+        )
         if bad and not skip_bad:
             first = bad[0]
             more = sum(not c.ok for c in checks) - 1
-            raise UserError(f"image {first['path']}: {first['reason']}"
-                            f"{f' (and {more} more in {name})' if more else ''}; fix or remove it, "
-                            f"or skip bad images with --skip-bad-images (data.skip_bad_images=true)")
+            raise UserError(
+                f"image {first['path']}: {first['reason']}"
+                f"{f' (and {more} more in {name})' if more else ''}; fix or remove it, "
+                f"or skip bad images with --skip-bad-images (data.skip_bad_images=true)"
+            )
         empty = sorted(set(range(len(split.classes))) - set(kept[name].targets))
         if name == "train" and empty and len(keep) < len(split.ids):  # val/test may lack a class
-            raise UserError(f"data {split.root}: class '{split.classes[empty[0]]}' has no readable images left "
-                            f"after skipping bad ones")
+            raise UserError(
+                f"data {split.root}: class '{split.classes[empty[0]]}' has no readable images left "
+                f"after skipping bad ones"
+            )
     return kept, bad
 
 
-def read_manifest(root: str | os.PathLike, name: str = "manifest.csv") -> list[dict]:
-    """Rows of ``root/name`` (``scarce data subset``'s manifest), each ``path`` checked by
-    :func:`safe_join` to stay inside ``root``; an escaping path raises :class:`UserError`."""
-    path = Path(root) / name
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "path" not in rows[0]:
-        raise UserError(f"{path}: expected a 'path' column, got {', '.join(rows[0])}")
-    for row in rows:
-        row["path"] = str(safe_join(root, row["path"], what=str(path)))
-    return rows
-
-
-def near_duplicates(a: list[ImageCheck], b: list[ImageCheck], max_hamming: int = HAMMING,
-                    max_mae: float = NEAR_MAE, chunk: int = 1024) -> list[tuple[int, int, int, float, bool]]:
+def near_duplicates(
+    a: list[ImageCheck], b: list[ImageCheck], max_hamming: int = HAMMING, max_mae: float = NEAR_MAE, chunk: int = 1024
+) -> list[tuple[int, int, int, float, bool]]:
     """``(i, j, hamming, thumbnail MAE, exact)`` for readable near-duplicate pairs ``a[i]``, ``b[j]``.
 
     Exact: identical decoded pixels. Hashes are compared in chunks of ``a`` (memory
@@ -189,7 +200,7 @@ def near_duplicates(a: list[ImageCheck], b: list[ImageCheck], max_hamming: int =
     hb = np.array([b[j].dhash for j in ib], dtype=np.uint64)
     found = []
     for start in range(0, len(ia), chunk):
-        rows = ia[start:start + chunk]
+        rows = ia[start : start + chunk]
         ha = np.array([a[i].dhash for i in rows], dtype=np.uint64)
         dist = np.bitwise_count(ha[:, None] ^ hb[None, :])  # [chunk, len(b)] popcounts
         r, c = np.nonzero(dist <= max_hamming)
@@ -218,78 +229,53 @@ def label_conflicts(name: str, split: Split, checks: list[ImageCheck]) -> list[d
     return conflicts
 
 
-def check_dataset(splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_root: str | None = None,
-                  workers: int | None = None) -> dict:
+def check_dataset(
+    splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_root: str | None = None, workers: int | None = None
+) -> dict:
     """The report of ``scarce data check``: per split images, class counts, modes, sizes and
     bad files; duplicates across :data:`SPLIT_PAIRS`; manifest paths that escape the root."""
     checks = {name: check_split(split, hashes=True, workers=workers) for name, split in splits.items()}
-    report: dict = {"splits": {}, "duplicates": [], "manifest": [], "max_hamming": HAMMING,
-                    "max_mae": max_mae}
+    report: dict = {"splits": {}, "duplicates": [], "manifest": [], "max_hamming": HAMMING, "max_mae": max_mae}
     for name, split in splits.items():
         good = [c for c in checks[name] if c.ok]
         widths, heights = [c.size[0] for c in good], [c.size[1] for c in good]
         report["splits"][name] = {
             "images": len(split.ids),
-            "classes": {cls: int(n) for cls, n in zip(split.classes, np.bincount(split.targets, minlength=len(split.classes)))},
+            "classes": {
+                cls: int(n) for cls, n in zip(split.classes, np.bincount(split.targets, minlength=len(split.classes)))
+            },
             "bad": [{"path": c.id, "reason": c.reason} for c in checks[name] if not c.ok],
             "modes": dict(Counter(c.mode for c in good)),
             # min and max of width and height separately: a tuple min would compare widths first
-            "sizes": {"min": [min(widths), min(heights)] if good else None,
-                      "max": [max(widths), max(heights)] if good else None,
-                      "distinct": len({c.size for c in good})}}
+            "sizes": {
+                "min": [min(widths), min(heights)] if good else None,
+                "max": [max(widths), max(heights)] if good else None,
+                "distinct": len({c.size for c in good}),
+            },
+        }
         report["label_conflicts"] = report.get("label_conflicts", []) + label_conflicts(name, split, checks[name])
     for a, b in SPLIT_PAIRS:
         if a in checks and b in checks:
             for i, j, dist, mae, exact in near_duplicates(checks[a], checks[b], max_mae=max_mae):
-                report["duplicates"].append({"kind": "exact" if exact else "near", "hamming": dist, "mae": mae,
-                                             a: checks[a][i].id, b: checks[b][j].id, "splits": [a, b]})
+                report["duplicates"].append(
+                    {
+                        "kind": "exact" if exact else "near",
+                        "hamming": dist,
+                        "mae": mae,
+                        a: checks[a][i].id,
+                        b: checks[b][j].id,
+                        "splits": [a, b],
+                    }
+                )
     if manifest_root is not None and (Path(manifest_root) / "manifest.csv").is_file():
         try:
             read_manifest(manifest_root)
         except UserError as exc:
             report["manifest"].append(str(exc))
-    report["problems"] = (sum(len(s["bad"]) for s in report["splits"].values()) + len(report["duplicates"])
-                          + len(report["manifest"]) + len(report["label_conflicts"]))
+    report["problems"] = (
+        sum(len(s["bad"]) for s in report["splits"].values())
+        + len(report["duplicates"])
+        + len(report["manifest"])
+        + len(report["label_conflicts"])
+    )
     return report
-
-
-def _size_text(sizes: dict) -> str:
-    if sizes["min"] is None:
-        return "-"
-    (w_lo, h_lo), (w_hi, h_hi) = sizes["min"], sizes["max"]
-    if (w_lo, h_lo) == (w_hi, h_hi):
-        return f"{w_lo}x{h_lo}"
-    return f"{w_lo}..{w_hi} x {h_lo}..{h_hi}"
-
-
-def format_report(report: dict, limit: int = 20) -> str:
-    """The report as fixed-width tables (at most ``limit`` rows of each listing)."""
-    splits = report["splits"]
-    lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<22} modes"]
-    for name, s in splits.items():
-        modes = ", ".join(f"{m}:{n}" for m, n in sorted(s["modes"].items()))
-        lines.append(f"{name:<6} {s['images']:>7} {len(s['bad']):>5}  {_size_text(s['sizes']):<22} {modes}")
-    classes = list(next(iter(splits.values()))["classes"])
-    width = max(len(c) for c in classes + ["class"])
-    lines += ["", f"{'class':<{width}} " + " ".join(f"{n:>6}" for n in splits)]
-    lines += [f"{c:<{width}} " + " ".join(f"{s['classes'].get(c, 0):>6}" for s in splits.values()) for c in classes]
-    bad = [(name, b) for name, s in splits.items() for b in s["bad"]]
-    if bad:
-        lines += ["", f"unreadable images: {len(bad)}"]
-        lines += [f"  {b['path']}: {b['reason']}" for _, b in bad[:limit]]
-        lines += [f"  ... {len(bad) - limit} more"] if len(bad) > limit else []
-    dups = report["duplicates"]
-    lines += ["", f"duplicates across splits (dHash <= {report['max_hamming']} of 64 bits and thumbnail "
-                  f"difference <= {report['max_mae']:g} grey levels): {len(dups)}"]
-    for d in dups[:limit]:
-        a, b = d["splits"]
-        lines.append(f"  {d['kind']:<5} bits={d['hamming']:<2} mae={d['mae']:<5g} {a}: {d[a]}  {b}: {d[b]}")
-    lines += [f"  ... {len(dups) - limit} more"] if len(dups) > limit else []
-    conflicts = report["label_conflicts"]
-    if conflicts:
-        lines += ["", f"identical images under different labels: {len(conflicts)}"]
-        lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
-        lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
-    lines += [f"manifest: {m}" for m in report["manifest"]]
-    lines.append(f"problems: {report['problems']}")
-    return "\n".join(lines)

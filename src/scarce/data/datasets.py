@@ -4,6 +4,7 @@ Two sources share one class: image files on disk (an image folder) and an
 in-memory uint8 array (Fashion-MNIST's IDX files). Both go through the same
 mode conversion and transform, so every technique sees identical data.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,11 @@ def _images_under(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+        found += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        ]
     return found
 
 
@@ -131,7 +135,8 @@ def read_image(path: str | os.PathLike, mode: str) -> Image.Image:
 @dataclass
 class Split:
     """What a dataset split is made of, before any transform."""
-    ids: list[str]           # file paths relative to the root, or 'train/123' indices
+
+    ids: list[str]  # file paths relative to the root, or 'train/123' indices
     targets: list[int]
     classes: list[str]
     root: str | None = None  # image files: root that ids are relative to
@@ -181,6 +186,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(item, tuple):
             from scarce.data.loader import sample_seed, seeded_rngs
+
             epoch, index = item
             with seeded_rngs(sample_seed(self.seed, epoch, index)):
                 return self[index]
@@ -188,6 +194,7 @@ class ImageDataset(torch.utils.data.Dataset):
         img = self.load(index)
         if self.transform is None:
             from torchvision.transforms.functional import pil_to_tensor
+
             return pil_to_tensor(img), self.split.targets[index]
         return self.transform(self, index, img), self.split.targets[index]
 
@@ -198,7 +205,8 @@ def folder_split(root: str | os.PathLike, classes: Sequence[str] | None = None) 
     if classes is not None and list(found) != list(classes):
         missing = sorted(set(classes) - set(found))
         extra = sorted(set(found) - set(classes))
-        raise UserError(f"data folder {root}: classes differ from the training set "
-                        f"(missing: {missing or 'none'}, unknown: {extra or 'none'})")
-    return Split(ids=[s[0] for s in samples], targets=[s[1] for s in samples],
-                 classes=list(found), root=str(root))
+        raise UserError(
+            f"data folder {root}: classes differ from the training set "
+            f"(missing: {missing or 'none'}, unknown: {extra or 'none'})"
+        )
+    return Split(ids=[s[0] for s in samples], targets=[s[1] for s in samples], classes=list(found), root=str(root))

@@ -4,6 +4,7 @@ A padded shift or a RandAugment rotation uncovers a border; painting it with the
 (timm's choice) draws a grey frame around Fashion-MNIST's black background that no test image
 has. ``augment.fill: edge`` paints it with the train images' own border colour instead.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """From a :class:`DataConfig` to splits, datasets and seeded loaders."""
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,10 @@ EVAL_BATCH_FACTOR = 4
 @dataclass
 class DataBundle:
     """The resolved dataset: its splits and how images enter the model."""
+
     splits: dict[str, Split]
     classes: list[str]
-    mode: str            # PIL mode the images are converted to: 'L' or 'RGB'
+    mode: str  # PIL mode the images are converted to: 'L' or 'RGB'
     mean: list[float]
     std: list[float]
     _fills: dict = field(default_factory=dict, repr=False)
@@ -43,6 +45,7 @@ class DataBundle:
         """``augment.fill`` resolved on the train split: one int in [0, 255] per channel."""
         if augment.fill not in self._fills:
             from scarce.data.fill import resolve_fill
+
             self._fills[augment.fill] = resolve_fill(augment.fill, self.splits["train"], self.mode, self.mean)
         return self._fills[augment.fill]
 
@@ -97,7 +100,9 @@ def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: Aug
     """``augment`` None: the evaluation transform."""
     if split not in bundle.splits:
         raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
-    transform = TrainTransform(data, augment, bundle.augment_fill(augment)) if augment is not None else EvalTransform(data)
+    transform = (
+        TrainTransform(data, augment, bundle.augment_fill(augment)) if augment is not None else EvalTransform(data)
+    )
     return ImageDataset(bundle.splits[split], bundle.mode, transform)
 
 
@@ -160,7 +165,7 @@ class BalancedEpochSampler(EpochSampler):
         weights = 1.0 / torch.bincount(targets).double()[targets]
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         drawn = torch.multinomial(weights, self.total_size, replacement=True, generator=generator).tolist()
-        return ((self.epoch, index) for index in drawn[self.rank:self.total_size:self.num_replicas])
+        return ((self.epoch, index) for index in drawn[self.rank : self.total_size : self.num_replicas])
 
 
 def drops_last_batch(per_rank: int, batch_size: int, keep_last_batch: bool) -> bool:
@@ -177,9 +182,16 @@ def steps_per_epoch(images: int, batch_size: int, world_size: int = 1, keep_last
     return math.ceil(per_rank / batch_size)
 
 
-def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int,
-                       rank: int = 0, world_size: int = 1, balanced: bool = False,
-                       keep_last_batch: bool = False) -> DataLoader:
+def build_train_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    balanced: bool = False,
+    keep_last_batch: bool = False,
+) -> DataLoader:
     """Shuffled loader whose order and augmentation depend only on (seed, epoch, index).
 
     Call :func:`set_loader_epoch` before each epoch. The sampler is distributed also for one
@@ -191,10 +203,16 @@ def build_train_loader(dataset: ImageDataset, batch_size: int, seed: int, num_wo
     per_rank = len(sampler)
     # keep_last_batch: with scarce data every image may count; a last batch of one image is
     # dropped either way (BatchNorm cannot normalise it)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=drops_last_batch(per_rank, batch_size, keep_last_batch),
-                      worker_init_fn=_seed_worker, persistent_workers=num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drops_last_batch(per_rank, batch_size, keep_last_batch),
+        worker_init_fn=_seed_worker,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
@@ -237,11 +255,23 @@ class KeptBatches:
         self.batches = kept  # only once a pass has completed
 
 
-def build_eval_loader(dataset: ImageDataset, batch_size: int, num_workers: int,
-                      rank: int = 0, world_size: int = 1, persistent: bool = False) -> DataLoader:
+def build_eval_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    persistent: bool = False,
+) -> DataLoader:
     """In-order loader over this rank's shard (``rank::world_size``): no sample is padded or
     counted twice, so summed metrics are exact."""
     shard = dataset if world_size == 1 else Subset(dataset, list(range(rank, len(dataset), world_size)))
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      worker_init_fn=_seed_worker, persistent_workers=persistent and num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=_seed_worker,
+        persistent_workers=persistent and num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,5 +1,6 @@
 """Which images a split is: the splits of a built-in dataset or an image folder, a val split
 taken from train, and the one decision of which images ``evaluate`` / ``predict`` read."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -23,8 +24,10 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
     root = DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
     paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     if cfg.train is None and not (root / "train").is_dir():
-        raise UserError(f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
-                        f"nor a folder with a train/ subfolder")
+        raise UserError(
+            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+            f"nor a folder with a train/ subfolder"
+        )
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
     for name in ("val", "test"):
@@ -44,8 +47,9 @@ SPLIT_NAMES = ("train", "val", "test")
 @dataclass(frozen=True)
 class SplitSource:
     """Where the images of one split come from, for evaluation and prediction."""
+
     folder: Path | None  # read this folder; None: the split as training builds it (build_data)
-    root: Path | None    # what the split's ids are reported relative to (None: dataset ids)
+    root: Path | None  # what the split's ids are reported relative to (None: dataset ids)
 
 
 def locate_split(data: DataConfig, split: str) -> SplitSource:
@@ -89,6 +93,11 @@ def split_off_val(train: Split, fraction: float, seed: int) -> tuple[Split, Spli
     val_idx = sorted(val_idx)
 
     def part(index: list[int]) -> Split:
-        return replace(train, ids=[train.ids[i] for i in index], targets=[train.targets[i] for i in index],
-                       array=train.array[index] if train.array is not None else None)
+        return replace(
+            train,
+            ids=[train.ids[i] for i in index],
+            targets=[train.targets[i] for i in index],
+            array=train.array[index] if train.array is not None else None,
+        )
+
     return part(keep), replace(part(val_idx), from_train=True)

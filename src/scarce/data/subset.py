@@ -1,4 +1,5 @@
 """``scarce data subset``: a VIPriors-style k-per-class split of any image folder."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarce.data.datasets import scan_image_folder
+from scarce.data.datasets import safe_join, scan_image_folder
 from scarce.errors import UserError
 from scarce.io import atomic_path
 
@@ -29,8 +30,9 @@ def _place(src: Path, dst: Path, link: str) -> None:
     shutil.copy2(src, dst)
 
 
-def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class: int = 0,
-                seed: int = 0, link: str = "hard") -> dict:
+def make_subset(
+    src: str | Path, dst: str | Path, per_class: int, val_per_class: int = 0, seed: int = 0, link: str = "hard"
+) -> dict:
     """Sample ``per_class`` train and ``val_per_class`` val images per class from ``src``
     (``src/train`` if it exists), copy ``src/test`` whole if present, write ``manifest.csv``.
 
@@ -39,14 +41,17 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
     if link not in LINK_MODES:
         raise UserError(f"--link '{link}': expected one of {', '.join(LINK_MODES)}")
     if per_class < 1 or val_per_class < 0:
-        raise UserError(f"--per-class {per_class} / --val-per-class {val_per_class}: expected >= 1 train and "
-                        f">= 0 val images per class")
+        raise UserError(
+            f"--per-class {per_class} / --val-per-class {val_per_class}: expected >= 1 train and "
+            f">= 0 val images per class"
+        )
     dst = Path(dst)
     if dst.exists():
         raise UserError(f"{dst}: already exists; choose a new destination folder")
     if str(src) == "fashion-mnist":
         return _fashion_mnist_subset(dst, per_class, val_per_class, seed)
     from scarce.data.splits import DEMO_ROOT
+
     src = DEMO_ROOT if str(src) == "demo" else Path(src)
     pool_root = src / "train" if (src / "train").is_dir() else src
     samples, classes = scan_image_folder(pool_root)
@@ -56,8 +61,10 @@ def make_subset(src: str | Path, dst: str | Path, per_class: int, val_per_class:
         files = [rel for rel, c in samples if c == index]
         need = per_class + val_per_class
         if need > len(files):
-            raise UserError(f"{pool_root}: class '{name}' has {len(files)} images, {need} asked "
-                            f"(--per-class {per_class} + --val-per-class {val_per_class})")
+            raise UserError(
+                f"{pool_root}: class '{name}' has {len(files)} images, {need} asked "
+                f"(--per-class {per_class} + --val-per-class {val_per_class})"
+            )
         order = rng.permutation(len(files))
         picks = {"train": order[:per_class], "val": order[per_class:need]}
         for split, chosen in picks.items():
@@ -85,11 +92,15 @@ def _fashion_mnist_subset(dst: Path, per_class: int, val_per_class: int, seed: i
     from PIL import Image
 
     from scarce.data.fashion_mnist import CLASSES, load_arrays, sample_per_class
+
     train_x, train_y = load_arrays(None, "train")
     test_x, test_y = load_arrays(None, "test")
     train_idx, val_idx = sample_per_class(train_y, [per_class, val_per_class], seed)
-    parts = [("train", train_x, train_y, train_idx, "train"), ("val", train_x, train_y, val_idx, "train"),
-             ("test", test_x, test_y, np.arange(len(test_y)), "test")]
+    parts = [
+        ("train", train_x, train_y, train_idx, "train"),
+        ("val", train_x, train_y, val_idx, "train"),
+        ("test", test_x, test_y, np.arange(len(test_y)), "test"),
+    ]
     rows = []
     for split, images, labels, indices, source in parts:
         for i in sorted(int(i) for i in indices):
@@ -101,3 +112,16 @@ def _fashion_mnist_subset(dst: Path, per_class: int, val_per_class: int, seed: i
     _write_manifest(dst, rows)
     counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
     return {"classes": len(CLASSES), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
+
+
+def read_manifest(root: str | os.PathLike, name: str = "manifest.csv") -> list[dict]:
+    """Rows of ``root/name`` (``scarce data subset``'s manifest), each ``path`` checked by
+    :func:`safe_join` to stay inside ``root``; an escaping path raises :class:`UserError`."""
+    path = Path(root) / name
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "path" not in rows[0]:
+        raise UserError(f"{path}: expected a 'path' column, got {', '.join(rows[0])}")
+    for row in rows:
+        row["path"] = str(safe_join(root, row["path"], what=str(path)))
+    return rows

@@ -6,6 +6,7 @@ stated point where LSB Swap can act and its low bits reach the network.
 Train order: random crop (resized, or padded shift) -> flip -> [LSB Swap, paper's placement]
 -> RandAugment -> to uint8 tensor -> [LSB Swap, placement ``last``].
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,13 +24,15 @@ def create_randaugment(config_str: str, img_size: int, fill: list[int]):
     """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``); ``fill``: the colour of
     uncovered pixels, one int per channel."""
     from timm.data.auto_augment import rand_augment_transform
+
     fill = tuple(fill)
     hparams = {"translate_const": int(img_size * 0.45), "img_mean": fill if len(fill) > 1 else fill[0]}
     try:
         return rand_augment_transform(config_str, hparams)
     except (AssertionError, ValueError, KeyError, IndexError) as exc:
-        raise UserError(f"augment.randaugment '{config_str}': not a timm RandAugment string "
-                        f"like rand-m9-mstd0.5 ({exc})") from None
+        raise UserError(
+            f"augment.randaugment '{config_str}': not a timm RandAugment string like rand-m9-mstd0.5 ({exc})"
+        ) from None
 
 
 class FitToSize:
@@ -53,8 +56,15 @@ def train_crop(img_size: int, augment: AugmentConfig, pad_small: bool = False, f
         # the whole image, as evaluation sees it with crop_pct 1, moved by up to `pad` px (CIFAR-style)
         colour = tuple(fill) if fill and len(fill) > 1 else (fill or [0])[0]
         return [FitToSize(img_size, pad_small=pad_small), T.RandomCrop(img_size, padding=augment.pad, fill=colour)]
-    return [T.RandomResizedCrop(img_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
-                                interpolation=INTERPOLATION, antialias=True)]
+    return [
+        T.RandomResizedCrop(
+            img_size,
+            scale=tuple(augment.scale),
+            ratio=tuple(augment.ratio),
+            interpolation=INTERPOLATION,
+            antialias=True,
+        )
+    ]
 
 
 class TrainTransform:
@@ -98,11 +108,13 @@ class TrainTransform:
             partner = self.geometric(dataset.load(self._partner_index(dataset, index)))
         if partner is not None and self.swap.placement == "before_randaugment":
             from scarce.augment import lsb_swap
+
             img = T.functional.to_pil_image(lsb_swap(pil_to_tensor(img), pil_to_tensor(partner), self.swap.bits))
             partner = None
         out = pil_to_tensor(self._maybe_randaugment(img))
         if partner is not None:
             from scarce.augment import lsb_swap
+
             out = lsb_swap(out, pil_to_tensor(self._maybe_randaugment(partner)), self.swap.bits)
         return out
 
@@ -111,8 +123,9 @@ class EvalTransform:
     """Deterministic evaluation view: resize to ``img_size / crop_pct``, center crop."""
 
     def __init__(self, data: DataConfig):
-        self.pipeline = FitToSize(data.img_size, int(round(data.img_size / data.crop_pct)),
-                                  pad_small=data.small_images == "pad")
+        self.pipeline = FitToSize(
+            data.img_size, int(round(data.img_size / data.crop_pct)), pad_small=data.small_images == "pad"
+        )
 
     def __call__(self, dataset, index: int, img: Image.Image) -> torch.Tensor:
         return pil_to_tensor(self.pipeline(img))

@@ -3,6 +3,7 @@
 Resolved once, before anything is built from them; the run's ``config.yaml`` holds the
 numbers, so a resumed run or a copied config trains exactly the same.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,10 @@ def resolve_auto_size(cfg: Config, train: Split) -> tuple[Config, list[str]]:
     if cfg.data.img_size == "auto":
         sides = train_short_sides(train)
         size = auto_img_size(sides)
-        notes.append(f"data.img_size auto: {size} px (median shorter side {statistics.median(sides):g} px "
-                     f"of {len(sides)} train images)")
+        notes.append(
+            f"data.img_size auto: {size} px (median shorter side {statistics.median(sides):g} px "
+            f"of {len(sides)} train images)"
+        )
         cfg = replace(cfg, data=replace(cfg.data, img_size=size))
     if cfg.augment.pad == "auto":
         pad = max(1, round(cfg.data.img_size / PAD_DIVISOR))
@@ -82,8 +85,10 @@ def resolve_auto_epochs(cfg: Config, train: Split, world_size: int = 1) -> tuple
     if cfg.epochs == "auto":
         steps = steps_per_epoch(len(train.ids), cfg.batch_size, world_size, cfg.data.keep_last_batch)
         epochs = auto_epochs(steps)
-        notes.append(f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
-                     f"and {AUTO_MIN_STEPS} steps)")
+        notes.append(
+            f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
+            f"and {AUTO_MIN_STEPS} steps)"
+        )
         cfg = replace(cfg, epochs=epochs)
     if cfg.sched.warmup_epochs == "auto":
         warmup = round(AUTO_WARMUP_FRACTION * cfg.epochs, 2)

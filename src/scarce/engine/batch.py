@@ -4,6 +4,7 @@ Done on the device rather than in workers: it is cheap there, and it keeps
 the uint8 batch as the last point where the batch stage of LSB Swap acts
 before the bits are blurred by float conversion.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,14 @@ class BatchPreprocessor:
     reseed it per epoch for reproducible runs.
     """
 
-    def __init__(self, mean: list[float], std: list[float], device: torch.device,
-                 augment: AugmentConfig | None = None, channels_last: bool = False):
+    def __init__(
+        self,
+        mean: list[float],
+        std: list[float],
+        device: torch.device,
+        augment: AugmentConfig | None = None,
+        channels_last: bool = False,
+    ):
         self.device = device
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0
@@ -31,6 +38,7 @@ class BatchPreprocessor:
         self.random_erasing = None
         if augment is not None and augment.re_prob > 0:
             from timm.data.random_erasing import RandomErasing
+
             self.random_erasing = RandomErasing(augment.re_prob, mode=augment.re_mode, device=str(device))
 
     def seed(self, seed: int) -> None:
@@ -40,6 +48,7 @@ class BatchPreprocessor:
         x = x.to(self.device, non_blocking=True)
         if train and self.swap is not None and x.shape[0] >= 2:
             from scarce.augment import lsb_swap_batch
+
             x = lsb_swap_batch(x, bits=self.swap.bits, p=self.swap.p, generator=self.generator)
         x = x.to(memory_format=self.memory_format).float().sub_(self.mean).div_(self.std)
         if train and self.random_erasing is not None:

@@ -4,6 +4,7 @@ Voting thresholds compare a confidence to a number (0.7 in the paper); that only
 means something when confidence is calibrated, so every run with a val split
 saves ``calibration.json`` and every later prediction uses it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,9 @@ CALIBRATION_FILE = "calibration.json"
 
 
 @torch.no_grad()
-def collect_scores(model: torch.nn.Module, loader, preprocess: BatchPreprocessor, source: str,
-                   amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+def collect_scores(
+    model: torch.nn.Module, loader, preprocess: BatchPreprocessor, source: str, amp: str = "none"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-softmax scores ``[N, C]`` of ``source`` and targets ``[N]``, in loader order."""
     scores, targets = [], []
     for outputs, target in predict_outputs(model, loader, preprocess, amp):
@@ -35,8 +37,13 @@ def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str,
     with NLL on val and ECE (15 bins) before and after on every split given."""
     val_scores, val_targets = scores["val"]
     temperature = fit_temperature(val_scores, val_targets)
-    result = {"source": source, "temperature": temperature, "n_val": int(len(val_targets)),
-              "nll_val_before": nll(val_scores, val_targets), "nll_val_after": nll(val_scores, val_targets, temperature)}
+    result = {
+        "source": source,
+        "temperature": temperature,
+        "n_val": int(len(val_targets)),
+        "nll_val_before": nll(val_scores, val_targets),
+        "nll_val_after": nll(val_scores, val_targets, temperature),
+    }
     for name, (split_scores, targets) in scores.items():
         result[f"ece_{name}_before"] = expected_calibration_error(split_scores.softmax(1), targets)
         result[f"ece_{name}_after"] = expected_calibration_error((split_scores / temperature).softmax(1), targets)
@@ -50,10 +57,17 @@ def accuracy_metrics(scores: torch.Tensor, targets: torch.Tensor, num_classes: i
     top = scores.topk(min(5, num_classes), dim=1).indices
     hit1 = top[:, 0] == targets
     count = len(targets)
-    per_class = [int(hit1[targets == c].sum()) / int((targets == c).sum()) if bool((targets == c).any())
-                 else float("nan") for c in range(num_classes)]
-    return {"top1": int(hit1.sum()) / count, "top5": int((top == targets[:, None]).any(1).sum()) / count,
-            "per_class": per_class, "count": count, **class_metrics(top[:, 0], targets, num_classes)}
+    per_class = [
+        int(hit1[targets == c].sum()) / int((targets == c).sum()) if bool((targets == c).any()) else float("nan")
+        for c in range(num_classes)
+    ]
+    return {
+        "top1": int(hit1.sum()) / count,
+        "top5": int((top == targets[:, None]).any(1).sum()) / count,
+        "per_class": per_class,
+        "count": count,
+        **class_metrics(top[:, 0], targets, num_classes),
+    }
 
 
 def class_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
@@ -67,13 +81,19 @@ def class_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), torch.zeros_like(tp))
     present = support > 0
-    return {"balanced_accuracy": float(recall[present].mean()), "macro_f1": float(f1[present].mean()),
-            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
-            "support": support.long().tolist()}
+    return {
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.long().tolist(),
+    }
 
 
 def read_temperature(run_dir: Path) -> float:
     """The fitted temperature of a run, 1.0 when it has none (no val split)."""
     import json
+
     path = Path(run_dir) / CALIBRATION_FILE
     return float(json.loads(path.read_text())["temperature"]) if path.is_file() else 1.0

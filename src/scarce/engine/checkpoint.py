@@ -10,6 +10,7 @@ A checkpoint folder is complete before ``state.json`` (written atomically) point
 to it, and older folders are deleted only after that, so a kill at any moment
 leaves a consistent (state, weights) pair. Nothing is ever unpickled.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ def split_weights(model: nn.Module) -> tuple[dict, dict]:
     state = model.state_dict()
     if not isinstance(model, CosineHeadModel):
         return state, {}
-    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     head = {k: v for k, v in state.items() if not k.startswith("backbone.")}
     return backbone, head
 
@@ -50,8 +51,11 @@ def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Inverse of :func:`save_weights`; a mismatch names the file and the first differing keys."""
     model = getattr(model, "module", model)
-    state = {f"backbone.{k}": v for k, v in load_tensors(path).items()} if isinstance(model, CosineHeadModel) \
+    state = (
+        {f"backbone.{k}": v for k, v in load_tensors(path).items()}
+        if isinstance(model, CosineHeadModel)
         else load_tensors(path)
+    )
     head_path = path.with_suffix("").with_suffix(HEAD_G_SUFFIX)
     if head_path.is_file():
         state.update(load_tensors(head_path))
@@ -64,8 +68,13 @@ def _load_state(module: nn.Module, state: dict, path: Path) -> None:
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model needs {tuple(expected[wrong[0]].shape)}")
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model needs {tuple(expected[wrong[0]].shape)}"
+        )
         raise UserError(f"weights {path}: do not fit this model (other architecture or class count?): {detail}")
     module.load_state_dict(state)
 
@@ -89,20 +98,29 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def capture_state(epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None,
-                  copy: bool = False) -> dict:
+def capture_state(
+    epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None, copy: bool = False
+) -> dict:
     """What a checkpoint holds for the end of ``epoch``; ``copy``: detached CPU copies, so the
     snapshot survives further training (written later, e.g. on a signal)."""
+
     def tensors(state: dict) -> dict:
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()} if copy else state
+
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     if copy:
         import copy as copy_module
+
         opt_meta = copy_module.deepcopy(opt_meta)
-    return {"epoch": epoch, "model": tensors(getattr(model, "module", model).state_dict()),
-            "optimizer": tensors(opt_tensors), "optimizer_meta": opt_meta,
-            "ema": tensors(ema.module.state_dict()) if ema is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None, "extra": dict(extra or {})}
+    return {
+        "epoch": epoch,
+        "model": tensors(getattr(model, "module", model).state_dict()),
+        "optimizer": tensors(opt_tensors),
+        "optimizer_meta": opt_meta,
+        "ema": tensors(ema.module.state_dict()) if ema is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "extra": dict(extra or {}),
+    }
 
 
 def write_checkpoint(run_dir: Path, snapshot: dict) -> None:
@@ -115,16 +133,22 @@ def write_checkpoint(run_dir: Path, snapshot: dict) -> None:
     save_tensors(folder / "optimizer.safetensors", snapshot["optimizer"])
     if snapshot["ema"] is not None:
         save_tensors(folder / "ema.safetensors", snapshot["ema"])
-    state = {"epoch": epoch, "checkpoint": folder_name, "optimizer": snapshot["optimizer_meta"],
-             "scaler": snapshot["scaler"], **snapshot["extra"]}
+    state = {
+        "epoch": epoch,
+        "checkpoint": folder_name,
+        "optimizer": snapshot["optimizer_meta"],
+        "scaler": snapshot["scaler"],
+        **snapshot["extra"],
+    }
     atomic_write_json(run_dir / "state.json", state)
     for old in (run_dir / "checkpoints").iterdir():
         if old.name != folder.name:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None,
-                    extra: dict | None = None) -> None:
+def save_checkpoint(
+    run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None
+) -> None:
     """Write a resumable checkpoint for the end of ``epoch`` (0-based) and point state.json at it."""
     write_checkpoint(run_dir, capture_state(epoch, model, optimizer, ema, scaler, extra))
 
@@ -143,8 +167,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler
         raise UserError(f"{run_dir / 'state.json'}: checkpoint {state['checkpoint']!r} is not under checkpoints/")
     folder = safe_join(run_dir, state["checkpoint"], what=str(run_dir / "state.json"))
     _load_state(getattr(model, "module", model), load_tensors(folder / "model.safetensors"), folder)
-    optimizer.load_state_dict(_unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"),
-                                                   state["optimizer"]))
+    optimizer.load_state_dict(_unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"), state["optimizer"]))
     if ema is not None:
         ema_path = folder / "ema.safetensors"
         if not ema_path.is_file():

@@ -3,6 +3,7 @@
 One process without torchrun is a world of size 1 and never touches
 ``torch.distributed``, so the same code runs on a laptop and on a cluster.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def init_distributed(device: str) -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
-    info = DistInfo(rank=int(os.environ["RANK"]), world_size=world_size,
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    info = DistInfo(
+        rank=int(os.environ["RANK"]), world_size=world_size, local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
@@ -45,6 +47,7 @@ def init_distributed(device: str) -> DistInfo:
 def resolve_device(name: str, info: DistInfo) -> torch.device:
     """The config's ``device`` for this process (``auto`` resolved; ``cuda`` -> its local rank's GPU)."""
     from scarce.engine.hardware import device_name
+
     name = device_name(name)
     if name == "cuda" and info.enabled:
         name = f"cuda:{info.local_rank}"

@@ -1,4 +1,5 @@
 """Load a finished run and score its weights on a split (``scarce evaluate``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -69,18 +70,30 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
         raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
     cfg = build(Config, read_recipe(str(config_path)))  # safe_load; bad YAML is a one-line UserError
     info = read_json(run_dir / "classes.json", CLASSES_SCHEMA)
-    model = create_model(cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size,
-                         head_g=loss_requires_head_g(cfg.loss.name))
+    model = create_model(
+        cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)
+    )
     load_weights(model, weights)
-    return LoadedRun(run_dir, weights, cfg, info["classes"], info["mode"], info["mean"], info["std"],
-                     model.to(device).eval(), read_temperature(run_dir), info.get("fill"))
+    return LoadedRun(
+        run_dir,
+        weights,
+        cfg,
+        info["classes"],
+        info["mode"],
+        info["mean"],
+        info["std"],
+        model.to(device).eval(),
+        read_temperature(run_dir),
+        info.get("fill"),
+    )
 
 
 def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
     """``data`` seen as the run saw images at evaluation (size, crop, small images), whatever
     data it names: every scoring of a run goes through this one copy of those keys."""
-    return replace(data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct,
-                   small_images=run.cfg.data.small_images)
+    return replace(
+        data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct, small_images=run.cfg.data.small_images
+    )
 
 
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
@@ -93,7 +106,9 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
         s = bundle.splits[split]
         if s.classes != run.classes:
-            raise UserError(f"data '{data.name}': classes {s.classes[:5]}... differ from the run's {run.classes[:5]}...")
+            raise UserError(
+                f"data '{data.name}': classes {s.classes[:5]}... differ from the run's {run.classes[:5]}..."
+            )
     else:
         s = folder_split(source.folder, run.classes)
     return ImageDataset(s, run.mode, EvalTransform(data))
@@ -109,10 +124,21 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
     loaded = load_run(run_dir / "best.safetensors", device)
     preprocess = BatchPreprocessor(loaded.mean, loaded.std, loaded.device)
     source = prediction_source(cfg)
-    scores = {split: collect_scores(loaded.model, build_eval_loader(
-                  ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
-                  cfg.batch_size * EVAL_BATCH_FACTOR, num_workers), preprocess, source, cfg.amp)
-              for split in ("val", "test") if split in data.splits}
+    scores = {
+        split: collect_scores(
+            loaded.model,
+            build_eval_loader(
+                ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
+                cfg.batch_size * EVAL_BATCH_FACTOR,
+                num_workers,
+            ),
+            preprocess,
+            source,
+            cfg.amp,
+        )
+        for split in ("val", "test")
+        if split in data.splits
+    }
     out: dict = {}
     if "val" in scores:
         out["calibration"] = calibrate(scores, source, run_dir)
@@ -131,12 +157,18 @@ def _metrics_record(run: LoadedRun, scores: torch.Tensor, targets: torch.Tensor)
 def _score(run: LoadedRun, loader) -> dict:
     """One pass of ``loader`` through the run's model, scored as at the end of training."""
     preprocess = BatchPreprocessor(run.mean, run.std, run.device)
-    return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg),
-                                                run.cfg.amp))
+    return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.cfg.amp))
 
 
-def evaluate_run(path: str | Path, data: DataConfig | None, split: str = "test", out: str | Path | None = None,
-                 device: str = "auto", batch_size: int = 64, num_workers: int = 2) -> dict:
+def evaluate_run(
+    path: str | Path,
+    data: DataConfig | None,
+    split: str = "test",
+    out: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 2,
+) -> dict:
     """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
     if batch_size < 1 or num_workers < 0:
         raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")

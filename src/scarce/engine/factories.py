@@ -1,4 +1,5 @@
 """Config -> model, loss, optimizer, scheduler, EMA: the factories, by name."""
+
 from __future__ import annotations
 
 import difflib
@@ -29,6 +30,7 @@ def build_loss(cfg: Config, class_counts: list[int] | None = None) -> torch.nn.M
     from scarce.losses import LOSS_NAMES, create_loss
     from scarce.losses.class_weights import ClassWeighted, balanced_class_weights
     from scarce.losses.factory import accepted_kwargs
+
     name = cfg.loss.name
     if name not in LOSS_NAMES:
         raise UserError(f"loss.name '{name}': unknown; valid: {', '.join(LOSS_NAMES)}")
@@ -43,14 +45,16 @@ def build_loss(cfg: Config, class_counts: list[int] | None = None) -> torch.nn.M
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2, list_optimizers
+
     o = cfg.optim
     if o.name.lower() not in list_optimizers():
         raise _unknown("optim.name", o.name, list_optimizers())
     kwargs = {"eps": o.eps} if o.eps is not None else {}
     if o.name.lower() in ("sgd", "momentum", "nesterov", "rmsprop", "rmsproptf"):
         kwargs["momentum"] = o.momentum
-    return create_optimizer_v2(model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay,
-                               filter_bias_and_bn=not o.decay_norm_and_bias, **kwargs)
+    return create_optimizer_v2(
+        model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay, filter_bias_and_bn=not o.decay_norm_and_bias, **kwargs
+    )
 
 
 def schedule_steps(cfg: Config, updates_per_epoch: int) -> tuple[int, int]:
@@ -69,21 +73,32 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
     resumed run follows the schedule of the config in force.
     """
     from timm.scheduler import create_scheduler_v2
+
     s = cfg.sched
     if s.name not in SCHEDULERS:
         raise _unknown("sched.name", s.name, list(SCHEDULERS))
     total, warmup = schedule_steps(cfg, updates_per_epoch)
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=s.name, num_epochs=max(total - warmup, 1), decay_epochs=s.decay_epochs * updates_per_epoch,
-        decay_milestones=[round(m * updates_per_epoch) for m in s.decay_milestones], decay_rate=s.decay_rate,
-        min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=warmup, warmup_prefix=True,
-        step_on_epochs=False, updates_per_epoch=1)
+        optimizer,
+        sched=s.name,
+        num_epochs=max(total - warmup, 1),
+        decay_epochs=s.decay_epochs * updates_per_epoch,
+        decay_milestones=[round(m * updates_per_epoch) for m in s.decay_milestones],
+        decay_rate=s.decay_rate,
+        min_lr=s.min_lr,
+        warmup_lr=s.warmup_lr,
+        warmup_epochs=warmup,
+        warmup_prefix=True,
+        step_on_epochs=False,
+        updates_per_epoch=1,
+    )
     return scheduler
 
 
 @dataclass
 class Components:
     """What a run trains with, built from its config."""
+
     model: nn.Module
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
@@ -95,9 +110,12 @@ class Components:
 def build_components(cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int) -> Components:
     """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run."""
     from scarce.losses import loss_requires_head_g
+
     train_targets = torch.as_tensor(data.splits["train"].targets)
     loss_fn = build_loss(cfg, torch.bincount(train_targets, minlength=len(data.classes)).tolist())
-    model = create_model(cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name))
+    model = create_model(
+        cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)
+    )
     model = model.to(device)
     if resolve_channels_last(cfg.channels_last, device):
         model = model.to(memory_format=torch.channels_last)
@@ -105,15 +123,23 @@ def build_components(cfg: Config, data: DataBundle, device: torch.device, update
     ema = None
     if cfg.ema.enabled:
         from timm.utils import ModelEmaV3
+
         ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup, device=device)
     scaler = torch.amp.GradScaler("cuda") if resolve_amp(cfg.amp, device) == "fp16" and device.type == "cuda" else None
-    return Components(model=model, loss_fn=loss_fn.to(device), optimizer=optimizer,
-                      scheduler=build_scheduler(cfg, optimizer, updates_per_epoch), ema=ema, scaler=scaler)
+    return Components(
+        model=model,
+        loss_fn=loss_fn.to(device),
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg, optimizer, updates_per_epoch),
+        ema=ema,
+        scaler=scaler,
+    )
 
 
 def prediction_source(cfg: Config) -> str:
     """The run's declared prediction source: model.prediction_source, or the loss's natural one."""
     from scarce.losses import loss_prediction_source
+
     source = cfg.model.prediction_source
     return loss_prediction_source(cfg.loss.name) if source == "auto" else source
 
@@ -121,5 +147,6 @@ def prediction_source(cfg: Config) -> str:
 def probs_function(cfg: Config, temperature: float = 1.0) -> Callable:
     """outputs -> probabilities ``[B, C]`` from the run's declared prediction source."""
     from scarce.models.heads import prediction_probs
+
     source = prediction_source(cfg)
     return lambda outputs: prediction_probs(outputs, source=source, temperature=temperature)

@@ -8,6 +8,7 @@
   last completed epoch and stays bit-identical; a signal that arrives while a checkpoint
   is being written waits until the write is complete.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -27,6 +28,7 @@ EXIT_FAULT = 3
 
 class RunFault(UserError):
     """The run stopped on a fault (non-finite loss, full disk); the CLI exits with 3."""
+
     exit_code = EXIT_FAULT
 
 
@@ -76,8 +78,10 @@ def write_errors_stop_run(run_dir: Path, what: str) -> Iterator[None]:
         remove_torn_checkpoints(run_dir)
         full = getattr(exc, "errno", None) == 28 or "os error 28" in str(exc)
         detail = "no space left on device" if full else str(exc).splitlines()[0]
-        raise RunFault(f"cannot write {what} in {run_dir}: {detail}; {kept_checkpoint(run_dir)}; "
-                       f"free space and resume with: scarce train --resume {run_dir}") from None
+        raise RunFault(
+            f"cannot write {what} in {run_dir}: {detail}; {kept_checkpoint(run_dir)}; "
+            f"free space and resume with: scarce train --resume {run_dir}"
+        ) from None
 
 
 class SignalGuard:

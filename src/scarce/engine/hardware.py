@@ -4,6 +4,7 @@ Speed switches are hardware-dependent: bf16 autocast ran 1.5x faster than fp32 o
 native bf16 (AVX512-BF16) and 7-20x slower on an AVX2-only CPU. ``auto`` therefore turns a
 switch on only where the hardware has it natively (BENCHMARKS.md, "Speed switches").
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,11 @@ def device_name(setting: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
         from scarce.errors import UserError
-        raise UserError(f"device '{setting}': CUDA is not available here (torch {torch.__version__}, no GPU or "
-                        f"driver); use device=cpu or device=auto")
+
+        raise UserError(
+            f"device '{setting}': CUDA is not available here (torch {torch.__version__}, no GPU or "
+            f"driver); use device=cpu or device=auto"
+        )
     return setting
 
 
@@ -87,6 +91,7 @@ def resolve_workers(setting: int | str, threads: int, in_memory: bool) -> int:
 @dataclass(frozen=True)
 class Hardware:
     """The resolved speed settings of a run (printed at start, saved in environment.json)."""
+
     device: str
     amp: str
     channels_last: bool
@@ -95,16 +100,22 @@ class Hardware:
     cpu_native_bf16: bool
 
     def describe(self) -> str:
-        return (f"hardware: device {self.device}, amp {self.amp}, channels_last {str(self.channels_last).lower()}, "
-                f"{self.threads} torch threads, {self.workers} loader workers"
-                + ("" if self.device != "cpu" else f" (CPU native bf16: {'yes' if self.cpu_native_bf16 else 'no'})"))
+        return (
+            f"hardware: device {self.device}, amp {self.amp}, channels_last {str(self.channels_last).lower()}, "
+            f"{self.threads} torch threads, {self.workers} loader workers"
+            + ("" if self.device != "cpu" else f" (CPU native bf16: {'yes' if self.cpu_native_bf16 else 'no'})")
+        )
 
 
 def resolve_hardware(cfg, device: torch.device, in_memory: bool) -> Hardware:
     """Resolve every ``auto`` speed switch of ``cfg`` for ``device`` and set torch's threads."""
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
-    return Hardware(device=str(device), amp=resolve_amp(cfg.amp, device),
-                    channels_last=resolve_channels_last(cfg.channels_last, device), threads=threads,
-                    workers=resolve_workers(cfg.data.num_workers, threads, in_memory),
-                    cpu_native_bf16=native_bf16(torch.device("cpu")))
+    return Hardware(
+        device=str(device),
+        amp=resolve_amp(cfg.amp, device),
+        channels_last=resolve_channels_last(cfg.channels_last, device),
+        threads=threads,
+        workers=resolve_workers(cfg.data.num_workers, threads, in_memory),
+        cpu_native_bf16=native_bf16(torch.device("cpu")),
+    )

@@ -1,4 +1,5 @@
 """One training epoch and one evaluation pass, torchvision-reference style."""
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ class NonFiniteLossError(RuntimeError):
 def autocast(device: torch.device, amp: str):
     """Autocast context for the ``amp`` setting (``auto`` resolved for ``device``)."""
     from scarce.engine.hardware import resolve_amp
+
     dtype = AMP_DTYPES[resolve_amp(amp, torch.device(device))]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
@@ -32,6 +34,7 @@ def autocast(device: torch.device, amp: str):
 def logits_of(outputs) -> torch.Tensor:
     """The classifier output psi ``[B, C]`` of a plain or head-g model."""
     from scarce.models.heads import split_outputs
+
     return split_outputs(outputs)[0]
 
 
@@ -42,6 +45,7 @@ class TrainStep:
     ``scaler`` is an fp16 ``GradScaler`` or None; ``scheduler`` a timm scheduler stepped per
     update (``step_update``); ``ema`` a timm ``ModelEmaV3``.
     """
+
     model: nn.Module
     loss_fn: Callable
     optimizer: torch.optim.Optimizer
@@ -75,8 +79,15 @@ class TrainStep:
         return loss.detach()
 
 
-def train_one_epoch(step: TrainStep, loader, preprocess: BatchPreprocessor, epoch: int, global_step: int = 0,
-                    progress: bool = True, log_every: int = 50) -> tuple[dict, int]:
+def train_one_epoch(
+    step: TrainStep,
+    loader,
+    preprocess: BatchPreprocessor,
+    epoch: int,
+    global_step: int = 0,
+    progress: bool = True,
+    log_every: int = 50,
+) -> tuple[dict, int]:
     """Train for one epoch -> (``{"loss", "images", "seconds", "lr", "updates"}``, new global step).
 
     The loss sum and a non-finite flag stay on the device; the host reads them every
@@ -105,14 +116,20 @@ def train_one_epoch(step: TrainStep, loader, preprocess: BatchPreprocessor, epoc
             if progress:
                 bar.set_postfix(loss=f"{float(loss_sum) / images:.4f}", lr=f"{lr:.2e}")
     seconds = time.perf_counter() - start
-    return {"loss": float(loss_sum) / max(images, 1), "images": images, "seconds": seconds,
-            "lr": lr, "updates": len(loader)}, global_step
+    return {
+        "loss": float(loss_sum) / max(images, 1),
+        "images": images,
+        "seconds": seconds,
+        "lr": lr,
+        "updates": len(loader),
+    }, global_step
 
 
 def recompute_bn_stats(model: nn.Module, loader, preprocess: BatchPreprocessor) -> None:
     """Precise BatchNorm: replace the running statistics by exact averages over ``loader``
     (``torch.optim.swa_utils.update_bn``, in train mode, no gradients)."""
     from torch.optim.swa_utils import update_bn
+
     update_bn((preprocess(x, train=False) for x, _ in loader), model)
 
 
@@ -139,8 +156,15 @@ def predict_outputs(model: nn.Module, loader, preprocess: BatchPreprocessor, amp
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, preprocess: BatchPreprocessor, num_classes: int,
-             info: DistInfo = DistInfo(), amp: str = "none", probs_fn: Callable | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader,
+    preprocess: BatchPreprocessor,
+    num_classes: int,
+    info: DistInfo = DistInfo(),
+    amp: str = "none",
+    probs_fn: Callable | None = None,
+) -> dict:
     """Exact top-1 / top-5 / per-class accuracy over the loader (summed over ranks).
 
     ``probs_fn(outputs) -> [B, C]`` gives the scores to rank; default: the logits.
@@ -159,10 +183,14 @@ def evaluate(model: nn.Module, loader, preprocess: BatchPreprocessor, num_classe
         per_class[1].index_add_(0, target, torch.ones_like(target, dtype=torch.float64))
         per_class[0].index_add_(0, target, hit1.double())
     stats = all_reduce_sum(torch.cat([correct1[None], correct5[None], per_class.flatten()]), info).cpu()
-    counts = stats[2 + num_classes:]
+    counts = stats[2 + num_classes :]
     total = float(counts.sum())
     if total == 0:
         raise UserError("evaluation set is empty")
-    per_class_acc = [float(c / n) if n > 0 else math.nan for c, n in zip(stats[2:2 + num_classes], counts)]
-    return {"top1": float(stats[0]) / total, "top5": float(stats[1]) / total,
-            "per_class": per_class_acc, "count": int(total)}
+    per_class_acc = [float(c / n) if n > 0 else math.nan for c, n in zip(stats[2 : 2 + num_classes], counts)]
+    return {
+        "top1": float(stats[0]) / total,
+        "top5": float(stats[1]) / total,
+        "per_class": per_class_acc,
+        "count": int(total),
+    }

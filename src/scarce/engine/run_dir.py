@@ -6,6 +6,7 @@
 * The data paths a run stores are absolute, so ``evaluate``/``report`` from another working
   directory read the same files; a resume refuses other classes than the run's.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,17 +29,23 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
         raise UserError(f"--out {run_dir}: is a file, expected a run directory")
     is_run = (run_dir / "config.yaml").is_file()
     if not resume and run_dir.is_dir() and not is_run and any(not _scarce_leftover(p.name) for p in run_dir.iterdir()):
-        raise UserError(f"--out {run_dir}: a folder with other files in it and no scarce run (no config.yaml); "
-                        f"choose a new or empty folder")
+        raise UserError(
+            f"--out {run_dir}: a folder with other files in it and no scarce run (no config.yaml); "
+            f"choose a new or empty folder"
+        )
     finished = (run_dir / "summary.json").is_file()
     if not resume and ((run_dir / "state.json").exists() or finished):
         raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
     if resume and not is_run:
-        raise UserError(f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
-                        f"stopped before it started: run the original command again)")
+        raise UserError(
+            f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
+            f"stopped before it started: run the original command again)"
+        )
     if resume and not (run_dir / "state.json").is_file() and finished:
-        raise UserError(f"--resume {run_dir}: the run finished and dropped its resumable checkpoint; to extend "
-                        f"runs later, train them with --keep-checkpoint (checkpoint.keep_at_end=true)")
+        raise UserError(
+            f"--resume {run_dir}: the run finished and dropped its resumable checkpoint; to extend "
+            f"runs later, train them with --keep-checkpoint (checkpoint.keep_at_end=true)"
+        )
     if resume and not (run_dir / "state.json").is_file():
         print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
         return False
@@ -68,8 +75,10 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise UserError(f"run directory {self.path.parent}: another scarce process (pid {holder}) is training "
-                            f"into it; wait for it or choose another --out") from None
+            raise UserError(
+                f"run directory {self.path.parent}: another scarce process (pid {holder}) is training "
+                f"into it; wait for it or choose another --out"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -86,13 +95,24 @@ class RunLock:
 def absolute_data_paths(cfg: Config) -> Config:
     """``cfg`` with its data folders made absolute (built-in dataset names stay names)."""
     from scarce.data.splits import BUILTIN_DATASETS
+
     data = cfg.data
 
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else path
+
     name = data.name if data.name in BUILTIN_DATASETS else absolute(data.name)
-    return replace(cfg, data=replace(data, name=name, train=absolute(data.train), val=absolute(data.val),
-                                     test=absolute(data.test), root=absolute(data.root)))
+    return replace(
+        cfg,
+        data=replace(
+            data,
+            name=name,
+            train=absolute(data.train),
+            val=absolute(data.val),
+            test=absolute(data.test),
+            root=absolute(data.root),
+        ),
+    )
 
 
 def check_same_classes(run_dir: Path, classes: list[str]) -> None:
@@ -102,8 +122,10 @@ def check_same_classes(run_dir: Path, classes: list[str]) -> None:
         return
     saved = read_json(path).get("classes")
     if saved != classes:
-        raise UserError(f"--resume {run_dir}: the data's classes {classes[:5]}... differ from the run's "
-                        f"{(saved or [])[:5]}... (classes.json); resume with the run's data")
+        raise UserError(
+            f"--resume {run_dir}: the data's classes {classes[:5]}... differ from the run's "
+            f"{(saved or [])[:5]}... (classes.json); resume with the run's data"
+        )
 
 
 def trim_metrics(run_dir: Path, start_epoch: int) -> None:

@@ -1,5 +1,6 @@
 """What a run writes at the end of an epoch: best weights when they improve, the resumable
 checkpoint by cadence (and its in-memory snapshot in between, for signals)."""
+
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ from scarce.engine.checkpoint import save_checkpoint, save_weights, write_checkp
 from scarce.engine.faults import SignalGuard, write_errors_stop_run
 
 if TYPE_CHECKING:
-    from scarce.engine.trainer import Run
+    from scarce.engine.prepare import Run
 
 
 # Below this many val images per class, val top-1 cannot rank epochs: one image is >= 0.5 points
@@ -61,8 +62,11 @@ def extra_state(run: Run) -> dict:
 def checkpoint_due(run: Run, epoch: int, end: int) -> bool:
     """The last epoch of this process, every ``checkpoint.every_epochs``, or ``every_seconds`` since the last."""
     every = run.cfg.checkpoint
-    return (epoch + 1 == end or (every.every_epochs > 0 and (epoch + 1) % every.every_epochs == 0)
-            or time.monotonic() - run.checkpoint_time >= every.every_seconds)
+    return (
+        epoch + 1 == end
+        or (every.every_epochs > 0 and (epoch + 1) % every.every_epochs == 0)
+        or time.monotonic() - run.checkpoint_time >= every.every_seconds
+    )
 
 
 def save_on_signal(run: Run) -> None:
@@ -70,7 +74,10 @@ def save_on_signal(run: Run) -> None:
     than the checkpoint on disk (the epoch in progress is abandoned)."""
     if run.snapshot is None or not run.info.is_main:
         return
-    with SignalGuard() as guard, guard.writing(), \
-            write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}"):
+    with (
+        SignalGuard() as guard,
+        guard.writing(),
+        write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}"),
+    ):
         write_checkpoint(run.run_dir, run.snapshot)
     run.snapshot = None

@@ -1,5 +1,6 @@
 """What a run does before its first epoch: scan the data, try the model on one input, describe
 the schedule, write the run's record (config.yaml, classes.json, environment.json)."""
+
 from __future__ import annotations
 
 import platform
@@ -18,7 +19,7 @@ from scarce.errors import UserError
 from scarce.io import atomic_write_json
 
 if TYPE_CHECKING:
-    from scarce.engine.trainer import Run
+    from scarce.engine.prepare import Run
 
 
 def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: torch.device) -> None:
@@ -31,8 +32,10 @@ def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: tor
             model(torch.zeros(1, in_chans, img_size, img_size, device=device))
     except (RuntimeError, AssertionError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model.name: the model cannot take {img_size} px images ({first}); choose another "
-                        f"data.img_size or a model without a fixed input size") from None
+        raise UserError(
+            f"model.name: the model cannot take {img_size} px images ({first}); choose another "
+            f"data.img_size or a model without a fixed input size"
+        ) from None
     finally:
         model.train(was_training)
 
@@ -45,8 +48,11 @@ def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     colour = sum(s.colour_images for s in splits.values())
     files = sum(len(s.ids) for s in splits.values() if s.array is None)
     if cfg.data.channels == "auto" and data.mode == "L" and colour:
-        print(f"data: {colour} of {files} images are in colour (the first ones were gray): training in RGB "
-              f"(set data.channels=gray to train in grayscale)", flush=True)
+        print(
+            f"data: {colour} of {files} images are in colour (the first ones were gray): training in RGB "
+            f"(set data.channels=gray to train in grayscale)",
+            flush=True,
+        )
         data = build_data(replace(cfg.data, channels="rgb"))
         splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
     elif cfg.data.channels == "auto" and data.mode == "RGB" and files and colour < files:
@@ -64,11 +70,14 @@ def describe_data_and_model(run: Run) -> str:
     hint = ""
     if max(per_class) > 2 * max(min(per_class), 1) and cfg.data.sampler == "random" and not weighted:
         hint = "; imbalanced: data.sampler=balanced or loss.class_weights=auto give every class equal weight"
-    return (f"data: {len(data.classes)} classes, " + ", ".join(f"{n} {k}" for k, n in counts.items())
-            + f" images (train per class {min(per_class)}-{max(per_class)}{hint}), mode {data.mode} at "
-            f"{cfg.data.img_size} px\n"
-            f"model: {cfg.model.name}, {params / 1e6:.2f} M parameters, small_input "
-            f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}{weighted}, optimizer {cfg.optim.name}")
+    return (
+        f"data: {len(data.classes)} classes, "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f" images (train per class {min(per_class)}-{max(per_class)}{hint}), mode {data.mode} at "
+        f"{cfg.data.img_size} px\n"
+        f"model: {cfg.model.name}, {params / 1e6:.2f} M parameters, small_input "
+        f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}{weighted}, optimizer {cfg.optim.name}"
+    )
 
 
 def describe_schedule(run: Run) -> str:
@@ -77,12 +86,16 @@ def describe_schedule(run: Run) -> str:
     updates = len(run.loaders["train"])
     total, warmup = schedule_steps(cfg, updates)
     asked = round(cfg.sched.warmup_epochs * updates)
-    clipped = f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
+    clipped = (
+        f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
+    )
     why = ""
     if run.select == "last" and cfg.checkpoint.select == "auto":
         why = " (val too small to rank epochs)" if "val" in run.loaders else " (no val split)"
-    return (f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
-            f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps the {run.select} weights{why}")
+    return (
+        f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
+        f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps the {run.select} weights{why}"
+    )
 
 
 def write_run_info(run: Run) -> None:
@@ -90,19 +103,38 @@ def write_run_info(run: Run) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run.cfg, run.run_dir / "config.yaml")
     val = run.data.splits.get("val")
-    atomic_write_json(run.run_dir / "classes.json", {
-        "classes": run.data.classes, "mode": run.data.mode, "in_chans": run.data.in_chans,
-        "mean": run.data.mean, "std": run.data.std, "fill": run.data.augment_fill(run.cfg.augment),
-        "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
-        "val_from_train": sorted(val.ids) if val is not None and val.from_train else None})
+    atomic_write_json(
+        run.run_dir / "classes.json",
+        {
+            "classes": run.data.classes,
+            "mode": run.data.mode,
+            "in_chans": run.data.in_chans,
+            "mean": run.data.mean,
+            "std": run.data.std,
+            "fill": run.data.augment_fill(run.cfg.augment),
+            "split_sizes": {k: len(v.ids) for k, v in run.data.splits.items()},
+            "val_from_train": sorted(val.ids) if val is not None and val.from_train else None,
+        },
+    )
     if val is not None and val.from_train:
-        print(f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
-              f"stratified, seed data.split_seed) are the val split; listed in classes.json", flush=True)
-    atomic_write_json(run.run_dir / "environment.json", {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "timm": __import__("timm").__version__, "platform": platform.platform(),
-        "device": str(run.device), "world_size": run.info.world_size, "hardware": asdict(run.hardware),
-        "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None})
+        print(
+            f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
+            f"stratified, seed data.split_seed) are the val split; listed in classes.json",
+            flush=True,
+        )
+    atomic_write_json(
+        run.run_dir / "environment.json",
+        {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "timm": __import__("timm").__version__,
+            "platform": platform.platform(),
+            "device": str(run.device),
+            "world_size": run.info.world_size,
+            "hardware": asdict(run.hardware),
+            "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None,
+        },
+    )
     if run.cfg.data.skip_bad_images:
         atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
         print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
@@ -112,17 +144,25 @@ def validate_config(cfg: Config) -> None:
     """Checks across config keys that the per-key ranges cannot express (one line, exit 2)."""
     swap = cfg.augment.lsb_swap
     if swap.enabled and swap.stage == "batch" and swap.placement == "before_randaugment":
-        raise UserError("augment.lsb_swap: placement before_randaugment needs stage sample "
-                        "(the batch stage runs after all per-image transforms)")
+        raise UserError(
+            "augment.lsb_swap: placement before_randaugment needs stage sample "
+            "(the batch stage runs after all per-image transforms)"
+        )
     if cfg.data.small_images == "pad" and cfg.augment.crop != "pad":
-        raise UserError("data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
-                        "up while evaluation keeps them in a zero frame)")
+        raise UserError(
+            "data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
+            "up while evaluation keeps them in a zero frame)"
+        )
     if cfg.augment.crop == "pad" and cfg.data.crop_pct != 1.0:
-        raise UserError(f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
-                        f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training")
+        raise UserError(
+            f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
+            f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training"
+        )
     if cfg.checkpoint.select == "last" and cfg.patience:
-        raise UserError("checkpoint.select=last with patience: early stopping needs the best epoch; "
-                        "set checkpoint.select=best (or auto) or patience=0")
+        raise UserError(
+            "checkpoint.select=last with patience: early stopping needs the best epoch; "
+            "set checkpoint.select=best (or auto) or patience=0"
+        )
     for key in ("scale", "ratio"):
         pair = getattr(cfg.augment, key)
         if len(pair) != 2 or pair[0] > pair[1]:

@@ -4,6 +4,7 @@ TensorBoard is never required: without the ``tensorboard`` package the switch
 prints one note and training goes on. The record logged is exactly the line
 written to ``metrics.jsonl``, so both always agree.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,6 +21,7 @@ def tensorboard_available() -> bool:
 
 def _summary_writer(log_dir: str) -> Any:
     from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
     return SummaryWriter(log_dir=log_dir)
 
 
@@ -66,7 +68,10 @@ def open_tensorboard(enabled: bool, run_dir: str | Path, is_main: bool = True) -
     if not enabled or not is_main:
         return NullLogger()
     if not tensorboard_available():
-        print("log.tensorboard: the tensorboard package is not installed (pip install tensorboard); "
-              "training without TensorBoard logs", flush=True)
+        print(
+            "log.tensorboard: the tensorboard package is not installed (pip install tensorboard); "
+            "training without TensorBoard logs",
+            flush=True,
+        )
         return NullLogger()
     return TensorBoardLogger(Path(run_dir) / LOG_SUBDIR)

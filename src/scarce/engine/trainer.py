@@ -1,140 +1,26 @@
 """A whole run: config -> data, model, loss, optimizer -> epochs -> run directory."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
 from scarce.config import Config
-from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader, set_loader_epoch
-from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, epoch_seed, seed_everything
-from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
-from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.checkpoint import capture_state, drop_checkpoint, load_checkpoint
-from scarce.engine.distributed import DistInfo, barrier, broadcast_buffers, cleanup, init_distributed, resolve_device
-from scarce.engine.factories import build_components, probs_function
+from scarce.data import set_loader_epoch
+from scarce.data.loader import epoch_seed, seed_everything
+from scarce.engine.checkpoint import capture_state, drop_checkpoint
+from scarce.engine.distributed import barrier, broadcast_buffers, cleanup
+from scarce.engine.factories import probs_function
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
-from scarce.engine.hardware import Hardware, device_name, resolve_hardware
-from scarce.engine.loop import (
-    NonFiniteLossError,
-    TrainStep,
-    check_finite_weights,
-    evaluate,
-    recompute_bn_stats,
-    train_one_epoch,
-)
-from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, check_same_classes, trim_metrics
-from scarce.engine.saving import checkpoint_due, extra_state, resolve_select, save_best, save_last, save_on_signal
-from scarce.engine.startup import (
-    check_input_size,
-    describe_data_and_model,
-    describe_schedule,
-    scan_data,
-    validate_config,
-    write_run_info,
-)
+from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluate, recompute_bn_stats, train_one_epoch
+from scarce.engine.prepare import Run, prepare_run
+from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, trim_metrics
+from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
+from scarce.engine.startup import describe_data_and_model, describe_schedule, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
-from scarce.errors import UserError
 from scarce.io import append_jsonl, atomic_write_json, read_jsonl
-
-
-@dataclass
-class Run:
-    """Everything a training run holds while it runs."""
-    cfg: Config
-    run_dir: Path
-    info: DistInfo
-    device: torch.device
-    hardware: Hardware
-    data: DataBundle
-    model: nn.Module
-    step: TrainStep                 # its model is ``model`` or its DDP wrapper
-    preprocess: BatchPreprocessor
-    loaders: dict = field(default_factory=dict)
-    start_epoch: int = 0
-    global_step: int = 0
-    best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
-    bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
-    snapshot: dict | None = None    # capture_state() of the last epoch not yet checkpointed
-    checkpoint_time: float = 0.0    # time.monotonic() of the last checkpoint write
-    timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
-    stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
-    select: str = "best"            # checkpoint.select resolved: which weights best.safetensors holds
-    auto_notes: list = field(default_factory=list)  # how each `auto` budget value was chosen
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.step.optimizer
-
-    @property
-    def ema(self):
-        return self.step.ema
-
-
-def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
-    validate_config(cfg)
-    info = init_distributed(device_name(cfg.device))
-    device = resolve_device(cfg.device, info)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    seed_everything(cfg.seed)  # model init depends on the seed only
-    data = build_data(cfg.data)
-    cfg, auto_notes = resolve_auto_size(cfg, data.splits["train"])
-    if len(data.classes) < 2:
-        raise UserError(f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
-                        f"a classifier needs at least 2 class folders")
-    data, bad_images = scan_data(cfg, data)
-    cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
-    auto_notes += epoch_notes
-    in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
-    hardware = resolve_hardware(cfg, device, in_memory=in_memory)
-    train_set = build_dataset(data, "train", cfg.data, cfg.augment)
-    train_loader = build_train_loader(train_set, cfg.batch_size, cfg.seed, hardware.workers,
-                                      info.rank, info.world_size, balanced=cfg.data.sampler == "balanced",
-                                      keep_last_batch=cfg.data.keep_last_batch)
-    parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
-    check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
-    train_model = parts.model
-    if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            parts.model, device_ids=[device.index] if device.type == "cuda" else None)
-    step = TrainStep(train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad,
-                     parts.ema, cfg.amp)
-    preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
-    run = Run(cfg=cfg, run_dir=run_dir, info=info, device=device, hardware=hardware, data=data, model=parts.model,
-              step=step, preprocess=preprocess, bad_images=bad_images, auto_notes=auto_notes)
-    run.loaders["train"] = train_loader
-    run.select = resolve_select(cfg.checkpoint.select, len(data.splits["val"].ids) if "val" in data.splits else 0,
-                                len(data.classes), cfg.patience)
-    if wants_precise_bn(cfg, len(train_loader)):  # the train images, every rank all of them, no augmentation
-        run.loaders["bn"] = KeptBatches(build_eval_loader(build_dataset(data, "train", cfg.data, None),
-                                                          cfg.batch_size * EVAL_BATCH_FACTOR, hardware.workers))
-    if "val" in data.splits:
-        val_set = build_dataset(data, "val", cfg.data, None)
-        run.loaders["val"] = KeptBatches(build_eval_loader(val_set, cfg.batch_size * EVAL_BATCH_FACTOR,
-                                                           hardware.workers, info.rank, info.world_size,
-                                                           persistent=True))
-    if resume:
-        check_same_classes(run_dir, data.classes)
-        config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
-        state = load_checkpoint(run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
-        run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
-        # The optimizer state keeps its moments; lr, weight decay and the rest follow the config in force.
-        for group, values in zip(run.optimizer.param_groups, config_groups):
-            group.update(values)
-    run.step.scheduler.step_update(num_updates=run.global_step)
-    return run
-
-
-def wants_precise_bn(cfg: Config, updates_per_epoch: int) -> bool:
-    """``model.precise_bn``: true, false, or auto (runs under 500 optimizer steps)."""
-    setting = cfg.model.precise_bn
-    return cfg.epochs * updates_per_epoch < 500 if setting == "auto" else bool(setting)
 
 
 def validate_epoch(run: Run) -> dict:
@@ -147,15 +33,19 @@ def validate_epoch(run: Run) -> dict:
         return {}
     probs_fn = probs_function(run.cfg)
     n = len(run.data.classes)
-    out = {"val_top1": evaluate(run.model, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn)["top1"]}
+    out = {
+        "val_top1": evaluate(run.model, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn)["top1"]
+    }
     if run.ema is not None:
-        out["val_top1_ema"] = evaluate(run.ema.module, run.loaders["val"], run.preprocess, n, run.info,
-                                       run.cfg.amp, probs_fn)["top1"]
+        out["val_top1_ema"] = evaluate(
+            run.ema.module, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn
+        )["top1"]
     return out
 
 
-def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
-               guard: SignalGuard | None = None) -> None:
+def run_epochs(
+    run: Run, progress: bool = True, stop_after: int | None = None, guard: SignalGuard | None = None
+) -> None:
     """Epochs ``start_epoch..``; a signal (``guard``) never splits a checkpoint write.
 
     Between checkpoints, the state at the end of the last epoch is kept in memory
@@ -170,8 +60,14 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
         set_loader_epoch(run.loaders["train"], epoch)
-        stats, run.global_step = train_one_epoch(run.step, run.loaders["train"], run.preprocess, epoch,
-                                                 run.global_step, progress=progress and run.info.is_main)
+        stats, run.global_step = train_one_epoch(
+            run.step,
+            run.loaders["train"],
+            run.preprocess,
+            epoch,
+            run.global_step,
+            progress=progress and run.info.is_main,
+        )
         check_finite_weights(run.model, epoch)
         broadcast_buffers(run.model, run.info)
         if run.ema is not None:
@@ -182,27 +78,40 @@ def run_epochs(run: Run, progress: bool = True, stop_after: int | None = None,
         run.timings["val"] += time.perf_counter() - began
         run.timings["train"] += stats["seconds"]
         if run.info.is_main:
-            began = time.perf_counter()
-            record = {"epoch": epoch, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
-                      "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2)}
-            # metrics first: rows of epochs after the last checkpoint are trimmed on resume
-            with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
-                append_jsonl(run.run_dir / "metrics.jsonl", record)
-                save_best(run, epoch, scores)
-                run.stopped_early = early_stop_reason(run, epoch, scores)
-                if run.stopped_early or checkpoint_due(run, epoch, end):
-                    save_last(run, epoch)
-                else:
-                    run.snapshot = capture_state(epoch, run.model, run.optimizer, run.ema, run.step.scaler,
-                                                 extra_state(run), copy=True)
-            run.timings["save"] += time.perf_counter() - began
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
-            tb.log(record)
+            tb.log(record_epoch(run, epoch, stats, scores, end, guard))
         barrier(run.info)
         if run.stopped_early:
             print(run.stopped_early, flush=True)
             break
     tb.close()
+
+
+def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guard: SignalGuard) -> dict:
+    """Main process: the epoch's metrics row, best weights, early-stop decision and checkpoint
+    (or its in-memory snapshot), then the one printed line; returns the row."""
+    began = time.perf_counter()
+    record = {
+        "epoch": epoch,
+        "train_loss": stats["loss"],
+        **scores,
+        "lr": stats["lr"],
+        "seconds": round(stats["seconds"], 3),
+        "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2),
+    }
+    # metrics first: rows of epochs after the last checkpoint are trimmed on resume
+    with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
+        append_jsonl(run.run_dir / "metrics.jsonl", record)
+        save_best(run, epoch, scores)
+        run.stopped_early = early_stop_reason(run, epoch, scores)
+        if run.stopped_early or checkpoint_due(run, epoch, end):
+            save_last(run, epoch)
+        else:
+            run.snapshot = capture_state(
+                epoch, run.model, run.optimizer, run.ema, run.step.scaler, extra_state(run), copy=True
+            )
+    run.timings["save"] += time.perf_counter() - began
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+    return record
 
 
 def early_stop_reason(run: Run, epoch: int, scores: dict) -> str | None:
@@ -213,12 +122,15 @@ def early_stop_reason(run: Run, epoch: int, scores: dict) -> str | None:
     evaluations_since = (epoch - run.best["epoch"]) // run.cfg.eval_every
     if evaluations_since < patience:
         return None
-    return (f"early stop after epoch {epoch}: val top-1 has not improved for {evaluations_since} evaluations "
-            f"(patience {patience}); best {run.best['top1']:.4f} at epoch {run.best['epoch']} is kept and scored")
+    return (
+        f"early stop after epoch {epoch}: val top-1 has not improved for {evaluations_since} evaluations "
+        f"(patience {patience}); best {run.best['top1']:.4f} at epoch {run.best['epoch']} is kept and scored"
+    )
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+def train(
+    cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict:
     """Train per ``cfg`` into ``run_dir`` (resuming from its last checkpoint) -> summary.
 
     ``stop_after``: leave after that many epochs in total (resumable; e.g. a time slot).
@@ -236,12 +148,17 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         barrier(run.info)
         return summary
     except NonFiniteLossError as exc:
-        raise RunFault(f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; lower optim.lr or set clip_grad, "
-                       f"then resume with: scarce train --resume {run_dir} optim.lr=...") from None
+        raise RunFault(
+            f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; lower optim.lr or set clip_grad, "
+            f"then resume with: scarce train --resume {run_dir} optim.lr=..."
+        ) from None
     except Interrupted as exc:
         save_on_signal(run)
-        raise Interrupted(f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
-                          f"continue with: scarce train --resume {run_dir}", exc.signum) from None
+        raise Interrupted(
+            f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
+            f"continue with: scarce train --resume {run_dir}",
+            exc.signum,
+        ) from None
     finally:
         cleanup(run.info)
 
@@ -273,10 +190,16 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
 def finish_run(run: Run, seconds: float) -> dict:
     """Calibration on val, test-set score of the best weights, summary.json."""
     from scarce.engine.evaluation import finish_evaluation
-    summary = {"run_dir": str(run.run_dir), "epochs": run.cfg.epochs, "best": run.best, "select": run.select,
-               "stopped_early": run.stopped_early,
-               "train_seconds": round(seconds, 1),
-               "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1]}
+
+    summary = {
+        "run_dir": str(run.run_dir),
+        "epochs": run.cfg.epochs,
+        "best": run.best,
+        "select": run.select,
+        "stopped_early": run.stopped_early,
+        "train_seconds": round(seconds, 1),
+        "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1],
+    }
     began = time.perf_counter()
     results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers)
     run.timings["final"] = time.perf_counter() - began

@@ -15,14 +15,19 @@ from scarce.inference.predictions import (
 )
 from scarce.inference.voting import ThresholdRow, choose_threshold, plurality_vote, soft_vote
 
-_LAZY = {"predict_run": "scarce.inference.predict", "write_predictions": "scarce.inference.predict",
-         "tta_predict": "scarce.inference.tta", "tta_views": "scarce.inference.tta",
-         "TTATransform": "scarce.inference.tta"}
+_LAZY = {
+    "predict_run": "scarce.inference.predict",
+    "write_predictions": "scarce.inference.predict",
+    "tta_predict": "scarce.inference.tta",
+    "tta_views": "scarce.inference.tta",
+    "TTATransform": "scarce.inference.tta",
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'scarce.inference' has no attribute {name!r}")
 

@@ -91,8 +91,14 @@ def _accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _validation(
-    base_path: str, members: list[str], val_base: Any, val_members: Sequence[Any] | None,
-    need_threshold: bool, need_weights: bool, log: Log, show_thresholds: bool = False,
+    base_path: str,
+    members: list[str],
+    val_base: Any,
+    val_members: Sequence[Any] | None,
+    need_threshold: bool,
+    need_weights: bool,
+    log: Log,
+    show_thresholds: bool = False,
 ) -> dict[str, Any]:
     """Threshold (and table), per-member accuracies and classes from labelled validation files.
 
@@ -113,8 +119,10 @@ def _validation(
         best, table = choose_threshold(vbase.probs, vstack, vbase.targets)
         out["threshold"], out["threshold_table"] = best, [row._asdict() for row in table]
         chosen = next(row for row in table if row.threshold == best)
-        log(f"threshold auto: {best:.2f} (val accuracy {chosen.accuracy:.4f}, replaces {chosen.replaced:.2%} of the "
-            f"base's val answers; every threshold tried: --show-thresholds, or threshold_table in the metadata)")
+        log(
+            f"threshold auto: {best:.2f} (val accuracy {chosen.accuracy:.4f}, replaces {chosen.replaced:.2%} of the "
+            f"base's val answers; every threshold tried: --show-thresholds, or threshold_table in the metadata)"
+        )
         if show_thresholds:
             log("| threshold | val accuracy | replaced |\n| --- | --- | --- |")
             for row in table:
@@ -193,43 +201,64 @@ def run_ensemble(
     order, base_index = _ensemble_order(str(base_path), members)
     _check_request(method, threshold, weights, bool(val_members), order)
     need_weights = method == "weighted" and weights is None
-    val = _validation(str(base_path), members, val_base, val_members, threshold == "auto", need_weights, log,
-                      show_thresholds)
+    val = _validation(
+        str(base_path), members, val_base, val_members, threshold == "auto", need_weights, log, show_thresholds
+    )
     threshold_used = float(val.get("threshold", 0.7 if threshold == "auto" else threshold))
     w = _resolve_weights(weights, val, order) if method == "weighted" else None
 
     base, stack = _load_stack(order, base_index)  # after validation: one stack in memory at a time
     if "classes" in val and (len(val["classes"]) != len(base.classes) or (val["classes"] != base.classes).any()):
         raise UserError(f"validation files have different classes from {base.name}")
-    base_answer = base.probs.argmax(axis=1)
-    vote = plurality_vote(base.probs, stack, threshold=threshold_used).numpy()
-    soft = soft_vote(stack).numpy()
-    final_probs = soft_vote(stack, w).numpy() if method == "weighted" else soft
-    pred = vote if method == "plurality" else final_probs.argmax(axis=1)
-    replaced = int((pred != base_answer).sum())
+    answers, final_probs = _combine(base, stack, method, threshold_used, w)
+    pred = answers[method]
+    replaced = int((pred != answers["base"]).sum())
 
     meta: dict[str, Any] = {
-        "method": method, "base": order[base_index], "members": order, "weights": w,
+        "method": method,
+        "base": order[base_index],
+        "members": order,
+        "weights": w,
         "threshold": threshold_used if method == "plurality" else None,
         "threshold_source": "auto" if "threshold" in val else "given",
     }
     meta.update({k: val[k] for k in ("threshold_table",) if k in val})
     _write_outputs(base, pred, final_probs, {**meta, "replaced": replaced}, out_path, csv_path)
-    report = {**meta, "n": len(pred), "replaced": replaced, "replaced_fraction": replaced / max(1, len(pred)),
-              "plurality_threshold": threshold_used, "out": str(out_path), "csv": csv_path and str(csv_path)}
+    report = {
+        **meta,
+        "n": len(pred),
+        "replaced": replaced,
+        "replaced_fraction": replaced / max(1, len(pred)),
+        "plurality_threshold": threshold_used,
+        "out": str(out_path),
+        "csv": csv_path and str(csv_path),
+    }
     if base.labelled.any():
-        report["labelled"] = int(base.labelled.sum())
-        report["accuracy"] = _accuracies(stack, base, base_answer, vote, soft, final_probs, method)
+        y, mask = base.targets, base.labelled
+        report["labelled"] = int(mask.sum())
+        report["accuracy"] = {rule: _accuracy(answer, y, mask) for rule, answer in answers.items()}
+        report["accuracy"]["oracle"] = oracle_accuracy(stack[:, mask], y[mask])
     _print_report(report, log)
     return report
 
 
-def _write_outputs(base: Predictions, pred: np.ndarray, final_probs: np.ndarray, meta: dict[str, Any],
-                   out_path: str | os.PathLike, csv_path: str | os.PathLike | None) -> None:
+def _write_outputs(
+    base: Predictions,
+    pred: np.ndarray,
+    final_probs: np.ndarray,
+    meta: dict[str, Any],
+    out_path: str | os.PathLike,
+    csv_path: str | os.PathLike | None,
+) -> None:
     """Write the ensemble's ``.npz`` (``probs`` only for soft/weighted) and optional CSV,
     replaced together (:func:`scarce.io.atomic_paths`): never a new npz beside a stale CSV."""
-    arrays = dict(pred=pred.astype(np.int64), ids=base.ids, classes=base.classes,
-                  targets=base.targets, metadata=metadata_array(meta))
+    arrays = dict(
+        pred=pred.astype(np.int64),
+        ids=base.ids,
+        classes=base.classes,
+        targets=base.targets,
+        metadata=metadata_array(meta),
+    )
     if meta["method"] != "plurality":
         arrays["probs"] = final_probs.astype(np.float32, copy=False)
     targets = [out_path] + ([csv_path] if csv_path is not None else [])
@@ -241,16 +270,22 @@ def _write_outputs(base: Predictions, pred: np.ndarray, final_probs: np.ndarray,
             write_predictions_csv(tmps[1], shown, labels=arrays["pred"], atomic=False)
 
 
-def _accuracies(stack: np.ndarray, base: Predictions, base_answer: np.ndarray, vote: np.ndarray,
-                soft: np.ndarray, final_probs: np.ndarray, method: str) -> dict[str, float]:
-    """Accuracy of each rule on the labelled samples of the base file."""
-    y, mask = base.targets, base.labelled
-    acc = {"base": _accuracy(base_answer, y, mask), "plurality": _accuracy(vote, y, mask),
-           "soft": _accuracy(soft.argmax(axis=1), y, mask)}
-    if method == "weighted":
-        acc["weighted"] = _accuracy(final_probs.argmax(axis=1), y, mask)
-    acc["oracle"] = oracle_accuracy(stack[:, mask], y[mask])
-    return acc
+def _combine(
+    base: Predictions, stack: np.ndarray, method: str, threshold: float, weights: list[float] | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each rule's answers ``{rule: int [N]}`` (base, plurality, soft, and weighted when asked)
+    and the probabilities ``[N, C]`` the method reports (the weighted mean for ``weighted``)."""
+    soft = soft_vote(stack).numpy()
+    answers = {
+        "base": base.probs.argmax(axis=1),
+        "plurality": plurality_vote(base.probs, stack, threshold=threshold).numpy(),
+        "soft": soft.argmax(axis=1),
+    }
+    if method != "weighted":
+        return answers, soft
+    weighted = soft_vote(stack, weights).numpy()
+    answers["weighted"] = weighted.argmax(axis=1)
+    return answers, weighted
 
 
 def _print_report(report: dict[str, Any], log: Log) -> None:
@@ -262,9 +297,13 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
         pairs = zip(report["members"], report["weights"])
         log("weights: " + ", ".join(f"{Path(m).name}={x:.3f}" for m, x in pairs))
     if "accuracy" in report:
-        names = {"base": f"base ({Path(report['base']).name})",
-                 "plurality": f"plurality vote (threshold {report['plurality_threshold']:g})",
-                 "soft": "soft vote", "weighted": "weighted soft vote", "oracle": "oracle (any member right)"}
+        names = {
+            "base": f"base ({Path(report['base']).name})",
+            "plurality": f"plurality vote (threshold {report['plurality_threshold']:g})",
+            "soft": "soft vote",
+            "weighted": "weighted soft vote",
+            "oracle": "oracle (any member right)",
+        }
         log(f"| rule | accuracy ({report['labelled']} labelled) |\n| --- | --- |")
         for key, value in report["accuracy"].items():
             log(f"| {names[key]} | {value:.4f} |")

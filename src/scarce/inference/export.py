@@ -5,6 +5,7 @@ with the mean and std in ``classes.json``, at ``data.img_size``) and returns cal
 probabilities ``[B, num_classes]``: the run's prediction source and fitted temperature are
 part of the graph, so its answers equal ``scarce predict``'s.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ class ProbabilitiesModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from scarce.models.heads import prediction_probs
+
         return prediction_probs(self.model(x), source=self.source, temperature=self.temperature)
 
 
@@ -36,6 +38,7 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
     from scarce.engine.evaluation import load_run
     from scarce.engine.factories import prediction_source
     from scarce.io import atomic_path, atomic_write_json
+
     if fmt not in FORMATS:
         raise UserError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
     run = load_run(path, "cpu")
@@ -51,12 +54,30 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
                 import onnx  # noqa: F401
             except ImportError:
                 raise UserError("--format onnx needs the onnx package: pip install 'scarce[export]'") from None
-            torch.onnx.export(wrapped, (example,), str(tmp), input_names=["images"], output_names=["probs"],
-                              dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}}, dynamo=False)
-    atomic_write_json(out.with_name(out.name + ".json"), {
-        "classes": run.classes, "mean": run.mean, "std": run.std, "img_size": size, "mode": run.mode,
-        "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std", "output": "probabilities [B, K]",
-        "source": prediction_source(run.cfg), "temperature": run.temperature, "weights": str(run.weights)})
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["probs"],
+                dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}},
+                dynamo=False,
+            )
+    atomic_write_json(
+        out.with_name(out.name + ".json"),
+        {
+            "classes": run.classes,
+            "mean": run.mean,
+            "std": run.std,
+            "img_size": size,
+            "mode": run.mode,
+            "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std",
+            "output": "probabilities [B, K]",
+            "source": prediction_source(run.cfg),
+            "temperature": run.temperature,
+            "weights": str(run.weights),
+        },
+    )
     return out
 
 

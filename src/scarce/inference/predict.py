@@ -15,6 +15,7 @@ fashion-mnist. Probabilities come from the run's declared prediction source, div
 its fitted temperature (``calibration.json``), averaged over ``tta_views`` deterministic
 views (:mod:`scarce.inference.tta`; 1 = the clean evaluation view only).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,18 +48,26 @@ def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Sp
     subdirs = [p for p in entries if p.is_dir()]
     images = sorted(p.name for p in entries if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
     if images and subdirs:
-        raise UserError(f"image folder {folder}: holds both images and subfolders; expected either "
-                        f"<class>/<image> folders (labelled) or only images (unlabelled)")
+        raise UserError(
+            f"image folder {folder}: holds both images and subfolders; expected either "
+            f"<class>/<image> folders (labelled) or only images (unlabelled)"
+        )
     if images:
         return Split(ids=images, targets=[-1] * len(images), classes=list(classes), root=str(folder))
     samples, found = scan_image_folder(folder)
     unknown = [c for c in found if c not in classes]
     if unknown:
-        raise UserError(f"image folder {folder}: class folders {unknown} are not classes of the run "
-                        f"(known: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})")
+        raise UserError(
+            f"image folder {folder}: class folders {unknown} are not classes of the run "
+            f"(known: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
+        )
     index = {name: classes.index(name) for name in found}
-    return Split(ids=[rel for rel, _ in samples], targets=[index[found[c]] for _, c in samples],
-                 classes=list(classes), root=str(folder))
+    return Split(
+        ids=[rel for rel, _ in samples],
+        targets=[index[found[c]] for _, c in samples],
+        classes=list(classes),
+        root=str(folder),
+    )
 
 
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
@@ -82,13 +91,15 @@ def drop_bad_images(dataset: ImageDataset, ids: list[str]) -> tuple[ImageDataset
     that do not, ``path`` being the id the image would have had (the up-front scan of
     training; in-memory datasets have nothing to scan)."""
     from scarce.data.check import check_split
+
     if dataset.split.array is not None:
         return dataset, ids, []
     checks = check_split(dataset.split, dataset.mode)
     keep = [i for i, check in enumerate(checks) if check.ok]
     split = dataset.split
-    kept = ImageDataset(replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep]),
-                        dataset.mode)
+    kept = ImageDataset(
+        replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep]), dataset.mode
+    )
     bad = [{"path": ids[i], "reason": check.reason} for i, check in enumerate(checks) if not check.ok]
     return kept, [ids[i] for i in keep], bad
 
@@ -101,9 +112,17 @@ def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
     return data
 
 
-def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: str = "test",
-                tta_views: int = 1, device: str = "auto", batch_size: int = 64, num_workers: int = 2,
-                seed: int = 0, skip_bad_images: bool = False) -> Predictions:
+def predict_run(
+    path: str | os.PathLike,
+    data: DataConfig | None = None,
+    split: str = "test",
+    tta_views: int = 1,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+) -> Predictions:
     """Predict ``split`` with the run (or weights file) at ``path``.
 
     Returns :class:`Predictions`: ``probs`` float32 ``[N, C]`` (calibrated, soft-voted over
@@ -128,16 +147,33 @@ def predict_run(path: str | os.PathLike, data: DataConfig | None = None, split: 
         raise UserError(f"split '{split}' of data '{data.name}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
-    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev))
+    preprocess = BatchPreprocessor(
+        run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev)
+    )
     amp = resolve_amp(run.cfg.amp, dev)
-    probs, _ = tta_predict(run.model, loader, preprocess, probs_function(run.cfg, run.temperature),
-                           chunk_size=batch_size, amp=amp)
-    metadata = {"run_dir": str(run.run_dir), "weights": str(run.weights), "model": run.cfg.model.name,
-                "source": prediction_source(run.cfg), "temperature": run.temperature, "tta_views": tta_views,
-                "tta_seed": seed, "tta_randaugment": run.cfg.augment.randaugment if tta_views > 1 else None,
-                "split": split, "data": data.name, "skipped_images": skipped}
-    return Predictions(probs.numpy().astype(np.float32), np.array(ids, dtype=str), np.array(run.classes, dtype=str),
-                       np.asarray(dataset.targets, dtype=np.int64), metadata)
+    probs, _ = tta_predict(
+        run.model, loader, preprocess, probs_function(run.cfg, run.temperature), chunk_size=batch_size, amp=amp
+    )
+    metadata = {
+        "run_dir": str(run.run_dir),
+        "weights": str(run.weights),
+        "model": run.cfg.model.name,
+        "source": prediction_source(run.cfg),
+        "temperature": run.temperature,
+        "tta_views": tta_views,
+        "tta_seed": seed,
+        "tta_randaugment": run.cfg.augment.randaugment if tta_views > 1 else None,
+        "split": split,
+        "data": data.name,
+        "skipped_images": skipped,
+    }
+    return Predictions(
+        probs.numpy().astype(np.float32),
+        np.array(ids, dtype=str),
+        np.array(run.classes, dtype=str),
+        np.asarray(dataset.targets, dtype=np.int64),
+        metadata,
+    )
 
 
 def write_predictions(preds: Predictions, out: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:

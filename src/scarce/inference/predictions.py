@@ -186,8 +186,7 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
 
 
 def write_predictions_csv(
-    path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None,
-    atomic: bool = True,
+    path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None, atomic: bool = True
 ) -> Path:
     """Write ``id,label,confidence,top1..top{k}`` rows (class names; ``top`` as ``name:prob``).
 
@@ -219,8 +218,9 @@ def write_predictions_csv(
     return path
 
 
-def _write_csv_rows(path: Path, preds: Predictions, label: np.ndarray, conf: np.ndarray, top: np.ndarray,
-                    top_p: np.ndarray) -> None:
+def _write_csv_rows(
+    path: Path, preds: Predictions, label: np.ndarray, conf: np.ndarray, top: np.ndarray, top_p: np.ndarray
+) -> None:
     n, k = len(label), top.shape[1]
     # surrogateescape: ids of files whose names are not UTF-8 are written as their raw bytes
     with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:

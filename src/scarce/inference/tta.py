@@ -17,6 +17,7 @@ One data pass: the dataset yields all V views of an image as uint8 ``[V, C, H, W
 and goes through the model in chunks of ``chunk_size`` rows; the answer is the mean of
 the V probability vectors (soft voting).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,9 @@ def view_seed(seed: int, view: int, image_id: str) -> int:
     ``hash()`` of a str is salted per process, so a cryptographic digest is used instead.
     """
     # surrogateescape: a file name that is not UTF-8 hashes as its raw bytes
-    digest = hashlib.blake2b(f"{seed}\x00{view}\x00{image_id}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    digest = hashlib.blake2b(
+        f"{seed}\x00{view}\x00{image_id}".encode("utf-8", "surrogateescape"), digest_size=8
+    ).digest()
     return int.from_bytes(digest, "little") >> 1
 
 
@@ -63,8 +66,13 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-def augment_view(img: Image.Image, view: int, seed: int, flip: bool = True,
-                 randaugment: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
+def augment_view(
+    img: Image.Image,
+    view: int,
+    seed: int,
+    flip: bool = True,
+    randaugment: Callable[[Image.Image], Image.Image] | None = None,
+) -> Image.Image:
     """View ``view`` of an evaluation-view image: mirrored when ``flip`` and ``view`` is odd,
     then ``randaugment`` under ``seed``. View 0 is returned unchanged."""
     if view == 0:
@@ -77,43 +85,66 @@ def augment_view(img: Image.Image, view: int, seed: int, flip: bool = True,
     return img
 
 
-def tta_views(img: Image.Image, image_id: str, views: int | Sequence[int], *, seed: int = 0,
-              flip: bool = True, randaugment: Callable[[Image.Image], Image.Image] | None = None) -> torch.Tensor:
+def tta_views(
+    img: Image.Image,
+    image_id: str,
+    views: int | Sequence[int],
+    *,
+    seed: int = 0,
+    flip: bool = True,
+    randaugment: Callable[[Image.Image], Image.Image] | None = None,
+) -> torch.Tensor:
     """The TTA views of one evaluation-view image -> uint8 ``[V, C, H, W]``.
 
     ``views``: how many (views ``0..V-1``) or which view indices; view ``v`` of image
     ``image_id`` is drawn with ``view_seed(seed, v, image_id)``.
     """
     indices = range(views) if isinstance(views, int) else views
-    return torch.stack([pil_to_tensor(augment_view(img, v, view_seed(seed, v, image_id), flip, randaugment))
-                        for v in indices])
+    return torch.stack(
+        [pil_to_tensor(augment_view(img, v, view_seed(seed, v, image_id), flip, randaugment)) for v in indices]
+    )
 
 
 class TTATransform:
     """Dataset transform ``(dataset, index, img) -> uint8 [V, C, H, W]``: the TTA views of
     image ``index``, keyed by ``dataset.ids[index]``. ``views``: a count or view indices."""
 
-    def __init__(self, data: DataConfig, augment: AugmentConfig, fill: list[int],
-                 views: int | Sequence[int], seed: int = 0):
+    def __init__(
+        self, data: DataConfig, augment: AugmentConfig, fill: list[int], views: int | Sequence[int], seed: int = 0
+    ):
         self.eval_view = EvalTransform(data).pipeline
         self.views = list(range(views)) if isinstance(views, int) else list(views)
         if not self.views or min(self.views) < 0:
             raise ValueError(f"views must be a positive count or view indices >= 0, got {views!r}")
         augmented = max(self.views) > 0
-        self.randaugment = (create_randaugment(augment.randaugment, data.img_size, fill)
-                            if augment.randaugment and augmented else None)
+        self.randaugment = (
+            create_randaugment(augment.randaugment, data.img_size, fill) if augment.randaugment and augmented else None
+        )
         self.flip = augment.hflip > 0
         self.seed = seed
 
     def __call__(self, dataset, index: int, img: Image.Image) -> torch.Tensor:
-        return tta_views(self.eval_view(img), str(dataset.ids[index]), self.views, seed=self.seed,
-                         flip=self.flip, randaugment=self.randaugment)
+        return tta_views(
+            self.eval_view(img),
+            str(dataset.ids[index]),
+            self.views,
+            seed=self.seed,
+            flip=self.flip,
+            randaugment=self.randaugment,
+        )
 
 
 @torch.no_grad()
-def tta_predict(model: torch.nn.Module, loader, preprocess: BatchPreprocessor,
-                probs_fn: Callable[[object], torch.Tensor], *, chunk_size: int = 64, amp: str = "none",
-                per_view: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def tta_predict(
+    model: torch.nn.Module,
+    loader,
+    preprocess: BatchPreprocessor,
+    probs_fn: Callable[[object], torch.Tensor],
+    *,
+    chunk_size: int = 64,
+    amp: str = "none",
+    per_view: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-voted probabilities over TTA views, in loader order.
 
     ``loader`` yields ``(x uint8 [B, V, C, H, W], target [B])`` (a :class:`TTATransform`

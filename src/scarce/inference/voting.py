@@ -103,9 +103,7 @@ def _plurality(members: np.ndarray, votes: np.ndarray) -> np.ndarray:
     return answer
 
 
-def plurality_vote(
-    base_probs: ArrayLike, member_probs: ArrayLike, threshold: float = 0.7
-) -> torch.Tensor:
+def plurality_vote(base_probs: ArrayLike, member_probs: ArrayLike, threshold: float = 0.7) -> torch.Tensor:
     """Plurality voting, Algorithm 1 of Kim et al. (2020).
 
     Args:
@@ -174,10 +172,7 @@ def oracle_accuracy(member_probs: ArrayLike, targets: ArrayLike) -> float:
 
 
 def choose_threshold(
-    base_probs: ArrayLike,
-    member_probs: ArrayLike,
-    targets: ArrayLike,
-    candidates: Sequence[float] | None = None,
+    base_probs: ArrayLike, member_probs: ArrayLike, targets: ArrayLike, candidates: Sequence[float] | None = None
 ) -> tuple[float, list[ThresholdRow]]:
     """Pick the plurality-vote threshold that is most accurate on labelled data.
 

@@ -1,4 +1,5 @@
 """Losses: cross-entropy, label smoothing, cosine (Barz & Denzler), focal, Focal Cosine (Kim et al.)."""
+
 from scarce.losses.cosine import CosineCELoss, CosineLoss, cosine_ce_loss, cosine_loss
 from scarce.losses.factory import (
     LOSS_NAMES,

@@ -1,4 +1,5 @@
 """Class weights for imbalanced data: any loss, each sample weighted by its class."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -7,6 +7,7 @@ It ignores the embedding's scale, which is why it behaves well on small data.
 Shared helpers for the other loss files (reductions, input checks) live here too; the
 model-output contract (``split_outputs``, ``NORMALIZE_EPS``) is ``scarce.models.heads``'.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,14 +16,7 @@ import torch.nn.functional as F
 
 from scarce.models.heads import NORMALIZE_EPS, Outputs, split_outputs
 
-__all__ = [
-    "cosine_loss",
-    "cosine_ce_loss",
-    "CosineLoss",
-    "CosineCELoss",
-    "NORMALIZE_EPS",
-    "REDUCTIONS",
-]
+__all__ = ["cosine_loss", "cosine_ce_loss", "CosineLoss", "CosineCELoss", "NORMALIZE_EPS", "REDUCTIONS"]
 
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -53,14 +47,10 @@ def _check_inputs(scores: torch.Tensor, target: torch.Tensor, what: str) -> None
     if scores.ndim != 2:
         raise ValueError(f"{what} must be [B, C], got shape {tuple(scores.shape)}")
     if target.ndim != 1 or target.shape[0] != scores.shape[0]:
-        raise ValueError(
-            f"target must be [B] with B={scores.shape[0]}, got shape {tuple(target.shape)}"
-        )
+        raise ValueError(f"target must be [B] with B={scores.shape[0]}, got shape {tuple(target.shape)}")
 
 
-def cosine_loss(
-    embedding: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
-) -> torch.Tensor:
+def cosine_loss(embedding: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``1 - normalize(embedding)[i, target_i]``.
 
     embedding: [B, C] (psi's output, one dimension per class); target: Long [B].
@@ -75,11 +65,7 @@ def cosine_loss(
 
 
 def cosine_ce_loss(
-    embedding: torch.Tensor,
-    aux_logits: torch.Tensor,
-    target: torch.Tensor,
-    lam: float = 0.1,
-    reduction: str = "mean",
+    embedding: torch.Tensor, aux_logits: torch.Tensor, target: torch.Tensor, lam: float = 0.1, reduction: str = "mean"
 ) -> torch.Tensor:
     """Barz & Denzler: ``cosine_loss(embedding) + lam * cross_entropy(aux_logits)``.
 

@@ -8,6 +8,7 @@ the trainer reads:
 - ``normalized_embedding``: True for the cosine family, whose "logits" are an
   embedding to be compared by cosine, not calibrated logits.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -71,9 +72,7 @@ class LabelSmoothingCE(nn.Module):
 
     def forward(self, outputs: Outputs, target: torch.Tensor) -> torch.Tensor:
         logits, _ = split_outputs(outputs, who=type(self).__name__)
-        return F.cross_entropy(
-            _upcast(logits), target.long(), reduction=self.reduction, label_smoothing=self.smoothing
-        )
+        return F.cross_entropy(_upcast(logits), target.long(), reduction=self.reduction, label_smoothing=self.smoothing)
 
     def extra_repr(self) -> str:
         return f"smoothing={self.smoothing}, reduction={self.reduction!r}"

@@ -12,6 +12,7 @@ Two variants:
   e / (e + C - 1), so for large C the focal factor is ~1 and the term is ~lam * CE.
   Kept for reproduction only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,9 +35,7 @@ __all__ = ["focal_loss", "focal_cosine_loss", "FocalLoss", "FocalCosineLoss", "F
 FOCAL_COSINE_VARIANTS = ("g", "authors")
 
 
-def focal_loss(
-    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, reduction: str = "mean"
-) -> torch.Tensor:
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, reduction: str = "mean") -> torch.Tensor:
     """``-(1 - p_t)**gamma * log(p_t)`` with p_t = softmax(logits)[target].
 
     logits: [B, C]; target: Long [B]. gamma = 0 is cross-entropy.
@@ -50,7 +49,7 @@ def focal_loss(
     # 1 - p_t via expm1 keeps precision when p_t ~ 1; the tiny floor avoids 0**(gamma-1)
     # = inf (-> NaN gradient) for gamma < 1 when p_t rounds to exactly 1.
     one_minus_p = (-torch.expm1(logp_t)).clamp(min=1e-12)
-    loss = -(one_minus_p ** gamma) * logp_t
+    loss = -(one_minus_p**gamma) * logp_t
     return _reduce(loss, reduction)
 
 
@@ -107,15 +106,11 @@ class FocalCosineLoss(nn.Module):
     aux_head: str = "g"  # the instance attribute says 'none' for variant='authors'
     normalized_embedding: bool = True
 
-    def __init__(
-        self, gamma: float = 2.0, lam: float = 0.1, variant: str = "g", reduction: str = "mean"
-    ) -> None:
+    def __init__(self, gamma: float = 2.0, lam: float = 0.1, variant: str = "g", reduction: str = "mean") -> None:
         super().__init__()
         _check_reduction(reduction)
         if variant not in FOCAL_COSINE_VARIANTS:
-            raise ValueError(
-                f"unknown focal cosine variant {variant!r}; valid: {', '.join(FOCAL_COSINE_VARIANTS)}"
-            )
+            raise ValueError(f"unknown focal cosine variant {variant!r}; valid: {', '.join(FOCAL_COSINE_VARIANTS)}")
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
@@ -130,9 +125,7 @@ class FocalCosineLoss(nn.Module):
         if not need_g:
             # Authors' variant ignores any aux_logits: softmax over cosine scores, T = 1.
             aux = F.normalize(_upcast(embedding), p=2.0, dim=1, eps=NORMALIZE_EPS)
-        return focal_cosine_loss(
-            embedding, aux, target, gamma=self.gamma, lam=self.lam, reduction=self.reduction
-        )
+        return focal_cosine_loss(embedding, aux, target, gamma=self.gamma, lam=self.lam, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, lam={self.lam}, variant={self.variant!r}, reduction={self.reduction!r}"

@@ -1,4 +1,5 @@
 """timm models by name, trained from scratch (never downloads weights)."""
+
 from __future__ import annotations
 
 import difflib
@@ -32,6 +33,7 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, img_size: in
         adapt_to_small_input(model)
     if head_g:
         from scarce.models.heads import wrap_with_head_g
+
         model = wrap_with_head_g(model, num_classes)
     return model
 
@@ -39,5 +41,6 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, img_size: in
 def backbone_of(model: nn.Module) -> nn.Module:
     """The plain timm model inside DDP and head-g wrappers."""
     from scarce.models.heads import CosineHeadModel
+
     model = getattr(model, "module", model)
     return model.backbone if isinstance(model, CosineHeadModel) else model

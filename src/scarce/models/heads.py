@@ -6,6 +6,7 @@ the *normalised* embedding and gives "aux_logits", trained by the cross-entropy 
 focal term. Because g sees a unit vector, its softmax has a scale the loss controls,
 which makes it the calibrated confidence the raw logits are not.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -63,11 +64,7 @@ def split_outputs(
 
 def make_head_g(num_classes: int) -> nn.Sequential:
     """g = ReLU -> BatchNorm1d(C) -> Linear(C, C): [B, C] normalised embedding -> [B, C] logits."""
-    return nn.Sequential(
-        nn.ReLU(),
-        nn.BatchNorm1d(num_classes),
-        nn.Linear(num_classes, num_classes),
-    )
+    return nn.Sequential(nn.ReLU(), nn.BatchNorm1d(num_classes), nn.Linear(num_classes, num_classes))
 
 
 class CosineHeadModel(nn.Module):
@@ -85,9 +82,7 @@ class CosineHeadModel(nn.Module):
             if not isinstance(num_classes, int) or num_classes <= 0:
                 raise ValueError("num_classes not given and the backbone has no positive .num_classes")
         elif hasattr(backbone, "num_classes") and backbone.num_classes != num_classes:
-            raise ValueError(
-                f"num_classes={num_classes} but the backbone outputs {backbone.num_classes} classes"
-            )
+            raise ValueError(f"num_classes={num_classes} but the backbone outputs {backbone.num_classes} classes")
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.g = make_head_g(self.num_classes)
@@ -147,10 +142,7 @@ def prediction_scores(
 
 
 def prediction_probs(
-    outputs: Outputs,
-    source: str = "auto",
-    temperature: float = 1.0,
-    cosine_scale: float = DEFAULT_COSINE_SCALE,
+    outputs: Outputs, source: str = "auto", temperature: float = 1.0, cosine_scale: float = DEFAULT_COSINE_SCALE
 ) -> torch.Tensor:
     """Class probabilities [B, C] = softmax(prediction_scores(outputs, source) / temperature).
 

@@ -10,6 +10,7 @@ passed through the same function::
     scarce.models.adapt_to_small_input(model)
     model.load_state_dict(safetensors.torch.load_file("best.safetensors"))
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -48,12 +49,15 @@ def _families() -> dict[str, tuple[type, ...]]:
     from timm.models.efficientnet import EfficientNet
     from timm.models.mobilenetv3 import MobileNetV3
     from timm.models.resnet import ResNet
-    return {"ResNet/ResNeXt/SE-ResNet": (ResNet,), "EfficientNet/MobileNet": (EfficientNet, MobileNetV3),
-            "ConvNeXt": (ConvNeXt,)}
+
+    return {
+        "ResNet/ResNeXt/SE-ResNet": (ResNet,),
+        "EfficientNet/MobileNet": (EfficientNet, MobileNetV3),
+        "ConvNeXt": (ConvNeXt,),
+    }
 
 
-_ADAPTERS = {"ResNet/ResNeXt/SE-ResNet": _resnet, "EfficientNet/MobileNet": _strided_stem_conv,
-             "ConvNeXt": _convnext}
+_ADAPTERS = {"ResNet/ResNeXt/SE-ResNet": _resnet, "EfficientNet/MobileNet": _strided_stem_conv, "ConvNeXt": _convnext}
 
 
 def adapt_to_small_input(model: nn.Module) -> nn.Module:
@@ -67,8 +71,10 @@ def adapt_to_small_input(model: nn.Module) -> nn.Module:
         if isinstance(model, types):
             _ADAPTERS[family](model)
             return model
-    raise UserError(f"model.small_input: not supported for {type(model).__name__}; supported families: "
-                    f"{', '.join(_families())} (or set model.small_input=false)")
+    raise UserError(
+        f"model.small_input: not supported for {type(model).__name__}; supported families: "
+        f"{', '.join(_families())} (or set model.small_input=false)"
+    )
 
 
 def supports_small_input(model: nn.Module) -> bool:

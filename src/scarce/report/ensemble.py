@@ -7,6 +7,7 @@ metadata names). Shows how many base answers were replaced and whether that fixe
 or broke them, accuracy per base-confidence bin for the base model and the final
 answer, and, with labels, the plurality-vote threshold curve (``choose_threshold``).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def read_final(path: str | Path) -> dict:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in FINAL_KEYS if k not in z.files]
             if missing:
-                raise UserError(f"{path}: not a scarce ensemble output (missing {', '.join(missing)}; "
-                                f"expected {', '.join(FINAL_KEYS)})")
+                raise UserError(
+                    f"{path}: not a scarce ensemble output (missing {', '.join(missing)}; "
+                    f"expected {', '.join(FINAL_KEYS)})"
+                )
             out = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot be read as an .npz file ({exc})") from None
@@ -72,24 +75,42 @@ def load_ensemble(final_path: str | Path, members: Sequence[str] | None = None) 
     final = read_final(final_path)
     paths, base_index = _resolve_members(final_path, final["metadata"], members)
     loaded = [load_predictions(p) for p in paths]
-    ref = Predictions(np.zeros((len(final["ids"]), len(final["classes"])), np.float32), final["ids"],
-                      final["classes"], final["targets"].astype(np.int64), {}, str(final_path))
+    ref = Predictions(
+        np.zeros((len(final["ids"]), len(final["classes"])), np.float32),
+        final["ids"],
+        final["classes"],
+        final["targets"].astype(np.int64),
+        {},
+        str(final_path),
+    )
     aligned = align_predictions(ref, loaded, [str(final_path), *paths])
     stack = np.stack([m.probs for m in aligned])
-    return {"final": final, "pred": final["pred"].astype(np.int64), "targets": ref.targets, "stack": stack,
-            "base": stack[base_index], "base_index": base_index, "paths": paths, "classes": list(final["classes"])}
+    return {
+        "final": final,
+        "pred": final["pred"].astype(np.int64),
+        "targets": ref.targets,
+        "stack": stack,
+        "base": stack[base_index],
+        "base_index": base_index,
+        "paths": paths,
+        "classes": list(final["classes"]),
+    }
 
 
-def confidence_bins(confidence: np.ndarray, correct_base: np.ndarray, correct_final: np.ndarray,
-                    n_bins: int = 10) -> dict:
+def confidence_bins(
+    confidence: np.ndarray, correct_base: np.ndarray, correct_final: np.ndarray, n_bins: int = 10
+) -> dict:
     """Equal-width bins of base confidence: counts and accuracy of base and final answers per bin."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins)
     safe = np.maximum(counts, 1)
-    return {"edges": edges.tolist(), "counts": counts.tolist(),
-            "base": (np.bincount(idx, weights=correct_base, minlength=n_bins) / safe).tolist(),
-            "final": (np.bincount(idx, weights=correct_final, minlength=n_bins) / safe).tolist()}
+    return {
+        "edges": edges.tolist(),
+        "counts": counts.tolist(),
+        "base": (np.bincount(idx, weights=correct_base, minlength=n_bins) / safe).tolist(),
+        "final": (np.bincount(idx, weights=correct_final, minlength=n_bins) / safe).tolist(),
+    }
 
 
 def analyse_ensemble(e: dict) -> dict:
@@ -109,12 +130,18 @@ def analyse_ensemble(e: dict) -> dict:
         return out
     base_ok, final_ok = base_answer[m] == y[m], pred[m] == y[m]
     c = changed[m]
-    out.update(fixed=int((c & ~base_ok & final_ok).sum()), broken=int((c & base_ok & ~final_ok).sum()),
-               other=int((c & ~base_ok & ~final_ok).sum()))
+    out.update(
+        fixed=int((c & ~base_ok & final_ok).sum()),
+        broken=int((c & base_ok & ~final_ok).sum()),
+        other=int((c & ~base_ok & ~final_ok).sum()),
+    )
     votes = e["stack"][:, m].argmax(axis=2)  # [M, n]
-    out["accuracy"] = {"base": float(base_ok.mean()), "final": float(final_ok.mean()),
-                       "members": [float(v.mean()) for v in votes == y[m]],
-                       "oracle": oracle_accuracy(e["stack"][:, m], y[m])}
+    out["accuracy"] = {
+        "base": float(base_ok.mean()),
+        "final": float(final_ok.mean()),
+        "members": [float(v.mean()) for v in votes == y[m]],
+        "oracle": oracle_accuracy(e["stack"][:, m], y[m]),
+    }
     out["bins"] = confidence_bins(base[m].max(axis=1), base_ok.astype(float), final_ok.astype(float))
     out["best_threshold"], out["curve"] = choose_threshold(base[m], e["stack"][:, m], y[m], candidates=CURVE_THRESHOLDS)
     return out
@@ -122,19 +149,30 @@ def analyse_ensemble(e: dict) -> dict:
 
 def _breakdown_section(e: dict, a: dict) -> Section:
     meta = e["final"]["metadata"]
-    rows = {"method": meta.get("method"), "threshold": meta.get("threshold"),
-            "threshold source": meta.get("threshold_source"), "members": len(e["paths"]),
-            "base": e["paths"][e["base_index"]], "samples": a["n"],
-            "answers replaced": f"{a['replaced']} ({a['replaced'] / max(a['n'], 1):.2%})"}
+    rows = {
+        "method": meta.get("method"),
+        "threshold": meta.get("threshold"),
+        "threshold source": meta.get("threshold_source"),
+        "members": len(e["paths"]),
+        "base": e["paths"][e["base_index"]],
+        "samples": a["n"],
+        "answers replaced": f"{a['replaced']} ({a['replaced'] / max(a['n'], 1):.2%})",
+    }
     parts = [key_values(rows)]
     if "accuracy" not in a:
         parts.append(paragraph("no labels in the ensemble output: accuracies cannot be shown", "note"))
         return Section("breakdown", "Voting breakdown", parts)
-    parts.append(table(["replaced answers (labelled)", "count"],
-                       [("base wrong -> ensemble right (fixed)", a["fixed"]),
-                        ("base right -> ensemble wrong (broken)", a["broken"]),
-                        ("base wrong -> ensemble wrong (other class)", a["other"]),
-                        ("net gain", a["fixed"] - a["broken"])]))
+    parts.append(
+        table(
+            ["replaced answers (labelled)", "count"],
+            [
+                ("base wrong -> ensemble right (fixed)", a["fixed"]),
+                ("base right -> ensemble wrong (broken)", a["broken"]),
+                ("base wrong -> ensemble wrong (other class)", a["other"]),
+                ("net gain", a["fixed"] - a["broken"]),
+            ],
+        )
+    )
     acc = a["accuracy"]
     rows_acc = [("base model", acc["base"]), (f"ensemble ({meta.get('method')})", acc["final"])]
     rows_acc += [(f"member {i}: {Path(p).name}", v) for i, (p, v) in enumerate(zip(e["paths"], acc["members"]))]
@@ -151,23 +189,45 @@ def _labelled_sections(a: dict, figs: Figures, threshold: float | None) -> tuple
         return Section(bins_part.id, bins_part.title, [note]), Section(curve.id, curve.title, [note])
     b, rows = a["bins"], a["curve"]
     bins_part.parts += [
-        figs.add(plots.confidence_bins_figure(b["edges"], b["counts"], b["base"], b["final"], threshold),
-                 "confidence_bins", "accuracy by confidence bin"),
-        table(["base confidence", "samples", "base accuracy", "ensemble accuracy"],
-              [(f"{lo:.1f}-{hi:.1f}", n, ba, fa) for lo, hi, n, ba, fa in
-               zip(b["edges"][:-1], b["edges"][1:], b["counts"], b["base"], b["final"]) if n])]
+        figs.add(
+            plots.confidence_bins_figure(b["edges"], b["counts"], b["base"], b["final"], threshold),
+            "confidence_bins",
+            "accuracy by confidence bin",
+        ),
+        table(
+            ["base confidence", "samples", "base accuracy", "ensemble accuracy"],
+            [
+                (f"{lo:.1f}-{hi:.1f}", n, ba, fa)
+                for lo, hi, n, ba, fa in zip(b["edges"][:-1], b["edges"][1:], b["counts"], b["base"], b["final"])
+                if n
+            ],
+        ),
+    ]
     curve.parts += [
-        paragraph(f"best threshold on these labels: {a['best_threshold']:g} (accuracy "
-                  f"{max(r.accuracy for r in rows):.4f}); choosing it on the test labels would overfit: "
-                  "pick it on validation predictions (scarce ensemble --threshold auto)", "note"),
-        figs.add(plots.threshold_figure([r.threshold for r in rows], [r.accuracy for r in rows],
-                                        [r.replaced for r in rows], threshold, a["accuracy"]["base"]),
-                 "threshold_curve", "threshold curve")]
+        paragraph(
+            f"best threshold on these labels: {a['best_threshold']:g} (accuracy "
+            f"{max(r.accuracy for r in rows):.4f}); choosing it on the test labels would overfit: "
+            "pick it on validation predictions (scarce ensemble --threshold auto)",
+            "note",
+        ),
+        figs.add(
+            plots.threshold_figure(
+                [r.threshold for r in rows],
+                [r.accuracy for r in rows],
+                [r.replaced for r in rows],
+                threshold,
+                a["accuracy"]["base"],
+            ),
+            "threshold_curve",
+            "threshold curve",
+        ),
+    ]
     return bins_part, curve
 
 
-def build_ensemble_report(final_path: str | Path, members: Sequence[str] | None = None,
-                          out: str | Path | None = None) -> Path:
+def build_ensemble_report(
+    final_path: str | Path, members: Sequence[str] | None = None, out: str | Path | None = None
+) -> Path:
     """Write the ensemble report (default ``<final>_report.html`` beside ``final_path``) and its PNGs."""
     final_path = Path(final_path)
     e = load_ensemble(final_path, members)
@@ -177,8 +237,12 @@ def build_ensemble_report(final_path: str | Path, members: Sequence[str] | None 
     meta = e["final"]["metadata"]
     bins_part, curve = _labelled_sections(a, figs, meta.get("threshold"))
     if meta.get("threshold_table"):
-        curve.parts.append(table(["threshold (validation)", "val accuracy", "replaced"],
-                                 [(r["threshold"], r["accuracy"], r["replaced"]) for r in meta["threshold_table"]]))
+        curve.parts.append(
+            table(
+                ["threshold (validation)", "val accuracy", "replaced"],
+                [(r["threshold"], r["accuracy"], r["replaced"]) for r in meta["threshold_table"]],
+            )
+        )
     files = [("ensemble output", str(final_path))]
     files += [("base" if i == e["base_index"] else "member", p) for i, p in enumerate(e["paths"])]
     sections = [_breakdown_section(e, a), bins_part, curve, Section("files", "Files", [table(["role", "file"], files)])]

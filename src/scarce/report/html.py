@@ -4,6 +4,7 @@ A report is a list of :class:`Section`; each holds already-escaped HTML fragment
 made with the helpers here (``table``, ``pre``, ``image``, ``paragraph``), so no
 caller concatenates user text (class names, config values, paths) unescaped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,6 +38,7 @@ summary { cursor: pointer; color: #335; margin: 6px 0; }
 @dataclass
 class Section:
     """One ``<section id=...>`` of the page: a title and HTML fragments."""
+
     id: str
     title: str
     parts: list[str] = field(default_factory=list)
@@ -72,8 +74,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="num">{esc(fmt(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-            else f"<td>{esc(fmt(v))}</td>" for v in row)
+            f'<td class="num">{esc(fmt(v))}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{esc(fmt(v))}</td>"
+            for v in row
+        )
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -96,14 +101,17 @@ def image(png: bytes, alt: str) -> str:
 def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The whole document: header, a table of contents, then every section."""
     nav = " ".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
-    body = "\n".join(f'<section id="{esc(s.id)}">\n<h2>{esc(s.title)}</h2>\n' + "\n".join(s.parts) + "\n</section>"
-                     for s in sections)
+    body = "\n".join(
+        f'<section id="{esc(s.id)}">\n<h2>{esc(s.title)}</h2>\n' + "\n".join(s.parts) + "\n</section>" for s in sections
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>{esc(title)}</h1>\n<p class=\"meta\">{esc(subtitle)} &middot; generated {stamp}</p>\n"
-            f"<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f'<h1>{esc(title)}</h1>\n<p class="meta">{esc(subtitle)} &middot; generated {stamp}</p>\n'
+        f"<nav>{nav}</nav>\n{body}\n</body>\n</html>\n"
+    )
 
 
 class Figures:
@@ -117,6 +125,7 @@ class Figures:
     def add(self, fig, name: str, alt: str) -> str:
         """Render ``fig`` to ``<folder>/<prefix><name>.png``; return its ``<img>`` fragment."""
         from scarce.report.plots import figure_png
+
         png = figure_png(fig)
         path = self.folder / f"{self.prefix}{name}.png"
         with atomic_path(path) as tmp:

@@ -5,6 +5,7 @@ global figure manager, so reports render headless, in threads, and leak nothing.
 Every function takes plain numbers (lists / numpy arrays) and returns a ``Figure``;
 :func:`figure_png` turns it into PNG bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -52,8 +53,10 @@ def training_curves(rows: Sequence[dict], best_epoch: int | None = None) -> Figu
     ax_loss, ax_top1, ax_lr = fig.subplots(1, 3)
     ax_loss.plot(*_series(rows, "train_loss"), marker=".", color="tab:red", label="train loss")
     ax_loss.set(title="train loss", xlabel="epoch", ylabel="loss")
-    for key, label, color in (("val_top1", "val top-1 (model)", "tab:blue"),
-                              ("val_top1_ema", "val top-1 (EMA)", "tab:green")):
+    for key, label, color in (
+        ("val_top1", "val top-1 (model)", "tab:blue"),
+        ("val_top1_ema", "val top-1 (EMA)", "tab:green"),
+    ):
         x, y = _series(rows, key)
         if x:
             ax_top1.plot(x, y, marker=".", color=color, label=label)
@@ -90,8 +93,15 @@ def confusion_matrix_figure(cm: np.ndarray, classes: Sequence[str]) -> Figure:
         for i in range(c):
             for j in range(c):
                 if cm[i, j]:
-                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
-                            color="white" if rates[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(cm[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
     ax.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix ({int(cm.sum())} images)")
     return fig
 
@@ -110,8 +120,15 @@ def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], counts: 
     ax.axvline(float(np.nanmean(accuracy)), color="gray", linestyle=":", label="mean over classes")
     for yi, v in zip(y, values):
         inside = v > 0.85  # near the right edge the label goes inside the bar
-        ax.text(v - 0.01 if inside else v + 0.01, yi, f"{v:.2f}", va="center", ha="right" if inside else "left",
-                fontsize=7, color="white" if inside else "black")
+        ax.text(
+            v - 0.01 if inside else v + 0.01,
+            yi,
+            f"{v:.2f}",
+            va="center",
+            ha="right" if inside else "left",
+            fontsize=7,
+            color="white" if inside else "black",
+        )
     title = "per-class accuracy (test)" + (f", {len(shown)} worst of {len(order)}" if len(order) > len(shown) else "")
     ax.set(xlim=(0, 1), xlabel="accuracy", title=title)
     ax.legend(fontsize=8, loc="upper right")
@@ -124,14 +141,36 @@ def _reliability_axes(ax, bins: dict, title: str) -> None:
     width = np.diff(edges)
     acc = np.where(counts > 0, bins["accuracy"], np.nan)
     conf = np.where(counts > 0, bins["confidence"], np.nan)
-    ax.bar(edges[:-1], np.nan_to_num(acc), width=width, align="edge", edgecolor="black", color="tab:blue",
-           alpha=0.8, label="accuracy")
+    ax.bar(
+        edges[:-1],
+        np.nan_to_num(acc),
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy",
+    )
     # The gap spans accuracy..confidence whichever is higher: over- and under-confidence alike.
-    ax.bar(edges[:-1], np.nan_to_num(np.abs(conf - acc)), bottom=np.nan_to_num(np.fmin(acc, conf)), width=width,
-           align="edge", color="tab:red", alpha=0.3, hatch="//", label="gap to mean confidence")
+    ax.bar(
+        edges[:-1],
+        np.nan_to_num(np.abs(conf - acc)),
+        bottom=np.nan_to_num(np.fmin(acc, conf)),
+        width=width,
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        label="gap to mean confidence",
+    )
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy",
-           title=f"{title}: ECE {bins['ece']:.4f}")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (top probability)",
+        ylabel="accuracy",
+        title=f"{title}: ECE {bins['ece']:.4f}",
+    )
     ax.legend(fontsize=8, loc="upper left")
 
 
@@ -162,8 +201,13 @@ def timing_figure(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def confidence_bins_figure(edges: Sequence[float], counts: Sequence[int], base_acc: Sequence[float],
-                           vote_acc: Sequence[float], threshold: float | None) -> Figure:
+def confidence_bins_figure(
+    edges: Sequence[float],
+    counts: Sequence[int],
+    base_acc: Sequence[float],
+    vote_acc: Sequence[float],
+    threshold: float | None,
+) -> Figure:
     """Accuracy of the base model and of the vote per base-confidence bin, with bin sizes."""
     edges = np.asarray(edges)
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -171,22 +215,42 @@ def confidence_bins_figure(edges: Sequence[float], counts: Sequence[int], base_a
     mask = counts > 0
     fig = new_figure(9, 4)
     ax = fig.subplots()
-    ax.bar(centers[mask] - width[mask] / 4, np.asarray(base_acc)[mask], width=width[mask] / 2,
-           color="tab:blue", label="base model")
-    ax.bar(centers[mask] + width[mask] / 4, np.asarray(vote_acc)[mask], width=width[mask] / 2,
-           color="tab:green", label="ensemble answer")
+    ax.bar(
+        centers[mask] - width[mask] / 4,
+        np.asarray(base_acc)[mask],
+        width=width[mask] / 2,
+        color="tab:blue",
+        label="base model",
+    )
+    ax.bar(
+        centers[mask] + width[mask] / 4,
+        np.asarray(vote_acc)[mask],
+        width=width[mask] / 2,
+        color="tab:green",
+        label="ensemble answer",
+    )
     for x, n in zip(centers[mask], counts[mask]):
         ax.text(x, 1.01, f"n={int(n)}", ha="center", fontsize=7)
     if threshold is not None and threshold <= 1:
         ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="base model confidence", ylabel="accuracy",
-           title="accuracy by base-confidence bin")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.08),
+        xlabel="base model confidence",
+        ylabel="accuracy",
+        title="accuracy by base-confidence bin",
+    )
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
-def threshold_figure(thresholds: Sequence[float], accuracy: Sequence[float], replaced: Sequence[float],
-                     used: float | None, base_accuracy: float) -> Figure:
+def threshold_figure(
+    thresholds: Sequence[float],
+    accuracy: Sequence[float],
+    replaced: Sequence[float],
+    used: float | None,
+    base_accuracy: float,
+) -> Figure:
     """Plurality-vote accuracy and fraction of replaced answers against the threshold."""
     fig = new_figure(9, 4)
     ax = fig.subplots()
@@ -194,8 +258,7 @@ def threshold_figure(thresholds: Sequence[float], accuracy: Sequence[float], rep
     ax.axhline(base_accuracy, color="tab:blue", linestyle=":", label=f"base model ({base_accuracy:.4f})")
     if used is not None:
         ax.axvline(min(used, max(thresholds)), color="tab:red", linestyle="--", label=f"used threshold {used:g}")
-    ax.set(xlabel="threshold (base confidence below it: plurality vote)", ylabel="accuracy",
-           title="threshold curve")
+    ax.set(xlabel="threshold (base confidence below it: plurality vote)", ylabel="accuracy", title="threshold curve")
     ax.grid(alpha=0.3)
     twin = ax.twinx()
     twin.plot(thresholds, replaced, color="tab:gray", alpha=0.6, label="answers replaced")
@@ -206,8 +269,9 @@ def threshold_figure(thresholds: Sequence[float], accuracy: Sequence[float], rep
     return fig
 
 
-def image_grid_figure(panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[np.ndarray]]]]],
-                      cell: float = 1.3) -> Figure:
+def image_grid_figure(
+    panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[np.ndarray]]]]], cell: float = 1.3
+) -> Figure:
     """Panels of labelled image rows: ``[(title, [(row label, [uint8 image, ...]), ...]), ...]``.
 
     An image may be an ``(image, caption)`` pair; the caption is drawn above it.

@@ -7,6 +7,7 @@ erasing after normalisation), un-normalised for display. A second panel shows wh
 LSB Swap does to the bits: it is invisible in the images, so the low bit-planes of
 an image, its partner and the swapped result are drawn one plane at a time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,16 +42,32 @@ def lsb_panel(a: torch.Tensor, b: torch.Tensor, bits: int) -> list[tuple[str, li
     """Rows for uint8 ``[C, H, W]`` images ``a`` (kept) and ``b`` (partner): the images, the
     swapped result and its amplified difference, then each of the ``bits`` low bit-planes."""
     from scarce.augment import lsb_swap
+
     swapped = lsb_swap(a, b, bits=bits)
     mask = (1 << bits) - 1
     diff = (swapped.int() - a.int()).abs() * (255 // mask)
-    rows: list[tuple[str, list[Image]]] = [("images", [
-        (to_display(a), "a (keeps label)"), (to_display(b), "b (partner)"),
-        (to_display(swapped), "a after swap"), (to_display(diff.to(torch.uint8)), f"|after - a| x{255 // mask}")])]
+    rows: list[tuple[str, list[Image]]] = [
+        (
+            "images",
+            [
+                (to_display(a), "a (keeps label)"),
+                (to_display(b), "b (partner)"),
+                (to_display(swapped), "a after swap"),
+                (to_display(diff.to(torch.uint8)), f"|after - a| x{255 // mask}"),
+            ],
+        )
+    ]
     for k in range(bits):
-        rows.append((f"bit-plane {k}", [(to_display(bit_plane(a, k)), f"a, bit {k}"),
-                                        (to_display(bit_plane(b, k)), f"b, bit {k}"),
-                                        (to_display(bit_plane(swapped, k)), f"after, bit {k} (= b's)")]))
+        rows.append(
+            (
+                f"bit-plane {k}",
+                [
+                    (to_display(bit_plane(a, k)), f"a, bit {k}"),
+                    (to_display(bit_plane(b, k)), f"b, bit {k}"),
+                    (to_display(bit_plane(swapped, k)), f"after, bit {k} (= b's)"),
+                ],
+            )
+        )
     return rows
 
 
@@ -58,18 +75,22 @@ def _pipeline_title(cfg: Config) -> str:
     a, s = cfg.augment, cfg.augment.lsb_swap
     swap = f"LSB Swap {s.bits} bits p={s.p:g} ({s.stage} stage, {s.placement})" if s.enabled else "LSB Swap off"
     crop = f"padded shifts of up to {a.pad} px" if a.crop == "pad" else f"resized crops, scale {a.scale}"
-    return (f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
-            f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}")
+    return (
+        f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
+        f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}"
+    )
 
 
-def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0,
-                   split: str = "train") -> list[tuple[str, list[tuple[str, list[Image]]]]]:
+def preview_panels(
+    cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0, split: str = "train"
+) -> list[tuple[str, list[tuple[str, list[Image]]]]]:
     """Panels for :func:`image_grid_figure`: original + ``views`` seeded training views of
     ``n_images`` images (columns), then the LSB Swap bit-plane panel."""
     from scarce.data import build_data, build_dataset
     from scarce.data.loader import seed_everything
     from scarce.engine.auto_budget import resolve_auto_budget
     from scarce.engine.batch import BatchPreprocessor
+
     bundle = build_data(cfg.data)
     cfg = resolve_auto_budget(cfg, bundle.splits["train"])[0]  # data.img_size: auto
     train_set = build_dataset(bundle, split, cfg.data, cfg.augment)
@@ -80,8 +101,9 @@ def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0
     preprocess = BatchPreprocessor(bundle.mean, bundle.std, torch.device("cpu"), cfg.augment)
     preprocess.seed(seed)
     originals = torch.stack([eval_set[i][0] for i in picks])
-    rows: list[tuple[str, list[Image]]] = [("original", [
-        (to_display(x), train_set.classes[train_set.targets[i]]) for x, i in zip(originals, picks)])]
+    rows: list[tuple[str, list[Image]]] = [
+        ("original", [(to_display(x), train_set.classes[train_set.targets[i]]) for x, i in zip(originals, picks)])
+    ]
     last_uint8 = originals
     for v in range(views):
         last_uint8 = torch.stack([train_set[i][0] for i in picks])
@@ -91,8 +113,12 @@ def preview_panels(cfg: Config, n_images: int = 8, views: int = 3, seed: int = 0
     if n_images >= 2:
         bits = cfg.augment.lsb_swap.bits
         state = "enabled" if cfg.augment.lsb_swap.enabled else "off in this recipe; shown for reference"
-        panels.append((f"LSB Swap, {bits} low bits ({state}): invisible in the image, exact in the bit-planes",
-                       lsb_panel(originals[0], originals[1], bits)))
+        panels.append(
+            (
+                f"LSB Swap, {bits} low bits ({state}): invisible in the image, exact in the bit-planes",
+                lsb_panel(originals[0], originals[1], bits),
+            )
+        )
     return panels
 
 

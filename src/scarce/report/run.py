@@ -5,6 +5,7 @@ weights' scores on the test split; they are computed once (``load_run`` ->
 ``eval_dataset`` -> ``collect_scores``) and cached in ``RUN_DIR/report_test_scores.npz``,
 keyed by the weights file and the temperature, so re-rendering is instant.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,15 @@ def _cache_key(weights: Path, temperature: float, source: str, split: str, datas
         if dataset.split.root is not None:
             file_stat = (Path(dataset.split.root) / rel).stat()
             digest.update(f"{file_stat.st_size}:{file_stat.st_mtime_ns}\0".encode())
-    return {"weights": weights.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "temperature": temperature, "source": source, "split": split, "images": digest.hexdigest()}
+    return {
+        "weights": weights.name,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "temperature": temperature,
+        "source": source,
+        "split": split,
+        "images": digest.hexdigest(),
+    }
 
 
 def _read_cache(path: Path, key: dict) -> dict | None:
@@ -47,8 +55,9 @@ def _read_cache(path: Path, key: dict) -> dict | None:
         return None  # absent, torn or from another version: recompute
 
 
-def split_scores(run_dir: str | Path, split: str = "test", device: str = "auto", batch_size: int = 64,
-                num_workers: int = 0) -> dict:
+def split_scores(
+    run_dir: str | Path, split: str = "test", device: str = "auto", batch_size: int = 64, num_workers: int = 0
+) -> dict:
     """Best weights' pre-softmax scores on ``split``: ``scores`` float32 ``[N, C]``, ``targets`` int64 ``[N]``.
 
     Also returns ``temperature`` (calibration.json, else 1) and ``source``; cached in the run dir.
@@ -72,8 +81,9 @@ def split_scores(run_dir: str | Path, split: str = "test", device: str = "auto",
         found = {"scores": scores.float(), "targets": targets.long()}
         try:  # a cache is best-effort: a read-only run directory still gets its report elsewhere
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
-                np.savez(fh, scores=found["scores"].numpy(), targets=found["targets"].numpy(),
-                         key=np.array(json.dumps(key)))
+                np.savez(
+                    fh, scores=found["scores"].numpy(), targets=found["targets"].numpy(), key=np.array(json.dumps(key))
+                )
         except OSError:
             pass
     return {**found, "temperature": run.temperature, "source": source, "classes": run.classes}
@@ -81,18 +91,26 @@ def split_scores(run_dir: str | Path, split: str = "test", device: str = "auto",
 
 def confusion_matrix(pred: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
     """``[C, C]`` int64 counts; row = true class, column = predicted class."""
-    return np.bincount(targets * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return np.bincount(targets * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Section:
     best = summary.get("best", {})
     kept = "last" if summary.get("select") == "last" else "best"  # checkpoint.select
-    rows = {"run directory": str(run_dir), "model": cfg.get("model", {}).get("name"),
-            "loss": cfg.get("loss", {}).get("name"), "epochs": summary.get("epochs", cfg.get("epochs")),
-            "weights kept": summary.get("select"),
-            f"{kept} epoch": best.get("epoch") if best else None, f"{kept} weights": best.get("weights"),
-            f"{kept} val top-1": best.get("top1"), "test top-1": test.get("top1"), "test top-5": test.get("top5"),
-            "test images": test.get("count"), "training seconds": summary.get("train_seconds")}
+    rows = {
+        "run directory": str(run_dir),
+        "model": cfg.get("model", {}).get("name"),
+        "loss": cfg.get("loss", {}).get("name"),
+        "epochs": summary.get("epochs", cfg.get("epochs")),
+        "weights kept": summary.get("select"),
+        f"{kept} epoch": best.get("epoch") if best else None,
+        f"{kept} weights": best.get("weights"),
+        f"{kept} val top-1": best.get("top1"),
+        "test top-1": test.get("top1"),
+        "test top-5": test.get("top5"),
+        "test images": test.get("count"),
+        "training seconds": summary.get("train_seconds"),
+    }
     return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
 
 
@@ -107,19 +125,30 @@ def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **
         note = paragraph(f"test predictions unavailable: {exc}", "note")
         return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
     from scarce.calibration import reliability_bins
+
     scores, targets, classes, temp = got["scores"], got["targets"], got["classes"], got["temperature"]
     pred = scores.argmax(1).numpy()
     cm = confusion_matrix(pred, targets.numpy(), len(classes))
     counts = cm.sum(axis=1)
     acc = [float(cm[i, i] / counts[i]) if counts[i] else float("nan") for i in range(len(classes))]
-    confusion.parts += [paragraph(f"top-1 recomputed from these predictions: {np.trace(cm) / cm.sum():.4f} "
-                                  f"({int(np.trace(cm))} of {int(cm.sum())})"),
-                        figs.add(plots.confusion_matrix_figure(cm, classes), "confusion", "confusion matrix")]
-    per_class.parts += [figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
-                        details("per-class table", table(
-                            ["class", "images", "accuracy", "most confused with"],
-                            [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes))
-                             for i, c in enumerate(classes)]), open_=len(classes) <= 30)]
+    confusion.parts += [
+        paragraph(
+            f"top-1 recomputed from these predictions: {np.trace(cm) / cm.sum():.4f} "
+            f"({int(np.trace(cm))} of {int(cm.sum())})"
+        ),
+        figs.add(plots.confusion_matrix_figure(cm, classes), "confusion", "confusion matrix"),
+    ]
+    per_class.parts += [
+        figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
+        details(
+            "per-class table",
+            table(
+                ["class", "images", "accuracy", "most confused with"],
+                [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes)) for i, c in enumerate(classes)],
+            ),
+            open_=len(classes) <= 30,
+        ),
+    ]
     before = reliability_bins(scores.softmax(1), targets)
     after = reliability_bins((scores / temp).softmax(1), targets) if has_calibration else None
     reliability.parts.append(paragraph(f"confidence = top probability of the '{got['source']}' scores, 15 bins"))
@@ -137,16 +166,21 @@ def _confused_with(cm: np.ndarray, i: int, classes: list[str]) -> str:
 
 
 def _calibration_table(calibration: dict) -> str:
-    rows = [(split, calibration.get(f"ece_{split}_before"), calibration.get(f"ece_{split}_after"))
-            for split in ("val", "test") if f"ece_{split}_before" in calibration]
+    rows = [
+        (split, calibration.get(f"ece_{split}_before"), calibration.get(f"ece_{split}_after"))
+        for split in ("val", "test")
+        if f"ece_{split}_before" in calibration
+    ]
     rows.append(("NLL val", calibration.get("nll_val_before"), calibration.get("nll_val_after")))
-    return (paragraph(f"calibration.json: source '{calibration.get('source')}', temperature "
-                      f"{calibration.get('temperature', 1.0):.4g} fitted on {calibration.get('n_val')} val images")
-            + table(["ECE (15 bins)", "before (T=1)", "after"], rows))
+    return paragraph(
+        f"calibration.json: source '{calibration.get('source')}', temperature "
+        f"{calibration.get('temperature', 1.0):.4g} fitted on {calibration.get('n_val')} val images"
+    ) + table(["ECE (15 bins)", "before (T=1)", "after"], rows)
 
 
-def build_run_report(run_dir: str | Path, out: str | Path | None = None, device: str = "auto",
-                     batch_size: int = 64, num_workers: int = 0) -> Path:
+def build_run_report(
+    run_dir: str | Path, out: str | Path | None = None, device: str = "auto", batch_size: int = 64, num_workers: int = 0
+) -> Path:
     """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path."""
     run_dir = Path(run_dir)
     for name in ("config.yaml", "metrics.jsonl"):
@@ -159,32 +193,58 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, device:
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     test = read_json(run_dir / "test_metrics.json") if (run_dir / "test_metrics.json").is_file() else {}
     calibration = read_json(run_dir / "calibration.json") if (run_dir / "calibration.json").is_file() else None
-    best_epoch = summary.get("best", {}).get("epoch")
-    curves = Section("curves", "Training curves", [
-        figs.add(plots.training_curves(rows, best_epoch), "curves", "training curves"),
-        details("per-epoch values", table(
-            ["epoch", "train loss", "val top-1", "val top-1 EMA", "lr", "seconds"],
-            [(r["epoch"], r.get("train_loss"), r.get("val_top1", ""), r.get("val_top1_ema", ""),
-              f"{r['lr']:.3g}" if "lr" in r else "", r.get("seconds", "")) for r in rows]))])
+    curves = _curves_section(figs, rows, summary.get("best", {}).get("epoch"))
     sections = [_summary_section(run_dir, cfg, summary, test), curves]
     if not summary:  # killed, stopped, or still training: say so before anything else
-        sections[0].parts.insert(0, paragraph(
-            f"This run is unfinished: no summary.json; {len(rows)} of {cfg.get('epochs', '?')} epochs recorded. "
-            f"Continue it with: scarce train --resume {run_dir}", "note"))
-    predictions = _prediction_sections(run_dir, figs, calibration is not None, device=device,
-                                       batch_size=batch_size, num_workers=num_workers)
+        sections[0].parts.insert(
+            0,
+            paragraph(
+                f"This run is unfinished: no summary.json; {len(rows)} of {cfg.get('epochs', '?')} epochs recorded. "
+                f"Continue it with: scarce train --resume {run_dir}",
+                "note",
+            ),
+        )
+    predictions = _prediction_sections(
+        run_dir, figs, calibration is not None, device=device, batch_size=batch_size, num_workers=num_workers
+    )
     if calibration is not None:
         predictions[-1].parts.insert(0, _calibration_table(calibration))
     sections += predictions
     sections.append(Section("config", "Resolved config (config.yaml)", [pre(yaml.safe_dump(cfg, sort_keys=False))]))
-    seconds = [r["seconds"] for r in rows if "seconds" in r]
-    timing = {"training seconds (total, with evaluation)": summary.get("train_seconds"),
-              "epochs recorded": len(rows), "mean seconds per epoch": float(np.mean(seconds)) if seconds else None,
-              "mean images/s": float(np.mean([r["images_per_s"] for r in rows if "images_per_s" in r] or [np.nan]))}
-    sections.append(Section("timings", "Timings", [key_values({k: v for k, v in timing.items() if v is not None}),
-                                                   figs.add(plots.timing_figure(rows), "timings", "timings")]))
+    sections.append(_timings_section(figs, rows, summary))
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else {}
-    sections.append(Section("environment", "Environment", [key_values(env) if env else
-                                                           paragraph("no environment.json", "note")]))
+    sections.append(
+        Section("environment", "Environment", [key_values(env) if env else paragraph("no environment.json", "note")])
+    )
     return write_page(out, f"scarce run report: {run_dir.name}", str(run_dir.resolve()), sections)
+
+
+def _curves_section(figs: Figures, rows: list[dict], best_epoch: int | None) -> Section:
+    """The loss, val top-1 and lr curves, with the per-epoch values behind a fold."""
+    columns = ["epoch", "train loss", "val top-1", "val top-1 EMA", "lr", "seconds"]
+    values = [
+        (
+            r["epoch"],
+            r.get("train_loss"),
+            r.get("val_top1", ""),
+            r.get("val_top1_ema", ""),
+            f"{r['lr']:.3g}" if "lr" in r else "",
+            r.get("seconds", ""),
+        )
+        for r in rows
+    ]
+    figure = figs.add(plots.training_curves(rows, best_epoch), "curves", "training curves")
+    return Section("curves", "Training curves", [figure, details("per-epoch values", table(columns, values))])
+
+
+def _timings_section(figs: Figures, rows: list[dict], summary: dict) -> Section:
+    seconds = [r["seconds"] for r in rows if "seconds" in r]
+    timing = {
+        "training seconds (total, with evaluation)": summary.get("train_seconds"),
+        "epochs recorded": len(rows),
+        "mean seconds per epoch": float(np.mean(seconds)) if seconds else None,
+        "mean images/s": float(np.mean([r["images_per_s"] for r in rows if "images_per_s" in r] or [np.nan])),
+    }
+    kept = key_values({k: v for k, v in timing.items() if v is not None})
+    return Section("timings", "Timings", [kept, figs.add(plots.timing_figure(rows), "timings", "timings")])

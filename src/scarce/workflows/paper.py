@@ -27,6 +27,7 @@ vote (seconds) is always redone.
 
     python -m scarce.workflows.paper --data /data/imagenet-50 --out runs/paper
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,18 @@ MEMBERS = (
 BASE = "b7"
 # Small scale: tiny models, 16 px, 1 epoch, CPU-friendly; seeds differ so that members
 # sharing a tiny architecture still disagree somewhere.
-SMALL = ("epochs=1", "batch_size=16", "data.img_size=16", "data.crop_pct=1.0", "data.num_workers=0",
-         "amp=none", "channels_last=false", "sched.warmup_epochs=0", "ema.decay=0.9", "device=cpu")
+SMALL = (
+    "epochs=1",
+    "batch_size=16",
+    "data.img_size=16",
+    "data.crop_pct=1.0",
+    "data.num_workers=0",
+    "amp=none",
+    "channels_last=false",
+    "sched.warmup_epochs=0",
+    "ema.decay=0.9",
+    "device=cpu",
+)
 
 
 def member_overrides(member: Member, index: int, scale: str) -> list[str]:
@@ -75,6 +86,7 @@ def member_overrides(member: Member, index: int, scale: str) -> list[str]:
 def train_member(member: Member, index: int, scale: str, data: str, out: Path, log=print) -> Path:
     """Train (or resume, or skip) one member; returns its run directory."""
     from scarce.engine.trainer import train
+
     run_dir = out / "members" / member.name
     if (run_dir / "summary.json").is_file():
         log(f"[{member.name}] trained already ({run_dir / 'summary.json'})")
@@ -87,14 +99,17 @@ def train_member(member: Member, index: int, scale: str, data: str, out: Path, l
     return run_dir
 
 
-def predict_member(run_dir: Path, name: str, split: str, views: int, out: Path, device: str,
-                   batch_size: int, log=print) -> Path:
+def predict_member(
+    run_dir: Path, name: str, split: str, views: int, out: Path, device: str, batch_size: int, log=print
+) -> Path:
     """Predictions file of one member on one split (skipped when present)."""
     from scarce.inference.predict import predict_run, summarize, write_predictions
+
     path = out / "predictions" / f"{name}{'_tta' if views > 1 else ''}_{split}.npz"
     if path.is_file():
         return path
     from scarce.engine.hardware import device_name
+
     dev = device_name(device)
     preds = predict_run(run_dir, None, split, views, dev, batch_size, num_workers=0 if dev == "cpu" else 4)
     write_predictions(preds, path)
@@ -102,11 +117,20 @@ def predict_member(run_dir: Path, name: str, split: str, views: int, out: Path, 
     return path
 
 
-def run_paper_ensemble(data: str, out: str | Path, scale: str = "full", tta_views: int = 4,
-                       threshold: float | str = 0.7, base: str = BASE, device: str = "auto",
-                       batch_size: int = 64, log=print) -> dict:
+def run_paper_ensemble(
+    data: str,
+    out: str | Path,
+    scale: str = "full",
+    tta_views: int = 4,
+    threshold: float | str = 0.7,
+    base: str = BASE,
+    device: str = "auto",
+    batch_size: int = 64,
+    log=print,
+) -> dict:
     """Train the members, predict val/test with and without TTA, vote; returns the report."""
     from scarce.inference.ensemble import run_ensemble
+
     if scale not in ("full", "small"):
         raise UserError(f"--scale: expected full or small, got {scale!r}")
     names = [m.name for m in MEMBERS]
@@ -123,12 +147,24 @@ def run_paper_ensemble(data: str, out: str | Path, scale: str = "full", tta_view
                 key = member.name + ("_tta" if views > 1 else "")
                 files[split][key] = predict_member(run_dir, member.name, split, views, out, device, batch_size, log)
     order = list(files["test"])
-    report = run_ensemble(files["test"][base], [files["test"][k] for k in order], method="plurality",
-                          threshold=threshold, val_base=files["val"][base],
-                          val_members=[files["val"][k] for k in order],
-                          out_path=out / "ensemble_test.npz", csv_path=out / "ensemble_test.csv", log=log)
-    report.update(scale=scale, data=data, tta_views=tta_views, base_member=base,
-                  members_dirs={m.name: str(out / "members" / m.name) for m in MEMBERS})
+    report = run_ensemble(
+        files["test"][base],
+        [files["test"][k] for k in order],
+        method="plurality",
+        threshold=threshold,
+        val_base=files["val"][base],
+        val_members=[files["val"][k] for k in order],
+        out_path=out / "ensemble_test.npz",
+        csv_path=out / "ensemble_test.csv",
+        log=log,
+    )
+    report.update(
+        scale=scale,
+        data=data,
+        tta_views=tta_views,
+        base_member=base,
+        members_dirs={m.name: str(out / "members" / m.name) for m in MEMBERS},
+    )
     atomic_write_json(out / "ensemble.json", report)
     return report
 
@@ -153,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         if data is None:
             raise UserError("--data: the full-scale ensemble needs an image-folder root (train/ val/ test/)")
         tta = args.tta or (2 if args.scale == "small" else 4)
-        report = run_paper_ensemble(data, args.out, args.scale, tta, args.threshold, args.base, args.device,
-                                    args.batch_size)
+        report = run_paper_ensemble(
+            data, args.out, args.scale, tta, args.threshold, args.base, args.device, args.batch_size
+        )
     except UserError as exc:
         print(f"paper ensemble: error: {exc}", file=sys.stderr)
         return 2

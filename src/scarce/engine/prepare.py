@@ -1,0 +1,153 @@
+"""From a config to a :class:`Run` ready for its first epoch: data, model, loss, optimizer,
+loaders, and the resumed state of a stopped run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from scarce.config import Config
+from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
+from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
+from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
+from scarce.engine.batch import BatchPreprocessor
+from scarce.engine.checkpoint import load_checkpoint
+from scarce.engine.distributed import DistInfo, init_distributed, resolve_device
+from scarce.engine.factories import build_components
+from scarce.engine.hardware import Hardware, device_name, resolve_hardware
+from scarce.engine.loop import TrainStep
+from scarce.engine.run_dir import check_same_classes
+from scarce.engine.saving import resolve_select
+from scarce.engine.startup import check_input_size, scan_data, validate_config
+from scarce.errors import UserError
+
+
+@dataclass
+class Run:
+    """Everything a training run holds while it runs."""
+
+    cfg: Config
+    run_dir: Path
+    info: DistInfo
+    device: torch.device
+    hardware: Hardware
+    data: DataBundle
+    model: nn.Module
+    step: TrainStep  # its model is ``model`` or its DDP wrapper
+    preprocess: BatchPreprocessor
+    loaders: dict = field(default_factory=dict)
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
+    bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
+    snapshot: dict | None = None  # capture_state() of the last epoch not yet checkpointed
+    checkpoint_time: float = 0.0  # time.monotonic() of the last checkpoint write
+    timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
+    stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
+    select: str = "best"  # checkpoint.select resolved: which weights best.safetensors holds
+    auto_notes: list = field(default_factory=list)  # how each `auto` budget value was chosen
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.step.optimizer
+
+    @property
+    def ema(self):
+        return self.step.ema
+
+
+def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
+    """The run of ``cfg`` in ``run_dir`` (``auto`` budgets resolved on the data), restored from
+    its last checkpoint when ``resume``."""
+    validate_config(cfg)
+    info = init_distributed(device_name(cfg.device))
+    device = resolve_device(cfg.device, info)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)  # model init depends on the seed only
+    data = build_data(cfg.data)
+    cfg, auto_notes = resolve_auto_size(cfg, data.splits["train"])
+    if len(data.classes) < 2:
+        raise UserError(
+            f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
+            f"a classifier needs at least 2 class folders"
+        )
+    data, bad_images = scan_data(cfg, data)
+    cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
+    in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
+    hardware = resolve_hardware(cfg, device, in_memory=in_memory)
+    train_loader = build_train_loader(
+        build_dataset(data, "train", cfg.data, cfg.augment),
+        cfg.batch_size,
+        cfg.seed,
+        hardware.workers,
+        info.rank,
+        info.world_size,
+        balanced=cfg.data.sampler == "balanced",
+        keep_last_batch=cfg.data.keep_last_batch,
+    )
+    parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
+    check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
+    train_model = parts.model
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            parts.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    step = TrainStep(
+        train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad, parts.ema, cfg.amp
+    )
+    preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
+    run = Run(
+        cfg,
+        run_dir,
+        info,
+        device,
+        hardware,
+        data,
+        parts.model,
+        step,
+        preprocess,
+        bad_images=bad_images,
+        auto_notes=auto_notes + epoch_notes,
+    )
+    run.loaders["train"] = train_loader
+    n_val = len(data.splits["val"].ids) if "val" in data.splits else 0
+    run.select = resolve_select(cfg.checkpoint.select, n_val, len(data.classes), cfg.patience)
+    add_eval_loaders(run)
+    if resume:
+        restore_checkpoint(run)
+    run.step.scheduler.step_update(num_updates=run.global_step)
+    return run
+
+
+def add_eval_loaders(run: Run) -> None:
+    """The val loader and, with precise BN, the train images without augmentation (every rank
+    all of them); both replay their first pass (:class:`KeptBatches`)."""
+    cfg, data, workers = run.cfg, run.data, run.hardware.workers
+    batch = cfg.batch_size * EVAL_BATCH_FACTOR
+    if wants_precise_bn(cfg, len(run.loaders["train"])):
+        run.loaders["bn"] = KeptBatches(build_eval_loader(build_dataset(data, "train", cfg.data, None), batch, workers))
+    if "val" in data.splits:
+        val_set = build_dataset(data, "val", cfg.data, None)
+        loader = build_eval_loader(val_set, batch, workers, run.info.rank, run.info.world_size, persistent=True)
+        run.loaders["val"] = KeptBatches(loader)
+
+
+def restore_checkpoint(run: Run) -> None:
+    """Weights, optimizer moments, EMA, scaler and counters from the run directory's last checkpoint."""
+    check_same_classes(run.run_dir, run.data.classes)
+    config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    state = load_checkpoint(run.run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
+    run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
+    # The optimizer state keeps its moments; lr, weight decay and the rest follow the config in force.
+    for group, values in zip(run.optimizer.param_groups, config_groups):
+        group.update(values)
+
+
+def wants_precise_bn(cfg: Config, updates_per_epoch: int) -> bool:
+    """``model.precise_bn``: true, false, or auto (runs under 500 optimizer steps)."""
+    setting = cfg.model.precise_bn
+    return cfg.epochs * updates_per_epoch < 500 if setting == "auto" else bool(setting)
