@@ -108,7 +108,9 @@ def cmd_train(args) -> int:
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """After training: best epoch, test scores, the worst classes, calibration warnings, next command."""
     best, test, cal = summary["best"], summary.get("test"), summary.get("calibration")
-    kept = "last" if summary.get("select") == "last" else "best"
+    from scarce.engine.saving import kept_weights
+
+    kept = kept_weights(summary)
     print(
         f"{kept}: epoch {best['epoch']} ({best['weights']} weights, val top-1 {best['top1']:.4f}); "
         f"trained in {summary['train_seconds']:.0f} s"

@@ -26,6 +26,12 @@ def resolve_select(setting: str, val_images: int, num_classes: int, patience: in
     return "last" if too_few and not patience else "best"
 
 
+def kept_weights(summary: dict) -> str:
+    """``"last"`` or ``"best"``: which weights a finished run's best.safetensors holds, from its
+    summary (runs from before ``checkpoint.select`` kept the best)."""
+    return "last" if summary.get("select") == "last" else "best"
+
+
 def save_best(run: Run, epoch: int, scores: dict) -> None:
     """best.safetensors, written when an evaluated epoch beats the best so far (raw or EMA
     weights, whichever scored higher), or at every evaluated epoch with ``run.select ==

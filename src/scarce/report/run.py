@@ -96,7 +96,9 @@ def confusion_matrix(pred: np.ndarray, targets: np.ndarray, num_classes: int) ->
 
 def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Section:
     best = summary.get("best", {})
-    kept = "last" if summary.get("select") == "last" else "best"  # checkpoint.select
+    from scarce.engine.saving import kept_weights
+
+    kept = kept_weights(summary)  # checkpoint.select
     rows = {
         "run directory": str(run_dir),
         "model": cfg.get("model", {}).get("name"),
