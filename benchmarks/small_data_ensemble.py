@@ -1,14 +1,17 @@
-"""Full recipe + TTA, and the 5-model ensemble, on finished small-data cells (no new training).
+"""TTA and 5-member ensembles on finished small-data cells (no new training).
 
-Members are the ``full`` cells of ``benchmarks/small_data.py`` (seeds 0-4; base = seed 0).
-Every member predicts the base's val split (for the auto threshold) and the official test
-set with ``predict_run`` (calibrated probabilities), once with 1 view and once with
-``--tta`` views. Predictions are cached as ``.npz`` in each cell's ``predictions/``.
-Run from the repository root after the cells exist::
+Members of an ensemble are trained on the same images: for data seed ``s`` and config ``C``,
+member 0 is the cell ``C/seed<s>`` and member ``i`` the cell ``C@m<i>/seed<s>`` (another training
+seed, ``benchmarks/small_data.py``). A mixed ensemble (``--mixed C1 C2 ...``) takes the
+``seed<s>`` cells of several configs instead (other recipes on the same images). Every member
+predicts the base's val split (for the threshold chosen on val) and the official test set with
+``predict_run`` (calibrated probabilities), with 1 view and with each ``--tta`` count; predictions
+are cached as ``.npz`` in each cell's ``predictions/``. Rows are mean +- std over data seeds::
 
-    .venv/bin/python benchmarks/small_data_ensemble.py --tta 4
+    .venv/bin/python benchmarks/small_data_ensemble.py --config tuned --members 5 --seeds 0 1 2 \\
+        --tta 2 --mixed tuned tuned_ra9_edge tuned_ema tuned_label_smoothing tuned_focal_cosine
 
-Writes ``benchmarks/results/small_data_ensemble_vote.{md,json}``; last line ``ensemble_soft_top1: X``.
+Writes ``benchmarks/results/<name>.{md,json}``; the last lines are ``name: value`` headlines.
 """
 
 from __future__ import annotations
@@ -29,112 +32,121 @@ from scarce.inference import choose_threshold, load_predictions, plurality_vote,
 from scarce.inference.predict import write_predictions  # noqa: E402
 from scarce.inference.voting import oracle_accuracy  # noqa: E402
 
+RULES = ("base", "members (each)", "plurality 0.7", "plurality, threshold from val", "soft vote", "oracle")
+
 
 def predictions(run_dir: Path, data, split: str, views: int):
     """Cached ``predict_run`` of one member on ``split`` of ``data`` with ``views`` TTA views."""
     path = run_dir / "predictions" / f"{split}-tta{views}.npz"
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
-        write_predictions(
-            predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0), path
-        )
+        preds = predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
+        write_predictions(preds, path)
     return load_predictions(path)
 
 
-def accuracy(pred, targets: np.ndarray) -> float:
-    return float((np.asarray(pred) == targets).mean())
-
-
-def vote_rows(members_val: list, members_test: list) -> dict:
-    """Base, plurality at 0.7 and at the threshold chosen on val, soft vote: test top-1."""
-    targets = members_test[0].targets
+def vote(members_val: list, members_test: list) -> dict[str, float]:
+    """Each rule's test top-1 (the base is member 0; the threshold is chosen on val)."""
     for group in (members_val, members_test):  # every member predicted the same images, in order
         if any(len(p.ids) != len(group[0].ids) or (p.ids != group[0].ids).any() for p in group[1:]):
             raise ValueError("members' predictions describe different images")
-    val = np.stack([p.probs for p in members_val])
-    test = np.stack([p.probs for p in members_test])
-    auto, table = choose_threshold(val[0], val, members_val[0].targets)
-    oracle = oracle_accuracy(test, targets)
+    y = members_test[0].targets
+    val, test = np.stack([p.probs for p in members_val]), np.stack([p.probs for p in members_test])
+    auto, _ = choose_threshold(val[0], val, members_val[0].targets)
+    acc = lambda pred: float((np.asarray(pred) == y).mean())  # noqa: E731
     return {
-        "base": accuracy(test[0].argmax(1), targets),
-        "members": [accuracy(t.argmax(1), targets) for t in test],
-        "plurality_0.7": accuracy(plurality_vote(test[0], test, 0.7).numpy(), targets),
-        "replaced_0.7": float((plurality_vote(test[0], test, 0.7).numpy() != test[0].argmax(1)).mean()),
-        "auto_threshold": auto,
-        "plurality_auto": accuracy(plurality_vote(test[0], test, auto).numpy(), targets),
-        "soft": accuracy(soft_vote(test).numpy().argmax(1), targets),
-        "oracle": oracle,
-        "val_table": [r._asdict() for r in table],
+        "base": acc(test[0].argmax(1)),
+        "members (each)": statistics.fmean(acc(t.argmax(1)) for t in test),
+        "plurality 0.7": acc(plurality_vote(test[0], test, 0.7).numpy()),
+        "plurality, threshold from val": acc(plurality_vote(test[0], test, auto).numpy()),
+        "soft vote": acc(soft_vote(test).numpy().argmax(1)),
+        "oracle": oracle_accuracy(test, y),
+        "threshold": auto,
     }
 
 
-def overlap_with_base_val(base_cfg, seeds: list[int]) -> dict:
-    """How many of the base's val images each member trained on (other split seeds)."""
-    from scarce.data.fashion_mnist import fashion_mnist_splits
-
-    val = set(
-        fashion_mnist_splits(base_cfg.root, base_cfg.per_class, base_cfg.val_per_class, base_cfg.split_seed)["val"].ids
-    )
-    return {
-        s: len(val & set(fashion_mnist_splits(base_cfg.root, base_cfg.per_class, None, s)["train"].ids)) for s in seeds
-    }
+def member_dirs(work: Path, tag: str, seed: int, config: str | None, members: int, mixed: list[str] | None):
+    if mixed:
+        return [work / tag / c / f"seed{seed}" for c in mixed]
+    return [work / tag / (config if i == 0 else f"{config}@m{i}") / f"seed{seed}" for i in range(members)]
 
 
-def report(args: argparse.Namespace, out: dict) -> str:
-    """The Markdown: one row per way of answering, without and with TTA."""
-    s, t = out["single"], out["tta"]
-    ms = lambda v: f"{100 * statistics.fmean(v):.2f} +- {100 * statistics.stdev(v):.2f}"  # noqa: E731
-    pct = lambda key: [f"{100 * s[key]:.2f}", f"{100 * t[key]:.2f}"]  # noqa: E731
-    rows = [
-        [
-            f"full recipe, seeds {' '.join(map(str, args.seeds[:3]))} (mean +- std)",
-            ms(s["members"][:3]),
-            ms(t["members"][:3]),
-        ],
-        [f"base model (seed {args.seeds[0]})", *pct("base")],
-        ["plurality vote, threshold 0.7", *pct("plurality_0.7")],
-        [
-            "plurality vote, threshold chosen on val",
-            f"{100 * s['plurality_auto']:.2f} (t={s['auto_threshold']:.2f})",
-            f"{100 * t['plurality_auto']:.2f} (t={t['auto_threshold']:.2f})",
-        ],
-        ["soft vote (mean probability)", *pct("soft")],
-        ["oracle (any member right)", *pct("oracle")],
-        ["answers replaced by the vote at 0.7", f"{100 * s['replaced_0.7']:.1f} %", f"{100 * t['replaced_0.7']:.1f} %"],
-    ]
-    return markdown_table(["", "no TTA", f"TTA ({args.tta} views)"], rows) + "\n"
+def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int]) -> dict:
+    """``{views: {rule: [per data seed]}}`` for one ensemble kind."""
+    from scarce.engine.evaluation import load_run
+
+    out: dict = {}
+    for v in views:
+        per_seed = {}
+        for seed, runs in runs_by_seed.items():
+            data = load_run(runs[0], "cpu").cfg.data  # every member predicts the base's val split
+            per_seed[seed] = vote(
+                [predictions(r, data, "val", v) for r in runs], [predictions(r, data, "test", v) for r in runs]
+            )
+        out[v] = {rule: [per_seed[s][rule] for s in sorted(per_seed)] for rule in (*RULES, "threshold")}
+    return out
+
+
+def pm(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.fmean(values):.2f} +- {100 * statistics.stdev(values):.2f}"
+
+
+def report(kinds: dict, views: list[int], seeds: list[int]) -> str:
+    header = ["ensemble", "rule", *[f"test top-1 % ({v} view{'s' if v > 1 else ''})" for v in views]]
+    rows = [[kind, rule, *[pm(res[v][rule]) for v in views]] for kind, res in kinds.items() for rule in RULES]
+    return markdown_table(header, rows) + f"\n\nn = {len(seeds)} data seeds ({' '.join(map(str, seeds))})\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cells", type=Path, default=HERE / "work" / "fashion-mnist-k50" / "full")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="first = base")
-    p.add_argument("--tta", type=int, default=4)
+    p.add_argument("--config", default="tuned", help="members: CONFIG and CONFIG@m1.. cells")
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--mixed", nargs="*", default=None, help="also a mixed ensemble of these configs' cells")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (split_seed)")
+    p.add_argument("--tta", type=int, nargs="*", default=[2], help="TTA view counts besides 1")
+    p.add_argument("--tag", default="fashion-mnist-k50")
+    p.add_argument("--work", type=Path, default=HERE / "work")
     p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--name", default="ensemble100")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    from scarce.engine.evaluation import load_run
-
-    runs = [args.cells / f"seed{s}" for s in args.seeds]
-    base_data = load_run(runs[0]).cfg.data  # every member predicts the base's val split
+    views = [1, *args.tta]
     start = time.perf_counter()
-    out = {"members": [str(r) for r in runs], "tta_views": args.tta, "single": {}, "tta": {}}
-    for key, views in (("single", 1), ("tta", args.tta)):
-        val = [predictions(r, base_data, "val", views) for r in runs]
-        test = [predictions(r, base_data, "test", views) for r in runs]
-        out[key] = vote_rows(val, test)
-    out["base_val_overlap"] = overlap_with_base_val(base_data, args.seeds[1:])
-    out["seconds"] = round(time.perf_counter() - start, 1)
-    out["machine"] = machine()
-    write_results(
-        args.results,
-        "small_data_ensemble_vote",
-        out,
-        report(args, out),
-        {"ensemble_soft_top1": f"{out['tta']['soft']:.4f}"},
-    )
+    kinds = {
+        f"{args.config} x {args.members}": {
+            s: member_dirs(args.work, args.tag, s, args.config, args.members, None) for s in args.seeds
+        }
+    }
+    if args.mixed:
+        kinds["mixed: " + " + ".join(args.mixed)] = {
+            s: member_dirs(args.work, args.tag, s, None, 0, args.mixed) for s in args.seeds
+        }
+    missing = [
+        str(r) for runs in kinds.values() for rs in runs.values() for r in rs if not (r / "summary.json").is_file()
+    ]
+    if missing:
+        raise SystemExit(f"unfinished cells: {', '.join(missing)}")
+    results = {kind: ensemble_rows(runs, views) for kind, runs in kinds.items()}
+    out = {
+        "kinds": {k: {str(v): r for v, r in res.items()} for k, res in results.items()},
+        "members": {k: {s: [str(r) for r in rs] for s, rs in runs.items()} for k, runs in kinds.items()},
+        "views": views,
+        "seeds": args.seeds,
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": machine(),
+    }
+    first = next(iter(results.values()))
+    headline = {
+        "single_top1": f"{statistics.fmean(first[1]['base']):.4f}",
+        "single_tta_top1": f"{statistics.fmean(first[views[-1]]['base']):.4f}",
+        "ensemble_soft_top1": f"{statistics.fmean(first[1]['soft vote']):.4f}",
+        "ensemble_plurality_val_top1": f"{statistics.fmean(first[1]['plurality, threshold from val']):.4f}",
+    }
+    write_results(args.results, args.name, out, report(results, views, args.seeds), headline)
     return out
 
 

@@ -53,6 +53,11 @@ class DataConfig:
     channels: Literal["auto", "gray", "rgb"] = opt(
         "auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels"
     )
+    normalize: Literal["imagenet", "train"] = opt(
+        "imagenet",
+        "per-channel mean and std that inputs are normalised with: imagenet (timm's constants) or "
+        "train (measured on the train images, e.g. 0.286 / 0.353 on Fashion-MNIST); saved in classes.json",
+    )
     small_images: Literal["resize", "pad"] = opt(
         "resize",
         "images no larger than img_size: resize them up (bilinear), or pad them with zeros to img_size, "

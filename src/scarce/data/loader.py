@@ -44,7 +44,7 @@ class DataBundle:
     def augment_fill(self, augment: AugmentConfig) -> list[int]:
         """``augment.fill`` resolved on the train split: one int in [0, 255] per channel."""
         if augment.fill not in self._fills:
-            from scarce.data.fill import resolve_fill
+            from scarce.data.image_stats import resolve_fill
 
             self._fills[augment.fill] = resolve_fill(augment.fill, self.splits["train"], self.mode, self.mean)
         return self._fills[augment.fill]
@@ -89,7 +89,11 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
 def build_data(cfg: DataConfig) -> DataBundle:
     splits = resolve_splits(cfg)
     mode = {"gray": "L", "rgb": "RGB"}.get(cfg.channels) or _sniff_mode(splits["train"])
-    if mode == "L":
+    if cfg.normalize == "train":
+        from scarce.data.image_stats import pixel_mean_std
+
+        mean, std = pixel_mean_std(splits["train"], mode)
+    elif mode == "L":
         mean, std = [float(np.mean(IMAGENET_MEAN))], [float(np.mean(IMAGENET_STD))]
     else:
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)

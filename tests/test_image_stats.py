@@ -1,4 +1,4 @@
-"""augment.fill: the colour of uncovered pixels, resolved from the train images."""
+"""Statistics of the train images: augment.fill (the colour of uncovered pixels) and data.normalize=train."""
 
 import numpy as np
 import torch
@@ -6,7 +6,7 @@ from PIL import Image
 
 from scarce.config import AugmentConfig, DataConfig
 from scarce.data.datasets import Split
-from scarce.data.fill import border_pixels, edge_colour, resolve_fill
+from scarce.data.image_stats import border_pixels, edge_colour, pixel_mean_std, resolve_fill
 from scarce.data.transforms import TrainTransform, create_randaugment
 
 
@@ -59,3 +59,22 @@ def test_randaugment_rotation_paints_the_fill_colour():
     ra.ops[0].prob = 1.0
     out = np.asarray(ra(img))
     assert out[0, 0] == 3 and out[8, 8] == 100  # the corner uncovered, the centre kept
+
+
+def test_pixel_mean_std_weights_every_pixel_equally():
+    a = np.zeros((2, 2), np.uint8)  # 4 black pixels
+    b = np.full((2, 2), 255, np.uint8)  # 4 white pixels
+    mean, std = pixel_mean_std(_split([a, b]), "L")
+    assert mean == [0.5] and std == [0.5]
+    flat = np.full((3, 3, 3), 51, np.uint8)
+    mean, std = pixel_mean_std(_split([flat]), "RGB")
+    assert mean == [0.2, 0.2, 0.2] and std == [0.001] * 3  # a constant channel: floored, not zero
+
+
+def test_normalize_train_measures_the_train_split():
+    from scarce.config import DataConfig
+    from scarce.data.loader import build_data
+
+    bundle = build_data(DataConfig(name="demo", normalize="train"))
+    assert bundle.mean == [0.2857] and bundle.std == [0.3503]  # Fashion-MNIST's own statistics
+    assert build_data(DataConfig(name="demo")).mean == [float(np.mean((0.485, 0.456, 0.406)))]
