@@ -135,3 +135,30 @@ def test_ensemble_member_keeps_the_images_and_changes_the_training_seed(tmp_path
 
     with pytest.raises(UserError, match="member number"):
         small_data.plan(["tuned@mx"], ["fashion-mnist"], [None], [0], 1, tmp_path, [])
+
+
+def test_ensemble_benchmark_votes_on_exact_values(tmp_path):
+    import numpy as np
+    import small_data_ensemble
+
+    from scarce.inference.predictions import Predictions
+
+    def preds(rows: list[list[float]], targets: list[int]) -> Predictions:
+        ids = np.array([f"i{k}" for k in range(len(rows))])
+        return Predictions(np.array(rows, np.float32), ids, np.array(["a", "b"]), np.array(targets))
+
+    y = [0, 0, 1, 1]
+    base = preds([[0.9, 0.1], [0.4, 0.6], [0.6, 0.4], [0.2, 0.8]], y)  # right on 0 and 3
+    m1 = preds([[0.8, 0.2], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], y)  # right on 0, 1, 2
+    m2 = preds([[0.7, 0.3], [0.8, 0.2], [0.1, 0.9], [0.4, 0.6]], y)  # right on all
+    out = small_data_ensemble.vote([base, m1, m2], [base, m1, m2])
+    assert out["base"] == 0.5 and out["members (each)"] == pytest.approx((0.5 + 0.75 + 1.0) / 3)
+    assert out["plurality 0.7"] == 1.0  # the base is unsure on 1-3: the plurality answers there
+    assert out["soft vote"] == 1.0 and out["oracle"] == 1.0
+    assert small_data_ensemble.member_dirs(tmp_path, "t", 2, "c", 3, None) == [
+        tmp_path / "t" / "c" / "seed2",
+        tmp_path / "t" / "c@m1" / "seed2",
+        tmp_path / "t" / "c@m2" / "seed2",
+    ]
+    with pytest.raises(ValueError, match="different images"):
+        small_data_ensemble.vote([base, preds([[0.5, 0.5]] * 3, [0, 0, 1])], [base, m1])
