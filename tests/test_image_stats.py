@@ -1,6 +1,7 @@
 """Statistics of the train images: augment.fill (the colour of uncovered pixels) and data.normalize=train."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -8,6 +9,7 @@ from scarce.config import AugmentConfig, DataConfig
 from scarce.data.datasets import Split
 from scarce.data.image_stats import border_pixels, edge_colour, pixel_mean_std, resolve_fill
 from scarce.data.transforms import TrainTransform, create_randaugment
+from scarce.errors import UserError
 
 
 def _split(images: list[np.ndarray]) -> Split:
@@ -78,3 +80,15 @@ def test_normalize_train_measures_the_train_split():
     bundle = build_data(DataConfig(name="demo", normalize="train"))
     assert bundle.mean == [0.2857] and bundle.std == [0.3503]  # Fashion-MNIST's own statistics
     assert build_data(DataConfig(name="demo")).mean == [float(np.mean((0.485, 0.456, 0.406)))]
+
+
+def test_unreadable_images_are_passed_over(tmp_path):
+    Image.fromarray(np.full((4, 4), 40, np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    split = Split(ids=["bad.png", "good.png"], targets=[0, 0], classes=["a"], root=str(tmp_path))
+    assert edge_colour(split, "L") == [40]
+    assert pixel_mean_std(split, "L") == ([round(40 / 255, 4)], [0.001])
+    only_bad = Split(ids=["bad.png"], targets=[0], classes=["a"], root=str(tmp_path))
+    assert edge_colour(only_bad, "L") == [0]
+    with pytest.raises(UserError, match="none of the 1 train images could be read"):
+        pixel_mean_std(only_bad, "L")
