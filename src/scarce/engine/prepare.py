@@ -89,29 +89,11 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         balanced=cfg.data.sampler == "balanced",
         keep_last_batch=cfg.data.keep_last_batch,
     )
-    parts = build_components(cfg, data, device, updates_per_epoch=len(train_loader))
-    check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
-    train_model = parts.model
-    if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            parts.model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    step = TrainStep(
-        train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad, parts.ema, cfg.amp
-    )
+    model, step = build_train_step(cfg, data, device, info, updates_per_epoch=len(train_loader))
     preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
+    notes = auto_notes + epoch_notes
     run = Run(
-        cfg,
-        run_dir,
-        info,
-        device,
-        hardware,
-        data,
-        parts.model,
-        step,
-        preprocess,
-        bad_images=bad_images,
-        auto_notes=auto_notes + epoch_notes,
+        cfg, run_dir, info, device, hardware, data, model, step, preprocess, bad_images=bad_images, auto_notes=notes
     )
     run.loaders["train"] = train_loader
     n_val = len(data.splits["val"].ids) if "val" in data.splits else 0
@@ -121,6 +103,23 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         restore_checkpoint(run)
     run.step.scheduler.step_update(num_updates=run.global_step)
     return run
+
+
+def build_train_step(
+    cfg: Config, data: DataBundle, device: torch.device, info: DistInfo, updates_per_epoch: int
+) -> tuple[nn.Module, TrainStep]:
+    """The model (checked against the input size) and the step that trains it (through DDP when
+    distributed): loss, optimizer, per-step scheduler, scaler, clipping, EMA."""
+    parts = build_components(cfg, data, device, updates_per_epoch=updates_per_epoch)
+    check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
+    train_model = parts.model
+    if info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(parts.model, device_ids=device_ids)
+    step = TrainStep(
+        train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad, parts.ema, cfg.amp
+    )
+    return parts.model, step
 
 
 def add_eval_loaders(run: Run) -> None:
