@@ -162,8 +162,9 @@ def write_results(
     finished = sum(r["n"] for r in rows)
     headlines: dict[str, object] = {"cells_finished": f"{finished}/{len(cells)}"}
     scored = [r for r in rows if r.get("val_top1_mean") is not None and r.get("test_top1_mean") is not None]
-    if scored:  # chosen on val, never on test
-        best = max(scored, key=lambda r: r["val_top1_mean"])
+    if scored:  # chosen on val, never on test, among the rows with the most seeds (a lucky single seed cannot win)
+        most = max(r["n"] for r in scored)
+        best = max((r for r in scored if r["n"] == most), key=lambda r: r["val_top1_mean"])
         headlines["best_on_val"] = best["config"]
         headlines["best_on_val_test_top1"] = round(100 * best["test_top1_mean"], 2)
     bench_results.write_results(
