@@ -162,3 +162,18 @@ def test_ensemble_benchmark_votes_on_exact_values(tmp_path):
     ]
     with pytest.raises(ValueError, match="different images"):
         small_data_ensemble.vote([base, preds([[0.5, 0.5]] * 3, [0, 0, 1])], [base, m1])
+
+
+def test_holdout_split_avoids_every_excluded_seeds_train_and_val():
+    import numpy as np
+    import small_data_holdout
+
+    from scarce.data.fashion_mnist import sample_per_class
+
+    labels = np.repeat(np.arange(3), 40)
+    held = small_data_holdout.holdout_indices(labels, per_class=5, k=4, exclude_seeds=[0, 1])
+    assert np.bincount(labels[held]).tolist() == [5, 5, 5] and len(set(held)) == 15
+    for seed in (0, 1):
+        train, val = sample_per_class(labels, [4, 4], seed)
+        assert not set(held) & (set(train) | set(val))
+    assert (held == small_data_holdout.holdout_indices(labels, 5, 4, [0, 1])).all()  # drawn once, fixed
