@@ -151,8 +151,11 @@ MATRICES: dict[str, list[str]] = {
     ],
     "parts": [
         "tuned",
+        "tuned_warm25",
+        "tuned_norm",
         "tuned_ema",
         "tuned_ra9",
+        "tuned_ra9_edge",
         "tuned_ra9_lsb_last",
         "tuned_ra9_lsb_before",
         "tuned_label_smoothing",
