@@ -2,7 +2,7 @@
 # What the matrix still needs after session 12 (resumable: finished cells are skipped, so cells
 # session 12 finished or started are not redone). Two 1-thread lanes at once, each from a
 # worktree pinned at one commit:
-#   git worktree add --detach /work/wtA e240f72   # RandAugment rows (ImageNet-grey fill, like tuned_ra9)
+#   git worktree add --detach /work/wtA e240f72   # RandAugment rows and their members (ImageNet-grey fill, like tuned_ra9)
 #   git worktree add --detach /work/wtB 4553683   # rows without RandAugment, members, k = 10 / 100
 #   WORK=/work/bench_work bash benchmarks/queue_session13.sh A /work/wtA &
 #   WORK=/work/bench_work bash benchmarks/queue_session13.sh B /work/wtB &
@@ -15,10 +15,9 @@ export PYTHONPATH="$PWD/src"
 cell() { $PY benchmarks/small_data.py --matrix parts --configs $1 --seeds $2 --epochs 100 --threads 1 \
          --set eval_every=5 --name parts100 --work "$WORK"; }
 if [ "$LANE" = A ]; then
-  cell "tuned_ra9_lsb_last tuned_ra9_lsb_before" "1 2"
   cell "tuned_full_no_ra tuned_full_no_ema tuned_full_no_lsb tuned_full_no_fcl tuned_full_no_drop tuned_full_no_re" 0
+  cell "tuned_ra9_lsb_before@m1 tuned_ra9_lsb_before@m2 tuned_ra9_lsb_before@m3 tuned_ra9_lsb_before@m4" "0 1 2"
   cell "tuned_full tuned_ema" "1 2"
-  cell "tuned_ra9_lsb_last@m1 tuned_ra9_lsb_last@m2 tuned_ra9_lsb_last@m3 tuned_ra9_lsb_last@m4" 0
 else
   cell "tuned@m1 tuned@m2 tuned@m3 tuned@m4" "0 1 2"
   cell "tuned_label_smoothing tuned_cosine tuned_cosine_ce tuned_focal_cosine tuned_focal_cosine_authors" "1 2"
@@ -26,6 +25,10 @@ else
   $PY benchmarks/small_data.py --matrix small_input --configs si_unchanged si_stem si_up64 --seeds 0 1 2 \
       --epochs 100 --threads 1 --set eval_every=5 --name small_input100 --work "$WORK"
   # k = 10 and 100 per class: tuned CE vs the best config, budgets from the data (>= 100 epochs, >= 800 steps)
-  $PY benchmarks/small_data.py --matrix parts --configs tuned tuned_ra9_lsb_last --k 10 100 --seeds 0 1 2 \
+  $PY benchmarks/small_data.py --matrix parts --configs tuned tuned_ra9_lsb_before --k 10 100 --seeds 0 1 2 \
       --threads 1 --set eval_every=5 epochs=auto sched.warmup_epochs=auto --name k10_100 --work "$WORK"
 fi
+# then, no training: held-out scores, TTA and the ensembles per data seed
+#   $PY benchmarks/small_data_holdout.py --configs <every parts row> --seeds 0 1 2 --work "$WORK"
+#   $PY benchmarks/small_data_ensemble.py --config tuned_ra9_lsb_before --members 5 --seeds 0 1 2 --tta 2 \
+#       --mixed tuned tuned_ra9 tuned_ra9_lsb_last tuned_ra9_lsb_before tuned_cosine --work "$WORK"
