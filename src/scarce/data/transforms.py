@@ -20,13 +20,17 @@ from scarce.errors import UserError
 INTERPOLATION = T.InterpolationMode.BILINEAR
 
 
+def pil_fill(fill: list[int]) -> int | tuple[int, ...]:
+    """One int per channel -> what PIL and torchvision take as a fill: an int for one channel."""
+    return tuple(fill) if len(fill) > 1 else fill[0]
+
+
 def create_randaugment(config_str: str, img_size: int, fill: list[int]):
     """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``); ``fill``: the colour of
     uncovered pixels, one int per channel."""
     from timm.data.auto_augment import rand_augment_transform
 
-    fill = tuple(fill)
-    hparams = {"translate_const": int(img_size * 0.45), "img_mean": fill if len(fill) > 1 else fill[0]}
+    hparams = {"translate_const": int(img_size * 0.45), "img_mean": pil_fill(fill)}
     try:
         return rand_augment_transform(config_str, hparams)
     except (AssertionError, ValueError, KeyError, IndexError) as exc:
@@ -54,7 +58,7 @@ def train_crop(img_size: int, augment: AugmentConfig, pad_small: bool = False, f
     (uncovered pixels painted ``fill``, one int per channel; default black)."""
     if augment.crop == "pad":
         # the whole image, as evaluation sees it with crop_pct 1, moved by up to `pad` px (CIFAR-style)
-        colour = tuple(fill) if fill and len(fill) > 1 else (fill or [0])[0]
+        colour = pil_fill(fill or [0])
         return [FitToSize(img_size, pad_small=pad_small), T.RandomCrop(img_size, padding=augment.pad, fill=colour)]
     return [
         T.RandomResizedCrop(
