@@ -15,7 +15,6 @@ export PYTHONPATH="$PWD/src"
 cell() { $PY benchmarks/small_data.py --matrix parts --configs $1 --seeds $2 --epochs 100 --threads 1 \
          --set eval_every=5 --name parts100 --work "$WORK"; }
 if [ "$LANE" = A ]; then
-  cell "tuned_full_no_ra tuned_full_no_ema tuned_full_no_lsb tuned_full_no_fcl tuned_full_no_drop tuned_full_no_re" 0
   cell "tuned_ra9_lsb_before@m1 tuned_ra9_lsb_before@m2 tuned_ra9_lsb_before@m3 tuned_ra9_lsb_before@m4" "0 1 2"
   cell "tuned_full tuned_ema" "1 2"
 else
