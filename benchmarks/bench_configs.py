@@ -183,6 +183,11 @@ MATRICES["all"] = list(dict.fromkeys(MATRICES["main"] + MATRICES["lsb"] + MATRIC
 MEMBER_SEED_STRIDE = 1000
 
 
+def member_name(config: str, member: int) -> str:
+    """The cell name of ensemble member ``member`` of ``config`` (member 0 is the plain cell)."""
+    return f"{config}@m{member}" if member else config
+
+
 def split_member(name: str) -> tuple[str, int]:
     """``"tuned@m2"`` -> ``("tuned", 2)``: ensemble member 2 of a config, trained on the same images as
     member 0 (the plain cell) from training seed ``seed + 1000 * 2``; a plain name is member 0."""

@@ -26,6 +26,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_configs import member_name  # noqa: E402
 from bench_results import machine, markdown_table, write_results  # noqa: E402
 
 from scarce.inference import choose_threshold, load_predictions, plurality_vote, predict_run, soft_vote  # noqa: E402
@@ -68,7 +69,7 @@ def vote(members_val: list, members_test: list) -> dict[str, float]:
 def member_dirs(work: Path, tag: str, seed: int, config: str | None, members: int, mixed: list[str] | None):
     if mixed:
         return [work / tag / c / f"seed{seed}" for c in mixed]
-    return [work / tag / (config if i == 0 else f"{config}@m{i}") / f"seed{seed}" for i in range(members)]
+    return [work / tag / member_name(config, i) / f"seed{seed}" for i in range(members)]
 
 
 def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int]) -> dict:

@@ -67,6 +67,11 @@ def pixel_mean_std(split: Split, mode: str, max_images: int = STATS_SAMPLE_IMAGE
     return [round(float(m), 4) for m in mean], [round(float(v), 4) for v in std]
 
 
+def mean_fill(mean: list[float]) -> list[int]:
+    """The normalisation mean (in [0, 1]) as a fill colour: one int in [0, 255] per channel."""
+    return [round(255 * m) for m in mean]
+
+
 def resolve_fill(fill: int | str, split: Split, mode: str, mean: list[float]) -> list[int]:
     """``augment.fill`` as one int per channel: ``edge`` (the train images' border colour),
     ``mean`` (the normalisation mean) or a grey level."""
@@ -74,5 +79,5 @@ def resolve_fill(fill: int | str, split: Split, mode: str, mean: list[float]) ->
     if fill == "edge":
         return edge_colour(split, mode)
     if fill == "mean":
-        return [round(255 * m) for m in mean]
+        return mean_fill(mean)
     return [int(fill)] * channels

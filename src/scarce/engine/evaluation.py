@@ -40,7 +40,9 @@ class LoadedRun:
     def augment_fill(self) -> list[int]:
         """The colour RandAugment painted uncovered pixels with in training (TTA views repeat it);
         runs from before ``augment.fill`` existed used the normalisation mean."""
-        return self.fill if self.fill is not None else [round(255 * m) for m in self.mean]
+        from scarce.data.image_stats import mean_fill
+
+        return self.fill if self.fill is not None else mean_fill(self.mean)
 
     @property
     def device(self) -> torch.device:
