@@ -177,3 +177,24 @@ def test_holdout_split_avoids_every_excluded_seeds_train_and_val():
         train, val = sample_per_class(labels, [4, 4], seed)
         assert not set(held) & (set(train) | set(val))
     assert (held == small_data_holdout.holdout_indices(labels, 5, 4, [0, 1])).all()  # drawn once, fixed
+
+
+def test_convergence_compares_the_last_window_with_the_one_before(tmp_path):
+    import convergence
+
+    cell = tmp_path / "fashion-mnist-k50" / "cfg" / "seed0"
+    cell.mkdir(parents=True)
+    # 10 epochs, window 0.2: epochs 6-7 are the window before, 8-9 the last one.
+    rows = [{"epoch": e, "train_loss": 1.0 - 0.1 * e, "val_top1": 0.5 + 0.01 * e} for e in range(10)]
+    (cell / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (cell / "summary.json").write_text(json.dumps({"best": {"top1": 0.59, "epoch": 9}, "test": {"top1": 0.6}}))
+    found = convergence.cell_convergence(cell, 0.2)
+    assert found["epochs"] == 10
+    assert found["val_rise_points"] == pytest.approx(100 * (0.585 - 0.565))
+    assert found["train_loss_drop"] == pytest.approx((0.35 - 0.15) / 0.35)
+    longer = tmp_path / "long" / "fashion-mnist-k50" / "cfg" / "seed0"
+    longer.mkdir(parents=True)
+    (longer / "metrics.jsonl").write_text((cell / "metrics.jsonl").read_text(), encoding="utf-8")
+    (longer / "summary.json").write_text(json.dumps({"best": {"top1": 0.6, "epoch": 9}, "test": {"top1": 0.625}}))
+    row = convergence.config_row(tmp_path, "fashion-mnist-k50", "cfg", [0, 1], 0.2, tmp_path / "long")
+    assert row["n"] == 1 and row["longer_gain_points_mean"] == pytest.approx(2.5)
