@@ -37,6 +37,30 @@ def test_weighted_mean_equals_torch_weighted_cross_entropy():
     assert torch.allclose(ours, F.cross_entropy(logits, target, weight=weights))
 
 
+def test_data_parallel_ranks_average_to_the_global_batch_weighted_mean(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 3, generator=gen, requires_grad=True)
+    target = torch.tensor([0, 0, 0, 1, 0, 2, 1, 0])
+    weights = torch.tensor([0.5, 2.0, 4.0])
+    full = class_weighted_mean(F.cross_entropy(logits, target, reduction="none"), target, weights)
+    want = torch.autograd.grad(full, logits)[0]
+    halves = [slice(0, 4), slice(4, 8)]  # rank 0's and rank 1's batch: total weights 3.5 and 7.0
+    totals = [weights[target[h]].sum() for h in halves]
+    loss = ClassWeighted(create_loss("ce", reduction="none"), weights, world_size=2)
+    grads, naive = [], []
+    for rank, half in enumerate(halves):
+        # the all-reduce adds the other rank's total weight
+        monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, op=None, o=totals[1 - rank]: t.add_(o))
+        x = logits.detach()[half].clone().requires_grad_()
+        loss(x, target[half]).backward()
+        grads.append(x.grad)
+        y = logits.detach()[half].clone().requires_grad_()
+        class_weighted_mean(F.cross_entropy(y, target[half], reduction="none"), target[half], weights).backward()
+        naive.append(y.grad)
+    assert torch.allclose(torch.cat(grads) / 2, want)  # DDP averages the ranks' gradients
+    assert not torch.allclose(torch.cat(naive) / 2, want)  # a mean of per-rank weighted means is not
+
+
 def test_wrapper_keeps_what_the_trainer_reads_and_weights_the_focal_cosine_loss():
     loss = ClassWeighted(create_loss("focal_cosine", reduction="none"), torch.tensor([1.0, 0.0]))
     assert loss.aux_head == "g" and loss.normalized_embedding

@@ -25,8 +25,9 @@ def _unknown(option: str, name: str, valid: list[str]) -> UserError:
     return UserError(f"{option} '{name}': unknown; {'close matches' if close else 'valid'}: {listing}")
 
 
-def build_loss(cfg: Config, class_counts: list[int] | None = None) -> torch.nn.Module:
-    """The loss of ``loss.name``; with ``loss.class_weights=auto``, weighted by ``class_counts`` (train)."""
+def build_loss(cfg: Config, class_counts: list[int] | None = None, world_size: int = 1) -> torch.nn.Module:
+    """The loss of ``loss.name``; with ``loss.class_weights=auto``, weighted by ``class_counts`` (train)
+    and normalised over the global batch of ``world_size`` data-parallel ranks."""
     from scarce.losses import LOSS_NAMES, create_loss
     from scarce.losses.class_weights import ClassWeighted, balanced_class_weights
     from scarce.losses.factory import accepted_kwargs
@@ -40,7 +41,8 @@ def build_loss(cfg: Config, class_counts: list[int] | None = None) -> torch.nn.M
         return create_loss(name, **kwargs)
     if class_counts is None:
         raise ValueError("loss.class_weights=auto needs the train split's class counts")
-    return ClassWeighted(create_loss(name, **kwargs, reduction="none"), balanced_class_weights(class_counts))
+    weights = balanced_class_weights(class_counts)
+    return ClassWeighted(create_loss(name, **kwargs, reduction="none"), weights, world_size=world_size)
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -107,12 +109,15 @@ class Components:
     scaler: torch.amp.GradScaler | None
 
 
-def build_components(cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int) -> Components:
-    """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run."""
+def build_components(
+    cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int, world_size: int = 1
+) -> Components:
+    """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run (one DDP rank's)."""
     from scarce.losses import loss_requires_head_g
 
     train_targets = torch.as_tensor(data.splits["train"].targets)
-    loss_fn = build_loss(cfg, torch.bincount(train_targets, minlength=len(data.classes)).tolist())
+    class_counts = torch.bincount(train_targets, minlength=len(data.classes)).tolist()
+    loss_fn = build_loss(cfg, class_counts, world_size=world_size)
     model = create_model(
         cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)
     )

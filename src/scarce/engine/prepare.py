@@ -110,7 +110,7 @@ def build_train_step(
 ) -> tuple[nn.Module, TrainStep]:
     """The model (checked against the input size) and the step that trains it (through DDP when
     distributed): loss, optimizer, per-step scheduler, scaler, clipping, EMA."""
-    parts = build_components(cfg, data, device, updates_per_epoch=updates_per_epoch)
+    parts = build_components(cfg, data, device, updates_per_epoch=updates_per_epoch, world_size=info.world_size)
     check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
     train_model = parts.model
     if info.enabled:
