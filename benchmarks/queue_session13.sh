@@ -1,4 +1,9 @@
 #!/usr/bin/env bash
+# As it ran in session 13: lane A ran as below (members, then tuned_full/tuned_ema seeds 1-2);
+# lane B was stopped after 3 minutes and replaced by the 300-epoch budget check at e240f72
+# (tuned, tuned_ra9_lsb_before, tuned_full; seeds 0, then the best config's seeds 1-2), and
+# lane A went on with tuned_full at 300 epochs: see queue_session14.sh. Lane B's list below
+# moved to queue_session14.sh unchanged.
 # What the matrix still needs after session 12 (resumable: finished cells are skipped, so cells
 # session 12 finished or started are not redone). Two 1-thread lanes at once, each from a
 # worktree pinned at one commit:
