@@ -108,7 +108,7 @@ def markdown(rows: list[dict], window: float) -> str:
             [
                 r["config"],
                 r["n"],
-                fmt(r["test_top1_mean"] and 100 * r["test_top1_mean"], ".2f"),
+                fmt(None if r["test_top1_mean"] is None else 100 * r["test_top1_mean"], ".2f"),
                 fmt(r["val_rise_points_mean"], "+.2f"),
                 fmt(r["train_loss_end_mean"], ".3f"),
                 fmt(r["train_loss_drop_mean"], ".0%"),
