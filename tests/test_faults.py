@@ -164,7 +164,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(data, refer
             return value * float("nan") if epoch_now["epoch"] == 2 else value
 
     monkeypatch.setattr(trainer, "set_loader_epoch", set_epoch)
-    monkeypatch.setattr(factories, "build_loss", lambda cfg, *counts: PoisonAtEpoch2(real_build_loss(cfg, *counts)))
+    monkeypatch.setattr(factories, "build_loss", lambda cfg, *a, **kw: PoisonAtEpoch2(real_build_loss(cfg, *a, **kw)))
     out = tmp_path / "run"
     assert main(_argv(data, out)) == 3
     line = _one_line(capsys.readouterr().err)
