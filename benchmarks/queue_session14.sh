@@ -7,8 +7,7 @@
 #   WORK=/work/bench_work WORK300=/work/bench_work300 bash benchmarks/queue_session14.sh B /work/wtB &
 # Session 13: at 300 epochs plain CE overfits (seed 0: 80.61 at 100, 78.44 at 300), the paper's full
 # recipe was underfit at 100 (77.42 -> 82.17, seed 0) and the best config gained +0.37 +- 0.66
-# (3 seeds, paired), RandAugment alone +2.18 (seed 0: 82.83; held-out 83.48, the best cell so far),
-# so lane A first gives the 300-epoch rows their seeds (15 % warmup: sched.warmup_epochs=45; cells
+# (3 seeds, paired), RandAugment alone +0.98 (3 seeds: 81.69 +- 1.03), so lane A first gives the 300-epoch rows their seeds (15 % warmup: sched.warmup_epochs=45; cells
 # under WORK300, ~20-60 min each on 1 AVX2 thread).
 set -u
 LANE=$1
