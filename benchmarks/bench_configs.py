@@ -130,6 +130,13 @@ CONFIGS["tuned_ra9_mean"] = TUNED_RA + ["augment.fill=mean"]  # pads painted gre
 # inputs normalised with Fashion-MNIST's own mean and std (0.286 / 0.353), as the bare loop does
 CONFIGS["tuned_norm"] = TUNED + ["data.normalize=train"]
 
+# Mixup / CutMix (session 14: the loss mixed, one weight per batch) on the best config; the matrix
+# "mix" reruns the best config beside them at the same commit (work dir of its own).
+BEST = TUNED_RA + lsb(2, "before_randaugment")
+CONFIGS["tuned_ra9_lsb_before_cutmix"] = BEST + ["augment.mix.cutmix_alpha=1.0"]
+CONFIGS["tuned_ra9_lsb_before_mixup"] = BEST + ["augment.mix.mixup_alpha=0.8"]
+CONFIGS["tuned_ra9_lsb_before_mix"] = BEST + ["augment.mix.mixup_alpha=0.8", "augment.mix.cutmix_alpha=1.0"]
+
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
     "main": ["ce", "ce_ra", "ce_ra_ema", "ce_ra_lsb_last_b2", "focal_cosine", "full"],
@@ -165,6 +172,12 @@ MATRICES: dict[str, list[str]] = {
         "tuned_focal_cosine_authors",
         "tuned_full",
         *[f"tuned_full_no_{p}" for p in FULL_PARTS],
+    ],
+    "mix": [
+        "tuned_ra9_lsb_before",
+        "tuned_ra9_lsb_before_cutmix",
+        "tuned_ra9_lsb_before_mixup",
+        "tuned_ra9_lsb_before_mix",
     ],
     "tune100": [
         "ce_pad2",

@@ -78,6 +78,8 @@ def test_resume_equals_uninterrupted(tmp_path, image_folder):
         "ema.enabled=true",
         "ema.decay=0.9",
         "augment.randaugment=rand-m9-mstd0.5",
+        "augment.mix.mixup_alpha=0.8",
+        "augment.mix.cutmix_alpha=1.0",
         "batch_size=4",
     ]
     full, _ = _train(tmp_path, *extra, name="full", data=str(image_folder))

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from scarce.config import Config
+from scarce.augment.mix import BatchMixer
+from scarce.config import Config, MixConfig
 from scarce.data.loader import DataBundle
 from scarce.engine.hardware import resolve_amp, resolve_channels_last
 from scarce.errors import UserError
@@ -107,6 +108,13 @@ class Components:
     scheduler: object
     ema: object | None
     scaler: torch.amp.GradScaler | None
+
+
+def build_mixer(mix: MixConfig) -> BatchMixer | None:
+    """Mixup / CutMix for the train step (None when both alphas are 0)."""
+    if mix.mixup_alpha == 0 and mix.cutmix_alpha == 0:
+        return None
+    return BatchMixer(mix.mixup_alpha, mix.cutmix_alpha, prob=mix.prob, switch_prob=mix.switch_prob)
 
 
 def build_components(

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from scarce.augment.mix import BatchMixer, mixed_loss
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.distributed import DistInfo, all_reduce_sum
 from scarce.errors import UserError
@@ -43,7 +44,8 @@ class TrainStep:
     """What one optimizer update needs: forward, loss, backward, (unscale, clip), step, EMA, lr.
 
     ``scaler`` is an fp16 ``GradScaler`` or None; ``scheduler`` a timm scheduler stepped per
-    update (``step_update``); ``ema`` a timm ``ModelEmaV3``.
+    update (``step_update``); ``ema`` a timm ``ModelEmaV3``; ``mixer`` mixup / CutMix (the loss
+    is mixed between each image's label and its partner's).
     """
 
     model: nn.Module
@@ -54,11 +56,15 @@ class TrainStep:
     clip_grad: float | None = None
     ema: object = None
     amp: str = "none"
+    mixer: BatchMixer | None = None
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor, global_step: int) -> torch.Tensor:
         """One update on batch ``x [B, C, H, W]``; returns the loss (on the device, not synced)."""
+        mix = None
+        if self.mixer is not None:
+            x, mix = self.mixer(x)
         with autocast(x.device, self.amp):
-            loss = self.loss_fn(self.model(x), target)
+            loss = mixed_loss(self.loss_fn, self.model(x), target, mix)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # as timm's NativeScaler: scale, unscale, clip, step, update
             self.scaler.scale(loss).backward()

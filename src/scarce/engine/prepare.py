@@ -16,7 +16,7 @@ from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
 from scarce.engine.distributed import DistInfo, init_distributed, resolve_device
-from scarce.engine.factories import build_components
+from scarce.engine.factories import build_components, build_mixer
 from scarce.engine.hardware import Hardware, device_name, resolve_hardware
 from scarce.engine.loop import TrainStep
 from scarce.engine.run_dir import check_same_classes
@@ -117,7 +117,15 @@ def build_train_step(
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(parts.model, device_ids=device_ids)
     step = TrainStep(
-        train_model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, cfg.clip_grad, parts.ema, cfg.amp
+        train_model,
+        parts.loss_fn,
+        parts.optimizer,
+        parts.scheduler,
+        parts.scaler,
+        cfg.clip_grad,
+        parts.ema,
+        cfg.amp,
+        build_mixer(cfg.augment.mix),
     )
     return parts.model, step
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scarce.config import Config
 from scarce.data import set_loader_epoch
-from scarce.data.loader import epoch_seed, seed_everything
+from scarce.data.loader import epoch_seed, sample_seed, seed_everything
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.distributed import barrier, broadcast_buffers, cleanup
 from scarce.engine.factories import probs_function
@@ -59,6 +59,8 @@ def run_epochs(
     for epoch in range(run.start_epoch, end):
         seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
         run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
+        if run.step.mixer is not None:  # each rank its own pairs
+            run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, run.info.rank))
         set_loader_epoch(run.loaders["train"], epoch)
         stats, run.global_step = train_one_epoch(
             run.step,
