@@ -198,3 +198,30 @@ def test_convergence_compares_the_last_window_with_the_one_before(tmp_path):
     (longer / "summary.json").write_text(json.dumps({"best": {"top1": 0.6, "epoch": 9}, "test": {"top1": 0.625}}))
     row = convergence.config_row(tmp_path, "fashion-mnist-k50", "cfg", [0, 1], 0.2, tmp_path / "long")
     assert row["n"] == 1 and row["longer_gain_points_mean"] == pytest.approx(2.5)
+
+
+def test_paired_variants_differ_by_seed_and_by_setting(tmp_path):
+    import paired
+
+    def fake_cell(work, config, seed, top1, seconds, img_size):
+        cell = tmp_path / work / "fashion-mnist-k50" / config / f"seed{seed}"
+        cell.mkdir(parents=True)
+        rows = [{"epoch": e, "seconds": s} for e, s in enumerate(seconds)]
+        (cell / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+        (cell / "summary.json").write_text(json.dumps({"best": {"top1": 0.5, "epoch": 1}, "test": {"top1": top1}}))
+        (cell / "config.yaml").write_text(f"seed: {seed}\ndata:\n  img_size: {img_size}\n  split_seed: {seed}\n")
+
+    for seed, (a, b) in enumerate([(0.80, 0.82), (0.81, 0.80), (0.79, 0.83)]):
+        fake_cell("ref", "cfg", seed, a, [3.0, 3.0, 9.0], 32)
+        fake_cell("up", "cfg", seed, b, [6.0, 7.0, 8.0], 64)
+    data = paired.main(
+        ["--config", "cfg", "--variant", f"ref={tmp_path / 'ref'}", "--variant", f"up={tmp_path / 'up'}"]
+        + ["--results", str(tmp_path / "results"), "--name", "t"]
+    )
+    ref, up = data["rows"]
+    assert up["paired_gain_mean"] == pytest.approx((2.0 - 1.0 + 4.0) / 3)
+    assert up["paired_gain_std"] == pytest.approx((19 / 3) ** 0.5)  # sample std of 2, -1, 4
+    assert (up["paired_wins"], up["paired_n"]) == (2, 3)
+    assert ref["epoch_seconds"] == 3.0 and up["epoch_seconds"] == 7.0  # medians: a slow epoch does not count
+    assert up["differs_by"] == ["data.img_size=64"]  # seeds are not a difference
+    assert data["headlines"] == {"best_variant": "up", "best_paired_gain_points": "+1.67"}

@@ -27,6 +27,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "--no-progress",
         *TINY,
         "loss.class_weights=auto",  # its loss all-reduces the batch weight on every step
+        "augment.mix.cutmix_alpha=1.0",  # each rank mixes its own batch
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
