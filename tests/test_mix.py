@@ -110,3 +110,20 @@ def test_mix_is_one_switch_in_a_run(tmp_path, image_folder):
     on = ["augment.mix.mixup_alpha=0.8", "augment.mix.cutmix_alpha=1.0"]
     plain, mixed_a, mixed_b = train_loss("plain"), train_loss("mixed_a", *on), train_loss("mixed_b", *on)
     assert mixed_a == mixed_b and mixed_a != plain  # reproducible, and the switch changes training
+
+
+def test_an_unmixed_batch_still_calls_the_loss_twice():
+    # under DDP a class-weighted loss all-reduces on every call: every rank must call it as often
+    calls = []
+
+    def loss_fn(outputs, target):
+        calls.append(target.clone())
+        return F.cross_entropy(outputs, target)
+
+    mixer = BatchMixer(mixup_alpha=1.0, cutmix_alpha=0.0, prob=0.0)
+    x, target = _batch(), torch.tensor([0, 2])
+    mixed_x, params = mixer(x)
+    assert mixed_x is x and params.lam == 1.0 and params.perm.tolist() == [0, 1]
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    assert torch.equal(mixed_loss(loss_fn, logits, target, params), F.cross_entropy(logits, target))
+    assert len(calls) == 2

@@ -81,7 +81,7 @@ def sample_mix_params(
 
 def apply_mix(x: Tensor, params: MixParams | None) -> Tensor:
     """``x`` [B, C, H, W] float -> the mixed batch (a new tensor; ``x`` is not changed)."""
-    if params is None:
+    if params is None or (params.lam == 1.0 and params.box is None):
         return x
     partner = x[params.perm.to(x.device)]
     if params.box is None:
@@ -110,9 +110,13 @@ class BatchMixer:
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
-    def __call__(self, x: Tensor) -> tuple[Tensor, MixParams | None]:
+    def __call__(self, x: Tensor) -> tuple[Tensor, MixParams]:
         b, _, h, w = x.shape
         params = sample_mix_params(b, h, w, **self.kwargs, generator=self.generator)
+        if params is None:
+            # an unmixed batch still takes both loss calls: under DDP each rank draws its own
+            # batches, and a loss that all-reduces (class weights) must be called as often on every rank
+            params = MixParams(torch.arange(b), 1.0)
         return apply_mix(x, params), params
 
     def __repr__(self) -> str:
