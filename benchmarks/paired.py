@@ -48,7 +48,7 @@ def flat(values: dict, prefix: str = "") -> dict:
 def cell(run_dir: Path) -> dict | None:
     """Test top-1, median train s/epoch, wall seconds and the resolved config of one finished cell."""
     metrics = cell_metrics(run_dir)
-    if metrics is None:
+    if metrics is None or metrics["test_top1"] is None:  # unfinished, or trained without a test split
         return None
     import yaml
 
@@ -63,14 +63,24 @@ def cell(run_dir: Path) -> dict | None:
 
 
 def differences(config: dict, reference: dict) -> list[str]:
-    """The ``key=value`` settings of ``config`` that differ from ``reference`` (seeds excepted)."""
+    """The ``key=value`` settings of ``config`` that differ from ``reference`` (seeds excepted). A key
+    that one side's code did not have yet takes today's default (``<absent>`` if it has none)."""
+    from scarce.config import Config, config_to_dict
+
+    defaults = flat(config_to_dict(Config()))
     skip = ("seed", "data.split_seed", "threads")
-    return [f"{k}={v}" for k, v in config.items() if k not in skip and reference.get(k) != v]
+    out = []
+    for key in dict.fromkeys([*config, *reference]):
+        mine, theirs = (side.get(key, defaults.get(key, "<absent>")) for side in (config, reference))
+        if key not in skip and mine != theirs:
+            out.append(f"{key}={mine}")
+    return out
 
 
 def variant_row(name: str, cells: dict[int, dict], reference: dict[int, dict]) -> dict:
     scores = [c["test_top1"] for c in cells.values()]
     paired = [100 * (cells[s]["test_top1"] - reference[s]["test_top1"]) for s in cells if s in reference]
+    # the paired gain compares the seeds both sides have; the mean is over the variant's own seeds
     first = next(iter(cells.values()))
     ref_first = next(iter(reference.values()))
     mean, std = mean_std(scores)
@@ -83,6 +93,7 @@ def variant_row(name: str, cells: dict[int, dict], reference: dict[int, dict]) -
         "paired_gain_mean": statistics.fmean(paired) if paired else None,
         "paired_gain_std": statistics.stdev(paired) if len(paired) > 1 else None,
         "paired_wins": sum(d > 0 for d in paired),
+        "paired_ties": sum(d == 0 for d in paired),
         "paired_n": len(paired),
         "epoch_seconds": statistics.fmean(c["epoch_seconds"] for c in cells.values()),
         "wall_seconds": mean_std([c["wall_seconds"] for c in cells.values()])[0],
@@ -100,6 +111,7 @@ def markdown(rows: list[dict], reference: str) -> str:
         if r["paired_gain_std"] is not None and r["variant"] != reference:
             gain += f" +- {r['paired_gain_std']:.2f}"
         wins = "-" if r["variant"] == reference else f"{r['paired_wins']}/{r['paired_n']}"
+        wins += f" ({r['paired_ties']} tied)" if r["paired_ties"] and r["variant"] != reference else ""
         std = r["test_top1_std"] or 0.0
         body.append(
             [r["variant"], len(r["seeds"]), f"{100 * r['test_top1_mean']:.2f} +- {100 * std:.2f}", per_seed, gain, wins]
@@ -130,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--variant {name}: no finished cell of {config} under {work / args.tag}")
     reference = variants[0][0]
     rows = [variant_row(name, found[name], found[reference]) for name, _, _ in variants]
-    best = max(rows[1:] or rows, key=lambda r: r["paired_gain_mean"] or float("-inf"))
+    gain = lambda r: float("-inf") if r["paired_gain_mean"] is None else r["paired_gain_mean"]  # noqa: E731
+    best = max(rows[1:] or rows, key=gain)
     headlines = {
         "best_variant": best["variant"],
         "best_paired_gain_points": "-" if best["paired_gain_mean"] is None else f"{best['paired_gain_mean']:+.2f}",

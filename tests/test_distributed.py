@@ -27,7 +27,11 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "--no-progress",
         *TINY,
         "loss.class_weights=auto",  # its loss all-reduces the batch weight on every step
-        "augment.mix.cutmix_alpha=1.0",  # each rank mixes its own batch
+        # each rank mixes its own batch, some not at all (prob 0.5): the class-weighted loss's
+        # all-reduce must still be called as often on both ranks
+        "augment.mix.cutmix_alpha=1.0",
+        "augment.mix.mixup_alpha=0.8",
+        "augment.mix.prob=0.5",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]

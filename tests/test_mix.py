@@ -19,7 +19,7 @@ def _batch():
 
 def test_mixup_blends_each_image_with_its_partner():
     x = _batch()
-    out = apply_mix(x, MixParams(torch.tensor([1, 0]), lam=0.25))
+    out = apply_mix(x, MixParams(lam=0.25))  # partners: the batch reversed
     assert out[0].flatten().tolist() == [3.0, 4.0, 5.0, 6.0]  # 0.25 * (0..3) + 0.75 * (4..7)
     assert out[1].flatten().tolist() == [1.0, 2.0, 3.0, 4.0]
     assert x[0].flatten().tolist() == [0.0, 1.0, 2.0, 3.0]  # the input is not changed
@@ -27,7 +27,7 @@ def test_mixup_blends_each_image_with_its_partner():
 
 def test_cutmix_pastes_the_partners_box_only():
     x = _batch()
-    out = apply_mix(x, MixParams(torch.tensor([1, 0]), lam=0.75, box=(0, 1, 1, 2)))  # row 0, column 1
+    out = apply_mix(x, MixParams(lam=0.75, box=(0, 1, 1, 2)))  # row 0, column 1
     assert out[0, 0].tolist() == [[0.0, 5.0], [2.0, 3.0]]
     assert out[1, 0].tolist() == [[4.0, 1.0], [6.0, 7.0]]
     assert x[0, 0].tolist() == [[0.0, 1.0], [2.0, 3.0]]
@@ -35,27 +35,33 @@ def test_cutmix_pastes_the_partners_box_only():
 
 def test_mixed_ce_equals_soft_target_ce():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
-    target, perm, lam = torch.tensor([0, 2]), torch.tensor([1, 0]), 0.7
-    soft = lam * F.one_hot(target, 3) + (1 - lam) * F.one_hot(target[perm], 3)
+    target, lam = torch.tensor([0, 2]), 0.7
+    soft = lam * F.one_hot(target, 3) + (1 - lam) * F.one_hot(torch.tensor([2, 0]), 3)
     expected = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
-    got = mixed_loss(F.cross_entropy, logits, target, MixParams(perm, lam))
+    got = mixed_loss(F.cross_entropy, logits, target, MixParams(lam))
     assert torch.allclose(got, expected)
     assert torch.equal(mixed_loss(F.cross_entropy, logits, target, None), F.cross_entropy(logits, target))
 
 
 def _draws(n=200, **kwargs):
     g = torch.Generator().manual_seed(0)
-    return [sample_mix_params(8, 16, 16, generator=g, **kwargs) for _ in range(n)]
+    return [sample_mix_params(16, 16, generator=g, **kwargs) for _ in range(n)]
+
+
+def test_sampler_draws_are_pinned():
+    # a change of the draw order changes every past run: these are seed 0's first draws
+    g = torch.Generator().manual_seed(0)
+    assert sample_mix_params(8, 8, cutmix_alpha=1.0, generator=g) == MixParams(0.875, (0, 2, 1, 5))
+    assert sample_mix_params(8, 8, mixup_alpha=0.8, generator=g).lam == pytest.approx(0.8458788593890415)
 
 
 def test_sampler_is_reproducible_and_lam_matches_the_box():
     a, b = _draws(cutmix_alpha=1.0), _draws(cutmix_alpha=1.0)
-    assert [(p.lam, p.box, p.perm.tolist()) for p in a] == [(p.lam, p.box, p.perm.tolist()) for p in b]
+    assert a == b
     for p in a:
         y0, y1, x0, x1 = p.box
         assert 0 <= y0 <= y1 <= 16 and 0 <= x0 <= x1 <= 16
         assert p.lam == 1 - (y1 - y0) * (x1 - x0) / 256  # clipped boxes: lam is the area actually kept
-        assert sorted(p.perm.tolist()) == list(range(8))
     lams = torch.tensor([p.lam for p in _draws(mixup_alpha=1.0)])
     assert all(p.box is None for p in _draws(n=20, mixup_alpha=1.0))
     assert 0.4 < float(lams.mean()) < 0.6 and float(lams.min()) < 0.1 and float(lams.max()) > 0.9  # Beta(1, 1)
@@ -75,7 +81,7 @@ def test_sampler_switch_and_prob():
 @pytest.mark.parametrize("kwargs", [{"mixup_alpha": -1.0}, {"cutmix_alpha": 1.0, "prob": 1.5}])
 def test_sampler_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="alpha|probabilit"):
-        sample_mix_params(4, 8, 8, generator=torch.Generator(), **kwargs)
+        sample_mix_params(8, 8, generator=torch.Generator(), **kwargs)
 
 
 def test_train_step_feeds_the_model_the_mixed_batch_and_mixes_the_loss():
@@ -101,9 +107,12 @@ def test_train_step_feeds_the_model_the_mixed_batch_and_mixes_the_loss():
     assert torch.allclose(loss, mixed_loss(F.cross_entropy, model(expected_x), target, params))
 
 
-def test_mix_is_one_switch_in_a_run(tmp_path, image_folder):
+@pytest.mark.parametrize(
+    "loss", [[], ["loss.name=focal_cosine", "loss.class_weights=auto"]], ids=["ce", "fcl_weighted"]
+)
+def test_mix_is_one_switch_in_a_run(tmp_path, image_folder, loss):
     def train_loss(name, *extra):
-        overrides = TINY + ["epochs=1", "deterministic=true", *extra]
+        overrides = TINY + ["epochs=1", "deterministic=true", *loss, *extra]
         train(load_config(None, overrides, {"data": {"name": str(image_folder)}}), tmp_path / name, progress=False)
         return json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
 
@@ -123,7 +132,7 @@ def test_an_unmixed_batch_still_calls_the_loss_twice():
     mixer = BatchMixer(mixup_alpha=1.0, cutmix_alpha=0.0, prob=0.0)
     x, target = _batch(), torch.tensor([0, 2])
     mixed_x, params = mixer(x)
-    assert mixed_x is x and params.lam == 1.0 and params.perm.tolist() == [0, 1]
+    assert mixed_x is x and params == MixParams(1.0)
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
     assert torch.equal(mixed_loss(loss_fn, logits, target, params), F.cross_entropy(logits, target))
     assert len(calls) == 2

@@ -27,7 +27,7 @@ class MixConfig:
     )
     cutmix_alpha: float = opt(
         0.0,
-        "CutMix: paste a patch of the partner image, area ~ Beta(alpha, alpha) (0: off; timm uses 1.0)",
+        "CutMix: paste a patch of the partner image, about 1 - Beta(alpha, alpha) of its area (0: off; timm uses 1.0)",
         range="[0, inf)",
     )
     prob: float = opt(1.0, "probability that a batch is mixed", range="[0, 1]")

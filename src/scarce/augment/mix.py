@@ -1,9 +1,10 @@
 """Mixup and CutMix on a float batch, with the loss mixed instead of the targets.
 
 Zhang et al. 2018 (mixup) and Yun et al. 2019 (CutMix), as timm's ``Mixup`` offers them in
-its "batch" mode: one mixing weight per batch, each image paired with ``x[perm]``. timm
-turns the labels into soft targets; here the loss is mixed instead,
-``lam * loss(out, y) + (1 - lam) * loss(out, y[perm])``, which equals soft-target
+its "batch" mode: one mixing weight per batch, image ``i`` paired with image ``B - 1 - i``
+(``x.flip(0)``: the loader shuffles, so the pairs are random, and no image of an even batch is
+its own partner). timm turns the labels into soft targets; here the loss is mixed instead,
+``lam * loss(out, y) + (1 - lam) * loss(out, y.flip(0))``, which equals soft-target
 cross-entropy for CE and works unchanged for every loss of :mod:`scarce.losses` (cosine,
 focal cosine with head g, class weights) that takes integer labels.
 
@@ -26,11 +27,10 @@ __all__ = ["BatchMixer", "MixParams", "apply_mix", "mixed_loss", "sample_mix_par
 
 @dataclass(frozen=True)
 class MixParams:
-    """One batch's mixing: ``perm`` [B] (partner of image i is ``perm[i]``), ``lam`` the weight
-    of the image's own label, ``box`` ``(y0, y1, x0, x1)`` of the pasted patch (CutMix) or None
-    (mixup: a blend of whole images)."""
+    """One batch's mixing: ``lam`` the weight of each image's own label (for CutMix: the share
+    of its pixels kept), ``box`` ``(y0, y1, x0, x1)`` of the patch pasted from the partner
+    (CutMix) or None (mixup: a blend of whole images)."""
 
-    perm: Tensor
     lam: float
     box: tuple[int, int, int, int] | None = None
 
@@ -46,7 +46,6 @@ def _cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -
 
 
 def sample_mix_params(
-    batch_size: int,
     height: int,
     width: int,
     *,
@@ -58,7 +57,9 @@ def sample_mix_params(
 ) -> MixParams | None:
     """Draw one batch's mixing, or None (the batch stays as it is: with probability
     ``1 - prob``, or when both alphas are 0). With both alphas > 0, CutMix is chosen with
-    probability ``switch_prob``; ``lam ~ Beta(alpha, alpha)`` of the chosen method."""
+    probability ``switch_prob``. Mixup: ``lam ~ Beta(alpha, alpha)``; CutMix: a box of area
+    ``(1 - Beta(alpha, alpha))`` of the image, centred anywhere and clipped at the borders, and
+    ``lam`` the share of pixels it leaves."""
     if mixup_alpha < 0 or cutmix_alpha < 0:
         raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0; got {mixup_alpha}, {cutmix_alpha}")
     if not (0.0 <= prob <= 1.0 and 0.0 <= switch_prob <= 1.0):
@@ -71,19 +72,19 @@ def sample_mix_params(
         return None
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < switch_prob)
     lam = float(rng.beta(cutmix_alpha, cutmix_alpha) if use_cutmix else rng.beta(mixup_alpha, mixup_alpha))
-    perm = torch.from_numpy(rng.permutation(batch_size))
     if not use_cutmix:
-        return MixParams(perm, lam)
+        return MixParams(lam)
     box = _cutmix_box(height, width, lam, rng)
     area = (box[1] - box[0]) * (box[3] - box[2])
-    return MixParams(perm, 1.0 - area / (height * width), box)
+    return MixParams(1.0 - area / (height * width), box)
 
 
 def apply_mix(x: Tensor, params: MixParams | None) -> Tensor:
-    """``x`` [B, C, H, W] float -> the mixed batch (a new tensor; ``x`` is not changed)."""
+    """``x`` [B, C, H, W] float -> the mixed batch: ``x`` itself when nothing is mixed, else a new
+    tensor (``x`` is never changed)."""
     if params is None or (params.lam == 1.0 and params.box is None):
         return x
-    partner = x[params.perm.to(x.device)]
+    partner = x.flip(0)
     if params.box is None:
         return x * params.lam + partner * (1.0 - params.lam)
     y0, y1, x0, x1 = params.box
@@ -93,11 +94,10 @@ def apply_mix(x: Tensor, params: MixParams | None) -> Tensor:
 
 
 def mixed_loss(loss_fn: Callable, outputs, target: Tensor, params: MixParams | None) -> Tensor:
-    """``lam * loss_fn(outputs, target) + (1 - lam) * loss_fn(outputs, target[perm])``."""
+    """``lam * loss_fn(outputs, target) + (1 - lam) * loss_fn(outputs, target.flip(0))``."""
     if params is None:
         return loss_fn(outputs, target)
-    partner = target[params.perm.to(target.device)]
-    return params.lam * loss_fn(outputs, target) + (1.0 - params.lam) * loss_fn(outputs, partner)
+    return params.lam * loss_fn(outputs, target) + (1.0 - params.lam) * loss_fn(outputs, target.flip(0))
 
 
 class BatchMixer:
@@ -111,12 +111,11 @@ class BatchMixer:
         self.generator.manual_seed(seed)
 
     def __call__(self, x: Tensor) -> tuple[Tensor, MixParams]:
-        b, _, h, w = x.shape
-        params = sample_mix_params(b, h, w, **self.kwargs, generator=self.generator)
+        params = sample_mix_params(x.shape[2], x.shape[3], **self.kwargs, generator=self.generator)
         if params is None:
             # an unmixed batch still takes both loss calls: under DDP each rank draws its own
             # batches, and a loss that all-reduces (class weights) must be called as often on every rank
-            params = MixParams(torch.arange(b), 1.0)
+            params = MixParams(1.0)
         return apply_mix(x, params), params
 
     def __repr__(self) -> str:
