@@ -136,3 +136,19 @@ def test_an_unmixed_batch_still_calls_the_loss_twice():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
     assert torch.equal(mixed_loss(loss_fn, logits, target, params), F.cross_entropy(logits, target))
     assert len(calls) == 2
+
+
+def test_the_run_log_names_every_regulariser_that_is_on():
+    from scarce.engine.startup import describe_regularisation
+
+    cfg = load_config(
+        "fashion-mnist-50",
+        ["augment.mix.cutmix_alpha=1", "augment.mix.mixup_alpha=0.8", "augment.mix.prob=0.5", "model.drop_rate=0.3"],
+    )
+    assert describe_regularisation(cfg) == (
+        "regularisation: crop pad 2, hflip 0.5, randaugment rand-m9-mstd0.5, lsb_swap 2 bits p 0.5 "
+        "(before_randaugment, sample), mixup 0.8 / cutmix 1 (p 0.5), dropout 0.3"
+    )
+    assert (
+        describe_regularisation(load_config(None, ["augment.hflip=0"])) == "regularisation: crop resized (scale 0.35-1)"
+    )

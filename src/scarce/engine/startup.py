@@ -98,6 +98,24 @@ def describe_schedule(run: Run) -> str:
     )
 
 
+def describe_regularisation(cfg: Config) -> str:
+    """One line: every augmentation and regulariser that is on, so a run's log says what it trained with."""
+    aug = cfg.augment
+    parts = [f"crop pad {aug.pad}" if aug.crop == "pad" else f"crop resized (scale {aug.scale[0]:g}-{aug.scale[1]:g})"]
+    parts += [f"hflip {aug.hflip:g}"] if aug.hflip else []
+    parts += [f"randaugment {aug.randaugment}"] if aug.randaugment else []
+    swap = aug.lsb_swap
+    parts += [f"lsb_swap {swap.bits} bits p {swap.p:g} ({swap.placement}, {swap.stage})"] if swap.enabled else []
+    mix = aug.mix
+    mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", mix.mixup_alpha), ("cutmix", mix.cutmix_alpha)) if alpha]
+    parts += [" / ".join(mixes) + (f" (p {mix.prob:g})" if mix.prob < 1 else "")] if mixes else []
+    parts += [f"random erasing {aug.re_prob:g}"] if aug.re_prob else []
+    parts += [f"dropout {cfg.model.drop_rate:g}"] if cfg.model.drop_rate else []
+    parts += [f"drop path {cfg.model.drop_path_rate:g}"] if cfg.model.drop_path_rate else []
+    parts += [f"ema {cfg.ema.decay:g}"] if cfg.ema.enabled else []
+    return "regularisation: " + ", ".join(parts)
+
+
 def write_run_info(run: Run) -> None:
     """config.yaml, classes.json and environment.json beside the run's outputs."""
     run.run_dir.mkdir(parents=True, exist_ok=True)

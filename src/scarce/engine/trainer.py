@@ -18,7 +18,7 @@ from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluat
 from scarce.engine.prepare import Run, prepare_run
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, trim_metrics
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
-from scarce.engine.startup import describe_data_and_model, describe_schedule, write_run_info
+from scarce.engine.startup import describe_data_and_model, describe_regularisation, describe_schedule, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.io import append_jsonl, atomic_write_json, read_jsonl
 
@@ -175,6 +175,7 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
         for note in run.auto_notes:
             print(note, flush=True)
         print(describe_data_and_model(run), flush=True)
+        print(describe_regularisation(run.cfg), flush=True)
         print(describe_schedule(run), flush=True)
     run.timings["startup"] = time.perf_counter() - start
     with SignalGuard() as guard:
