@@ -103,7 +103,7 @@ def report(kinds: dict, views: list[int], seeds: list[int]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="tuned", help="members: CONFIG and CONFIG@m1.. cells")
-    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--members", type=int, default=5, help="0: only the --mixed ensemble")
     p.add_argument("--mixed", nargs="*", default=None, help="also a mixed ensemble of these configs' cells")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (split_seed)")
     p.add_argument("--tta", type=int, nargs="*", default=[2], help="TTA view counts besides 1")
@@ -117,11 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     views = [1, *args.tta]
     start = time.perf_counter()
-    kinds = {
-        f"{args.config} x {args.members}": {
+    kinds = {}
+    if args.members > 0:
+        kinds[f"{args.config} x {args.members}"] = {
             s: member_dirs(args.work, args.tag, s, args.config, args.members, None) for s in args.seeds
         }
-    }
+    if not args.mixed and not kinds:
+        raise SystemExit("--members 0 without --mixed: no ensemble to score")
     if args.mixed:
         kinds["mixed: " + " + ".join(args.mixed)] = {
             s: member_dirs(args.work, args.tag, s, None, 0, args.mixed) for s in args.seeds
@@ -144,9 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
     headline = {
         "single_top1": f"{statistics.fmean(first[1]['base']):.4f}",
         "single_tta_top1": f"{statistics.fmean(first[views[-1]]['base']):.4f}",
-        "ensemble_soft_top1": f"{statistics.fmean(first[1]['soft vote']):.4f}",
-        "ensemble_plurality_val_top1": f"{statistics.fmean(first[1]['plurality, threshold from val']):.4f}",
     }
+    for kind, res in results.items():  # the same-config ensemble, then the mixed one
+        prefix = "mixed_" if kind.startswith("mixed: ") else ""
+        headline[f"{prefix}ensemble_soft_top1"] = f"{statistics.fmean(res[1]['soft vote']):.4f}"
+        headline[f"{prefix}ensemble_plurality_0.7_top1"] = f"{statistics.fmean(res[1]['plurality 0.7']):.4f}"
+        plurality_val = statistics.fmean(res[1]["plurality, threshold from val"])
+        headline[f"{prefix}ensemble_plurality_val_top1"] = f"{plurality_val:.4f}"
     write_results(args.results, args.name, out, report(results, views, args.seeds), headline)
     return out
 
