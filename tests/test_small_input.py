@@ -50,7 +50,7 @@ def test_unsupported_family_names_the_supported_ones():
 
 def test_auto_turns_on_at_small_sizes_only():
     assert wants_small_input("auto", 28) and wants_small_input("auto", AUTO_MAX_SIZE)
-    assert not wants_small_input("auto", AUTO_MAX_SIZE + 1)
+    assert not wants_small_input("auto", AUTO_MAX_SIZE + 1) and not wants_small_input("auto", 32)  # lost at 32 px
     assert wants_small_input(True, 224) and not wants_small_input(False, 16)
 
 

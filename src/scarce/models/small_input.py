@@ -17,9 +17,11 @@ import torch.nn as nn
 
 from scarce.errors import UserError
 
-# Below or at this side length, ``model.small_input=auto`` adapts the stem
-# (BENCHMARKS.md, "Small inputs": Fashion-MNIST at 32 px).
-AUTO_MAX_SIZE = 40
+# Below or at this side length, ``model.small_input=auto`` adapts the stem. At 32 px it lost
+# (BENCHMARKS.md session 14, Fashion-MNIST best config, 3 seeds: -3.0 +- 1.2 points for 4.8x the
+# time per epoch; upsampling to 64 px won instead), so auto keeps timm's stem from 32 px up and
+# adapts it only below, where the unchanged stem would leave sub-pixel feature maps (unmeasured).
+AUTO_MAX_SIZE = 31
 
 
 def _resnet(model: nn.Module) -> None:
