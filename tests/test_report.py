@@ -418,3 +418,13 @@ def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewher
     assert main(["evaluate", str(run), "--out", str(tmp_path / "elsewhere" / "eval.json"), "--workers", "0"]) == 0
     assert (tmp_path / "elsewhere" / "eval.json").is_file()
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written into the run
+
+
+def test_preview_shows_mixup_between_the_previewed_images():
+    (_, plain), _ = preview_panels(_preview_cfg(), n_images=4, views=1)
+    (title, rows), _ = preview_panels(_preview_cfg("augment.mix.mixup_alpha=1.0"), n_images=4, views=1)
+    label, views = rows[1]
+    lam = float(label.split("mixup, ")[1].split(" own")[0])
+    originals = np.stack([im[0] for im in plain[0][1]]).astype(float)
+    expected = lam * originals + (1 - lam) * originals[::-1]  # image i blended with image 3 - i
+    assert "mixup 1" in title and np.abs(np.stack(views) - expected).max() <= 1 + 255 * 0.005  # lam printed to 2 digits

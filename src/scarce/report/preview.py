@@ -3,7 +3,8 @@
 The views come from the real pipeline, not a re-implementation: the recipe's
 train dataset (``build_dataset``: crop, flip, RandAugment, sample-stage LSB Swap, on
 uint8) then the device step (``BatchPreprocessor``: batch-stage LSB Swap, random
-erasing after normalisation), un-normalised for display. A second panel shows what
+erasing after normalisation; then the train step's mixup / CutMix, which pairs the previewed
+images with each other), un-normalised for display. A second panel shows what
 LSB Swap does to the bits: it is invisible in the images, so the low bit-planes of
 an image, its partner and the swapped result are drawn one plane at a time.
 """
@@ -75,9 +76,13 @@ def _pipeline_title(cfg: Config) -> str:
     a, s = cfg.augment, cfg.augment.lsb_swap
     swap = f"LSB Swap {s.bits} bits p={s.p:g} ({s.stage} stage, {s.placement})" if s.enabled else "LSB Swap off"
     crop = f"padded shifts of up to {a.pad} px" if a.crop == "pad" else f"resized crops, scale {a.scale}"
+    mix = [
+        f"{name} {alpha:g}" for name, alpha in (("mixup", a.mix.mixup_alpha), ("CutMix", a.mix.cutmix_alpha)) if alpha
+    ]
     return (
         f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
         f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}"
+        + (f", {' / '.join(mix)}" if mix else "")
     )
 
 
@@ -90,6 +95,7 @@ def preview_panels(
     from scarce.data.loader import seed_everything
     from scarce.engine.auto_budget import resolve_auto_budget
     from scarce.engine.batch import BatchPreprocessor
+    from scarce.engine.factories import build_mixer
 
     bundle = build_data(cfg.data)
     cfg = resolve_auto_budget(cfg, bundle.splits["train"])[0]  # data.img_size: auto
@@ -100,6 +106,9 @@ def preview_panels(
     seed_everything(seed)  # the per-image transforms draw from the global torch/random/numpy generators
     preprocess = BatchPreprocessor(bundle.mean, bundle.std, torch.device("cpu"), cfg.augment)
     preprocess.seed(seed)
+    mixer = build_mixer(cfg.augment.mix)
+    if mixer is not None:
+        mixer.seed(seed)
     originals = torch.stack([eval_set[i][0] for i in picks])
     rows: list[tuple[str, list[Image]]] = [
         ("original", [(to_display(x), train_set.classes[train_set.targets[i]]) for x, i in zip(originals, picks)])
@@ -107,8 +116,11 @@ def preview_panels(
     last_uint8 = originals
     for v in range(views):
         last_uint8 = torch.stack([train_set[i][0] for i in picks])
-        seen = unnormalise(preprocess(last_uint8, train=True), preprocess)
-        rows.append((f"view {v + 1}", [to_display(x) for x in seen]))
+        x, label = preprocess(last_uint8, train=True), f"view {v + 1}"
+        if mixer is not None:
+            x, mix = mixer(x)
+            label += "" if mix.lam == 1 else f" ({'CutMix' if mix.box else 'mixup'}, {mix.lam:.2f} own label)"
+        rows.append((label, [to_display(im) for im in unnormalise(x, preprocess)]))
     panels = [(_pipeline_title(cfg), rows)]
     if n_images >= 2:
         bits = cfg.augment.lsb_swap.bits
