@@ -48,7 +48,8 @@ class DataConfig:
     img_size: int | Literal["auto"] = opt(
         64,
         "training and evaluation resolution (small images are resized up); auto: the "
-        "median train image's shorter side rounded up to a multiple of 32, in [64, 224] (small images are upsampled: 64 beat 32 px on 28 px Fashion-MNIST)",
+        "median train image's shorter side rounded up to a multiple of 32, in [64, 224] "
+        "(small images are upsampled: 64 beat 32 px on 28 px Fashion-MNIST)",
         range="[8, 4096]",
     )
     channels: Literal["auto", "gray", "rgb"] = opt(
