@@ -6,7 +6,9 @@
 #   WORK64=/work/bench_up64_300 bash benchmarks/queue_session15.sh B /work/wtM &
 # Session 14 settled the small-input table (upsampling to 64 px won: fashion-mnist-50 ships it) and
 # started, at 64 px and 300 epochs (~45 min per cell on 1 AVX2 thread), the best config (lane A) and
-# the best config + CutMix 1.0 (lane B), seeds 0-2: paired, same commit, same work dir. Then the
+# the best config + CutMix 1.0 (lane B), seeds 0-2: paired, same commit, same work dir. Seed 0 of
+# both finished (83.87 / 83.46: results/up64_300.*); seed 1 of both was stopped part-way at the end
+# of session 14 and resumes from its checkpoint. Then the
 # leftovers of queue_session14.sh at 32 px (CE at 300 epochs seeds 1-2, minus-focal-cosine at 300,
 # the losses' seeds 1-2, tuned CE's members, the bare loop with RandAugment, k = 10 / 100), which
 # should move to 64 px if the matrix is rerun at the shipped resolution.
