@@ -25,7 +25,7 @@ AUTO_WARMUP_FRACTION = 0.15
 # Resolution: the median train image's shorter side, rounded up to a multiple of 32 (timm's
 # strides), at least 64 and at most 224 (larger images are downsampled to the usual size). At 32 px
 # an ImageNet-stem network ends on a 1x1 map; 28 px Fashion-MNIST upsampled to 64 beat 32 px on every
-# seed (best config, 100 epochs: test +0.61 +- 0.42, held-out +0.43; BENCHMARKS.md session 14) for
+# seed (best config, 100 epochs: test +0.61 +- 0.43, held-out +0.43; BENCHMARKS.md session 14) for
 # twice the train time, where removing the stem's downsampling (16x the compute) lost.
 SIZE_MULTIPLE, MIN_SIZE, MAX_SIZE = 32, 64, 224
 SIZE_SAMPLE = 256  # images whose headers are read
