@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BatchMixer", "MixParams", "apply_mix", "mixed_loss", "sample_mix_params"]
+__all__ = ["BatchMixer", "MixParams", "apply_mix", "describe_mix", "mixed_loss", "sample_mix_params"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,12 @@ def mixed_loss(loss_fn: Callable, outputs, target: Tensor, params: MixParams | N
     if params is None:
         return loss_fn(outputs, target)
     return params.lam * loss_fn(outputs, target) + (1.0 - params.lam) * loss_fn(outputs, target.flip(0))
+
+
+def describe_mix(mixup_alpha: float, cutmix_alpha: float, prob: float = 1.0) -> str | None:
+    """``"mixup 0.8 / cutmix 1 (p 0.5)"`` for logs and titles; None when mixing is off."""
+    mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha)) if alpha]
+    return " / ".join(mixes) + (f" (p {prob:g})" if prob < 1 else "") if mixes else None
 
 
 class BatchMixer:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from scarce.augment.mix import describe_mix
 from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data
 from scarce.data.check import preflight
@@ -106,9 +107,8 @@ def describe_regularisation(cfg: Config) -> str:
     parts += [f"randaugment {aug.randaugment}"] if aug.randaugment else []
     swap = aug.lsb_swap
     parts += [f"lsb_swap {swap.bits} bits p {swap.p:g} ({swap.placement}, {swap.stage})"] if swap.enabled else []
-    mix = aug.mix
-    mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", mix.mixup_alpha), ("cutmix", mix.cutmix_alpha)) if alpha]
-    parts += [" / ".join(mixes) + (f" (p {mix.prob:g})" if mix.prob < 1 else "")] if mixes else []
+    mix = describe_mix(aug.mix.mixup_alpha, aug.mix.cutmix_alpha, aug.mix.prob)
+    parts += [mix] if mix else []
     parts += [f"random erasing {aug.re_prob:g}"] if aug.re_prob else []
     parts += [f"dropout {cfg.model.drop_rate:g}"] if cfg.model.drop_rate else []
     parts += [f"drop path {cfg.model.drop_path_rate:g}"] if cfg.model.drop_path_rate else []

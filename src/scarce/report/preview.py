@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scarce.augment.mix import describe_mix
 from scarce.config import Config
 from scarce.io import atomic_path
 from scarce.report.plots import image_grid_figure
@@ -76,13 +77,11 @@ def _pipeline_title(cfg: Config) -> str:
     a, s = cfg.augment, cfg.augment.lsb_swap
     swap = f"LSB Swap {s.bits} bits p={s.p:g} ({s.stage} stage, {s.placement})" if s.enabled else "LSB Swap off"
     crop = f"padded shifts of up to {a.pad} px" if a.crop == "pad" else f"resized crops, scale {a.scale}"
-    mix = [
-        f"{name} {alpha:g}" for name, alpha in (("mixup", a.mix.mixup_alpha), ("CutMix", a.mix.cutmix_alpha)) if alpha
-    ]
+    mix = describe_mix(a.mix.mixup_alpha, a.mix.cutmix_alpha, a.mix.prob)
     return (
         f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
         f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}"
-        + (f", {' / '.join(mix)}" if mix else "")
+        + (f", {mix}" if mix else "")
     )
 
 
