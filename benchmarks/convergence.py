@@ -24,7 +24,6 @@ whose val curve rose most at the end) and, with ``--longer``, ``max_longer_gain_
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -33,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_report import cell_metrics  # noqa: E402
 from bench_results import machine, markdown_table, write_results  # noqa: E402
+
+from scarce.io import read_jsonl  # noqa: E402
 
 
 def window_means(rows: list[dict], key: str, window: float) -> tuple[float | None, float | None]:
@@ -54,7 +55,7 @@ def cell_convergence(run_dir: Path, window: float) -> dict | None:
     path = run_dir / "metrics.jsonl"
     if not (run_dir / "summary.json").is_file() or not path.is_file():
         return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     val_mid, val_end = window_means(rows, "val_top1", window)
     loss_mid, loss_end = window_means(rows, "train_loss", window)
     return {

@@ -17,7 +17,6 @@ Writes ``benchmarks/results/<name>.{md,json}``; ends with ``best_variant`` and
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -52,7 +51,9 @@ def cell(run_dir: Path) -> dict | None:
         return None
     import yaml
 
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    from scarce.io import read_jsonl
+
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     config = flat(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
     return {
         "test_top1": metrics["test_top1"],
