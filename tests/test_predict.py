@@ -214,3 +214,22 @@ def test_skip_bad_images_with_image_files_on_the_command_line(trained, tmp_path,
     assert main(["predict", str(trained["plain"]), str(good), str(broken), "--skip-bad-images"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"skipped {broken}") and len(printed) == 2 and str(good) in printed[1]
+
+
+def test_skip_bad_images_decodes_once_and_predicts_as_the_files(trained, tmp_path):
+    """The scan keeps the decoded images at the evaluation size, so each file is read once; the
+    predictions (clean view and RandAugment views) equal those read from the files."""
+    from scarce.inference.predict import drop_bad_images
+
+    run = load_run(trained["fancy"], torch.device("cpu"))
+    data = DataConfig(name=str(trained["data"]))
+    dataset = eval_dataset(run, data, "test")
+    kept, ids, bad = drop_bad_images(dataset, list(dataset.split.ids), run.cfg.data)
+    assert bad == [] and ids == list(dataset.split.ids)
+    assert kept.split.cache is not None and len(kept.split.cache) == len(ids)
+    assert min(kept.split.cache[0].shape[:2]) < 20  # shrunk from the 20 px files to the eval size
+    common = dict(data=data, split="test", tta_views=3, num_workers=0, seed=4)
+    plain = predict_run(trained["fancy"], **common)
+    skipping = predict_run(trained["fancy"], skip_bad_images=True, **common)
+    np.testing.assert_array_equal(plain.probs, skipping.probs)
+    assert plain.ids.tolist() == skipping.ids.tolist()

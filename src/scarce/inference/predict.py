@@ -27,7 +27,7 @@ import torch
 
 from scarce.config import DataConfig
 from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_image_folder
-from scarce.data.loader import build_eval_loader
+from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, with_run_view
@@ -86,22 +86,30 @@ def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[Im
     return dataset, ids
 
 
-def drop_bad_images(dataset: ImageDataset, ids: list[str]) -> tuple[ImageDataset, list[str], list[dict]]:
+def drop_bad_images(
+    dataset: ImageDataset, ids: list[str], data: DataConfig
+) -> tuple[ImageDataset, list[str], list[dict]]:
     """The images of ``dataset`` that decode, their ids, and ``[{"path", "reason"}]`` of those
     that do not, ``path`` being the id the image would have had (the up-front scan of
-    training; in-memory datasets have nothing to scan)."""
+    training; in-memory datasets have nothing to scan). The scan keeps the decoded images at
+    the evaluation size (``data`` as the run sees it) when they fit in memory, as training's
+    does, so each file is decoded once."""
     from scarce.data.check import check_split
 
-    if dataset.split.array is not None:
-        return dataset, ids, []
-    checks = check_split(dataset.split, dataset.mode)
-    keep = [i for i, check in enumerate(checks) if check.ok]
     split = dataset.split
-    kept = ImageDataset(
-        replace(split, ids=[split.ids[i] for i in keep], targets=[split.targets[i] for i in keep]), dataset.mode
+    if split.array is not None:
+        return dataset, ids, []
+    keep_side = (decoded_cache_sides(data, {"predict": split}) or {}).get("predict")
+    checks = check_split(split, dataset.mode, keep_side=keep_side)
+    keep = [i for i, check in enumerate(checks) if check.ok]
+    kept = replace(
+        split,
+        ids=[split.ids[i] for i in keep],
+        targets=[split.targets[i] for i in keep],
+        cache=[checks[i].pixels for i in keep] if keep_side is not None else None,
     )
     bad = [{"path": ids[i], "reason": check.reason} for i, check in enumerate(checks) if not check.ok]
-    return kept, [ids[i] for i in keep], bad
+    return ImageDataset(kept, dataset.mode), [ids[i] for i in keep], bad
 
 
 def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
@@ -142,7 +150,7 @@ def predict_run(
     dataset, ids = prediction_dataset(run, data, split)
     skipped: list[dict] = []
     if skip_bad_images:
-        dataset, ids, skipped = drop_bad_images(dataset, ids)
+        dataset, ids, skipped = drop_bad_images(dataset, ids, with_run_view(run, data))
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data.name}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)

@@ -1,0 +1,109 @@
+"""The member files of ``scarce ensemble``: their voting order, the validation files paired with
+them, one ``[M, N, C]`` stack of their probabilities, and what the labelled validation files
+decide (the plurality threshold, per-member accuracies for weighting)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from scarce.errors import UserError
+from scarce.inference.predictions import Predictions, align_predictions, load_predictions
+from scarce.inference.voting import choose_threshold
+
+Log = Callable[[str], None]
+
+
+def ensemble_order(base: str, members: Sequence[str]) -> tuple[list[str], int]:
+    """Member paths in voting order and the base's index in it (see module docstring)."""
+    real = [os.path.realpath(m) for m in members]
+    for i, m in enumerate(members):
+        if real[i] in real[:i]:
+            raise UserError(f"{m} is listed twice in --members; each model votes once")
+    if os.path.realpath(base) in real:
+        return list(members), real.index(os.path.realpath(base))
+    return [base, *members], 0
+
+
+def val_order(base: str, members: Sequence[str], val_base: str | None, val_members: Sequence[str]) -> list[str]:
+    """Validation files paired with ``ensemble_order(base, members)``, by position."""
+    if len(val_members) != len(members):
+        raise UserError(
+            f"--val-members has {len(val_members)} files but --members has {len(members)}; pair them in order"
+        )
+    order, base_index = ensemble_order(base, members)
+    if len(order) > len(members):  # the base was added first: its val file comes from --val-base
+        if val_base is None:
+            raise UserError(f"{base} is not in --members, so --val-base is needed for its validation predictions")
+        return [str(val_base), *map(str, val_members)]
+    paired = str(val_members[base_index])
+    if val_base is not None and os.path.realpath(val_base) != os.path.realpath(paired):
+        raise UserError(
+            f"--base is --members[{base_index}], so --val-base should be "
+            f"--val-members[{base_index}] ({paired}), got {val_base}"
+        )
+    return [str(v) for v in val_members]
+
+
+def load_stack(paths: Sequence[str], base_index: int) -> tuple[Predictions, np.ndarray]:
+    """Load the files into one float32 ``[M, N, C]`` array, rows in the base's id order."""
+    base = load_predictions(paths[base_index])
+    stack = np.empty((len(paths), *base.probs.shape), dtype=np.float32)
+    stack[base_index] = base.probs
+    base.probs = stack[base_index]  # a view: the base's own copy can be freed
+    for i, path in enumerate(paths):
+        if i != base_index:  # one member at a time: peak memory is the stack + one file
+            (member,) = align_predictions(base, [load_predictions(path)], [paths[base_index], path])
+            stack[i] = member.probs
+    return base, stack
+
+
+def top1_accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
+    return float((pred[mask] == targets[mask]).mean())
+
+
+def validation_choices(
+    base_path: str,
+    members: list[str],
+    val_base: Any,
+    val_members: Sequence[Any] | None,
+    need_threshold: bool,
+    need_weights: bool,
+    log: Log,
+    show_thresholds: bool = False,
+) -> dict[str, Any]:
+    """Threshold (and table), per-member accuracies and classes from labelled validation files.
+
+    Reads nothing (returns ``{}``) unless the threshold or the weights come from them.
+    """
+    if not val_members or not (need_threshold or need_weights):
+        return {}
+    vb = None if val_base is None else str(val_base)
+    val_paths = val_order(base_path, members, vb, [str(v) for v in val_members])
+    base_index = ensemble_order(base_path, members)[1]
+    vbase, vstack = load_stack(val_paths, base_index)
+    if not vbase.labelled.all():
+        unknown = int((~vbase.labelled).sum())
+        name = val_paths[base_index]
+        raise UserError(f"{name}: {unknown} samples have no label (-1); validation predictions must be labelled")
+    out: dict[str, Any] = {"classes": vbase.classes}
+    if need_threshold:
+        best, table = choose_threshold(vbase.probs, vstack, vbase.targets)
+        out["threshold"], out["threshold_table"] = best, [row._asdict() for row in table]
+        chosen = next(row for row in table if row.threshold == best)
+        log(
+            f"threshold auto: {best:.2f} (val accuracy {chosen.accuracy:.4f}, replaces {chosen.replaced:.2%} of the "
+            f"base's val answers; every threshold tried: --show-thresholds, or threshold_table in the metadata)"
+        )
+        if show_thresholds:
+            log("| threshold | val accuracy | replaced |\n| --- | --- | --- |")
+            for row in table:
+                mark = " <- chosen" if row.threshold == best else ""
+                log(f"| {row.threshold:.2f} | {row.accuracy:.4f} | {row.replaced:.2%} |{mark}")
+    if need_weights:
+        y, mask = vbase.targets, vbase.labelled
+        out["val_accuracy"] = [top1_accuracy(vstack[i].argmax(axis=1), y, mask) for i in range(len(vstack))]
+    return out
