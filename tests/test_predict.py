@@ -72,6 +72,8 @@ def test_tta_averages_views_and_keeps_order(trained):
     np.testing.assert_allclose(four.probs.sum(axis=1), 1.0, atol=1e-5)
     assert not np.allclose(four.probs, one.probs, atol=1e-5)
     assert four.metadata["tta_views"] == 4 and four.metadata["tta_randaugment"] == "rand-m9-mstd0.5"
+    two = predict_run(trained["fancy"], data, "val", tta_views=2, num_workers=0)
+    assert two.metadata["tta_randaugment"] is None  # clean + mirror: RandAugment starts at view 2 (the third)
 
 
 def test_flat_folder_is_predicted_unlabelled(trained, tmp_path):

@@ -95,7 +95,16 @@ def test_views_are_keyed_by_id_view_and_seed():
     assert torch.equal(a[2:3], tta_views(img, "x.png", [2], seed=0, randaugment=ra))  # a view alone = in a set
     other_id = tta_views(img, "y.png", 4, seed=0, randaugment=ra)
     other_seed = tta_views(img, "x.png", 4, seed=1, randaugment=ra)
-    assert not torch.equal(a[1:], other_id[1:]) and not torch.equal(a[1:], other_seed[1:])
+    assert not torch.equal(a[2:], other_id[2:]) and not torch.equal(a[2:], other_seed[2:])
+    mirrored = torch.from_numpy(np.array(ImageOps.mirror(img))).permute(2, 0, 1)
+    assert torch.equal(a[1], mirrored) and torch.equal(a[1], other_id[1])  # view 1: the plain mirror
+    later_mirrors = tta_views(img, "x.png", 8, seed=0, randaugment=ra)[3::2]  # views 3, 5, 7
+    assert any(not torch.equal(v, mirrored) for v in later_mirrors)  # they go through RandAugment too
+    without_flip = tta_views(img, "x.png", 8, seed=0, flip=False, randaugment=ra)
+    with seeded_global_rngs(view_seed(0, 1, "x.png")):  # no mirror: RandAugment from view 1
+        expected = torch.from_numpy(np.array(ra(img))).permute(2, 0, 1)
+    assert torch.equal(without_flip[1], expected)
+    assert any(not torch.equal(v, a[0]) for v in without_flip[1:])
 
 
 def test_without_randaugment_odd_views_are_mirrors():

@@ -35,7 +35,7 @@ from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
-from scarce.inference.tta import TTATransform, tta_predict
+from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
 
 
 def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Split:
@@ -170,7 +170,7 @@ def predict_run(
         "temperature": run.temperature,
         "tta_views": tta_views,
         "tta_seed": seed,
-        "tta_randaugment": run.cfg.augment.randaugment if tta_views > 1 else None,
+        "tta_randaugment": run.cfg.augment.randaugment if tta_views > first_randaugment_view(run.cfg.augment) else None,
         "split": split,
         "data": data.name,
         "skipped_images": skipped,

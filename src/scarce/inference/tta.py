@@ -5,8 +5,11 @@ Views 1..V-1 start from that view and are augmented with randomness drawn from a
 made of ``(seed, view, image id)`` only:
 
 - odd views are mirrored horizontally when the run trained with flips (``augment.hflip > 0``);
-- every augmented view goes through the run's RandAugment when it has one
-  (``augment.randaugment``, the paper's "same RandAugment used in training").
+- the augmented views go through the run's RandAugment when it has one
+  (``augment.randaugment``, the paper's "same RandAugment used in training"), except view 1
+  of a run that flips: it is the plain mirror, so ``V = 2`` is the classic clean + mirror
+  pair for every run (on Fashion-MNIST a mirror view helped a little and RandAugment views
+  hurt: BENCHMARKS.md), and RandAugment starts at view 2.
 
 Nothing depends on the dataset order, the batch size or the number of loader workers,
 so an image gets the same views (and probabilities) however it is loaded. Without
@@ -66,6 +69,11 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+def first_randaugment_view(augment: AugmentConfig) -> int:
+    """The first view that goes through RandAugment (2 when view 1 is the plain mirror)."""
+    return 2 if augment.hflip > 0 else 1
+
+
 def augment_view(
     img: Image.Image,
     view: int,
@@ -74,12 +82,13 @@ def augment_view(
     randaugment: Callable[[Image.Image], Image.Image] | None = None,
 ) -> Image.Image:
     """View ``view`` of an evaluation-view image: mirrored when ``flip`` and ``view`` is odd,
-    then ``randaugment`` under ``seed``. View 0 is returned unchanged."""
+    then ``randaugment`` under ``seed`` (not on view 1 when ``flip``: that one is the plain
+    mirror). View 0 is returned unchanged."""
     if view == 0:
         return img
     if flip and view % 2 == 1:
         img = ImageOps.mirror(img)
-    if randaugment is not None:
+    if randaugment is not None and not (flip and view == 1):
         with seeded_global_rngs(seed):
             img = randaugment(img)
     return img
@@ -116,7 +125,7 @@ class TTATransform:
         self.views = list(range(views)) if isinstance(views, int) else list(views)
         if not self.views or min(self.views) < 0:
             raise ValueError(f"views must be a positive count or view indices >= 0, got {views!r}")
-        augmented = max(self.views) > 0
+        augmented = max(self.views) >= first_randaugment_view(augment)
         self.randaugment = (
             create_randaugment(augment.randaugment, data.img_size, fill) if augment.randaugment and augmented else None
         )
