@@ -38,7 +38,8 @@ RULES = ("base", "members (each)", "plurality 0.7", "plurality, threshold from v
 
 def predictions(run_dir: Path, data, split: str, views: int):
     """Cached ``predict_run`` of one member on ``split`` of ``data`` with ``views`` TTA views."""
-    path = run_dir / "predictions" / f"{split}-tta{views}.npz"
+    # views > 1 changed at 9722cb5 (view 1 became the plain mirror): the old cached files are not reused
+    path = run_dir / "predictions" / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
         preds = predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
