@@ -66,9 +66,43 @@ def test_cli_prints_label_confidence_and_top3_per_image(run, capsys):
     assert len(lines) == 2 and all(line.startswith(f) and "top-3:" in line for line, f in zip(lines, files))
 
 
+def test_predict_takes_uint8_numpy_arrays_as_pil_does(run):
+    path = sorted(DEMO_TEST.glob("Bag/*.png"))[0]
+    model = run.load(device="cpu")
+    grey = np.array(Image.open(path).convert("L"))  # uint8 [H, W]
+    opaque = np.full_like(grey, 255)
+    arrays = [grey, grey[:, :, None], np.stack([grey] * 3, -1), np.stack([grey] * 3 + [opaque], -1)]
+    expected = model.predict([str(path)]).probs
+    for array in arrays:  # [H, W], [H, W, 1], RGB and opaque RGBA of equal channels: the same grey image
+        np.testing.assert_allclose(model.predict([array]).probs, expected, atol=1e-6)
+    rgb = torch.from_numpy(np.stack([grey] * 3))  # uint8 [3, H, W]
+    np.testing.assert_allclose(model.predict([rgb]).probs, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (
+            torch.zeros(40, 40, 3, dtype=torch.uint8),
+            r"uint8 tensor \[C, H, W\] or \[H, W\] expected \(C = 1, 3 or 4\), got uint8 tensor \[40, 40, 3\]",
+        ),
+        (torch.zeros(3, 8, 8), r"uint8 tensor \[C, H, W\] .* got float32 tensor \[3, 8, 8\]"),
+        (np.zeros((8, 8), np.float32), r"uint8 numpy array \[H, W, C\] .* got float32 numpy array \[8, 8\]"),
+        (np.zeros((8, 8, 2), np.uint8), r"got uint8 numpy array \[8, 8, 2\]"),
+        (np.zeros((2, 8, 8, 3), np.uint8), r"got uint8 numpy array \[2, 8, 8, 3\]"),
+    ],
+)
+def test_predict_refuses_other_arrays_in_one_line(run, image, message):
+    with pytest.raises(UserError, match=f"^image 0: .*{message}$"):
+        run.load(device="cpu").predict([image])
+
+
 def test_cli_predict_without_images_or_out_says_what_to_give(run, capsys):
     assert main(["predict", str(run.path)]) == 2
-    assert "--out" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        err == "scarce predict: error: give image files to print their labels, or --out FILE.npz to predict a split\n"
+    )
 
 
 def test_version(capsys):
@@ -97,3 +131,15 @@ def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     else:
         got = torch.jit.load(str(out))(x).detach().numpy()
     assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_torchscript_export_prints_no_deprecation_warning(run, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(run.path), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+        exported = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+        torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2))  # silenced around export's trace only
+    assert exported == []
+    assert any("torch.jit.trace" in str(w.message) for w in caught if issubclass(w.category, FutureWarning))

@@ -254,6 +254,24 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
         locate_split(DataConfig(name=str(train_only)), "test")
     with pytest.raises(UserError, match="--split 'nowhere'"):
         locate_split(DataConfig(name=str(full)), "nowhere")
+    # one's own train folder without --data (the default name is the demo's): nothing of the demo
+    mine = DataConfig(train=str(full / "train"))
+    assert mine.name == "demo" and locate_split(mine, "val") == SplitSource(None, None)
+    with pytest.raises(UserError, match="data.test: the run was given no test folder"):
+        locate_split(mine, "test")
+
+
+def test_a_train_folder_alone_never_borrows_the_demo_splits(tmp_path):
+    root = make_image_folder(tmp_path / "mine", per_split={"train": 6, "test": 2})
+    bundle = build_data(DataConfig(train=str(root / "train")))
+    assert set(bundle.splits) == {"train", "val"} and bundle.classes == ["cat", "dog", "emu"]
+    assert bundle.splits["val"].from_train and len(bundle.splits["val"].ids) == 3  # 10 % of 6, at least 1
+    with_test = build_data(DataConfig(train=str(root / "train"), test=str(root / "test")))
+    assert set(with_test.splits) == {"train", "val", "test"}
+    with pytest.raises(UserError, match="data.train: image folders cannot be mixed with the built-in fashion-mnist"):
+        build_data(DataConfig(name="fashion-mnist", train=str(root / "train")))
+    with pytest.raises(UserError, match=f"give --train {root / 'train'}"):  # a plain class folder as --data
+        build_data(DataConfig(name=str(root / "train")))
 
 
 def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():

@@ -284,6 +284,15 @@ def test_cli_arguments(files, capsys):
         == 2
     )
     assert "--threshold must be" in capsys.readouterr().err
+    for bad in ("1.5", "7", "-0.1", "nan", "inf"):
+        argv = ["ensemble", "--base", files["base"], "--members", files["m1"], "--threshold", bad, "--out", str(out)]
+        assert main(argv) == 2
+        assert (
+            f"--threshold must be in [0, 1] (1.01: never keep the base's answer, pure plurality) or 'auto', got '{bad}'"
+            in capsys.readouterr().err
+        )
+    with pytest.raises(UserError, match=r"--threshold must be in \[0, 1\]"):
+        _run(files, threshold=1.02)
 
 
 def test_npz_and_csv_are_replaced_together_or_not_at_all(files, monkeypatch):

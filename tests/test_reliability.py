@@ -228,3 +228,26 @@ def test_full_disk_before_the_first_epoch_or_at_the_end_is_a_fault(tmp_path, mon
     if target == "calibration.json":  # the trained checkpoint is kept: the resume only finishes
         assert main(["train", "--resume", str(out), "--no-progress"]) == 0
         assert (out / "summary.json").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch):
+    """``scarce evaluate RUN | head``: the closed pipe ends the command with exit 1, no traceback."""
+    import sys
+
+    import scarce.cli as cli
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    pipe = os.fdopen(write_end, "w")
+
+    def flood(args) -> int:
+        for _ in range(10_000):
+            print("x" * 100)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "data", (cli.COMMANDS["data"][0], flood))
+    monkeypatch.setattr(sys, "stdout", pipe)
+    assert main(["data", "check", "demo"]) == 1
+    pipe.write("y" * 100_000)
+    pipe.flush()  # the pipe's descriptor now points at the null device: nothing fails at exit
+    pipe.close()

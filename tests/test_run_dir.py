@@ -64,7 +64,46 @@ def test_resume_with_other_classes_is_refused(tmp_path, capsys):
         stop_after=1,
     )
     assert main(["train", "--resume", str(tmp_path / "run"), "--data", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "data.name=" in capsys.readouterr().err  # another folder: refused before anything is read
+    shutil.rmtree(tmp_path / "a")
+    make_image_folder(tmp_path / "a", classes=("ant", "bee", "cow"))  # the same folder, other classes now
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "differ from the run's" in capsys.readouterr().err
+
+
+def test_resume_refuses_fewer_epochs_and_another_model_or_input(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=3"]), run, progress=False, stop_after=2)
+    for override, message in (
+        ("epochs=1", "has trained 2 epochs, more than epochs=1"),
+        ("data.img_size=24", "data.img_size=24 differs from the run's 16"),
+        ("model.name=resnet10t", "model.name='resnet10t' differs"),
+        ("batch_size=8", "batch_size=8 differs"),
+    ):
+        assert main(["train", "--resume", str(run), override, "--no-progress"]) == 2, override
+        assert message in capsys.readouterr().err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # nothing written by the refusals
+    # what may change: the lr (e.g. after a fault) and the epochs, here to extend the run
+    assert main(["train", "--resume", str(run), "optim.lr=0.005", "epochs=4", "--no-progress"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_options_and_overrides_mix_in_any_order(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out), "epochs=1", "--no-progress", "seed=3"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["epochs"] == 1 and saved["seed"] == 3  # the later epochs=1 wins over TINY's epochs=2
+    with pytest.raises(SystemExit) as stop:
+        main(["train", *TINY, "--out", str(tmp_path / "other"), "--bogus"])
+    assert stop.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_one_line_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["train", *TINY, "--out", str(blocker / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'run'}: cannot write there" in err and "Traceback" not in err
 
 
 def test_resume_without_config_is_refused(tmp_path, capsys):
@@ -94,6 +133,10 @@ def test_a_finished_run_drops_its_checkpoint_unless_kept(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(dropped), "epochs=2", "--no-progress"]) == 2
     assert "dropped its resumable checkpoint" in capsys.readouterr().err
+    summary = (dropped / "summary.json").read_text()
+    assert main(["train", "--resume", str(dropped), "--no-progress"]) == 0  # e.g. a job requeued as it ended
+    assert "the run has finished (1 epochs); nothing to do" in capsys.readouterr().out
+    assert (dropped / "summary.json").read_text() == summary
     assert main(["train", "--out", str(dropped), *TINY]) == 2  # still a finished run, not an empty folder
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--out", str(kept), "--no-progress", "--keep-checkpoint", *TINY, "epochs=1"]) == 0

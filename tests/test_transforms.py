@@ -1,5 +1,8 @@
-"""The train crop modes on exact pixels."""
+"""The train crop modes on exact pixels; the RandAugment strings taken."""
 
+import re
+
+import pytest
 import torch
 from PIL import Image
 
@@ -68,3 +71,53 @@ def test_crop_settings_that_would_train_and_evaluate_differently_are_refused(tmp
     assert main(["train", "--out", str(tmp_path / "b"), *TINY, "augment.crop=pad", "data.crop_pct=0.875"]) == 2
     assert "needs data.crop_pct=1.0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_randaugment_strings_timm_reads_as_written_are_accepted():
+    from scarce.data.transforms import create_randaugment, randaugment_sections
+
+    assert randaugment_sections("rand-m9-mstd0.5") == {"m": 9, "mstd": 0.5}
+    assert randaugment_sections("rand-n1-m9-mstd0-inc0") == {"n": 1, "m": 9, "mstd": 0.0, "inc": 0}
+    assert randaugment_sections("rand-m30-mmax30-p1-tweights") == {"m": 30, "mmax": 30, "p": 1.0, "t": "weights"}
+    assert randaugment_sections("rand") == {}
+    ra = create_randaugment("rand-m7-n3-t3a", 16, [0])
+    assert ra.num_layers == 3 and len(ra.ops) == 3 and {op.magnitude for op in ra.ops} == {7}
+
+
+@pytest.mark.parametrize(
+    "config_str, message",
+    [
+        ("rand-xx", "section 'xx' is not one timm reads; valid: m<magnitude 0-10"),
+        ("rand-m9-xx", "section 'xx' is not one timm reads; valid: m<magnitude 0-10"),
+        ("rand-m99", "magnitude m99 is above 10, where timm clips it; use m0-m10, or up to m30 with mmax30"),
+        ("rand-m40-mmax30", "magnitude m40 is above 30, where timm clips it; use m0-m30"),
+        ("rand-mmax31", r"section mmax31 out of range \(mmax 1-30\)"),
+        ("rand-m9.5", "section 'm9.5' is not one timm reads"),
+        ("rand-p1.5", r"section p1.5 out of range \(p 0-1\)"),
+        ("rand-n0", r"section n0 out of range \(n >= 1\)"),
+        ("rand-tfoo", "section 'tfoo' is not one timm reads; valid: .*tweights\\|t3a\\|t3aw"),
+        ("rand-m9-m5", "section m is given twice"),
+        ("rand-tweights-n16", "n16 is more ops per image than tweights has \\(15\\)"),
+        (
+            "m9",
+            "a timm RandAugment string starts with 'rand' \\(like rand-m9-mstd0.5\\), got 'm9'; sections after it: m<magnitude",
+        ),
+    ],
+)
+def test_randaugment_strings_timm_would_misread_are_refused_in_one_line(config_str, message):
+    from scarce.data.transforms import create_randaugment
+    from scarce.errors import UserError
+
+    with pytest.raises(UserError, match=f"^augment.randaugment '{re.escape(config_str)}': {message}") as caught:
+        create_randaugment(config_str, 16, [0])
+    assert "\n" not in str(caught.value) and "()" not in str(caught.value)
+
+
+def test_bad_randaugment_string_fails_the_command_with_exit_2(tmp_path, capsys):
+    from scarce.cli import main
+
+    argv = ["augment", "preview", "demo", "augment.randaugment=rand-m9-xx", "--out", str(tmp_path / "g.png")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("scarce augment: error: augment.randaugment 'rand-m9-xx': section 'xx'") and "\n" not in err
+    assert not (tmp_path / "g.png").exists()

@@ -5,7 +5,7 @@ Example::
     import scarce
     run = scarce.train(recipe="demo", epochs=30)           # or data="path/to/folder", out="runs/x"
     model = scarce.load(run.path)
-    result = model.predict(["a.png", pil_image, uint8_tensor])
+    result = model.predict(["a.png", pil_image, uint8_tensor, uint8_array])  # tensor [C, H, W], array [H, W, C]
     result.labels, result.probs                             # ["Bag", ...], float32 [N, C]
 """
 
@@ -45,19 +45,22 @@ def _nested(settings: dict[str, Any]) -> dict:
 
 
 def train(
-    recipe: str | None = "demo",
+    recipe: str | None = None,
     data: str | None = None,
     out: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = False,
     **settings: Any,
 ) -> TrainedRun:
-    """Train like ``scarce train``; ``settings`` are config keys (``epochs=30``, or dotted keys
-    through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its summary."""
+    """Train like ``scarce train``; ``recipe`` a built-in name or YAML file (None: the built-in
+    defaults, as the command without ``--recipe``); ``settings`` are config keys (``epochs=30``,
+    or dotted keys through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its
+    summary."""
     import time
 
     from scarce.config import _merge, load_config
     from scarce.engine.trainer import train as train_run
+    from scarce.io import check_writable_dir
 
     extra = _nested(settings)
     if data is not None:
@@ -70,6 +73,8 @@ def train(
         cfg = load_config(recipe, None, extra)
     name = Path(recipe).stem if recipe else "run"
     run_dir = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.is_dir() or not run_dir.exists():  # a file there gets the run directory's own message
+        check_writable_dir(run_dir, "out=")
     return TrainedRun(run_dir, train_run(cfg, run_dir, resume=resume, progress=progress))
 
 
@@ -90,9 +95,38 @@ class ImagePredictions:
         return [(self.classes[j], float(self.probs[i, j])) for j in order]
 
 
+IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the layouts Image.fromarray reads from uint8
+
+
+def array_image(item: Any, index: int) -> np.ndarray:
+    """A uint8 torch tensor ``[C, H, W]`` / ``[H, W]`` or numpy array ``[H, W, C]`` / ``[H, W]``
+    (``C`` 1, 3 or 4) -> uint8 ``[H, W]`` or ``[H, W, C]`` for ``Image.fromarray``.
+
+    Tensors are channels-first (torchvision's layout) and arrays channels-last (PIL's and
+    OpenCV's), so a tensor ``[H, W, 3]`` is refused here rather than read as a 3-pixel-wide
+    image, which Pillow fails on with a TypeError that does not say what was expected."""
+    import torch
+
+    is_tensor = isinstance(item, torch.Tensor)
+    kind, layout = ("tensor", "[C, H, W]") if is_tensor else ("numpy array", "[H, W, C]")
+    dtype = str(item.dtype).removeprefix("torch.")
+    shape = list(item.shape)
+    channels = shape[0] if is_tensor else shape[-1]
+    if dtype != "uint8" or len(shape) not in (2, 3) or (len(shape) == 3 and channels not in IMAGE_CHANNELS):
+        raise UserError(
+            f"image {index}: uint8 {kind} {layout} or [H, W] expected (C = 1, 3 or 4), got {dtype} {kind} {shape}"
+        )
+    array = item.detach().cpu().numpy() if is_tensor else item
+    if array.ndim == 3:
+        array = array.transpose(1, 2, 0) if is_tensor else array
+        array = array[:, :, 0] if channels == 1 else array
+    return np.ascontiguousarray(array)
+
+
 class Classifier:
-    """A trained run ready to predict images: paths, PIL images or uint8 tensors ``[C, H, W]``
-    / ``[H, W]``, through the run's evaluation transform, prediction source and temperature."""
+    """A trained run ready to predict images: paths, PIL images, uint8 tensors ``[C, H, W]`` /
+    ``[H, W]`` or uint8 numpy arrays ``[H, W, C]`` / ``[H, W]`` (``C`` 1, 3 or 4), through the
+    run's evaluation transform, prediction source and temperature."""
 
     def __init__(self, path: str | os.PathLike, device: str = "auto"):
         import torch
@@ -116,12 +150,11 @@ class Classifier:
             return read_image(item, self.run.mode)
         if isinstance(item, Image.Image):
             return to_mode(item, self.run.mode)
-        if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.ndim in (2, 3):
-            array = item.cpu().numpy()
-            array = array if array.ndim == 2 else (array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
-            return to_mode(Image.fromarray(array), self.run.mode)
+        if isinstance(item, (torch.Tensor, np.ndarray)):
+            return to_mode(Image.fromarray(array_image(item, index)), self.run.mode)
         raise UserError(
-            f"image {index}: expected a file path, a PIL image or a uint8 tensor [C, H, W], got {type(item).__name__}"
+            f"image {index}: expected a file path, a PIL image, a uint8 tensor [C, H, W] or a uint8 numpy "
+            f"array [H, W, C], got {type(item).__name__}"
         )
 
     def predict(self, images: Sequence[Any], batch_size: int = 64) -> ImagePredictions:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def _add_train(sub) -> None:
 def cmd_train(args) -> int:
     from scarce.config import load_config
     from scarce.engine.trainer import train
+    from scarce.io import check_writable_dir
 
     extra: dict = {}
     data = {
@@ -98,6 +100,8 @@ def cmd_train(args) -> int:
         cfg = load_config(args.recipe, args.overrides, extra)
         name = Path(args.recipe).stem if args.recipe else "run"
         run_dir = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.is_dir() or not run_dir.exists():  # a file there gets the run directory's own message
+        check_writable_dir(run_dir, "--resume" if args.resume else "--out")
     # a progress bar on a terminal; in a log or CI only the one line per epoch
     summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     if summary:
@@ -171,13 +175,37 @@ def _one_line(exc: UserError) -> str:
     return " ".join(lines)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Arguments, with ``key=value`` overrides accepted after options too (``--out x epochs=2``):
+    argparse stops collecting a positional list at the first option."""
+    args, extra = parser.parse_known_args(argv)
+    late = [e for e in extra if "=" in e and not e.startswith("-")] if hasattr(args, "overrides") else []
+    unknown = [e for e in extra if e not in late]
+    if unknown:
+        parser.error(f"{args.command}: unrecognized arguments: {' '.join(unknown)}")
+    if late:
+        args.overrides = [*args.overrides, *late]  # in command-line order: the later value wins
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     try:
-        return COMMANDS[args.command][1](args)
+        code = COMMANDS[args.command][1](args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader closed the pipe (`scarce evaluate RUN | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     except UserError as exc:
         print(f"scarce {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)  # 3: a training fault (non-finite loss, disk full)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # a path the user named that cannot be read or written: one line, not a traceback
+        print(f"scarce {args.command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:  # the trainer's carries the signal and where to resume
         print(f"scarce {args.command}: {str(exc) or 'interrupted (SIGINT)'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)

@@ -10,7 +10,7 @@ from scarce.errors import UserError
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="top-1, top-5 and per-class accuracy of a run's weights")
+    p = sub.add_parser("evaluate", help="top-1, top-5 (over 5 classes) and per-class accuracy of a run's weights")
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
     p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
@@ -26,7 +26,9 @@ def cmd_evaluate(args) -> int:
 
     data = DataConfig(name=args.data) if args.data else None
     result = evaluate_run(args.path, data, args.split, args.out, args.device, args.batch_size, args.workers)
-    print(json.dumps({k: result[k] for k in ("split", "top1", "top5", "count")}))
+    # top-5 of 5 classes or fewer is 1.0 by construction: shown only where it can say something
+    keys = ("split", "top1", "top5", "count") if len(result["per_class"]) > 5 else ("split", "top1", "count")
+    print(json.dumps({k: result[k] for k in keys}))
     for name, acc in result["per_class"].items():
         print(f"  {name:<24} {acc:.4f}")
     return 0
@@ -71,7 +73,7 @@ def cmd_predict(args) -> int:
     if args.images:
         return _predict_images(args)
     if args.out is None:
-        raise UserError("scarce predict: give image files to print their labels, or --out FILE.npz for a split")
+        raise UserError("give image files to print their labels, or --out FILE.npz to predict a split")
     preds = predict_run(
         args.path,
         DataConfig(name=args.data) if args.data else None,
@@ -109,7 +111,7 @@ def _predict_images(args) -> int:
                 print(f"skipped {image}: {check.reason}")
         args.images = [image for image in args.images if checks[image].ok]
         if not args.images:
-            raise UserError("scarce predict: none of the images could be read")
+            raise UserError("none of the images could be read")
     result = load(args.path, args.device).predict(args.images, batch_size=args.batch_size)
     width = max(len(str(p)) for p in args.images)
     for i, image in enumerate(args.images):
@@ -120,7 +122,11 @@ def _predict_images(args) -> int:
 
 def _add_ensemble(sub) -> None:
     p = sub.add_parser("ensemble", help="plurality / soft voting over predictions files")
-    p.add_argument("--base", required=True, help="base model's predictions file (.npz)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="base model's predictions file (.npz): needed by plurality; for soft/weighted only one more member",
+    )
     p.add_argument(
         "--members",
         nargs="+",
@@ -132,7 +138,7 @@ def _add_ensemble(sub) -> None:
         "--threshold",
         default="0.7",
         help="plurality: keep the base's answer where its top probability "
-        ">= this; 'auto' picks it on --val-base/--val-members (default 0.7)",
+        ">= this (0-1); 'auto' picks it on --val-base/--val-members (default 0.7)",
     )
     p.add_argument("--val-base", default=None, help="base model's labelled validation predictions")
     p.add_argument(

@@ -63,6 +63,20 @@ def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
         raise
 
 
+def check_writable_dir(path: str | os.PathLike, option: str) -> None:
+    """Refuse, with one :class:`UserError` naming ``option``, a folder that could not be created
+    or written, before any work whose results would go there. Creates nothing (a refused start
+    leaves no folder behind)."""
+    folder = Path(path).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: cannot write there ({existing} is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):  # also false on a read-only file system
+        raise UserError(f"{option} {path}: cannot write there ({existing} is not writable)")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -17,21 +17,43 @@ DEMO_ROOT = Path(__file__).resolve().parent / "demo"
 BUILTIN_DATASETS = ("demo", "fashion-mnist")
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def dataset_root(cfg: DataConfig) -> Path | None:
+    """The folder whose train/ val/ test/ fill in the splits not given as folders. The demo is
+    the default data, not a choice: a train folder of one's own never borrows its val or test."""
+    if cfg.name == "demo":
+        return DEMO_ROOT if cfg.train is None else None
+    return Path(cfg.name)
+
+
 def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
     """train (required), val and test (optional) splits of a built-in dataset or a folder."""
-    if cfg.name == "fashion-mnist":
-        return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
-    root = DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
     paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
+    if cfg.name == "fashion-mnist":
+        if any(paths.values()):
+            given = next(f"data.{k}" for k, v in paths.items() if v)
+            raise UserError(
+                f"{given}: image folders cannot be mixed with the built-in fashion-mnist; give --data FOLDER"
+            )
+        return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
+    root = dataset_root(cfg)
     if cfg.train is None and not (root / "train").is_dir():
+        has_classes = root.is_dir() and any(p.is_dir() and p.name not in SPLIT_NAMES for p in root.iterdir())
         raise UserError(
-            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
-            f"nor a folder with a train/ subfolder"
+            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a "
+            f"train/ subfolder"
+            + (
+                f"; for a folder of <class>/<image> give --train {cfg.name} (val is then taken from it)"
+                if has_classes
+                else ""
+            )
         )
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
     for name in ("val", "test"):
-        path = paths[name] or (root / name if (root / name).is_dir() else None)
+        path = paths[name] or (root / name if root is not None and (root / name).is_dir() else None)
         if paths[name] is not None and not Path(paths[name]).is_dir():
             raise UserError(f"data.{name} {paths[name]}: folder not found")
         if path is not None:
@@ -39,9 +61,6 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
     if "val" not in splits and cfg.val_fraction > 0:
         splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
-
-
-SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -56,18 +75,22 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     """The one decision of which images ``split`` names: a split of ``data`` (built-in, or a
     folder dataset with ``train/``, whose val may come from train) or an image folder
     (``data.<split>``, ``<root>/<split>``, a folder path given as ``split``, or a plain folder)."""
-    root = DEMO_ROOT if data.name == "demo" else Path(data.name)
+    root = dataset_root(data)
     if split not in SPLIT_NAMES:
         if Path(split).is_dir():
             return SplitSource(Path(split), Path(split))
         if data.name not in BUILTIN_DATASETS and (root / split).is_dir():
             return SplitSource(root / split, root)
         raise UserError(f"--split '{split}': not a split name ({', '.join(SPLIT_NAMES)}) nor an image folder")
-    if data.name in BUILTIN_DATASETS:
-        return SplitSource(None, DEMO_ROOT if data.name == "demo" else None)
+    if data.name == "fashion-mnist" or root == DEMO_ROOT:
+        return SplitSource(None, DEMO_ROOT if root == DEMO_ROOT else None)
     explicit = getattr(data, split)
     if explicit is not None:
         return SplitSource(Path(explicit), root)
+    if root is None:  # one's own train folder (no --data): val came from it, nothing else is known
+        if split == "test":
+            raise UserError(f"data.test: the run was given no test folder (train: {data.train}); give --split FOLDER")
+        return SplitSource(None, None)
     has_train = data.train is not None or (root / "train").is_dir()
     if has_train and ((root / split).is_dir() or split == "val"):  # no val/: training took val from train
         return SplitSource(None, root)

@@ -9,6 +9,8 @@ Train order: random crop (resized, or padded shift) -> flip -> [LSB Swap, paper'
 
 from __future__ import annotations
 
+import re
+
 import torch
 from PIL import Image
 from torchvision import transforms as T
@@ -25,18 +27,76 @@ def pil_fill(fill: list[int]) -> int | tuple[int, ...]:
     return tuple(fill) if len(fill) > 1 else fill[0]
 
 
+#: The sections of a timm RandAugment string after ``rand`` (timm 1.0's ``rand_augment_transform``),
+#: as the error lists them. timm skips a section it cannot parse (``rand-m9-xx`` = ``rand-m9``)
+#: and clips the magnitude to ``mmax`` (default 10), so both are checked here instead.
+RANDAUGMENT_SECTIONS = (
+    "m<magnitude 0-10, up to mmax>, n<ops per image >= 1>, p<op probability 0-1>, mstd<magnitude std >= 0>, "
+    "mmax<1-30>, inc<0|1>, tweights|t3a|t3aw"
+)
+_RA_NUMBER = re.compile(r"(mstd|mmax|inc|m|n|p)(\d+(?:\.\d+)?)")
+_RA_INTEGER_KEYS = ("mmax", "inc", "m", "n")
+_RA_OP_SETS = ("weights", "3a", "3aw")  # any other t<name> is timm's default set, silently
+_RA_MAX_MAGNITUDE = 30  # torchvision's bins and Google's RandAugment stop at 30; ops still make sense there
+
+
+def randaugment_sections(config_str: str) -> dict[str, float | str]:
+    """The sections of a timm RandAugment string (``rand-m9-mstd0.5`` -> ``{"m": 9, "mstd": 0.5}``),
+    refused with a one-line UserError naming ``augment.randaugment`` unless timm reads each one as
+    written: ``rand`` first, known sections with numbers of the right kind and range, none twice."""
+    where = f"augment.randaugment '{config_str}'"
+    first, *rest = config_str.split("-")
+    if first != "rand":
+        raise UserError(
+            f"{where}: a timm RandAugment string starts with 'rand' (like rand-m9-mstd0.5), got '{first}'; "
+            f"sections after it: {RANDAUGMENT_SECTIONS}"
+        )
+    sections: dict[str, float | str] = {}
+    for part in rest:
+        match = _RA_NUMBER.fullmatch(part)
+        if part[:1] == "t" and part[1:] in _RA_OP_SETS:
+            key, value = "t", part[1:]
+        elif match and not (match[1] in _RA_INTEGER_KEYS and "." in match[2]):  # timm int()s these
+            key, value = match[1], float(match[2]) if match[1] in ("p", "mstd") else int(match[2])
+        else:
+            raise UserError(f"{where}: section '{part}' is not one timm reads; valid: {RANDAUGMENT_SECTIONS}")
+        if key in sections:
+            raise UserError(f"{where}: section {key} is given twice")
+        sections[key] = value
+    _check_randaugment_ranges(where, sections)
+    return sections
+
+
+def _check_randaugment_ranges(where: str, sections: dict[str, float | str]) -> None:
+    bound = sections.get("mmax", 10)
+    limits = (("mmax", 1, _RA_MAX_MAGNITUDE), ("n", 1, None), ("p", 0, 1), ("inc", 0, 1))
+    for key, low, high in limits:
+        value = sections.get(key)
+        if value is not None and (value < low or (high is not None and value > high)):
+            valid = f"{key} {low}-{high}" if high is not None else f"{key} >= {low}"
+            raise UserError(f"{where}: section {key}{value:g} out of range ({valid}); valid: {RANDAUGMENT_SECTIONS}")
+    if sections.get("m", 0) > bound:
+        raise UserError(
+            f"{where}: magnitude m{sections['m']} is above {bound}, where timm clips it; use m0-m{bound}"
+            + (f", or up to m{_RA_MAX_MAGNITUDE} with mmax{_RA_MAX_MAGNITUDE}" if "mmax" not in sections else "")
+        )
+
+
 def create_randaugment(config_str: str, img_size: int, fill: list[int]):
-    """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``); ``fill``: the colour of
-    uncovered pixels, one int per channel."""
+    """timm RandAugment from its config string (e.g. ``rand-m9-mstd0.5``), checked first by
+    :func:`randaugment_sections`; ``fill``: the colour of uncovered pixels, one int per channel."""
     from timm.data.auto_augment import rand_augment_transform
 
+    sections = randaugment_sections(config_str)
     hparams = {"translate_const": int(img_size * 0.45), "img_mean": pil_fill(fill)}
-    try:
-        return rand_augment_transform(config_str, hparams)
-    except (AssertionError, ValueError, KeyError, IndexError) as exc:
+    transform = rand_augment_transform(config_str, hparams)
+    # weighted op sets draw without replacement: more ops per image than the set has fails in a worker
+    if transform.choice_weights is not None and sections.get("n", 2) > len(transform.ops):
         raise UserError(
-            f"augment.randaugment '{config_str}': not a timm RandAugment string like rand-m9-mstd0.5 ({exc})"
-        ) from None
+            f"augment.randaugment '{config_str}': n{sections['n']} is more ops per image than "
+            f"t{sections['t']} has ({len(transform.ops)})"
+        )
+    return transform
 
 
 class FitToSize:

@@ -149,6 +149,11 @@ def restore_checkpoint(run: Run) -> None:
     config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
     state = load_checkpoint(run.run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
     run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
+    if run.start_epoch > run.cfg.epochs:
+        raise UserError(
+            f"--resume {run.run_dir}: the run has trained {run.start_epoch} epochs, more than epochs={run.cfg.epochs}; "
+            f"give epochs={run.start_epoch} or more (epochs=N with N > {run.start_epoch} extends it)"
+        )
     # The optimizer state keeps its moments; lr, weight decay and the rest follow the config in force.
     for group, values in zip(run.optimizer.param_groups, config_groups):
         group.update(values)

@@ -52,6 +52,23 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
     return resume
 
 
+def _saved_epochs(run_dir: Path) -> int | str | None:
+    import yaml
+
+    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("epochs")
+
+
+def finished_run(run_dir: Path, resume: bool, epochs: int | str) -> dict | None:
+    """The summary of a finished run that ``--resume`` asks for with the epochs it trained
+    (a resume that lands after the run ended, e.g. a job requeued at its end): nothing to do."""
+    if not (resume and (run_dir / "summary.json").is_file() and not (run_dir / "state.json").is_file()):
+        return None
+    if _saved_epochs(run_dir) != epochs:
+        return None
+    print(f"--resume {run_dir}: the run has finished ({epochs} epochs); nothing to do", flush=True)
+    return read_json(run_dir / "summary.json")
+
+
 def _scarce_leftover(name: str) -> bool:
     """What a run killed before writing config.yaml may leave: its lock, its atomic-write temp files."""
     return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
@@ -138,3 +155,54 @@ def trim_metrics(run_dir: Path, start_epoch: int) -> None:
     text = "".join(json.dumps(r) + "\n" for r in keep)
     if text != path.read_text(encoding="utf-8"):
         atomic_write_text(path, text)
+
+
+# What a resumed run keeps: the weights' shapes (model), which images in which form (data),
+# what the outputs mean (loss) and the steps per epoch (batch size). Epochs, lr, augmentation,
+# threads and checkpoint settings may change (to extend a run, or to recover from a fault).
+FIXED_ON_RESUME = (
+    "model.",
+    "batch_size",
+    "loss.name",
+    *(
+        f"data.{k}"
+        for k in (
+            "name",
+            "train",
+            "val",
+            "test",
+            "root",
+            "img_size",
+            "crop_pct",
+            "small_images",
+            "channels",
+            "normalize",
+            "per_class",
+            "val_per_class",
+            "split_seed",
+            "val_fraction",
+        )
+    ),
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def check_resume_config(run_dir: Path, cfg: Config) -> None:
+    """Refuse a resume whose config changes what the checkpoint was trained as (one line
+    naming the first such key), before anything is loaded or written."""
+    from scarce.config import config_to_dict, load_config
+
+    saved = _flat(config_to_dict(absolute_data_paths(load_config(str(run_dir / "config.yaml")))))
+    new = _flat(config_to_dict(absolute_data_paths(cfg)))
+    for key, value in saved.items():
+        if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:
+            raise UserError(
+                f"--resume {run_dir}: {key}={new.get(key)!r} differs from the run's {value!r}; a resumed run keeps "
+                f"its model, data, loss and batch size (train a new run with --out instead)"
+            )

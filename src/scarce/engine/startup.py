@@ -140,6 +140,9 @@ def write_run_info(run: Run) -> None:
             f"stratified, seed data.split_seed) are the val split; listed in classes.json",
             flush=True,
         )
+        alone = [c for i, c in enumerate(run.data.classes) if i not in set(val.targets)]
+        if alone:  # a class's only image stays in train: it cannot also be held out
+            print(f"val: no image of {', '.join(alone)} (one train image each, kept for training)", flush=True)
     atomic_write_json(
         run.run_dir / "environment.json",
         {

@@ -16,7 +16,14 @@ from scarce.engine.factories import probs_function
 from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
 from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluate, recompute_bn_stats, train_one_epoch
 from scarce.engine.prepare import Run, prepare_run
-from scarce.engine.run_dir import RunLock, absolute_data_paths, check_run_dir, trim_metrics
+from scarce.engine.run_dir import (
+    RunLock,
+    absolute_data_paths,
+    check_resume_config,
+    check_run_dir,
+    finished_run,
+    trim_metrics,
+)
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
 from scarce.engine.startup import describe_data_and_model, describe_regularisation, describe_schedule, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
@@ -140,7 +147,12 @@ def train(
     128 + signal); both keep the last complete checkpoint (see :mod:`scarce.engine.faults`).
     """
     run_dir = Path(run_dir)
+    done = finished_run(run_dir, resume, cfg.epochs) if (run_dir / "config.yaml").is_file() else None
+    if done is not None:
+        return done
     resume = check_run_dir(run_dir, resume)
+    if resume:
+        check_resume_config(run_dir, cfg)
     start = time.perf_counter()
     run = prepare_run(absolute_data_paths(cfg), run_dir, resume)
     lock = RunLock(run_dir) if run.info.is_main else contextlib.nullcontext()

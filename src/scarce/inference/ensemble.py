@@ -3,6 +3,8 @@
 Members: the base model is one of the M voters (as in Kim et al. 2020). If ``--base``
 is also listed in ``--members`` it counts once, at its place in the list; otherwise it
 is added as the first member. A file listed twice is an error (it would vote twice).
+``soft`` and ``weighted`` need no ``--base`` (for them it is just one more member): without
+one, the first member gives the ids and labels, and the report has no base or plurality row.
 
 Methods:
 - ``plurality``: the base model's answer where its top probability >= threshold,
@@ -42,9 +44,14 @@ def _parse_threshold(threshold: float | str) -> float | str:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise UserError(f"--threshold must be a number >= 0 or 'auto', got {threshold!r}") from None
-    if math.isnan(value) or value < 0:
-        raise UserError(f"--threshold must be a number >= 0 or 'auto', got {threshold!r}")
+        value = math.nan
+    # above 1 is meaningful (a top probability never reaches it: pure plurality, as auto may choose
+    # 1.01), but a typo such as 7 for 0.7 is likelier: accept only up to the 1.01 auto can print
+    if not 0 <= value <= 1.01:
+        raise UserError(
+            f"--threshold must be in [0, 1] (1.01: never keep the base's answer, pure plurality) or 'auto', "
+            f"got {threshold!r}"
+        )
     return value
 
 
@@ -62,11 +69,25 @@ def _resolve_weights(weights: Sequence[float] | None, val: dict[str, Any], order
     return [x / sum(w) for x in w]
 
 
-def _check_request(method: str, threshold: float | str, weights: Any, has_val: bool, order: list[str]) -> None:
+def _check_base(method: str, base_given: bool, val_base: Any) -> None:
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "plurality" and not base_given:
+        raise UserError(
+            "--method plurality needs --base (the model whose answer is kept where its top probability >= "
+            "--threshold); soft and weighted do not"
+        )
+    if val_base is not None and not base_given:
+        raise UserError("--val-base pairs with --base; without --base give only --val-members")
+
+
+def _check_request(
+    method: str, threshold: float | str, weights: Any, has_val: bool, order: list[str], base_given: bool
+) -> None:
     if len(order) < 2:
-        raise UserError("--members needs at least one file besides --base")
+        raise UserError(
+            "--members needs at least one file besides --base" if base_given else "--members needs at least two files"
+        )
     if threshold == "auto" and method == "plurality" and not has_val:
         raise UserError("--threshold auto needs labelled validation predictions: --val-base and --val-members")
     if method == "weighted" and weights is None and not has_val:
@@ -74,7 +95,7 @@ def _check_request(method: str, threshold: float | str, weights: Any, has_val: b
 
 
 def run_ensemble(
-    base_path: str | os.PathLike,
+    base_path: str | os.PathLike | None,
     member_paths: Sequence[str | os.PathLike],
     method: str = "plurality",
     threshold: float | str = 0.7,
@@ -96,15 +117,19 @@ def run_ensemble(
 
     The report has ``n``, ``replaced`` (answers that differ from the base model's) and,
     where the base file has labels, ``accuracy`` of base, plurality, soft (and weighted)
-    votes and the oracle (any member right), on the labelled samples.
+    votes and the oracle (any member right), on the labelled samples. ``base_path`` may be None
+    for ``soft``/``weighted``: then ``base`` and ``replaced`` are None and accuracy has no base
+    or plurality entry.
     """
     threshold = _parse_threshold(threshold)
     members = [str(m) for m in member_paths]
-    order, base_index = ensemble_order(str(base_path), members)
-    _check_request(method, threshold, weights, bool(val_members), order)
+    _check_base(method, base_path is not None, val_base)
+    reference = str(base_path) if base_path is not None else members[0] if members else ""
+    order, base_index = ensemble_order(reference, members)
+    _check_request(method, threshold, weights, bool(val_members), order, base_path is not None)
     need_weights = method == "weighted" and weights is None
     val = validation_choices(
-        str(base_path), members, val_base, val_members, threshold == "auto", need_weights, log, show_thresholds
+        reference, members, val_base, val_members, threshold == "auto", need_weights, log, show_thresholds
     )
     threshold_used = float(val.get("threshold", 0.7 if threshold == "auto" else threshold))
     w = _resolve_weights(weights, val, order) if method == "weighted" else None
@@ -114,11 +139,13 @@ def run_ensemble(
         raise UserError(f"validation files have different classes from {base.name}")
     answers, final_probs = _combine(base, stack, method, threshold_used, w)
     pred = answers[method]
-    replaced = int((pred != answers["base"]).sum())
+    replaced = int((pred != answers["base"]).sum()) if base_path is not None else None
+    if base_path is None:  # the first member only stood in for a base: no answer of its own to report
+        answers = {rule: answer for rule, answer in answers.items() if rule not in ("base", "plurality")}
 
     meta: dict[str, Any] = {
         "method": method,
-        "base": order[base_index],
+        "base": order[base_index] if base_path is not None else None,
         "members": order,
         "weights": w,
         "threshold": threshold_used if method == "plurality" else None,
@@ -130,7 +157,7 @@ def run_ensemble(
         **meta,
         "n": len(pred),
         "replaced": replaced,
-        "replaced_fraction": replaced / max(1, len(pred)),
+        "replaced_fraction": None if replaced is None else replaced / max(1, len(pred)),
         "plurality_threshold": threshold_used,
         "out": str(out_path),
         "csv": csv_path and str(csv_path),
@@ -200,7 +227,7 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
         log("weights: " + ", ".join(f"{Path(m).name}={x:.3f}" for m, x in pairs))
     if "accuracy" in report:
         names = {
-            "base": f"base ({Path(report['base']).name})",
+            "base": f"base ({Path(report['base'] or '').name})",  # no base row without a base
             "plurality": f"plurality vote (threshold {report['plurality_threshold']:g})",
             "soft": "soft vote",
             "weighted": "weighted soft vote",
@@ -209,5 +236,6 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
         log(f"| rule | accuracy ({report['labelled']} labelled) |\n| --- | --- |")
         for key, value in report["accuracy"].items():
             log(f"| {names[key]} | {value:.4f} |")
-    log(f"replaced {report['replaced']} of {report['n']} base answers ({report['replaced_fraction']:.2%})")
+    if report["replaced"] is not None:
+        log(f"replaced {report['replaced']} of {report['n']} base answers ({report['replaced_fraction']:.2%})")
     log(f"wrote {report['out']}" + (f" and {report['csv']}" if report["csv"] else ""))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,7 +49,12 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
     out = Path(out)
     with atomic_path(out) as tmp, torch.no_grad():
         if fmt == "torchscript":
-            torch.jit.trace(wrapped, example).save(str(tmp))
+            with warnings.catch_warnings():
+                # torch marks torch.jit.trace deprecated (a FutureWarning per traced method): TorchScript
+                # is the format the user asked for, and the warning is nothing they can act on
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+                traced = torch.jit.trace(wrapped, example)
+            traced.save(str(tmp))
         else:
             try:
                 import onnx  # noqa: F401

@@ -1,0 +1,72 @@
+"""Options of the commands that use runs and their predictions (cli_runs.py): what ``scarce
+evaluate`` prints, ``scarce ensemble`` without ``--base``."""
+
+import json
+
+import numpy as np
+import pytest
+
+import scarce.engine.evaluation as evaluation
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.engine.trainer import train
+from scarce.errors import UserError
+from scarce.inference import run_ensemble
+from tests.conftest import TINY
+from tests.test_ensemble_io import BASE, IDS, M1, M2, _save
+
+
+@pytest.fixture()
+def files(tmp_path):
+    return {
+        "m1": _save(tmp_path / "m1.npz", M1, order=(3, 1, 0, 2)),  # shuffled rows
+        "m2": _save(tmp_path / "m2.npz", M2),
+        "val_base": _save(tmp_path / "val_base.npz", BASE),
+        "tmp": tmp_path,
+    }
+
+
+def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys):
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(image_folder)}}), run, progress=False)
+    capsys.readouterr()  # the training's lines
+    assert main(["evaluate", str(run), "--split", "val", "--workers", "0", "--device", "cpu"]) == 0
+    first, *per_class = capsys.readouterr().out.strip().splitlines()
+    printed = json.loads(first)
+    assert list(printed) == ["split", "top1", "count"] and printed["split"] == "val" and printed["count"] == 12
+    assert [line.split()[0] for line in per_class] == ["cat", "dog", "emu"]
+
+
+def test_evaluate_of_six_classes_prints_top5(monkeypatch, capsys):
+    result = {"split": "test", "top1": 0.5, "top5": 0.75, "count": 4, "per_class": {c: 0.5 for c in "abcdef"}}
+    monkeypatch.setattr(evaluation, "evaluate_run", lambda *args: result)
+    assert main(["evaluate", "unused"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == '{"split": "test", "top1": 0.5, "top5": 0.75, "count": 4}'
+
+
+def test_soft_and_weighted_need_no_base(files, capsys):
+    from scarce.cli import main
+
+    out = files["tmp"] / "soft.npz"
+    report = run_ensemble(None, [files["m2"], files["m1"]], method="soft", out_path=out, log=print)
+    with np.load(out) as data:
+        assert data["ids"].tolist() == IDS and data["pred"].tolist() == [1, 1, 1, 1]  # m2's order, m2 + m1 voting
+        np.testing.assert_allclose(data["probs"][0], [0.4, 0.5, 0.1], atol=1e-6)
+        assert json.loads(str(data["metadata"]))["base"] is None
+    assert report["base"] is None and report["replaced"] is None and len(report["members"]) == 2
+    assert report["accuracy"] == pytest.approx({"soft": 0.5, "oracle": 0.75})  # no base nor plurality row
+    printed = capsys.readouterr().out
+    assert "| soft vote | 0.5000 |" in printed and "base" not in printed and "replaced" not in printed
+    report = run_ensemble(
+        None, [files["m2"], files["m1"]], method="weighted", weights=[1, 0], out_path=out, log=lambda line: None
+    )
+    with np.load(out) as data:
+        assert data["pred"].tolist() == [0, 1, 1, 1]  # m2 alone
+    argv = ["ensemble", "--members", files["m2"], files["m1"], "--method", "soft", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["ensemble", "--members", files["m2"], files["m1"], "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("scarce ensemble: error: --method plurality needs --base (the model")
+    with pytest.raises(UserError, match="--members needs at least two files"):
+        run_ensemble(None, [files["m1"]], method="soft", out_path=out)
+    with pytest.raises(UserError, match="--val-base pairs with --base"):
+        run_ensemble(None, [files["m1"], files["m2"]], "weighted", val_base=files["val_base"], out_path=out)
