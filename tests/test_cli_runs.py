@@ -2,6 +2,7 @@
 evaluate`` prints, ``scarce ensemble`` without ``--base``."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -35,6 +36,15 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     printed = json.loads(first)
     assert list(printed) == ["split", "top1", "count"] and printed["split"] == "val" and printed["count"] == 12
     assert [line.split()[0] for line in per_class] == ["cat", "dog", "emu"]
+    # a folder of some of the run's classes is scored, as predict reads it; a flat folder cannot be
+    subset = tmp_path / "subset"
+    shutil.copytree(image_folder / "test" / "dog", subset / "dog")
+    assert main(["evaluate", str(run), "--split", str(subset), "--workers", "0", "--device", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert printed["count"] == len(list((subset / "dog").iterdir()))
+    flat = subset / "dog"
+    assert main(["evaluate", str(run), "--split", str(flat), "--workers", "0", "--device", "cpu"]) == 2
+    assert "no class folders; scoring needs <class>/<image> labels" in capsys.readouterr().err
 
 
 def test_evaluate_of_six_classes_prints_top5(monkeypatch, capsys):

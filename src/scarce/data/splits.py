@@ -3,13 +3,14 @@ taken from train, and the one decision of which images ``evaluate`` / ``predict`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from scarce.config import DataConfig
-from scarce.data.datasets import Split, folder_split
+from scarce.data.datasets import IMAGE_EXTENSIONS, Split, folder_split, scan_image_folder
 from scarce.data.fashion_mnist import fashion_mnist_splits
 from scarce.errors import UserError
 
@@ -124,3 +125,36 @@ def split_off_val(train: Split, fraction: float, seed: int) -> tuple[Split, Spli
         )
 
     return part(keep), replace(part(val_idx), from_train=True)
+
+
+def folder_of_run_classes(folder: str | os.PathLike, classes: list[str]) -> Split:
+    """An image folder to predict or score with a run: class folders (any of the run's
+    ``classes``, labels are their indices there) or a flat folder of images (targets -1).
+    Ids are relative to ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder}: not found")
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    subdirs = [p for p in entries if p.is_dir()]
+    images = sorted(p.name for p in entries if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+    if images and subdirs:
+        raise UserError(
+            f"image folder {folder}: holds both images and subfolders; expected either "
+            f"<class>/<image> folders (labelled) or only images (unlabelled)"
+        )
+    if images:
+        return Split(ids=images, targets=[-1] * len(images), classes=list(classes), root=str(folder))
+    samples, found = scan_image_folder(folder)
+    unknown = [c for c in found if c not in classes]
+    if unknown:
+        raise UserError(
+            f"image folder {folder}: class folders {unknown} are not classes of the run "
+            f"(known: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
+        )
+    index = {name: classes.index(name) for name in found}
+    return Split(
+        ids=[rel for rel, _ in samples],
+        targets=[index[found[c]] for _, c in samples],
+        classes=list(classes),
+        root=str(folder),
+    )

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
-from scarce.data.datasets import ImageDataset, folder_split
+from scarce.data.datasets import ImageDataset
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
-from scarce.data.splits import locate_split
+from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
@@ -98,6 +98,10 @@ def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
     )
 
 
+def _names(classes: list[str], shown: int = 5) -> str:
+    return ", ".join(classes[:shown]) + (f", ... ({len(classes)})" if len(classes) > shown else "")
+
+
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
     data = with_run_view(run, data)
@@ -109,10 +113,12 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         s = bundle.splits[split]
         if s.classes != run.classes:
             raise UserError(
-                f"data '{data.name}': classes {s.classes[:5]}... differ from the run's {run.classes[:5]}..."
+                f"data '{data.name}': classes {_names(s.classes)} differ from the run's {_names(run.classes)}"
             )
-    else:
-        s = folder_split(source.folder, run.classes)
+    else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
+        s = folder_of_run_classes(source.folder, run.classes)
+        if -1 in s.targets:
+            raise UserError(f"image folder {source.folder}: no class folders; scoring needs <class>/<image> labels")
     return ImageDataset(s, run.mode, EvalTransform(data))
 
 

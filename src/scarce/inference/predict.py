@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from scarce.config import DataConfig
-from scarce.data.datasets import IMAGE_EXTENSIONS, ImageDataset, Split, scan_image_folder
+from scarce.data.datasets import ImageDataset
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
-from scarce.data.splits import locate_split
+from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, with_run_view
 from scarce.engine.factories import prediction_source, probs_function
@@ -38,45 +38,13 @@ from scarce.inference.predictions import Predictions, save_predictions, write_pr
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
 
 
-def folder_prediction_split(folder: str | os.PathLike, classes: list[str]) -> Split:
-    """An image folder to predict: class folders (labels, checked against ``classes``) or a
-    flat folder of images (targets -1). Ids are relative to ``folder``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"image folder {folder}: not found")
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    subdirs = [p for p in entries if p.is_dir()]
-    images = sorted(p.name for p in entries if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
-    if images and subdirs:
-        raise UserError(
-            f"image folder {folder}: holds both images and subfolders; expected either "
-            f"<class>/<image> folders (labelled) or only images (unlabelled)"
-        )
-    if images:
-        return Split(ids=images, targets=[-1] * len(images), classes=list(classes), root=str(folder))
-    samples, found = scan_image_folder(folder)
-    unknown = [c for c in found if c not in classes]
-    if unknown:
-        raise UserError(
-            f"image folder {folder}: class folders {unknown} are not classes of the run "
-            f"(known: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
-        )
-    index = {name: classes.index(name) for name in found}
-    return Split(
-        ids=[rel for rel, _ in samples],
-        targets=[index[found[c]] for _, c in samples],
-        classes=list(classes),
-        root=str(folder),
-    )
-
-
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
     """The images to predict (no transform set yet) and their ids (see module docstring)."""
     source = locate_split(data, split)
     if source.folder is None:
         dataset = eval_dataset(run, data, split)
     else:  # labels optional here: a flat folder of images is predicted too
-        dataset = ImageDataset(folder_prediction_split(source.folder, run.classes), run.mode)
+        dataset = ImageDataset(folder_of_run_classes(source.folder, run.classes), run.mode)
     data_root = source.root
     ids = list(dataset.ids)
     if data_root is not None and dataset.split.root is not None:
