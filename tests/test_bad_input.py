@@ -199,6 +199,7 @@ def test_checkpoint_of_other_model_is_one_line_exit_2(model, classes, unicode_ru
         (["optim.lr=[0.1]"], "config key 'optim.lr': expected float"),
         (["augment.scale=0.5"], "config key 'augment.scale': expected a list of float"),
         (["data=demo"], "config key 'data': expected a mapping"),
+        (["data.sampler=balanced", "loss.class_weights=auto"], "balances the classes twice"),
     ],
 )
 def test_config_with_wrong_types_is_one_line_exit_2(args, message, tmp_path, capsys):
@@ -245,6 +246,16 @@ def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
     assert main(["data", "check", str(root)]) == 0
     out = capsys.readouterr().out
     assert "problems: 0" in out and "cat" in out and "duplicates across splits" in out
+    assert "not read as images" not in out
+    (root / "train" / "cat" / "notes.txt").write_text("x")
+    (root / "train" / "cat" / ".hidden.png").write_bytes((root / "train" / "cat" / "0.png").read_bytes())
+    (root / "test" / "dog" / "noext").write_bytes((root / "test" / "dog" / "0.png").read_bytes())
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 0  # listed, not problems
+    out = capsys.readouterr().out
+    assert "files not read as images (extension not .jpg/" in out and "hidden): 3" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["splits"]["train"]["skipped_files"] == ["cat/.hidden.png", "cat/notes.txt"]
+    assert report["splits"]["test"]["skipped_files"] == ["dog/noext"]
 
 
 def test_skipping_every_image_of_a_train_class_is_an_error(tmp_path):

@@ -109,3 +109,18 @@ def test_per_epoch_evaluate_and_end_of_run_scoring_give_the_same_numbers():
     assert per_epoch["count"] == at_end["count"] == 37
     assert per_epoch["top1"] == at_end["top1"] and per_epoch["top5"] == at_end["top5"]
     assert per_epoch["per_class"] == at_end["per_class"]
+
+
+def test_calibrate_keeps_the_model_confidence_when_the_fit_runs_to_its_bound(tmp_path):
+    import json
+
+    from scarce.engine.calibrate import calibrate
+
+    perfect = (T([[2.0, 0.0], [0.0, 2.0], [3.0, 1.0]]), T([0, 1, 0]))  # every val image right
+    result = calibrate({"val": perfect}, "logits", tmp_path)
+    assert result["temperature"] == 1.0 and result["temperature_fitted"] == pytest.approx(0.01, rel=1e-3)
+    assert "kept T=1" in result["note"]
+    assert json.loads((tmp_path / "calibration.json").read_text())["temperature"] == 1.0
+    z, y = _synthetic(3.0, n=2000, seed=2)
+    fitted = calibrate({"val": (z.float(), y)}, "logits", tmp_path)
+    assert fitted["note"] is None and fitted["temperature"] == fitted["temperature_fitted"] > 1.0

@@ -133,6 +133,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
             f"calibration: the fitted temperature made val ECE worse ({cal['ece_val_before']:.3f} -> "
             f"{cal['ece_val_after']:.3f}); confidences are less reliable than usual"
         )
+    if cal and cal.get("note"):
+        print(f"calibration: {cal['note']}")
     if cal and cal["n_val"] < 10 * len(json.loads((run_dir / "classes.json").read_text())["classes"]):
         print(
             f"calibration: fitted on {cal['n_val']} val images (fewer than 10 per class); thresholds on "

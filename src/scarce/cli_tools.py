@@ -77,7 +77,7 @@ def cmd_data_check(args) -> int:
 def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="self-contained HTML report of a run or of an ensemble",
+        help="HTML report of a run or of an ensemble (figures embedded; PNG copies beside it)",
         description="Examples: scarce report runs/demo-x   |   "
         "scarce report --ensemble final.npz --members a.npz b.npz c.npz",
     )
@@ -172,6 +172,8 @@ def _size_text(sizes: dict) -> str:
 
 def format_report(report: dict, limit: int = 20) -> str:
     """The report as fixed-width tables (at most ``limit`` rows of each listing)."""
+    from scarce.data.datasets import IMAGE_EXTENSIONS
+
     splits = report["splits"]
     lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<22} modes"]
     for name, s in splits.items():
@@ -186,6 +188,15 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += ["", f"unreadable images: {len(bad)}"]
         lines += [f"  {b['path']}: {b['reason']}" for _, b in bad[:limit]]
         lines += [f"  ... {len(bad) - limit} more"] if len(bad) > limit else []
+    skipped = [path for s in splits.values() for path in s.get("skipped_files", [])]
+    if skipped:
+        lines += [
+            "",
+            f"files not read as images (extension not {'/'.join(IMAGE_EXTENSIONS)}, or hidden): {len(skipped)}",
+        ]
+        lines += [f"  {path}" for path in skipped[:limit]] + (
+            [f"  ... {len(skipped) - limit} more"] if len(skipped) > limit else []
+        )
     dups = report["duplicates"]
     lines += [
         "",

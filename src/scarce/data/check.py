@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from torchvision import transforms as T
 
-from scarce.data.datasets import Split, is_gray_image, to_mode
+from scarce.data.datasets import Split, is_gray_image, skipped_files, to_mode
 from scarce.data.subset import read_manifest
 from scarce.errors import UserError
 
@@ -253,6 +253,8 @@ def check_dataset(
                 "distinct": len({c.size for c in good}),
             },
         }
+        if split.array is None and split.root is not None:  # files of the folder the scan passes over
+            report["splits"][name]["skipped_files"] = skipped_files(split.root, split.classes)
         report["label_conflicts"] = report.get("label_conflicts", []) + label_conflicts(name, split, checks[name])
     for a, b in SPLIT_PAIRS:
         if a in checks and b in checks:

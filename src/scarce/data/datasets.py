@@ -41,7 +41,12 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], l
     return samples, classes
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _files_under(folder: Path, images: bool) -> list[Path]:
+    """The image files (``images``) or the other files under ``folder``, hidden folders left out."""
     seen: set[str] = set()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -51,12 +56,18 @@ def _images_under(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / f
-            for f in sorted(filenames)
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-        ]
+        found += [Path(dirpath) / f for f in sorted(filenames) if _is_image_name(f) == images]
     return found
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return _files_under(folder, images=True)
+
+
+def skipped_files(root: str | os.PathLike, classes: Sequence[str]) -> list[str]:
+    """Files under the class folders of ``root`` that the scan does not read as images (other
+    extensions, hidden names), relative to ``root``: ``scarce data check`` lists them."""
+    return [str(p.relative_to(root)) for name in classes for p in _files_under(Path(root) / name, images=False)]
 
 
 def safe_join(root: str | os.PathLike, rel: str, what: str = "path") -> Path:

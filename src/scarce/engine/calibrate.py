@@ -18,6 +18,7 @@ from scarce.io import atomic_write_json
 from scarce.models.heads import prediction_scores
 
 CALIBRATION_FILE = "calibration.json"
+TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
 @torch.no_grad()
@@ -36,10 +37,21 @@ def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str,
     """Fit T on ``scores["val"]`` (``(scores [N, C], targets [N])``); write calibration.json
     with NLL on val and ECE (15 bins) before and after on every split given."""
     val_scores, val_targets = scores["val"]
-    temperature = fit_temperature(val_scores, val_targets)
+    fitted = fit_temperature(val_scores, val_targets, TEMPERATURE_BOUNDS)
+    # At a bound the fit did not find an optimum: T -> 0 when every val image is right with a
+    # margin (the NLL falls as confidences approach 1), which would print 1.000 for everything.
+    at_bound = not TEMPERATURE_BOUNDS[0] * 1.001 < fitted < TEMPERATURE_BOUNDS[1] * 0.999
+    temperature = 1.0 if at_bound else fitted
     result = {
         "source": source,
         "temperature": temperature,
+        "temperature_fitted": fitted,
+        "note": (
+            f"the fit ran to its bound (T={fitted:g}: val gives no optimum, e.g. every image right); "
+            f"kept T=1, confidences are the model's own"
+            if at_bound
+            else None
+        ),
         "n_val": int(len(val_targets)),
         "nll_val_before": nll(val_scores, val_targets),
         "nll_val_after": nll(val_scores, val_targets, temperature),

@@ -99,7 +99,9 @@ def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
 
 
 def _names(classes: list[str], shown: int = 5) -> str:
-    return ", ".join(classes[:shown]) + (f", ... ({len(classes)})" if len(classes) > shown else "")
+    if not classes:
+        return "none"
+    return ", ".join(map(repr, classes[:shown])) + (f", ... ({len(classes)} in all)" if len(classes) > shown else "")
 
 
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
@@ -112,8 +114,11 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
         s = bundle.splits[split]
         if s.classes != run.classes:
+            unknown = [c for c in s.classes if c not in run.classes]
+            missing = [c for c in run.classes if c not in s.classes]
             raise UserError(
-                f"data '{data.name}': classes {_names(s.classes)} differ from the run's {_names(run.classes)}"
+                f"data '{data.name}': classes differ from the run's (unknown: {_names(unknown)}, "
+                f"missing: {_names(missing)})"
             )
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = folder_of_run_classes(source.folder, run.classes)

@@ -179,6 +179,11 @@ def validate_config(cfg: Config) -> None:
             f"augment.crop=pad trains on the whole image: it needs data.crop_pct=1.0 (got "
             f"{cfg.data.crop_pct}), or evaluation would see a tighter crop than training"
         )
+    if cfg.data.sampler == "balanced" and cfg.loss.class_weights == "auto":
+        raise UserError(
+            "data.sampler=balanced with loss.class_weights=auto balances the classes twice (rare classes "
+            "would then outweigh the rest); choose one"
+        )
     if cfg.checkpoint.select == "last" and cfg.patience:
         raise UserError(
             "checkpoint.select=last with patience: early stopping needs the best epoch; "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 
@@ -225,5 +224,4 @@ def finish_run(run: Run, seconds: float) -> dict:
         summary["test"] = {k: results["test"][k] for k in ("top1", "top5", "balanced_accuracy", "macro_f1", "count")}
         atomic_write_json(run.run_dir / "test_metrics.json", results["test"])
     atomic_write_json(run.run_dir / "summary.json", summary)
-    print(json.dumps({k: summary[k] for k in ("best", "test") if k in summary}), flush=True)
     return summary
