@@ -1,6 +1,7 @@
 """``predict_run`` / ``scarce predict`` on tiny trained runs, and ``scarce ensemble`` on their files."""
 
 import csv
+import json
 import shutil
 
 import numpy as np
@@ -53,7 +54,10 @@ def test_no_tta_equals_plain_calibrated_prediction(trained, name):
     preds = predict_run(trained[name], DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4)
     expected, run = _plain_probs(trained[name], trained["data"], "test")
     np.testing.assert_allclose(preds.probs, expected, rtol=1e-5, atol=1e-6)
-    assert run.temperature != 1.0  # calibration.json was written and used
+    calibration = json.loads((trained[name] / "calibration.json").read_text())
+    assert run.temperature == calibration["temperature"]  # calibration.json was written and used
+    if calibration["note"] is None:  # a fit that found its optimum (a tiny run may get every val image right)
+        assert run.temperature == calibration["temperature_fitted"] != 1.0
     assert preds.ids.tolist()[:2] == ["test/cat/0.png", "test/cat/1.png"]  # relative to the data root
     assert preds.targets.tolist() == [0] * 5 + [1] * 5 + [2] * 5
     assert preds.classes.tolist() == CLASSES
