@@ -120,9 +120,11 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         f"trained in {summary['train_seconds']:.0f} s"
         + (f"; {summary['stopped_early']}" if summary.get("stopped_early") else "")
     )
+    classes = json.loads((run_dir / "classes.json").read_text())["classes"]
     if test:
+        top5 = f"  top-5: {test['top5']:.4f}" if len(classes) > 5 else ""  # with 5 classes or fewer it is 1
         print(
-            f"test top-1: {test['top1']:.4f}  top-5: {test['top5']:.4f}  balanced accuracy: "
+            f"test top-1: {test['top1']:.4f}{top5}  balanced accuracy: "
             f"{test['balanced_accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  ({test['count']} images)"
         )
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
@@ -135,7 +137,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         )
     if cal and cal.get("note"):
         print(f"calibration: {cal['note']}")
-    if cal and cal["n_val"] < 10 * len(json.loads((run_dir / "classes.json").read_text())["classes"]):
+    elif cal and cal["n_val"] < 10 * len(classes):
         print(
             f"calibration: fitted on {cal['n_val']} val images (fewer than 10 per class); thresholds on "
             f"confidence are rough"
