@@ -161,14 +161,19 @@ def run_ensemble(
         "plurality_threshold": threshold_used,
         "out": str(out_path),
         "csv": csv_path and str(csv_path),
+        **_accuracies(base, stack, answers),
     }
-    if base.labelled.any():
-        y, mask = base.targets, base.labelled
-        report["labelled"] = int(mask.sum())
-        report["accuracy"] = {rule: top1_accuracy(answer, y, mask) for rule, answer in answers.items()}
-        report["accuracy"]["oracle"] = oracle_accuracy(stack[:, mask], y[mask])
     _print_report(report, log)
     return report
+
+
+def _accuracies(base: Predictions, stack: np.ndarray, answers: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Each rule's top-1 and the oracle's on the labelled samples (nothing without labels)."""
+    if not base.labelled.any():
+        return {}
+    y, mask = base.targets, base.labelled
+    accuracy = {rule: top1_accuracy(answer, y, mask) for rule, answer in answers.items()}
+    return {"labelled": int(mask.sum()), "accuracy": {**accuracy, "oracle": oracle_accuracy(stack[:, mask], y[mask])}}
 
 
 def _write_outputs(
