@@ -16,10 +16,10 @@ def test_resolution_rounds_the_median_shorter_side_up_to_a_multiple_of_32_within
     assert auto_img_size([8]) == 64 and auto_img_size([3000, 4000]) == 224
 
 
-def test_epochs_give_at_least_100_epochs_and_800_steps():
-    assert auto_epochs(8) == 100  # Fashion-MNIST 50/class at batch 64
-    assert auto_epochs(2) == 400  # 10/class: more epochs, same number of steps
-    assert auto_epochs(16) == 100 and auto_epochs(0) == 800
+def test_epochs_give_at_least_300_epochs_and_2400_steps():
+    assert auto_epochs(8) == 300  # Fashion-MNIST 50/class at batch 64
+    assert auto_epochs(2) == 1200  # 10/class: more epochs, same number of steps
+    assert auto_epochs(16) == 300 and auto_epochs(0) == 2400
 
 
 def test_resolve_reads_the_folder_and_says_how(tmp_path):
@@ -32,8 +32,8 @@ def test_resolve_reads_the_folder_and_says_how(tmp_path):
     data = build_data(cfg.data)
     resolved, notes = resolve_auto_budget(cfg, data.splits["train"])
     # 30 images, 27 after the 10 % val split: 3 steps of 8 (the last 3 images are dropped, as
-    # the loader does) -> 267 epochs for 800 steps, 15 % warmup
-    assert (resolved.data.img_size, resolved.epochs, resolved.sched.warmup_epochs) == (64, 267, 40.05)
+    # the loader does) -> 800 epochs for 2400 steps, 15 % warmup
+    assert (resolved.data.img_size, resolved.epochs, resolved.sched.warmup_epochs) == (64, 800, 120.0)
     assert resolved.augment.pad == 4  # 64 / 16
     assert len(notes) == 4 and notes[0].startswith("data.img_size auto: 64 px (median shorter side 48 px")
     unchanged, none = resolve_auto_budget(load_config(None, ["epochs=3"]), data.splits["train"])
@@ -112,7 +112,7 @@ def test_auto_epochs_count_the_steps_the_loader_takes(tmp_path):
         data = build_data(cfg.data)
         loader = build_train_loader(build_dataset(data, "train", cfg.data, cfg.augment), 16, 0, 0, keep_last_batch=keep)
         resolved, _ = resolve_auto_budget(cfg, data.splits["train"])
-        assert resolved.epochs * len(loader) >= 800 > (resolved.epochs - 1) * len(loader)
+        assert resolved.epochs * len(loader) >= 2400 > (resolved.epochs - 1) * len(loader)
 
 
 def test_auto_epochs_count_only_the_images_the_scan_keeps(tmp_path):
@@ -135,5 +135,5 @@ def test_auto_epochs_count_only_the_images_the_scan_keeps(tmp_path):
         {"data": {"name": str(root)}},
     )
     run = prepare_run(cfg, tmp_path / "run")
-    # 48 readable images: 3 steps of 16 -> 267 epochs (50 files would have made 4 steps -> 200)
-    assert len(run.loaders["train"]) == 3 and run.cfg.epochs == 267
+    # 48 readable images: 3 steps of 16 -> 800 epochs (50 files would have made 4 steps -> 600)
+    assert len(run.loaders["train"]) == 3 and run.cfg.epochs == 800
