@@ -9,14 +9,8 @@
 #   WORK64=/work/bench_up64_300 bash benchmarks/queue_session16.sh B /work/wtM &
 # Lane A: the tuned CE baseline (3 seeds; the "gain over tuned CE" at the shipped budget), then the
 # paper's full recipe (seed 0). Lane B: mixup 0.8 on the best config (3 seeds), then mixup + CutMix.
-set -u
 LANE=$1
-cd "$2"
-PY=${PY:-/work/main/.venv/bin/python}
-WORK64=${WORK64:-benchmarks/work_up64_300}
-export PYTHONPATH="$PWD/src"
-cell300() { $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --epochs 300 --threads 1 \
-   --set eval_every=5 sched.warmup_epochs=45 data.img_size=64 augment.pad=4 --name up64_300 --work "$WORK64"; }
+source "$(dirname "$0")/queue_lib.sh" "$2"  # cd to the worktree; cell300 CONFIG "SEEDS"
 if [ "$LANE" = A ]; then
   cell300 tuned "0 1 2"
   cell300 tuned_full 0
