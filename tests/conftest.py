@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# `make test` runs with OMP_NUM_THREADS=1. A bare `pytest -n 2` without it oversubscribed the cores
+# (each worker's torch, and each run's `threads` default, took all of them): 530 s instead of 90.
+# Set before anything imports torch; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
