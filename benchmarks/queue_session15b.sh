@@ -5,14 +5,8 @@
 # mixup 0.8 on the best config (seed 0). Resumable; two 1-thread lanes:
 #   WORK64=/work/bench_up64_300 bash benchmarks/queue_session15b.sh A /work/wtM &
 #   WORK64=/work/bench_up64_300 bash benchmarks/queue_session15b.sh B /work/wtM &
-set -u
 LANE=$1
-cd "$2"
-PY=${PY:-/work/main/.venv/bin/python}
-WORK64=${WORK64:-benchmarks/work_up64_300}
-export PYTHONPATH="$PWD/src"
-cell300() { $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --epochs 300 --threads 1 \
-   --set eval_every=5 sched.warmup_epochs=45 data.img_size=64 augment.pad=4 --name up64_300 --work "$WORK64"; }
+source "$(dirname "$0")/queue_lib.sh" "$2"  # cd to the worktree; cell300 CONFIG "SEEDS"
 if [ "$LANE" = A ]; then cell300 tuned "0 2"; else cell300 tuned 1; cell300 tuned_ra9_lsb_before_mixup 0; fi
 # then, no training:
 #   $PY benchmarks/paired.py --config tuned_ra9_lsb_before --name up64_300_vs_ce \

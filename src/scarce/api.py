@@ -60,7 +60,6 @@ def train(
 
     from scarce.config import _merge, load_config
     from scarce.engine.trainer import train as train_run
-    from scarce.io import check_writable_dir
 
     extra = _nested(settings)
     if data is not None:
@@ -73,8 +72,6 @@ def train(
         cfg = load_config(recipe, None, extra)
     name = Path(recipe).stem if recipe else "run"
     run_dir = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.is_dir() or not run_dir.exists():  # a file there gets the run directory's own message
-        check_writable_dir(run_dir, "out=")
     return TrainedRun(run_dir, train_run(cfg, run_dir, resume=resume, progress=progress))
 
 

@@ -72,7 +72,6 @@ def _add_train(sub) -> None:
 def cmd_train(args) -> int:
     from scarce.config import load_config
     from scarce.engine.trainer import train
-    from scarce.io import check_writable_dir
 
     extra: dict = {}
     data = {
@@ -100,8 +99,6 @@ def cmd_train(args) -> int:
         cfg = load_config(args.recipe, args.overrides, extra)
         name = Path(args.recipe).stem if args.recipe else "run"
         run_dir = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.is_dir() or not run_dir.exists():  # a file there gets the run directory's own message
-        check_writable_dir(run_dir, "--resume" if args.resume else "--out")
     # a progress bar on a terminal; in a log or CI only the one line per epoch
     summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     if summary:

@@ -26,7 +26,7 @@ from scarce.engine.run_dir import (
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
 from scarce.engine.startup import describe_data_and_model, describe_regularisation, describe_schedule, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
-from scarce.io import append_jsonl, atomic_write_json, read_jsonl
+from scarce.io import append_jsonl, atomic_write_json, check_writable_dir, read_jsonl
 
 
 def validate_epoch(run: Run) -> dict:
@@ -146,6 +146,8 @@ def train(
     128 + signal); both keep the last complete checkpoint (see :mod:`scarce.engine.faults`).
     """
     run_dir = Path(run_dir)
+    if run_dir.is_dir() or not run_dir.exists():  # a file there gets check_run_dir's own message
+        check_writable_dir(run_dir, "--resume" if resume else "--out")  # before any work; creates nothing
     done = finished_run(run_dir, resume, cfg.epochs) if (run_dir / "config.yaml").is_file() else None
     if done is not None:
         return done
