@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One lane of a benchmark matrix: pulls "CONFIG SEED" lines off a shared queue file (under flock, so
+# two lanes never take the same cell) and trains each as a 64 px / 300-epoch cell (queue_lib.sh's
+# cell300) from the pinned worktree, until the queue is empty or DEADLINE (UTC HH:MM) has passed.
+# Cells are resumable: a SIGTERM'd cell writes a checkpoint, and putting its line back continues it.
+#   cp benchmarks/queues/session16.txt /tmp/q.txt
+#   WORK64=/work/bench16 DEADLINE=07:38 bash benchmarks/queue_worker.sh /work/wtM /tmp/q.txt &   # lane 1
+#   WORK64=/work/bench16 DEADLINE=07:38 bash benchmarks/queue_worker.sh /work/wtM /tmp/q.txt &   # lane 2
+# Edit the queue file while it runs to reorder what is left. Optional third argument: a PID to wait
+# for first (a cell already running outside the queue).
+QUEUE=$(realpath "$2")
+source "$(dirname "$0")/queue_lib.sh" "$1"
+DEADLINE=${DEADLINE:-23:59}
+if [ -n "${3:-}" ]; then while kill -0 "$3" 2>/dev/null; do sleep 15; done; fi
+take_line() { flock "$QUEUE.lock" bash -c 'l=$(head -n 1 "$1"); [ -n "$l" ] && sed -i 1d "$1"; echo "$l"' _ "$QUEUE"; }
+while true; do
+  if [[ "$(date -u +%H:%M)" > "$DEADLINE" ]]; then echo "$(date -u +%T) past $DEADLINE: no new cell"; break; fi
+  line=$(take_line)
+  [ -z "$line" ] && break
+  echo "$(date -u +%T) start $line"
+  # shellcheck disable=SC2086  # "CONFIG SEED" splits into cell300's two arguments
+  cell300 $line
+  echo "$(date -u +%T) done $line (exit $?)"
+done
