@@ -24,6 +24,9 @@ TINY = [
     "optim.lr=0.01",
     "sched.warmup_epochs=0",
     "model.small_input=false",
+    # fixed speed settings: results do not depend on this machine's CPU (nor on a timed choice)
+    "amp=none",
+    "channels_last=false",
 ]
 
 

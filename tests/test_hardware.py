@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 import scarce.engine.hardware as hw
+import scarce.engine.speed_probe as sp
 from scarce.config import load_config
 from scarce.engine.trainer import train
 from scarce.errors import UserError
@@ -83,3 +84,66 @@ def test_number_of_workers_changes_no_result(tmp_path, image_folder, one_thread)
         train(cfg, tmp_path / f"w{workers}", progress=False)
         runs[workers] = load_file(str(tmp_path / f"w{workers}" / "last.safetensors"))
     assert all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_fastest_setting_must_beat_plain_fp32_by_the_margin():
+    plain = ("none", False)
+    assert sp.pick_fastest({plain: 1.0, ("none", True): 0.95, ("bf16", False): 0.5}) == ("bf16", False)
+    assert sp.pick_fastest({plain: 1.0, ("none", True): 0.95}) == plain  # 5 %: noise, keep exact fp32
+    assert sp.pick_fastest({plain: 1.0, ("bf16", True): 0.8}) == ("bf16", True)
+    assert sp.pick_fastest({("bf16", False): 1.0, ("bf16", True): 2.0}) == ("bf16", False)
+
+
+def test_probe_times_every_candidate_and_draws_nothing_from_the_run_rng():
+    import timm
+
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    amp, last, seconds = sp.probe_settings(
+        lambda: timm.create_model("test_resnet", num_classes=3, in_chans=1), (4, 1, 16, 16), ["none"], [False, True]
+    )
+    assert torch.equal(torch.rand(4), expected)
+    assert set(seconds) == {"none", "none channels_last"} and all(s > 0 for s in seconds.values())
+    assert (amp, last) in {("none", False), ("none", True)}
+
+
+def test_cpu_settings_probe_only_auto_switches_once_per_model(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sp, "_chosen", {})
+    monkeypatch.setattr(
+        sp, "probe_settings", lambda make, shape, amps, lasts: calls.append((shape, amps, lasts)) or ("bf16", True, {})
+    )
+    never = lambda: pytest.fail("a fixed setting was timed")  # noqa: E731
+    assert sp.choose_cpu_settings("none", False, True, never, (64, 3, 32, 32), key="m") == ("none", False, None)
+    assert sp.choose_cpu_settings("bf16", "auto", False, None, (64, 3, 32, 32), key="m") == ("bf16", True, {})
+    assert calls == [((32, 3, 32, 32), ["bf16"], [False, True])]  # batch capped at PROBE_MAX_BATCH
+    sp.choose_cpu_settings("auto", "auto", True, None, (8, 3, 32, 32), key="m")
+    sp.choose_cpu_settings("auto", "auto", True, None, (8, 3, 32, 32), key="m")
+    assert calls[1:] == [((8, 3, 32, 32), ["none", "bf16"], [False, True])]  # bf16 timed only where native
+    sp.choose_cpu_settings("auto", "auto", False, None, (8, 3, 32, 32), key="m")
+    assert calls[2:] == [((8, 3, 32, 32), ["none"], [False, True])]
+
+
+def test_run_trains_with_the_probed_settings_and_a_resume_keeps_them(tmp_path, image_folder, monkeypatch):
+    from scarce.engine.prepare import cpu_speed_chooser, prepare_run
+
+    monkeypatch.setattr(sp, "_chosen", {})
+    monkeypatch.setattr(sp, "probe_settings", lambda *a: ("none", True, {"none": 0.2, "none channels_last": 0.1}))
+    overrides = [o for o in TINY if not o.startswith(("amp=", "channels_last="))] + ["amp=auto", "channels_last=auto"]
+    cfg = load_config(None, overrides, {"data": {"name": str(image_folder)}})
+    run = prepare_run(cfg, tmp_path / "run")
+    assert (run.hardware.amp, run.hardware.channels_last) == ("none", True)
+    assert next(run.model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert run.step.amp == "none" and "timed s/step: none 0.2, none channels_last 0.1" in run.hardware.describe()
+    train(cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr(sp, "probe_settings", lambda *a: pytest.fail("a resumed run timed again"))
+    choose = cpu_speed_chooser(cfg, run.data, tmp_path / "run")
+    assert choose(True) == ("none", True, None)
+    deterministic = load_config(None, overrides + ["deterministic=true"], {"data": {"name": str(image_folder)}})
+    fixed = hw.resolve_hardware(deterministic, CPU, True, choose_cpu_speed=pytest.fail)  # no timed choice
+    assert (fixed.amp, fixed.channels_last, fixed.probe) == (
+        hw.resolve_amp("auto", CPU),
+        hw.resolve_channels_last("auto", CPU),
+        None,
+    )

@@ -210,10 +210,11 @@ class Config:
     seed: int = opt(0, "fixes model init, data order and augmentation", range="[0, inf)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
     amp: Literal["auto", "none", "bf16", "fp16"] = opt(
-        "auto", "autocast dtype; auto: bf16 where it is native (CUDA, CPUs with AMX/AVX512-BF16), else none"
+        "auto",
+        "autocast dtype; auto: bf16 on CUDA; on a CPU the faster of none / bf16 (bf16 only where native), timed at start",
     )
     channels_last: bool | Literal["auto"] = opt(
-        "auto", "channels_last memory format; auto: on CUDA and on CPUs with native bf16"
+        "auto", "channels_last memory format; auto: on CUDA; on a CPU timed at start against contiguous"
     )
     threads: int | None = opt(
         None,

@@ -131,9 +131,12 @@ CLASSES_SCHEMA = {"classes": list, "mode": str, "in_chans": int, "mean": list, "
 PER_CLASS_KEYS = ("per_class", "precision", "recall", "f1", "support")
 
 
-def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int) -> dict:
+def finish_evaluation(
+    run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int, amp: str | None = None
+) -> dict:
     """After training, one pass over val and test with the best weights: fit the temperature
-    on val (calibration.json), score test from the same outputs."""
+    on val (calibration.json), score test from the same outputs; ``amp`` as the run trained
+    (None: ``cfg.amp``)."""
     loaded = load_run(run_dir / "best.safetensors", device)
     preprocess = BatchPreprocessor(loaded.mean, loaded.std, loaded.device)
     source = prediction_source(cfg)
@@ -147,7 +150,7 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
             ),
             preprocess,
             source,
-            cfg.amp,
+            cfg.amp if amp is None else amp,
         )
         for split in ("val", "test")
         if split in data.splits

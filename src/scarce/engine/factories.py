@@ -118,9 +118,15 @@ def build_mixer(mix: MixConfig) -> BatchMixer | None:
 
 
 def build_components(
-    cfg: Config, data: DataBundle, device: torch.device, updates_per_epoch: int, world_size: int = 1
+    cfg: Config,
+    data: DataBundle,
+    device: torch.device,
+    updates_per_epoch: int,
+    world_size: int = 1,
+    channels_last: bool | None = None,
 ) -> Components:
-    """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run (one DDP rank's)."""
+    """model, loss_fn, optimizer, scheduler (per update), ema, scaler for a run (one DDP rank's);
+    ``channels_last`` as resolved for the run (None: ``cfg.channels_last``'s fixed rule)."""
     from scarce.losses import loss_requires_head_g
 
     train_targets = torch.as_tensor(data.splits["train"].targets)
@@ -130,7 +136,7 @@ def build_components(
         cfg.model, len(data.classes), data.in_chans, cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)
     )
     model = model.to(device)
-    if resolve_channels_last(cfg.channels_last, device):
+    if resolve_channels_last(cfg.channels_last, device) if channels_last is None else channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     ema = None

@@ -1,8 +1,9 @@
 """What the machine offers, decided once: device, autocast dtype, memory format, threads.
 
 Speed switches are hardware-dependent: bf16 autocast ran 1.5x faster than fp32 on a CPU with
-native bf16 (AVX512-BF16) and 7-20x slower on an AVX2-only CPU. ``auto`` therefore turns a
-switch on only where the hardware has it natively (BENCHMARKS.md, "Speed switches").
+native bf16 (AVX512-BF16) and 7-20x slower on an AVX2-only CPU. The fixed rule here (a switch
+on only where the hardware has it natively) holds on GPUs, for ``deterministic`` runs and for
+prediction; a training run on a CPU times its candidates instead (:mod:`scarce.engine.speed_probe`).
 """
 
 from __future__ import annotations
@@ -98,24 +99,35 @@ class Hardware:
     threads: int
     workers: int
     cpu_native_bf16: bool
+    probe: dict[str, float] | None = None  # seconds per training step of each candidate timed
 
     def describe(self) -> str:
         return (
             f"hardware: device {self.device}, amp {self.amp}, channels_last {str(self.channels_last).lower()}, "
             f"{self.threads} torch threads, {self.workers} loader workers"
             + ("" if self.device != "cpu" else f" (CPU native bf16: {'yes' if self.cpu_native_bf16 else 'no'})")
+            + ("" if not self.probe else "; timed s/step: " + ", ".join(f"{k} {v:.3g}" for k, v in self.probe.items()))
         )
 
 
-def resolve_hardware(cfg, device: torch.device, in_memory: bool) -> Hardware:
-    """Resolve every ``auto`` speed switch of ``cfg`` for ``device`` and set torch's threads."""
+def resolve_hardware(cfg, device: torch.device, in_memory: bool, choose_cpu_speed=None) -> Hardware:
+    """Resolve every ``auto`` speed switch of ``cfg`` for ``device`` and set torch's threads.
+
+    ``choose_cpu_speed(native_bf16) -> (amp, channels_last, probe)`` decides amp and memory format
+    on a CPU (:func:`scarce.engine.speed_probe.choose_cpu_settings`); without it, or with
+    ``deterministic`` (a timed choice could differ between two runs), the fixed rule above holds.
+    """
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
+    amp, channels_last, probe = resolve_amp(cfg.amp, device), resolve_channels_last(cfg.channels_last, device), None
+    if choose_cpu_speed is not None and device.type == "cpu" and not cfg.deterministic:
+        amp, channels_last, probe = choose_cpu_speed(native_bf16(device))
     return Hardware(
         device=str(device),
-        amp=resolve_amp(cfg.amp, device),
-        channels_last=resolve_channels_last(cfg.channels_last, device),
+        amp=amp,
+        channels_last=channels_last,
         threads=threads,
         workers=resolve_workers(cfg.data.num_workers, threads, in_memory),
         cpu_native_bf16=native_bf16(torch.device("cpu")),
+        probe=probe,
     )

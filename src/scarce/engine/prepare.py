@@ -78,7 +78,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     data, bad_images = scan_data(cfg, data)
     cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
     in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
-    hardware = resolve_hardware(cfg, device, in_memory=in_memory)
+    hardware = resolve_hardware(cfg, device, in_memory, cpu_speed_chooser(cfg, data, run_dir if resume else None))
     train_loader = build_train_loader(
         build_dataset(data, "train", cfg.data, cfg.augment),
         cfg.batch_size,
@@ -89,7 +89,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         balanced=cfg.data.sampler == "balanced",
         keep_last_batch=cfg.data.keep_last_batch,
     )
-    model, step = build_train_step(cfg, data, device, info, updates_per_epoch=len(train_loader))
+    model, step = build_train_step(cfg, data, device, info, len(train_loader), hardware)
     preprocess = BatchPreprocessor(data.mean, data.std, device, cfg.augment, hardware.channels_last)
     notes = auto_notes + epoch_notes
     run = Run(
@@ -105,12 +105,53 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     return run
 
 
+def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None):
+    """``native_bf16 -> (amp, channels_last, probe)`` for :func:`resolve_hardware` on a CPU: the
+    settings a resumed run recorded in environment.json, else timed on this run's model."""
+    from scarce.engine.speed_probe import choose_cpu_settings
+    from scarce.losses import loss_requires_head_g
+    from scarce.models import create_model
+
+    recorded = recorded_cpu_speed(resumed_dir) if resumed_dir is not None else None
+    head_g = loss_requires_head_g(cfg.loss.name)
+    size, n_classes = cfg.data.img_size, len(data.classes)
+
+    def choose(native_bf16: bool):
+        if recorded is not None:
+            amp = recorded["amp"] if cfg.amp == "auto" else cfg.amp
+            last = recorded["channels_last"] if cfg.channels_last == "auto" else bool(cfg.channels_last)
+            return amp, last, None
+        return choose_cpu_settings(
+            cfg.amp,
+            cfg.channels_last,
+            native_bf16,
+            lambda: create_model(cfg.model, n_classes, data.in_chans, size, head_g=head_g),
+            (max(2, cfg.batch_size), data.in_chans, size, size),
+            key=(repr(cfg.model), n_classes, data.in_chans, head_g),
+        )
+
+    return choose
+
+
+def recorded_cpu_speed(run_dir: Path) -> dict | None:
+    """The amp / channels_last a CPU run chose at its start (environment.json), if any."""
+    import json
+
+    try:
+        hardware = json.loads((run_dir / "environment.json").read_text())["hardware"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return hardware if str(hardware.get("device")) == "cpu" else None
+
+
 def build_train_step(
-    cfg: Config, data: DataBundle, device: torch.device, info: DistInfo, updates_per_epoch: int
+    cfg: Config, data: DataBundle, device: torch.device, info: DistInfo, updates_per_epoch: int, hardware: Hardware
 ) -> tuple[nn.Module, TrainStep]:
     """The model (checked against the input size) and the step that trains it (through DDP when
     distributed): loss, optimizer, per-step scheduler, scaler, clipping, EMA."""
-    parts = build_components(cfg, data, device, updates_per_epoch=updates_per_epoch, world_size=info.world_size)
+    parts = build_components(
+        cfg, data, device, updates_per_epoch, world_size=info.world_size, channels_last=hardware.channels_last
+    )
     check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
     train_model = parts.model
     if info.enabled:
@@ -124,7 +165,7 @@ def build_train_step(
         parts.scaler,
         cfg.clip_grad,
         parts.ema,
-        cfg.amp,
+        hardware.amp,
         build_mixer(cfg.augment.mix),
     )
     return parts.model, step

@@ -40,11 +40,13 @@ def validate_epoch(run: Run) -> dict:
     probs_fn = probs_function(run.cfg)
     n = len(run.data.classes)
     out = {
-        "val_top1": evaluate(run.model, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn)["top1"]
+        "val_top1": evaluate(run.model, run.loaders["val"], run.preprocess, n, run.info, run.hardware.amp, probs_fn)[
+            "top1"
+        ]
     }
     if run.ema is not None:
         out["val_top1_ema"] = evaluate(
-            run.ema.module, run.loaders["val"], run.preprocess, n, run.info, run.cfg.amp, probs_fn
+            run.ema.module, run.loaders["val"], run.preprocess, n, run.info, run.hardware.amp, probs_fn
         )["top1"]
     return out
 
@@ -217,7 +219,7 @@ def finish_run(run: Run, seconds: float) -> dict:
         "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1],
     }
     began = time.perf_counter()
-    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers)
+    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers, run.hardware.amp)
     run.timings["final"] = time.perf_counter() - began
     summary["timings"] = {k: round(v, 3) for k, v in run.timings.items()}
     if "calibration" in results:
