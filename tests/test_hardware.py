@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 import scarce.engine.hardware as hw
 import scarce.engine.speed_probe as sp
 from scarce.config import load_config
+from scarce.engine.evaluation import load_run
 from scarce.engine.trainer import train
 from scarce.errors import UserError
 from tests.conftest import TINY
@@ -129,6 +130,7 @@ def test_run_trains_with_the_probed_settings_and_a_resume_keeps_them(tmp_path, i
     from scarce.engine.prepare import cpu_speed_chooser, prepare_run
 
     monkeypatch.setattr(sp, "_chosen", {})
+    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))  # the fixed rule: bf16
     monkeypatch.setattr(sp, "probe_settings", lambda *a: ("none", True, {"none": 0.2, "none channels_last": 0.1}))
     overrides = [o for o in TINY if not o.startswith(("amp=", "channels_last="))] + ["amp=auto", "channels_last=auto"]
     cfg = load_config(None, overrides, {"data": {"name": str(image_folder)}})
@@ -137,6 +139,8 @@ def test_run_trains_with_the_probed_settings_and_a_resume_keeps_them(tmp_path, i
     assert next(run.model.parameters()).is_contiguous(memory_format=torch.channels_last)
     assert run.step.amp == "none" and "timed s/step: none 0.2, none channels_last 0.1" in run.hardware.describe()
     train(cfg, tmp_path / "run", progress=False)
+    loaded = load_run(tmp_path / "run", "cpu")
+    assert (loaded.amp, loaded.channels_last) == ("none", True)  # scored as it trained, not by the fixed rule
     monkeypatch.setattr(sp, "probe_settings", lambda *a: pytest.fail("a resumed run timed again"))
     choose = cpu_speed_chooser(cfg, run.data, tmp_path / "run")
     assert choose(True) == ("none", True, None)
@@ -147,3 +151,17 @@ def test_run_trains_with_the_probed_settings_and_a_resume_keeps_them(tmp_path, i
         hw.resolve_channels_last("auto", CPU),
         None,
     )
+
+
+def test_scoring_repeats_a_cpu_runs_choice_only_where_this_cpu_can(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "environment.json").write_text(
+        json.dumps({"hardware": {"device": "cpu", "amp": "bf16", "channels_last": False}})
+    )
+    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert hw.scoring_speed("auto", "auto", tmp_path, CPU) == ("bf16", False)
+    assert hw.scoring_speed("none", True, tmp_path, CPU) == ("none", True)  # set in the config: kept
+    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"avx2"}))  # bf16 would be emulated here
+    assert hw.scoring_speed("auto", "auto", tmp_path, CPU) == ("none", False)
+    assert hw.scoring_speed("auto", "auto", tmp_path / "no-record", CPU) == ("none", False)

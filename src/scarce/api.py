@@ -177,7 +177,7 @@ class Classifier:
         )
         chunks = [
             probs_fn(outputs).cpu().numpy()
-            for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.cfg.amp)
+            for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.amp)
         ]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))

@@ -16,7 +16,7 @@ from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
 from scarce.engine.checkpoint import load_weights
 from scarce.engine.factories import prediction_source
-from scarce.engine.hardware import device_name
+from scarce.engine.hardware import device_name, scoring_speed
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g
@@ -48,6 +48,15 @@ class LoadedRun:
     def device(self) -> torch.device:
         """Where the model's weights are (``load_run`` resolved ``auto``)."""
         return next(self.model.parameters()).device
+
+    @property
+    def amp(self) -> str:
+        """Autocast to score with on :attr:`device` (as the run trained, where this CPU can)."""
+        return scoring_speed(self.cfg.amp, self.cfg.channels_last, self.run_dir, self.device)[0]
+
+    @property
+    def channels_last(self) -> bool:
+        return scoring_speed(self.cfg.amp, self.cfg.channels_last, self.run_dir, self.device)[1]
 
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
@@ -131,12 +140,9 @@ CLASSES_SCHEMA = {"classes": list, "mode": str, "in_chans": int, "mean": list, "
 PER_CLASS_KEYS = ("per_class", "precision", "recall", "f1", "support")
 
 
-def finish_evaluation(
-    run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int, amp: str | None = None
-) -> dict:
+def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int) -> dict:
     """After training, one pass over val and test with the best weights: fit the temperature
-    on val (calibration.json), score test from the same outputs; ``amp`` as the run trained
-    (None: ``cfg.amp``)."""
+    on val (calibration.json), score test from the same outputs (autocast as it trained)."""
     loaded = load_run(run_dir / "best.safetensors", device)
     preprocess = BatchPreprocessor(loaded.mean, loaded.std, loaded.device)
     source = prediction_source(cfg)
@@ -150,7 +156,7 @@ def finish_evaluation(
             ),
             preprocess,
             source,
-            cfg.amp if amp is None else amp,
+            loaded.amp,
         )
         for split in ("val", "test")
         if split in data.splits
@@ -173,7 +179,7 @@ def _metrics_record(run: LoadedRun, scores: torch.Tensor, targets: torch.Tensor)
 def _score(run: LoadedRun, loader) -> dict:
     """One pass of ``loader`` through the run's model, scored as at the end of training."""
     preprocess = BatchPreprocessor(run.mean, run.std, run.device)
-    return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.cfg.amp))
+    return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.amp))
 
 
 def evaluate_run(

@@ -61,6 +61,32 @@ def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" or native_bf16(device)
 
 
+def recorded_cpu_speed(run_dir: Path) -> dict | None:
+    """The ``hardware`` a CPU run recorded in its environment.json (amp and channels_last as it
+    trained), or None (no record, or the run trained on a GPU)."""
+    import json
+
+    try:
+        hardware = json.loads((Path(run_dir) / "environment.json").read_text())["hardware"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return hardware if isinstance(hardware, dict) and str(hardware.get("device")) == "cpu" else None
+
+
+def scoring_speed(amp: str, channels_last: bool | str, run_dir: Path, device: torch.device) -> tuple[str, bool]:
+    """``(amp, channels_last)`` to score a saved run on ``device``: a CPU run's recorded choice
+    where this CPU can repeat it (its test score and a later evaluation then agree), else the
+    fixed rule; values set in the config stay."""
+    recorded = recorded_cpu_speed(run_dir) if device.type == "cpu" else None
+    if recorded is not None and recorded.get("amp") == "bf16" and not native_bf16(device):
+        recorded = None  # emulated bf16 is 7-50x slower: the fixed rule (fp32) instead
+    if amp == "auto":
+        amp = recorded["amp"] if recorded is not None else resolve_amp(amp, device)
+    if channels_last == "auto":
+        channels_last = recorded["channels_last"] if recorded is not None else resolve_channels_last("auto", device)
+    return amp, bool(channels_last)
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -17,7 +17,7 @@ from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
 from scarce.engine.distributed import DistInfo, init_distributed, resolve_device
 from scarce.engine.factories import build_components, build_mixer
-from scarce.engine.hardware import Hardware, device_name, resolve_hardware
+from scarce.engine.hardware import Hardware, device_name, recorded_cpu_speed, resolve_hardware
 from scarce.engine.loop import TrainStep
 from scarce.engine.run_dir import check_same_classes
 from scarce.engine.saving import resolve_select
@@ -131,17 +131,6 @@ def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None):
         )
 
     return choose
-
-
-def recorded_cpu_speed(run_dir: Path) -> dict | None:
-    """The amp / channels_last a CPU run chose at its start (environment.json), if any."""
-    import json
-
-    try:
-        hardware = json.loads((run_dir / "environment.json").read_text())["hardware"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return hardware if str(hardware.get("device")) == "cpu" else None
 
 
 def build_train_step(

@@ -219,7 +219,7 @@ def finish_run(run: Run, seconds: float) -> dict:
         "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1],
     }
     began = time.perf_counter()
-    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers, run.hardware.amp)
+    results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers)
     run.timings["final"] = time.perf_counter() - began
     summary["timings"] = {k: round(v, 3) for k, v in run.timings.items()}
     if "calibration" in results:

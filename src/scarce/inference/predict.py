@@ -32,7 +32,7 @@ from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, with_run_view
 from scarce.engine.factories import prediction_source, probs_function
-from scarce.engine.hardware import device_name, resolve_amp, resolve_channels_last
+from scarce.engine.hardware import device_name
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
@@ -123,10 +123,8 @@ def predict_run(
         raise UserError(f"split '{split}' of data '{data.name}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
-    preprocess = BatchPreprocessor(
-        run.mean, run.std, dev, channels_last=resolve_channels_last(run.cfg.channels_last, dev)
-    )
-    amp = resolve_amp(run.cfg.amp, dev)
+    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=run.channels_last)
+    amp = run.amp
     probs, _ = tta_predict(
         run.model, loader, preprocess, probs_function(run.cfg, run.temperature), chunk_size=batch_size, amp=amp
     )

@@ -77,7 +77,7 @@ def split_scores(
     if found is None:
         loader = build_eval_loader(dataset, batch_size, num_workers)
         preprocess = BatchPreprocessor(run.mean, run.std, run.device)
-        scores, targets = collect_scores(run.model, loader, preprocess, source, run.cfg.amp)
+        scores, targets = collect_scores(run.model, loader, preprocess, source, run.amp)
         found = {"scores": scores.float(), "targets": targets.long()}
         try:  # a cache is best-effort: a read-only run directory still gets its report elsewhere
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
