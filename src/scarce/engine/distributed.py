@@ -86,6 +86,15 @@ def broadcast_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(flag.item())
 
 
+def broadcast_object(value, info: DistInfo):
+    """Rank 0's picklable ``value`` (e.g. a timed choice of speed settings), on every rank."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -15,7 +15,7 @@ from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
-from scarce.engine.distributed import DistInfo, init_distributed, resolve_device
+from scarce.engine.distributed import DistInfo, broadcast_object, init_distributed, resolve_device
 from scarce.engine.factories import build_components, build_mixer
 from scarce.engine.hardware import Hardware, device_name, recorded_cpu_speed, resolve_hardware
 from scarce.engine.loop import TrainStep
@@ -78,7 +78,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     data, bad_images = scan_data(cfg, data)
     cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
     in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
-    hardware = resolve_hardware(cfg, device, in_memory, cpu_speed_chooser(cfg, data, run_dir if resume else None))
+    hardware = resolve_hardware(cfg, device, in_memory, cpu_speed_chooser(cfg, data, run_dir if resume else None, info))
     train_loader = build_train_loader(
         build_dataset(data, "train", cfg.data, cfg.augment),
         cfg.batch_size,
@@ -105,9 +105,10 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     return run
 
 
-def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None):
+def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None, info: DistInfo | None = None):
     """``native_bf16 -> (amp, channels_last, probe)`` for :func:`resolve_hardware` on a CPU: the
-    settings a resumed run recorded in environment.json, else timed on this run's model."""
+    settings a resumed run recorded in environment.json, else timed on this run's model (by
+    rank 0 alone under torchrun: ranks timing at once on shared cores would disagree)."""
     from scarce.engine.speed_probe import choose_cpu_settings
     from scarce.losses import loss_requires_head_g
     from scarce.models import create_model
@@ -121,14 +122,17 @@ def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None):
             amp = recorded["amp"] if cfg.amp == "auto" else cfg.amp
             last = recorded["channels_last"] if cfg.channels_last == "auto" else bool(cfg.channels_last)
             return amp, last, None
-        return choose_cpu_settings(
-            cfg.amp,
-            cfg.channels_last,
-            native_bf16,
-            lambda: create_model(cfg.model, n_classes, data.in_chans, size, head_g=head_g),
-            (max(2, cfg.batch_size), data.in_chans, size, size),
-            key=(repr(cfg.model), n_classes, data.in_chans, head_g),
-        )
+        chosen = None
+        if info is None or info.rank == 0:
+            chosen = choose_cpu_settings(
+                cfg.amp,
+                cfg.channels_last,
+                native_bf16,
+                lambda: create_model(cfg.model, n_classes, data.in_chans, size, head_g=head_g),
+                (max(2, cfg.batch_size), data.in_chans, size, size),
+                key=(repr(cfg.model), n_classes, data.in_chans, head_g),
+            )
+        return chosen if info is None else broadcast_object(chosen, info)
 
     return choose
 
