@@ -144,6 +144,11 @@ def test_run_trains_with_the_probed_settings_and_a_resume_keeps_them(tmp_path, i
     monkeypatch.setattr(sp, "probe_settings", lambda *a: pytest.fail("a resumed run timed again"))
     choose = cpu_speed_chooser(cfg, run.data, tmp_path / "run")
     assert choose(True) == ("none", True, None)
+    env = tmp_path / "run" / "environment.json"
+    env.write_text(env.read_text().replace('"amp": "none"', '"amp": "bf16"'))
+    assert cpu_speed_chooser(cfg, run.data, tmp_path / "run")(True) == ("bf16", True, None)
+    monkeypatch.setattr(sp, "probe_settings", lambda *a: ("none", False, {}))  # moved to a CPU without bf16:
+    assert cpu_speed_chooser(cfg, run.data, tmp_path / "run")(False) == ("none", False, {})  # timed again
     deterministic = load_config(None, overrides + ["deterministic=true"], {"data": {"name": str(image_folder)}})
     fixed = hw.resolve_hardware(deterministic, CPU, True, choose_cpu_speed=pytest.fail)  # no timed choice
     assert (fixed.amp, fixed.channels_last, fixed.probe) == (

@@ -3,7 +3,8 @@
 Speed switches are hardware-dependent: bf16 autocast ran 1.5x faster than fp32 on a CPU with
 native bf16 (AVX512-BF16) and 7-20x slower on an AVX2-only CPU. The fixed rule here (a switch
 on only where the hardware has it natively) holds on GPUs, for ``deterministic`` runs and for
-prediction; a training run on a CPU times its candidates instead (:mod:`scarce.engine.speed_probe`).
+scoring runs that recorded no choice; a training run on a CPU times its candidates instead
+(:mod:`scarce.engine.speed_probe`), and scoring repeats what it chose (:func:`scoring_speed`).
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None, i
     size, n_classes = cfg.data.img_size, len(data.classes)
 
     def choose(native_bf16: bool):
-        if recorded is not None:
+        if recorded is not None and (recorded.get("amp") != "bf16" or native_bf16):  # not emulated bf16: 7-50x slower
             amp = recorded["amp"] if cfg.amp == "auto" else cfg.amp
             last = recorded["channels_last"] if cfg.channels_last == "auto" else bool(cfg.channels_last)
             return amp, last, None
