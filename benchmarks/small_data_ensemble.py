@@ -36,13 +36,16 @@ from scarce.inference.voting import oracle_accuracy  # noqa: E402
 RULES = ("base", "members (each)", "plurality 0.7", "plurality, threshold from val", "soft vote", "oracle")
 
 
-def predictions(run_dir: Path, data, split: str, views: int):
-    """Cached ``predict_run`` of one member on ``split`` of ``data`` with ``views`` TTA views."""
+def predictions(run_dir: Path, data, split: str, views: int, weights: str = "best"):
+    """Cached ``predict_run`` of one member's ``weights`` (best or last) on ``split`` of ``data``
+    with ``views`` TTA views."""
     # views > 1 changed at 9722cb5 (view 1 became the plain mirror): the old cached files are not reused
-    path = run_dir / "predictions" / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
+    folder = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}")
+    path = folder / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
-        preds = predict_run(run_dir, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
+        source = run_dir / f"{weights}.safetensors"
+        preds = predict_run(source, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
         write_predictions(preds, path)
     return load_predictions(path)
 
@@ -73,7 +76,7 @@ def member_dirs(work: Path, tag: str, seed: int, config: str | None, members: in
     return [work / tag / member_name(config, i) / f"seed{seed}" for i in range(members)]
 
 
-def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int]) -> dict:
+def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int], weights: str = "best") -> dict:
     """``{views: {rule: [per data seed]}}`` for one ensemble kind."""
     from scarce.engine.evaluation import load_run
 
@@ -83,7 +86,8 @@ def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int]) -> dict
         for seed, runs in runs_by_seed.items():
             data = load_run(runs[0], "cpu").cfg.data  # every member predicts the base's val split
             per_seed[seed] = vote(
-                [predictions(r, data, "val", v) for r in runs], [predictions(r, data, "test", v) for r in runs]
+                [predictions(r, data, "val", v, weights) for r in runs],
+                [predictions(r, data, "test", v, weights) for r in runs],
             )
         out[v] = {rule: [per_seed[s][rule] for s in sorted(per_seed)] for rule in (*RULES, "threshold")}
     return out
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--work", type=Path, default=HERE / "work")
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--name", default="ensemble100")
+    p.add_argument(
+        "--weights", default="best", choices=["best", "last"], help="each member's best.safetensors or last.safetensors"
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -134,12 +141,13 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if missing:
         raise SystemExit(f"unfinished cells: {', '.join(missing)}")
-    results = {kind: ensemble_rows(runs, views) for kind, runs in kinds.items()}
+    results = {kind: ensemble_rows(runs, views, args.weights) for kind, runs in kinds.items()}
     out = {
         "kinds": {k: {str(v): r for v, r in res.items()} for k, res in results.items()},
         "members": {k: {s: [str(r) for r in rs] for s, rs in runs.items()} for k, runs in kinds.items()},
         "views": views,
         "seeds": args.seeds,
+        "weights": args.weights,
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),
     }
