@@ -225,3 +225,42 @@ def test_paired_variants_differ_by_seed_and_by_setting(tmp_path):
     assert ref["epoch_seconds"] == 3.0 and up["epoch_seconds"] == 7.0  # medians: a slow epoch does not count
     assert up["differs_by"] == ["data.img_size=64"]  # seeds are not a difference
     assert data["headlines"] == {"best_variant": "up", "best_paired_gain_points": "+1.67"}
+
+
+def test_select_weights_scores_best_and_last_of_each_cell(tmp_path):
+    import select_weights
+
+    data = make_image_folder(tmp_path / "data")
+    argv = [
+        "--data",
+        str(data),
+        "--configs",
+        "ce",
+        "--seeds",
+        "0",
+        "--recipe",
+        "demo",
+        "--work",
+        str(tmp_path / "work"),
+    ]
+    argv += ["--results", str(tmp_path / "res"), "--name", "t", "--threads", "1", "--set", *TINY]
+    argv += ["epochs=3", "checkpoint.select=best"]
+    threads = torch.get_num_threads()
+    try:
+        small_data.main(argv)
+        out = select_weights.main(
+            ["--work", str(tmp_path / "work"), "--tag", "data", "--results", str(tmp_path / "res"), "--name", "s"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = out["rows"]
+    run = tmp_path / "work" / "data" / "ce" / "seed0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert row["best_test"] == pytest.approx(summary["test"]["top1"])  # the run's own test score of best
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["cell"] == "ce/seed0" and row["best_epoch"] == summary["best"]["epoch"] and last["epoch"] == 2
+    from scarce.engine.evaluation import evaluate_run
+
+    last_scored = evaluate_run(run / "last.safetensors", None, "test", tmp_path / "e.json", num_workers=0)
+    assert row["last_test"] == pytest.approx(last_scored["top1"])
+    assert "last - best over 1 cells" in (tmp_path / "res" / "s.md").read_text()

@@ -1,0 +1,94 @@
+"""Best-on-val vs final weights, cell by cell (no new training): does picking the epoch help?
+
+For every finished cell under ``--work`` (``<tag>/<config>/seed<s>``) that kept both
+``best.safetensors`` (the evaluated epoch with the highest val top-1) and ``last.safetensors``
+(the final epoch's), the official test top-1 of each, from the cached 1-view predictions of
+``small_data_ensemble.py`` (computed here when missing), beside the epoch the val pick chose::
+
+    .venv/bin/python benchmarks/select_weights.py --work /work/bench16 --name select16
+
+Writes ``benchmarks/results/<name>.{md,json}``; ends with ``last_minus_best_points`` (mean of the
+paired differences over all cells) and ``cells``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
+from small_data_ensemble import predictions  # noqa: E402
+
+
+def cell_row(run: Path) -> dict:
+    """Test top-1 of a cell's best and last weights, and where the best epoch fell."""
+    from scarce.engine.evaluation import load_run
+
+    summary = json.loads((run / "summary.json").read_text())
+    data = load_run(run, "cpu").cfg.data
+    top1 = {}
+    for weights in ("best", "last"):
+        p = predictions(run, data, "test", 1, weights)
+        top1[weights] = float((p.probs.argmax(1) == p.targets).mean())
+    return {
+        "cell": f"{run.parent.name}/{run.name}",
+        "epochs": summary["epochs"],
+        "best_epoch": summary["best"]["epoch"],
+        "best_val": summary["best"]["top1"],
+        "best_test": top1["best"],
+        "last_test": top1["last"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--tag", default="fashion-mnist-k50")
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--name", required=True)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    runs = sorted(
+        r.parent
+        for r in (args.work / args.tag).glob("*/seed*/summary.json")
+        if (r.parent / "last.safetensors").is_file() and (r.parent / "best.safetensors").is_file()
+    )
+    if not runs:
+        raise SystemExit(f"{args.work / args.tag}: no finished cell with best and last weights")
+    rows = [cell_row(r) for r in runs]
+    diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
+    table = markdown_table(
+        ["cell", "best epoch / epochs", "val top-1 % at it", "test % best-on-val", "test % last", "last - best"],
+        [
+            [
+                r["cell"],
+                f"{r['best_epoch'] + 1} / {r['epochs']}",
+                f"{100 * r['best_val']:.1f}",
+                f"{100 * r['best_test']:.2f}",
+                f"{100 * r['last_test']:.2f}",
+                f"{d:+.2f}",
+            ]
+            for r, d in zip(rows, diffs)
+        ],
+    )
+    spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    wins = sum(d > 0 for d in diffs)
+    summary = (
+        f"{table}\n\nlast - best over {len(rows)} cells: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
+        f"(last higher in {wins}, lower in {sum(d < 0 for d in diffs)})\n"
+    )
+    headline = {"last_minus_best_points": f"{statistics.fmean(diffs):+.2f}", "cells": str(len(rows))}
+    out = {"rows": rows, "work": str(args.work), "machine": machine()}
+    write_results(args.results, args.name, out, summary, headline)
+    return out
+
+
+if __name__ == "__main__":
+    main()
