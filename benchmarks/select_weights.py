@@ -31,6 +31,8 @@ def cell_row(run: Path) -> dict:
 
     summary = json.loads((run / "summary.json").read_text())
     data = load_run(run, "cpu").cfg.data
+    evaluated = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val_top1" in r]
+    n_val = json.loads((run / "classes.json").read_text())["split_sizes"]["val"]
     top1 = {}
     for weights in ("best", "last"):
         p = predictions(run, data, "test", 1, weights)
@@ -40,9 +42,18 @@ def cell_row(run: Path) -> dict:
         "epochs": summary["epochs"],
         "best_epoch": summary["best"]["epoch"],
         "best_val": summary["best"]["top1"],
+        "last_val": max(evaluated[-1]["val_top1"], evaluated[-1].get("val_top1_ema", 0.0)),
+        "n_val": n_val,
         "best_test": top1["best"],
         "last_test": top1["last"],
     }
+
+
+def clear_margin(row: dict, z: float = 2.0) -> bool:
+    """The best epoch's val top-1 beats the final one's by more than ``z`` binomial standard
+    errors of a val accuracy: a real peak rather than the luckiest of many noisy evaluations."""
+    p = row["best_val"]
+    return row["best_val"] - row["last_val"] > z * (p * (1 - p) / row["n_val"]) ** 0.5
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -64,27 +75,44 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with best and last weights")
     rows = [cell_row(r) for r in runs]
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
+    margin = [r["best_test"] if clear_margin(r) else r["last_test"] for r in rows]
     table = markdown_table(
-        ["cell", "best epoch / epochs", "val top-1 % at it", "test % best-on-val", "test % last", "last - best"],
+        [
+            "cell",
+            "best epoch / epochs",
+            "val % best / last",
+            "test % best-on-val",
+            "test % last",
+            "last - best",
+            "best only if clearly higher on val",
+        ],
         [
             [
                 r["cell"],
                 f"{r['best_epoch'] + 1} / {r['epochs']}",
-                f"{100 * r['best_val']:.1f}",
+                f"{100 * r['best_val']:.1f} / {100 * r['last_val']:.1f}",
                 f"{100 * r['best_test']:.2f}",
                 f"{100 * r['last_test']:.2f}",
                 f"{d:+.2f}",
+                f"{100 * m:.2f} ({'best' if clear_margin(r) else 'last'})",
             ]
-            for r, d in zip(rows, diffs)
+            for r, d, m in zip(rows, diffs, margin)
         ],
     )
     spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
     wins = sum(d > 0 for d in diffs)
+    mean = lambda xs: 100 * statistics.fmean(xs)  # noqa: E731
     summary = (
         f"{table}\n\nlast - best over {len(rows)} cells: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
-        f"(last higher in {wins}, lower in {sum(d < 0 for d in diffs)})\n"
+        f"(last higher in {wins}, lower in {sum(d < 0 for d in diffs)}); mean test top-1: best-on-val "
+        f"{mean([r['best_test'] for r in rows]):.2f}, last {mean([r['last_test'] for r in rows]):.2f}, "
+        f"best only if clearly higher on val {mean(margin):.2f}\n"
     )
-    headline = {"last_minus_best_points": f"{statistics.fmean(diffs):+.2f}", "cells": str(len(rows))}
+    headline = {
+        "last_minus_best_points": f"{statistics.fmean(diffs):+.2f}",
+        "margin_rule_minus_best_points": f"{mean(margin) - mean([r['best_test'] for r in rows]):+.2f}",
+        "cells": str(len(rows)),
+    }
     out = {"rows": rows, "work": str(args.work), "machine": machine()}
     write_results(args.results, args.name, out, summary, headline)
     return out
