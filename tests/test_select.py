@@ -1,19 +1,22 @@
 """checkpoint.select: which weights a run scores and ships."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from scarce.cli import main
-from scarce.engine.saving import MIN_VAL_PER_CLASS_TO_SELECT, resolve_select
+from scarce.engine.saving import MIN_VAL_PER_CLASS_TO_SELECT, clear_margin, resolve_select, settle_clear_best
 from tests.conftest import TINY
 
 
-def test_auto_keeps_the_last_weights_only_when_val_is_too_small_to_rank_epochs():
+def test_auto_keeps_the_last_weights_when_val_is_too_small_else_decides_at_the_end():
     few = MIN_VAL_PER_CLASS_TO_SELECT * 10 - 1
     assert resolve_select("auto", few, 10, patience=0) == "last"
-    assert resolve_select("auto", few + 1, 10, patience=0) == "best"
+    assert resolve_select("auto", few + 1, 10, patience=0) == "clear_best"
     assert resolve_select("auto", few, 10, patience=3) == "best"  # early stopping ranks epochs anyway
     assert resolve_select("best", 0, 10, patience=0) == "best"
 
@@ -47,3 +50,64 @@ def test_best_file_holds_the_selected_epoch(tmp_path, select):
 def test_last_with_patience_is_refused(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), *TINY, "checkpoint.select=last", "patience=2"]) == 2
     assert "checkpoint.select=last with patience" in capsys.readouterr().err
+
+
+def fake_run(tmp_path, best: dict, ema: bool = False) -> SimpleNamespace:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    return SimpleNamespace(
+        select="clear_best",
+        best=dict(best),
+        run_dir=tmp_path,
+        model=model,
+        ema=SimpleNamespace(module=torch.nn.Linear(2, 2)) if ema else None,
+        data=SimpleNamespace(splits={"val": SimpleNamespace(ids=list(range(500)))}),
+    )
+
+
+def test_clear_margin_is_two_binomial_standard_errors():
+    assert clear_margin(0.85, 500) == pytest.approx(2 * (0.85 * 0.15 / 500) ** 0.5)  # 0.0319
+    assert clear_margin(0.5, 100) == pytest.approx(0.1)
+
+
+def test_an_earlier_peak_within_the_noise_gives_way_to_the_final_weights(tmp_path):
+    # session 16's cell: val 0.850 at epoch 159 (test 81.8), 0.834 at the end (test 84.0)
+    run = fake_run(tmp_path, {"top1": 0.85, "epoch": 159, "weights": "model"})
+    note = settle_clear_best(run, {"epoch": 299, "val_top1": 0.834})
+    assert run.select == "last" and run.best == {"top1": 0.834, "epoch": 299, "weights": "model"}
+    assert "kept the final weights (epoch 299" in note
+    with safe_open(tmp_path / "best.safetensors", "pt") as fh:
+        assert fh.metadata()["epoch"] == "299"
+    assert torch.equal(load_file(tmp_path / "best.safetensors")["weight"], run.model.weight.detach())
+
+
+def test_a_clear_peak_keeps_its_epoch_and_the_final_ema_can_be_kept(tmp_path):
+    run = fake_run(tmp_path, {"top1": 0.90, "epoch": 100, "weights": "model"})
+    assert "kept epoch 100" in settle_clear_best(run, {"epoch": 299, "val_top1": 0.80})
+    assert run.select == "best" and run.best["epoch"] == 100 and not (tmp_path / "best.safetensors").exists()
+    run = fake_run(tmp_path, {"top1": 0.85, "epoch": 100, "weights": "model"}, ema=True)
+    settle_clear_best(run, {"epoch": 299, "val_top1": 0.83, "val_top1_ema": 0.84})
+    assert run.best == {"top1": 0.84, "epoch": 299, "weights": "ema"}
+    assert torch.equal(load_file(tmp_path / "best.safetensors")["weight"], run.ema.module.weight.detach())
+    run = fake_run(tmp_path, {"top1": 0.85, "epoch": 299, "weights": "model"})
+    assert "also the best" in settle_clear_best(run, {"epoch": 299, "val_top1": 0.85}) and run.select == "last"
+    run.select = "best"  # other selections are left alone
+    assert settle_clear_best(run, {"epoch": 299, "val_top1": 0.1}) is None and run.select == "best"
+
+
+def test_auto_select_settles_at_the_end_of_a_run(tmp_path, monkeypatch):
+    import scarce.engine.saving as saving
+
+    monkeypatch.setattr(saving, "MIN_VAL_PER_CLASS_TO_SELECT", 0)  # the tiny val counts as enough
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--no-progress", *TINY, "epochs=3", "optim.lr=0.3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    with safe_open(out / "best.safetensors", "pt") as fh:
+        saved_epoch = int(fh.metadata()["epoch"])
+    assert summary["select"] in {"best", "last"} and summary["select_note"]
+    assert summary["best"]["epoch"] == saved_epoch == (2 if summary["select"] == "last" else saved_epoch)
+    peak = max(metrics, key=lambda r: r["val_top1"])
+    n_val = json.loads((out / "classes.json").read_text())["split_sizes"]["val"]
+    clear = peak["val_top1"] - metrics[-1]["val_top1"] > clear_margin(peak["val_top1"], n_val)
+    assert summary["select"] == ("best" if clear and peak["epoch"] != 2 else "last")

@@ -188,8 +188,9 @@ class CheckpointConfig:
         "auto",
         "the weights the run scores and ships (best.safetensors): best (the evaluated "
         "epoch with the highest val top-1), last (the final epoch's, raw or EMA by val), "
-        "auto: last when val has fewer than 20 images per class (too few to rank epochs: "
-        "the pick would be noise) and patience is off, else best",
+        "auto: with patience best; with fewer than 20 val images per class last (too few to "
+        "rank epochs); else the final weights unless an earlier epoch's val top-1 beats them by "
+        "more than 2 binomial standard errors (the highest of many noisy evaluations is a lucky one)",
     )
 
 

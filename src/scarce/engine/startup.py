@@ -90,12 +90,14 @@ def describe_schedule(run: Run) -> str:
     clipped = (
         f" (sched.warmup_epochs={cfg.sched.warmup_epochs:g} clipped to a fifth of the run)" if warmup < asked else ""
     )
-    why = ""
+    kept = f"the {run.select} weights"
     if run.select == "last" and cfg.checkpoint.select == "auto":
-        why = " (val too small to rank epochs)" if "val" in run.loaders else " (no val split)"
+        kept += " (val too small to rank epochs)" if "val" in run.loaders else " (no val split)"
+    if run.select == "clear_best":
+        kept = "the final weights unless an earlier epoch is clearly better on val"
     return (
         f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
-        f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps the {run.select} weights{why}"
+        f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps {kept}"
     )
 
 

@@ -23,7 +23,7 @@ from scarce.engine.run_dir import (
     finished_run,
     trim_metrics,
 )
-from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal
+from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal, settle_clear_best
 from scarce.engine.startup import describe_data_and_model, describe_regularisation, describe_schedule, write_run_info
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.io import append_jsonl, atomic_write_json, check_writable_dir, read_jsonl
@@ -209,14 +209,19 @@ def finish_run(run: Run, seconds: float) -> dict:
     """Calibration on val, test-set score of the best weights, summary.json."""
     from scarce.engine.evaluation import finish_evaluation
 
+    rows = read_jsonl(run.run_dir / "metrics.jsonl") or [{}]
+    select_note = settle_clear_best(run, rows[-1])
+    if select_note:
+        print(select_note, flush=True)
     summary = {
         "run_dir": str(run.run_dir),
         "epochs": run.cfg.epochs,
         "best": run.best,
         "select": run.select,
+        "select_note": select_note,
         "stopped_early": run.stopped_early,
         "train_seconds": round(seconds, 1),
-        "last": (read_jsonl(run.run_dir / "metrics.jsonl") or [{}])[-1],
+        "last": rows[-1],
     }
     began = time.perf_counter()
     results = finish_evaluation(run.run_dir, run.cfg, run.data, run.device, run.hardware.workers)
