@@ -56,6 +56,31 @@ def clear_margin(row: dict, z: float = 2.0) -> bool:
     return row["best_val"] - row["last_val"] > z * (p * (1 - p) / row["n_val"]) ** 0.5
 
 
+def config_table(rows: list[dict], kept: list[float]) -> str:
+    """Per config (cells grouped by folder): mean +- std over seeds of each way to pick weights."""
+
+    def pm(values: list[float]) -> str:
+        spread = f" +- {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        return f"{100 * statistics.fmean(values):.2f}{spread}"
+
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["cell"].split("/")[0], []).append(i)
+    return markdown_table(
+        ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"],
+        [
+            [
+                config,
+                str(len(idx)),
+                pm([rows[i]["best_test"] for i in idx]),
+                pm([rows[i]["last_test"] for i in idx]),
+                pm([kept[i] for i in idx]),
+            ]
+            for config, idx in groups.items()
+        ],
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, required=True)
@@ -99,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r, d, m in zip(rows, diffs, margin)
         ],
     )
+    table += "\n\n" + config_table(rows, margin)
     spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
     wins = sum(d > 0 for d in diffs)
     mean = lambda xs: 100 * statistics.fmean(xs)  # noqa: E731
