@@ -23,9 +23,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
 from small_data_ensemble import predictions  # noqa: E402
+from small_data_holdout import holdout_indices, holdout_top1  # noqa: E402
 
 
-def cell_row(run: Path) -> dict:
+def cell_row(run: Path, holdout=None) -> dict:
     """Test top-1 of a cell's best and last weights, and where the best epoch fell."""
     from scarce.engine.evaluation import load_run
 
@@ -37,7 +38,10 @@ def cell_row(run: Path) -> dict:
     for weights in ("best", "last"):
         p = predictions(run, data, "test", 1, weights)
         top1[weights] = float((p.probs.argmax(1) == p.targets).mean())
+        if holdout is not None:
+            top1[f"holdout_{weights}"] = holdout_top1(run, *holdout, weights=weights)
     return {
+        **{k: v for k, v in top1.items() if k.startswith("holdout_")},
         "cell": f"{run.parent.name}/{run.name}",
         "epochs": summary["epochs"],
         "best_epoch": summary["best"]["epoch"],
@@ -66,19 +70,18 @@ def config_table(rows: list[dict], kept: list[float]) -> str:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r["cell"].split("/")[0], []).append(i)
-    return markdown_table(
-        ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"],
-        [
-            [
-                config,
-                str(len(idx)),
-                pm([rows[i]["best_test"] for i in idx]),
-                pm([rows[i]["last_test"] for i in idx]),
-                pm([kept[i] for i in idx]),
-            ]
-            for config, idx in groups.items()
-        ],
-    )
+    held = "holdout_best" in rows[0]
+    header = ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"]
+    header += ["held-out % best-on-val", "held-out % last", "held-out % rule"] if held else []
+    table = []
+    for config, idx in groups.items():
+        line = [config, str(len(idx)), *(pm([rows[i][k] for i in idx]) for k in ("best_test", "last_test"))]
+        line.append(pm([kept[i] for i in idx]))
+        if held:
+            line += [pm([rows[i][k] for i in idx]) for k in ("holdout_best", "holdout_last")]
+            line.append(pm([rows[i]["holdout_best" if clear_margin(rows[i]) else "holdout_last"] for i in idx]))
+        table.append(line)
+    return markdown_table(header, table)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tag", default="fashion-mnist-k50")
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--name", required=True)
+    p.add_argument("--holdout", action="store_true", help="also score Fashion-MNIST's held-out images (k=50 cells)")
     args = p.parse_args(argv)
     import torch
 
@@ -98,7 +102,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if not runs:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with best and last weights")
-    rows = [cell_row(r) for r in runs]
+    holdout = None
+    if args.holdout:
+        from scarce.data.fashion_mnist import load_arrays
+
+        images, labels = load_arrays(None, "train")
+        idx = holdout_indices(labels, 500, 50, list(range(10)))
+        holdout = (images[idx], labels[idx], "holdout-500x10-k50-ex9")
+    rows = [cell_row(r, holdout) for r in runs]
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
     margin = [r["best_test"] if clear_margin(r) else r["last_test"] for r in rows]
     table = markdown_table(
@@ -139,6 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
         "margin_rule_minus_best_points": f"{mean(margin) - mean([r['best_test'] for r in rows]):+.2f}",
         "cells": str(len(rows)),
     }
+    if holdout is not None:
+        held = [100 * (r["holdout_last"] - r["holdout_best"]) for r in rows]
+        headline["holdout_last_minus_best_points"] = f"{statistics.fmean(held):+.2f}"
     out = {"rows": rows, "work": str(args.work), "machine": machine()}
     write_results(args.results, args.name, out, summary, headline)
     return out

@@ -43,15 +43,17 @@ def holdout_indices(labels: np.ndarray, per_class: int, k: int, exclude_seeds: l
     return np.sort(np.concatenate(picks))
 
 
-def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str) -> float:
-    """Top-1 of the cell's kept weights on the held-out images (cached in ``predictions/``)."""
-    cache = run_dir / "predictions" / f"{key}.npz"
+def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str, weights: str = "best") -> float:
+    """Top-1 of the cell's kept (``best``) or final (``last``) weights on the held-out images
+    (cached in ``predictions/`` or ``predictions_last/``)."""
+    cache = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{key}.npz"
     if not cache.is_file():
         from PIL import Image
 
         import scarce
 
-        result = scarce.load(run_dir, "cpu").predict([Image.fromarray(im) for im in images], batch_size=250)
+        model = scarce.load(run_dir / f"{weights}.safetensors", "cpu")
+        result = model.predict([Image.fromarray(im) for im in images], batch_size=250)
         cache.parent.mkdir(exist_ok=True)
         np.savez(cache, probs=result.probs)
     probs = np.load(cache, allow_pickle=False)["probs"]
