@@ -60,8 +60,23 @@ def clear_margin(row: dict, z: float = 2.0) -> bool:
     return row["best_val"] - row["last_val"] > z * (p * (1 - p) / row["n_val"]) ** 0.5
 
 
-def config_table(rows: list[dict], kept: list[float]) -> str:
-    """Per config (cells grouped by folder): mean +- std over seeds of each way to pick weights."""
+def paired(rows: list[dict], kept: list[float], idx: list[int], ref: list[int]) -> str:
+    """Test points of ``kept`` weights over the reference config's on the same seeds: mean +- std, wins."""
+    by_seed = {rows[i]["cell"].split("/")[1]: kept[i] for i in ref}
+    diffs = [
+        100 * (kept[i] - by_seed[rows[i]["cell"].split("/")[1]])
+        for i in idx
+        if rows[i]["cell"].split("/")[1] in by_seed
+    ]
+    if not diffs:
+        return "-"
+    spread = f" +- {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+    return f"{statistics.fmean(diffs):+.2f}{spread} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
+
+
+def config_table(rows: list[dict], kept: list[float], reference: str | None = None) -> str:
+    """Per config (cells grouped by folder): mean +- std over seeds of each way to pick weights,
+    and the rule's paired test gain over ``reference`` (wins / seeds)."""
 
     def pm(values: list[float]) -> str:
         spread = f" +- {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
@@ -73,6 +88,8 @@ def config_table(rows: list[dict], kept: list[float]) -> str:
     held = "holdout_best" in rows[0]
     header = ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"]
     header += ["held-out % best-on-val", "held-out % last", "held-out % rule"] if held else []
+    ref = groups.get(reference or "", [])
+    header += [f"rule: paired test vs {reference} (wins)"] if ref else []
     table = []
     for config, idx in groups.items():
         line = [config, str(len(idx)), *(pm([rows[i][k] for i in idx]) for k in ("best_test", "last_test"))]
@@ -80,6 +97,8 @@ def config_table(rows: list[dict], kept: list[float]) -> str:
         if held:
             line += [pm([rows[i][k] for i in idx]) for k in ("holdout_best", "holdout_last")]
             line.append(pm([rows[i]["holdout_best" if clear_margin(rows[i]) else "holdout_last"] for i in idx]))
+        if ref:
+            line.append(paired(rows, kept, idx, ref))
         table.append(line)
     return markdown_table(header, table)
 
@@ -90,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tag", default="fashion-mnist-k50")
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--name", required=True)
+    p.add_argument("--reference", default=None, help="config the per-config table pairs every other with")
     p.add_argument("--holdout", action="store_true", help="also score Fashion-MNIST's held-out images (k=50 cells)")
     args = p.parse_args(argv)
     import torch
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r, d, m in zip(rows, diffs, margin)
         ],
     )
-    table += "\n\n" + config_table(rows, margin)
+    table += "\n\n" + config_table(rows, margin, args.reference)
     spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
     wins = sum(d > 0 for d in diffs)
     mean = lambda xs: 100 * statistics.fmean(xs)  # noqa: E731
