@@ -15,29 +15,18 @@ import bench_split  # noqa: E402
 import small_data  # noqa: E402
 
 
-def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
+def harness_argv(tmp_path: Path, configs: list[str], *overrides: str) -> list[str]:
+    """small_data.py on a generated image folder, seed 0, the demo recipe, TINY + ``overrides``."""
     data = make_image_folder(tmp_path / "data")
-    argv = [
-        "--data",
-        str(data),
-        "--configs",
-        "ce",
-        "ce_ra",
-        "--seeds",
-        "0",
-        "--recipe",
-        "demo",
-        "--work",
-        str(tmp_path / "work"),
-        "--results",
-        str(tmp_path / "res"),
-        "--name",
-        "t",
-        "--threads",
-        "1",
-        "--set",
-        *TINY,
+    return [
+        *("--data", str(data), "--configs", *configs, "--seeds", "0", "--recipe", "demo"),
+        *("--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--name", "t"),
+        *("--threads", "1", "--set", *TINY, *overrides),
     ]
+
+
+def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
+    argv = harness_argv(tmp_path, ["ce", "ce_ra"])
     threads = torch.get_num_threads()
     try:  # the harness sets 1 thread per cell (shared CPU); give the suite its default back
         out = small_data.main(argv)
@@ -230,21 +219,7 @@ def test_paired_variants_differ_by_seed_and_by_setting(tmp_path):
 def test_select_weights_scores_best_and_last_of_each_cell(tmp_path):
     import select_weights
 
-    data = make_image_folder(tmp_path / "data")
-    argv = [
-        "--data",
-        str(data),
-        "--configs",
-        "ce",
-        "--seeds",
-        "0",
-        "--recipe",
-        "demo",
-        "--work",
-        str(tmp_path / "work"),
-    ]
-    argv += ["--results", str(tmp_path / "res"), "--name", "t", "--threads", "1", "--set", *TINY]
-    argv += ["epochs=3", "checkpoint.select=best"]
+    argv = harness_argv(tmp_path, ["ce"], "epochs=3", "checkpoint.select=best")
     threads = torch.get_num_threads()
     try:
         small_data.main(argv)
