@@ -136,6 +136,7 @@ BEST = TUNED_RA + lsb(2, "before_randaugment")
 CONFIGS["tuned_ra9_lsb_before_cutmix"] = BEST + ["augment.mix.cutmix_alpha=1.0"]
 CONFIGS["tuned_ra9_lsb_before_mixup"] = BEST + ["augment.mix.mixup_alpha=0.8"]
 CONFIGS["tuned_ra9_lsb_before_mix"] = BEST + ["augment.mix.mixup_alpha=0.8", "augment.mix.cutmix_alpha=1.0"]
+CONFIGS["tuned_ra9_mixup"] = TUNED_RA + ["augment.mix.mixup_alpha=0.8"]  # mixup without LSB Swap (session 16)
 
 MATRICES: dict[str, list[str]] = {
     "tune": [c for c in CONFIGS if c.startswith("tune_lr")],
