@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,14 +50,19 @@ class LoadedRun:
         """Where the model's weights are (``load_run`` resolved ``auto``)."""
         return next(self.model.parameters()).device
 
+    @functools.cached_property
+    def speed(self) -> tuple[str, bool]:
+        """``(amp, channels_last)`` to score with on :attr:`device`: as the run trained, where this
+        CPU can (environment.json is read once)."""
+        return scoring_speed(self.cfg.amp, self.cfg.channels_last, self.run_dir, self.device)
+
     @property
     def amp(self) -> str:
-        """Autocast to score with on :attr:`device` (as the run trained, where this CPU can)."""
-        return scoring_speed(self.cfg.amp, self.cfg.channels_last, self.run_dir, self.device)[0]
+        return self.speed[0]
 
     @property
     def channels_last(self) -> bool:
-        return scoring_speed(self.cfg.amp, self.cfg.channels_last, self.run_dir, self.device)[1]
+        return self.speed[1]
 
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
