@@ -74,18 +74,26 @@ def recorded_cpu_speed(run_dir: Path) -> dict | None:
     return hardware if isinstance(hardware, dict) and str(hardware.get("device")) == "cpu" else None
 
 
+def repeatable(recorded: dict | None, native_bf16_here: bool) -> bool:
+    """A recorded CPU choice this CPU can repeat: anything but bf16 where bf16 would be emulated
+    (7-50x slower)."""
+    return recorded is not None and (recorded.get("amp") != "bf16" or native_bf16_here)
+
+
+def settings_from_record(amp: str, channels_last: bool | str, recorded: dict) -> tuple[str, bool]:
+    """``(amp, channels_last)``: the recorded choice for each ``auto`` switch; set values stay."""
+    amp = recorded["amp"] if amp == "auto" else amp
+    return amp, bool(recorded["channels_last"] if channels_last == "auto" else channels_last)
+
+
 def scoring_speed(amp: str, channels_last: bool | str, run_dir: Path, device: torch.device) -> tuple[str, bool]:
     """``(amp, channels_last)`` to score a saved run on ``device``: a CPU run's recorded choice
     where this CPU can repeat it (its test score and a later evaluation then agree), else the
     fixed rule; values set in the config stay."""
     recorded = recorded_cpu_speed(run_dir) if device.type == "cpu" else None
-    if recorded is not None and recorded.get("amp") == "bf16" and not native_bf16(device):
-        recorded = None  # emulated bf16 is 7-50x slower: the fixed rule (fp32) instead
-    if amp == "auto":
-        amp = recorded["amp"] if recorded is not None else resolve_amp(amp, device)
-    if channels_last == "auto":
-        channels_last = recorded["channels_last"] if recorded is not None else resolve_channels_last("auto", device)
-    return amp, bool(channels_last)
+    if repeatable(recorded, native_bf16(device)):
+        return settings_from_record(amp, channels_last, recorded)
+    return resolve_amp(amp, device), resolve_channels_last(channels_last, device)
 
 
 def available_cores() -> int:

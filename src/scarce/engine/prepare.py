@@ -17,7 +17,14 @@ from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
 from scarce.engine.distributed import DistInfo, broadcast_object, init_distributed, resolve_device
 from scarce.engine.factories import build_components, build_mixer
-from scarce.engine.hardware import Hardware, device_name, recorded_cpu_speed, resolve_hardware
+from scarce.engine.hardware import (
+    Hardware,
+    device_name,
+    recorded_cpu_speed,
+    repeatable,
+    resolve_hardware,
+    settings_from_record,
+)
 from scarce.engine.loop import TrainStep
 from scarce.engine.run_dir import check_same_classes
 from scarce.engine.saving import resolve_select
@@ -118,10 +125,8 @@ def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None, i
     size, n_classes = cfg.data.img_size, len(data.classes)
 
     def choose(native_bf16: bool):
-        if recorded is not None and (recorded.get("amp") != "bf16" or native_bf16):  # not emulated bf16: 7-50x slower
-            amp = recorded["amp"] if cfg.amp == "auto" else cfg.amp
-            last = recorded["channels_last"] if cfg.channels_last == "auto" else bool(cfg.channels_last)
-            return amp, last, None
+        if repeatable(recorded, native_bf16):
+            return (*settings_from_record(cfg.amp, cfg.channels_last, recorded), None)
         chosen = None
         if info is None or info.rank == 0:
             chosen = choose_cpu_settings(
