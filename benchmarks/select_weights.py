@@ -53,11 +53,12 @@ def cell_row(run: Path, holdout=None) -> dict:
     }
 
 
-def clear_margin(row: dict, z: float = 2.0) -> bool:
-    """The best epoch's val top-1 beats the final one's by more than ``z`` binomial standard
-    errors of a val accuracy: a real peak rather than the luckiest of many noisy evaluations."""
-    p = row["best_val"]
-    return row["best_val"] - row["last_val"] > z * (p * (1 - p) / row["n_val"]) ** 0.5
+def clear_peak(row: dict) -> bool:
+    """What ``checkpoint.select=auto`` keeps: the best epoch only if its val top-1 beats the final
+    one's by scarce's margin (a real peak rather than the luckiest of many noisy evaluations)."""
+    from scarce.engine.saving import clear_margin
+
+    return row["best_val"] - row["last_val"] > clear_margin(row["best_val"], row["n_val"])
 
 
 def paired(rows: list[dict], kept: list[float], idx: list[int], ref: list[int]) -> str:
@@ -96,7 +97,7 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
         line.append(pm([kept[i] for i in idx]))
         if held:
             line += [pm([rows[i][k] for i in idx]) for k in ("holdout_best", "holdout_last")]
-            line.append(pm([rows[i]["holdout_best" if clear_margin(rows[i]) else "holdout_last"] for i in idx]))
+            line.append(pm([rows[i]["holdout_best" if clear_peak(rows[i]) else "holdout_last"] for i in idx]))
         if ref:
             line.append(paired(rows, kept, idx, ref))
         table.append(line)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         holdout = (images[idx], labels[idx], "holdout-500x10-k50-ex9")
     rows = [cell_row(r, holdout) for r in runs]
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
-    margin = [r["best_test"] if clear_margin(r) else r["last_test"] for r in rows]
+    margin = [r["best_test"] if clear_peak(r) else r["last_test"] for r in rows]
     table = markdown_table(
         [
             "cell",
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{100 * r['best_test']:.2f}",
                 f"{100 * r['last_test']:.2f}",
                 f"{d:+.2f}",
-                f"{100 * m:.2f} ({'best' if clear_margin(r) else 'last'})",
+                f"{100 * m:.2f} ({'best' if clear_peak(r) else 'last'})",
             ]
             for r, d, m in zip(rows, diffs, margin)
         ],
