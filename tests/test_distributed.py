@@ -32,7 +32,8 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "augment.mix.cutmix_alpha=1.0",
         "augment.mix.mixup_alpha=0.8",
         "augment.mix.prob=0.5",
-        "amp=auto",  # rank 0 times the speed settings and shares its choice
+        # rank 0 times the memory format and shares its choice; amp stays pinned (TINY): under bf16
+        # autocast timm's test_resnet diverges within an epoch (resnet18 does not)
         "channels_last=auto",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
