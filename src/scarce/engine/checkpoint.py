@@ -123,6 +123,21 @@ def capture_state(
     }
 
 
+def restore_snapshot(snapshot: dict, model: nn.Module, optimizer, ema=None, scaler=None) -> None:
+    """Put a :func:`capture_state` snapshot (``copy=True``) back into the live model, optimizer, EMA
+    and scaler; the snapshot's tensors are copied, so training on does not change it."""
+
+    def copied(state: dict) -> dict:
+        return {k: v.clone() for k, v in state.items()}
+
+    getattr(model, "module", model).load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(_unflatten_optimizer(copied(snapshot["optimizer"]), snapshot["optimizer_meta"]))
+    if ema is not None:
+        ema.module.load_state_dict(snapshot["ema"])
+    if scaler is not None and snapshot["scaler"]:
+        scaler.load_state_dict(snapshot["scaler"])
+
+
 def write_checkpoint(run_dir: Path, snapshot: dict) -> None:
     """Write a :func:`capture_state` snapshot as the resumable checkpoint and point state.json at it."""
     epoch = snapshot["epoch"]

@@ -135,6 +135,7 @@ class Hardware:
     workers: int
     cpu_native_bf16: bool
     probe: dict[str, float] | None = None  # seconds per training step of each candidate timed
+    amp_fallback: dict | None = None  # {"epoch", "from", "reason"}: amp=auto's bf16 diverged, fp32 since
 
     def describe(self) -> str:
         return (

@@ -51,6 +51,7 @@ class Run:
     best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "weights": None})
     bad_images: list = field(default_factory=list)  # [{"split", "path", "reason"}] skipped by the preflight
     snapshot: dict | None = None  # capture_state() of the last epoch not yet checkpointed
+    initial_state: dict | None = None  # capture_state() before epoch 0, to retry it in fp32 (amp_fallback)
     checkpoint_time: float = 0.0  # time.monotonic() of the last checkpoint write
     timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
     stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)

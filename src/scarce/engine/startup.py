@@ -145,6 +145,15 @@ def write_run_info(run: Run) -> None:
         alone = [c for i, c in enumerate(run.data.classes) if i not in set(val.targets)]
         if alone:  # a class's only image stays in train: it cannot also be held out
             print(f"val: no image of {', '.join(alone)} (one train image each, kept for training)", flush=True)
+    write_environment(run)
+    if run.cfg.data.skip_bad_images:
+        atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
+        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
+
+
+def write_environment(run: Run) -> None:
+    """environment.json: versions, platform and the run's resolved speed settings (rewritten when
+    a run changes them, e.g. :mod:`scarce.engine.amp_fallback`)."""
     atomic_write_json(
         run.run_dir / "environment.json",
         {
@@ -158,9 +167,6 @@ def write_run_info(run: Run) -> None:
             "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None,
         },
     )
-    if run.cfg.data.skip_bad_images:
-        atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
-        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 
 def validate_config(cfg: Config) -> None:

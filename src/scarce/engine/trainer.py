@@ -9,6 +9,7 @@ from pathlib import Path
 from scarce.config import Config
 from scarce.data import set_loader_epoch
 from scarce.data.loader import epoch_seed, sample_seed, seed_everything
+from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.distributed import barrier, broadcast_buffers, cleanup
 from scarce.engine.factories import probs_function
@@ -64,21 +65,9 @@ def run_epochs(
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
     run.checkpoint_time = time.monotonic()
+    keep_initial_state(run)
     for epoch in range(run.start_epoch, end):
-        seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
-        run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
-        if run.step.mixer is not None:  # each rank its own pairs
-            run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, run.info.rank))
-        set_loader_epoch(run.loaders["train"], epoch)
-        stats, run.global_step = train_one_epoch(
-            run.step,
-            run.loaders["train"],
-            run.preprocess,
-            epoch,
-            run.global_step,
-            progress=progress and run.info.is_main,
-        )
-        check_finite_weights(run.model, epoch)
+        stats = train_epoch(run, epoch, progress)
         broadcast_buffers(run.model, run.info)
         if run.ema is not None:
             broadcast_buffers(run.ema.module, run.info)
@@ -94,6 +83,36 @@ def run_epochs(
             print(run.stopped_early, flush=True)
             break
     tb.close()
+
+
+def train_epoch(run: Run, epoch: int, progress: bool) -> dict:
+    """One epoch of training -> its stats. A non-finite loss or weights under the bf16 that
+    ``amp=auto`` chose trains the epoch again from its start in fp32
+    (:mod:`scarce.engine.amp_fallback`); otherwise they stop the run."""
+    try:
+        return _train_epoch_once(run, epoch, progress)
+    except NonFiniteLossError as exc:
+        if not can_fall_back(run):
+            raise
+        with write_errors_stop_run(run.run_dir, "environment.json"):
+            print(fall_back_to_fp32(run, epoch, str(exc)), flush=True)
+    return _train_epoch_once(run, epoch, progress)
+
+
+def _train_epoch_once(run: Run, epoch: int, progress: bool) -> dict:
+    """Seeded by the epoch alone, so a retry repeats the epoch's data order and augmentation."""
+    cfg = run.cfg
+    seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
+    run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
+    if run.step.mixer is not None:  # each rank its own pairs
+        run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, run.info.rank))
+    set_loader_epoch(run.loaders["train"], epoch)
+    stats, global_step = train_one_epoch(
+        run.step, run.loaders["train"], run.preprocess, epoch, run.global_step, progress and run.info.is_main
+    )
+    check_finite_weights(run.model, epoch)
+    run.global_step = global_step
+    return stats
 
 
 def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guard: SignalGuard) -> dict:
@@ -165,8 +184,9 @@ def train(
         barrier(run.info)
         return summary
     except NonFiniteLossError as exc:
+        fix = "lower optim.lr or set clip_grad" + (" (or amp=none)" if run.hardware.amp != "none" else "")
         raise RunFault(
-            f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; lower optim.lr or set clip_grad, "
+            f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; {fix}, "
             f"then resume with: scarce train --resume {run_dir} optim.lr=..."
         ) from None
     except Interrupted as exc:
