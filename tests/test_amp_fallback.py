@@ -140,3 +140,14 @@ def test_bf16_set_by_the_user_still_stops_and_names_amp_none(data, poison_bf16, 
     assert "loss is nan at epoch 1" in err and "(or amp=none)" in err, err
     assert json.loads((out / "state.json").read_text())["epoch"] == 0  # epoch 0's checkpoint is kept
     assert _hardware(out)["amp"] == "bf16" and _hardware(out)["amp_fallback"] is None
+
+
+def test_a_resumed_run_stays_in_fp32_and_keeps_the_record(data, poison_bf16, tmp_path, capsys):
+    poison_bf16(from_epoch=1)
+    out = tmp_path / "run"
+    assert _train(data, out, "amp=auto", "checkpoint.every_epochs=1", "checkpoint.keep_at_end=true") == 0
+    assert main(["train", "--resume", str(out), "--no-progress", "epochs=4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("trained again from its start in fp32") == 1, printed  # not again in epoch 3
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3]
+    assert _hardware(out)["amp"] == "none" and _hardware(out)["amp_fallback"]["epoch"] == 1

@@ -16,17 +16,32 @@ mid-epoch), stops as before with exit 3, and the message names ``amp=none``.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scarce.engine.checkpoint import capture_state, load_checkpoint, restore_snapshot
 
 if TYPE_CHECKING:
+    from scarce.engine.hardware import Hardware
     from scarce.engine.prepare import Run
 
 
 def can_fall_back(run: Run) -> bool:
     """The run chose a reduced-precision autocast itself (``amp=auto``) and is one process."""
     return run.cfg.amp == "auto" and run.hardware.amp != "none" and run.info.world_size == 1
+
+
+def resumed_hardware(hardware: Hardware, amp_setting: str, run_dir: Path) -> Hardware:
+    """A resumed run whose earlier part fell back stays in fp32 (on a GPU too, where no CPU speed
+    choice is reused) and keeps the record of when it fell back."""
+    try:
+        fallback = json.loads((run_dir / "environment.json").read_text())["hardware"].get("amp_fallback")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return hardware
+    if amp_setting != "auto" or not isinstance(fallback, dict):
+        return hardware
+    return dataclasses.replace(hardware, amp="none", amp_fallback=fallback)
 
 
 def keep_initial_state(run: Run) -> None:

@@ -12,6 +12,7 @@ import torch.nn as nn
 from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
+from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
@@ -87,6 +88,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
     in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
     hardware = resolve_hardware(cfg, device, in_memory, cpu_speed_chooser(cfg, data, run_dir if resume else None, info))
+    if resume:
+        hardware = resumed_hardware(hardware, cfg.amp, run_dir)
     train_loader = build_train_loader(
         build_dataset(data, "train", cfg.data, cfg.augment),
         cfg.batch_size,
