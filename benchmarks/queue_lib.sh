@@ -1,6 +1,8 @@
 # Sourced by the queue scripts from session 16 on: `source queue_lib.sh WORKTREE` enters the worktree
 # pinned for a table and defines cell300 CONFIG "SEEDS": one 1-thread cell of the 64 px, 300-epoch
-# budget (pad 4, warmup 45, val every 5 epochs) in $WORK64, resumable.
+# budget (pad 4, warmup 45, val every 5 epochs) in $WORK64, resumable; cellk CONFIG SEED K: the same
+# at K images per class (K val too) with the `small` recipe's auto budget: at least 300 epochs and
+# 2400 optimizer steps (k=10: 2400 epochs of 1 step), 15 % warmup, results up64_k<K>.
 set -u
 cd "$1"
 PY=${PY:-/work/main/.venv/bin/python}
@@ -8,3 +10,5 @@ WORK64=${WORK64:-benchmarks/work_up64_300}
 export PYTHONPATH="$PWD/src"
 cell300() { $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --epochs 300 --threads 1 \
    --set eval_every=5 sched.warmup_epochs=45 data.img_size=64 augment.pad=4 --name up64_300 --work "$WORK64"; }
+cellk() { $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --k $3 --threads 1 \
+   --set eval_every=5 epochs=auto sched.warmup_epochs=auto data.img_size=64 augment.pad=4 --name up64_k$3 --work "$WORK64"; }
