@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -266,36 +265,4 @@ def threshold_figure(
     lines = ax.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
     ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=8, loc="best")
-    return fig
-
-
-def image_grid_figure(
-    panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[np.ndarray]]]]], cell: float = 1.3
-) -> Figure:
-    """Panels of labelled image rows: ``[(title, [(row label, [uint8 image, ...]), ...]), ...]``.
-
-    An image may be an ``(image, caption)`` pair; the caption is drawn above it.
-    Images are uint8 ``[H, W]`` (gray) or ``[H, W, 3]``, drawn at their value (0..255)
-    with nearest-neighbour resampling so single pixels and bit-planes stay visible.
-    """
-    ncols = max(len(images) for _, rows in panels for _, images in rows)
-    heights = [len(rows) + 0.5 for _, rows in panels]
-    width = cell * ncols + 1.8
-    fig = new_figure(width, cell * sum(heights))
-    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))
-    for sub, (title, rows) in zip(subfigs, panels):
-        axes = np.asarray(sub.subplots(len(rows), ncols, squeeze=False))
-        for r, (label, images) in enumerate(rows):
-            for c, ax in enumerate(axes[r]):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if c >= len(images):
-                    ax.set_axis_off()
-                    continue
-                img, caption = images[c] if isinstance(images[c], tuple) else (images[c], None)
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-                if caption:
-                    ax.set_title(caption, fontsize=7)
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        sub.suptitle(textwrap.fill(title, int(width * 12)), fontsize=10)  # ~12 characters per inch at 10 pt
     return fig

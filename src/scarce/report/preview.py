@@ -11,15 +11,18 @@ an image, its partner and the swapped result are drawn one plane at a time.
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from scarce.augment.mix import describe_mix
 from scarce.config import Config
 from scarce.io import atomic_path
-from scarce.report.plots import image_grid_figure
+from scarce.report.plots import new_figure
 
 Image = np.ndarray | tuple[np.ndarray, str]
 
@@ -28,6 +31,38 @@ def to_display(x: torch.Tensor) -> np.ndarray:
     """uint8 ``[C, H, W]`` -> ``[H, W]`` (one channel) or ``[H, W, 3]`` numpy for imshow."""
     arr = x.detach().cpu().numpy()
     return arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+
+
+def image_grid_figure(
+    panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[np.ndarray]]]]], cell: float = 1.3
+) -> Figure:
+    """Panels of labelled image rows: ``[(title, [(row label, [uint8 image, ...]), ...]), ...]``.
+
+    An image may be an ``(image, caption)`` pair; the caption is drawn above it.
+    Images are uint8 ``[H, W]`` (gray) or ``[H, W, 3]``, drawn at their value (0..255)
+    with nearest-neighbour resampling so single pixels and bit-planes stay visible.
+    """
+    ncols = max(len(images) for _, rows in panels for _, images in rows)
+    heights = [len(rows) + 0.5 for _, rows in panels]
+    width = cell * ncols + 1.8
+    fig = new_figure(width, cell * sum(heights))
+    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))
+    for sub, (title, rows) in zip(subfigs, panels):
+        axes = np.asarray(sub.subplots(len(rows), ncols, squeeze=False))
+        for r, (label, images) in enumerate(rows):
+            for c, ax in enumerate(axes[r]):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c >= len(images):
+                    ax.set_axis_off()
+                    continue
+                img, caption = images[c] if isinstance(images[c], tuple) else (images[c], None)
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+                if caption:
+                    ax.set_title(caption, fontsize=7)
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        sub.suptitle(textwrap.fill(title, int(width * 12)), fontsize=10)  # ~12 characters per inch at 10 pt
+    return fig
 
 
 def unnormalise(x: torch.Tensor, preprocess) -> torch.Tensor:
