@@ -239,3 +239,24 @@ def test_skip_bad_images_decodes_once_and_predicts_as_the_files(trained, tmp_pat
     skipping = predict_run(trained["fancy"], skip_bad_images=True, **common)
     np.testing.assert_array_equal(plain.probs, skipping.probs)
     assert plain.ids.tolist() == skipping.ids.tolist()
+
+
+def test_data_named_again_keeps_the_runs_own_val_draw(tmp_path, monkeypatch):
+    """A run whose val split was drawn from train (split_seed 3, val_fraction 0.25): naming its
+    folder again, relative or absolute, scores the same val images, not a new draw that could
+    hold training images."""
+    from scarce.engine.evaluation import evaluate_run
+
+    data = make_image_folder(tmp_path / "noval", per_split={"train": 8, "test": 2})
+    cfg = load_config(
+        None, TINY + ["epochs=1", "data.split_seed=3", "data.val_fraction=0.25"], {"data": {"name": str(data)}}
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    held = json.loads((tmp_path / "run" / "classes.json").read_text())["val_from_train"]
+    assert len(held) == 6
+    monkeypatch.chdir(tmp_path)
+    for name in ("noval", "./noval/", str(data)):
+        preds = predict_run(tmp_path / "run", DataConfig(name=name), "val", num_workers=0)
+        assert sorted(preds.ids.tolist()) == sorted(f"train/{i}" for i in held), name
+        result = evaluate_run(tmp_path / "run", DataConfig(name=name), "val", out=tmp_path / "e.json", num_workers=0)
+        assert result["count"] == 6, name

@@ -113,6 +113,27 @@ def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
     )
 
 
+def run_data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
+    """The data config to score ``run`` on: ``data``, or the run's own when ``data`` is None or a
+    bare ``DataConfig(name=...)`` naming the run's dataset (as a built-in name or as any spelling
+    of the same folder), so the run's sampling (``per_class``, ``split_seed``, ``val_fraction``,
+    split folders) is kept and its val split is the one it was trained beside, not a new draw
+    that could hold training images."""
+    own = run.cfg.data
+    if data is None:
+        return own
+    if data != DataConfig(name=data.name) or not _same_dataset(data.name, own.name):
+        return data
+    return own
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def _names(classes: list[str], shown: int = 5) -> str:
     if not classes:
         return "none"
@@ -201,8 +222,9 @@ def evaluate_run(
     if batch_size < 1 or num_workers < 0:
         raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
     run = load_run(path, device)
-    dataset = eval_dataset(run, data or run.cfg.data, split)
+    data = run_data_config(run, data)
+    dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
-    result.update(split=split, data=(data or run.cfg.data).name)
+    result.update(split=split, data=data.name)
     atomic_write_json(Path(out) if out else run.run_dir / f"eval_{split}.json", result)
     return result

@@ -30,7 +30,7 @@ from scarce.data.datasets import ImageDataset
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, with_run_view
+from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, run_data_config, with_run_view
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name
 from scarce.errors import UserError
@@ -80,14 +80,6 @@ def drop_bad_images(
     return ImageDataset(kept, dataset.mode), [ids[i] for i in keep], bad
 
 
-def _data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
-    """``data``, or the run's own data config when ``data`` is None or is a bare
-    ``DataConfig(name=...)`` naming the run's dataset (keeps its sampling seeds and sizes)."""
-    if data is None or (data.name == run.cfg.data.name and data == DataConfig(name=data.name)):
-        return run.cfg.data
-    return data
-
-
 def predict_run(
     path: str | os.PathLike,
     data: DataConfig | None = None,
@@ -114,7 +106,7 @@ def predict_run(
         raise UserError(f"--batch-size: expected >= 1, got {batch_size}")
     dev = torch.device(device_name(device))
     run = load_run(path, dev)
-    data = _data_config(run, data)
+    data = run_data_config(run, data)
     dataset, ids = prediction_dataset(run, data, split)
     skipped: list[dict] = []
     if skip_bad_images:
