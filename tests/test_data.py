@@ -359,3 +359,30 @@ def test_data_subset_writes_fashion_mnist_as_an_image_folder(tmp_path, monkeypat
     assert first.parent.name == CLASSES[labels[written[0]]]
     assert np.array_equal(np.asarray(Image.open(first)), images[written[0]].astype(np.uint8))
     assert sum(1 for _ in (out / "val").rglob("*.png")) == 10 and sum(1 for _ in (out / "test").rglob("*.png")) == 20
+
+
+def test_same_classes_in_another_order_are_matched_by_name(tmp_path):
+    """A run trained on a folder (sorted names) scores the built-in Fashion-MNIST (label order)."""
+    from types import SimpleNamespace
+
+    from scarce.data.datasets import Split
+    from scarce.engine.evaluation import eval_dataset, in_run_class_order
+
+    split = Split(
+        ids=["a", "b", "c", "d", "e"], targets=[0, 1, 2, 2, 0], classes=["T-shirt_top", "Trouser", "Pullover"]
+    )
+    mapped = in_run_class_order(split, ["Pullover", "T-shirt_top", "Trouser"], "x")
+    assert mapped.targets == [1, 2, 0, 0, 1] and mapped.classes == ["Pullover", "T-shirt_top", "Trouser"]
+    with pytest.raises(UserError, match=r"data 'x': classes differ from the run's \(unknown: 'Pullover'"):
+        in_run_class_order(split, ["Bag", "T-shirt_top", "Trouser"], "x")
+
+    labels = np.repeat(np.arange(10), 12)
+    images = np.random.default_rng(0).integers(0, 256, size=(120, 28, 28))
+    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels)):
+        _write_idx(tmp_path / name, arr)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[:30])
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[:30])
+    data = DataConfig(name="fashion-mnist", root=str(tmp_path), per_class=5, val_per_class=3, img_size=28)
+    run = SimpleNamespace(cfg=SimpleNamespace(data=data), classes=sorted(CLASSES), mode="L")
+    dataset = eval_dataset(run, data, "test")
+    assert [run.classes[t] for t in dataset.split.targets] == [CLASSES[t] for t in labels[:30]]

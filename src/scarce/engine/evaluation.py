@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
-from scarce.data.datasets import ImageDataset
+from scarce.data.datasets import ImageDataset, Split
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.data.transforms import EvalTransform
@@ -140,6 +140,21 @@ def _names(classes: list[str], shown: int = 5) -> str:
     return ", ".join(map(repr, classes[:shown])) + (f", ... ({len(classes)} in all)" if len(classes) > shown else "")
 
 
+def in_run_class_order(split: Split, classes: list[str], name: str) -> Split:
+    """``split`` with targets indexing the run's ``classes``: the same class names in another
+    order (a built-in dataset's label order vs a folder's sorted names) are matched by name."""
+    if split.classes == classes:
+        return split
+    if sorted(split.classes) != sorted(classes):
+        unknown = [c for c in split.classes if c not in classes]
+        missing = [c for c in classes if c not in split.classes]
+        raise UserError(
+            f"data '{name}': classes differ from the run's (unknown: {_names(unknown)}, missing: {_names(missing)})"
+        )
+    index = [classes.index(c) for c in split.classes]
+    return replace(split, targets=[index[t] for t in split.targets], classes=list(classes))
+
+
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
     data = with_run_view(run, data)
@@ -148,14 +163,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
         if split not in bundle.splits:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
-        s = bundle.splits[split]
-        if s.classes != run.classes:
-            unknown = [c for c in s.classes if c not in run.classes]
-            missing = [c for c in run.classes if c not in s.classes]
-            raise UserError(
-                f"data '{data.name}': classes differ from the run's (unknown: {_names(unknown)}, "
-                f"missing: {_names(missing)})"
-            )
+        s = in_run_class_order(bundle.splits[split], run.classes, data.name)
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = folder_of_run_classes(source.folder, run.classes)
         if -1 in s.targets:
