@@ -260,3 +260,16 @@ def test_data_named_again_keeps_the_runs_own_val_draw(tmp_path, monkeypatch):
         assert sorted(preds.ids.tolist()) == sorted(f"train/{i}" for i in held), name
         result = evaluate_run(tmp_path / "run", DataConfig(name=name), "val", out=tmp_path / "e.json", num_workers=0)
         assert result["count"] == 6, name
+
+
+def test_image_files_after_options_and_split_options_refused(trained, tmp_path, capsys):
+    cat, dog = (trained["data"] / "test" / c / "0.png" for c in ("cat", "dog"))
+    run = str(trained["plain"])
+    assert main(["predict", run, str(cat), "--device", "cpu", str(dog)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and str(cat) in printed[0] and str(dog) in printed[1]
+    out = tmp_path / "p.npz"
+    assert main(["predict", run, str(cat), "--tta", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--tta, --out apply to a split, not to image files" in err, err
+    assert not out.exists()

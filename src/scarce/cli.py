@@ -177,15 +177,19 @@ def _one_line(exc: UserError) -> str:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Arguments, with ``key=value`` overrides accepted after options too (``--out x epochs=2``):
-    argparse stops collecting a positional list at the first option."""
+    """Arguments, with ``key=value`` overrides (``--out x epochs=2``) and predict's image files
+    (``RUN --device cpu a.png``) accepted after options too: argparse stops collecting a
+    positional list at the first option."""
     args, extra = parser.parse_known_args(argv)
     late = [e for e in extra if "=" in e and not e.startswith("-")] if hasattr(args, "overrides") else []
-    unknown = [e for e in extra if e not in late]
+    late_images = [e for e in extra if not e.startswith("-")] if hasattr(args, "images") else []  # predict
+    unknown = [e for e in extra if e not in late and e not in late_images]
     if unknown:
         parser.error(f"{args.command}: unrecognized arguments: {' '.join(unknown)}")
     if late:
         args.overrides = [*args.overrides, *late]  # in command-line order: the later value wins
+    if late_images:
+        args.images = [*args.images, *late_images]
     return args
 
 

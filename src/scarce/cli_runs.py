@@ -97,9 +97,27 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# predict's options for a split, with their defaults: with image files given, any of them set is refused
+SPLIT_ONLY_OPTIONS = {
+    "--data": None,
+    "--split": "test",
+    "--tta": 1,
+    "--out": None,
+    "--csv": None,
+    "--workers": 2,
+    "--seed": 0,
+}
+
+
 def _predict_images(args) -> int:
     from scarce.api import load
 
+    given = [flag for flag, default in SPLIT_ONLY_OPTIONS.items() if getattr(args, flag[2:]) != default]
+    if given:
+        raise UserError(
+            f"predict IMAGE...: {', '.join(given)} apply to a split, not to image files; to predict a "
+            f"folder with them: scarce predict RUN --split FOLDER --out FILE.npz [--tta N --csv FILE.csv]"
+        )
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected >= 1, got {args.batch_size}")
     if args.skip_bad_images:
