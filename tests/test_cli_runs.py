@@ -42,6 +42,12 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     assert main(["evaluate", str(run), "--split", str(subset), "--workers", "0", "--device", "cpu"]) == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[0])
     assert printed["count"] == len(list((subset / "dog").iterdir()))
+    # written beside the run as eval_folder_<name>.json (not under eval_/<path>/), strict JSON: the
+    # classes without an image in the folder have null, not NaN, per-class values
+    written = (run / "eval_folder_subset.json").read_text()
+    assert not [p for p in run.iterdir() if p.is_dir() and p.name.startswith("eval_")]
+    per_class = json.loads(written, parse_constant=lambda c: pytest.fail(f"{c} in eval JSON"))["per_class"]
+    assert per_class["cat"] is None and per_class["dog"] is not None
     flat = subset / "dog"
     assert main(["evaluate", str(run), "--split", str(flat), "--workers", "0", "--device", "cpu"]) == 2
     assert "no class folders; scoring needs <class>/<image> labels" in capsys.readouterr().err

@@ -125,7 +125,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
             f"{test['balanced_accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  ({test['count']} images)"
         )
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
-        worst = sorted(metrics["recall"].items(), key=lambda kv: kv[1] if kv[1] == kv[1] else 2.0)[:5]
+        recalls = [(name, r) for name, r in metrics["recall"].items() if r is not None]  # None: no test image
+        worst = sorted(recalls, key=lambda kv: kv[1])[:5]
         print("worst classes (test recall): " + ", ".join(f"{name} {r:.2f}" for name, r in worst))
     if cal and cal.get("ece_val_after", 0) > cal.get("ece_val_before", 1):
         print(

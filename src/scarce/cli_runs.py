@@ -14,7 +14,11 @@ def _add_evaluate(sub) -> None:
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
     p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
-    p.add_argument("--out", default=None, help="JSON output (default: RUN_DIR/eval_<split>.json)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default: RUN_DIR/eval_<split>.json; for a folder, eval_folder_<name>.json)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -30,7 +34,7 @@ def cmd_evaluate(args) -> int:
     keys = ("split", "top1", "top5", "count") if len(result["per_class"]) > 5 else ("split", "top1", "count")
     print(json.dumps({k: result[k] for k in keys}))
     for name, acc in result["per_class"].items():
-        print(f"  {name:<24} {acc:.4f}")
+        print(f"  {name:<24} " + ("no image" if acc is None else f"{acc:.4f}"))
     return 0
 
 

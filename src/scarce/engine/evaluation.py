@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -208,13 +210,28 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
 def _metrics_record(run: LoadedRun, scores: torch.Tensor, targets: torch.Tensor) -> dict:
     """test_metrics.json / eval_<split>.json: accuracy metrics with per-class values by class name."""
     metrics = accuracy_metrics(scores, targets, len(run.classes))
-    return {**metrics, **{k: dict(zip(run.classes, metrics[k])) for k in PER_CLASS_KEYS}, "weights": str(run.weights)}
+    per_class = {k: {c: _json_number(v) for c, v in zip(run.classes, metrics[k])} for k in PER_CLASS_KEYS}
+    return {**metrics, **per_class, "weights": str(run.weights)}
+
+
+def _json_number(value):
+    """NaN (a class with no image in the split) as null: strict JSON has no NaN."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _score(run: LoadedRun, loader) -> dict:
     """One pass of ``loader`` through the run's model, scored as at the end of training."""
     preprocess = BatchPreprocessor(run.mean, run.std, run.device)
     return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.amp))
+
+
+def eval_file_name(split: str) -> str:
+    """``eval_<split>.json``; for an image folder given as the split, its folder name (made safe as
+    a file name), so nothing is written into sub-folders of the run directory."""
+    if split in ("train", "val", "test"):
+        return f"eval_{split}.json"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(split).expanduser().resolve().name).strip("._") or "folder"
+    return f"eval_folder_{name}.json"
 
 
 def evaluate_run(
@@ -234,5 +251,5 @@ def evaluate_run(
     dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
     result.update(split=split, data=data.name)
-    atomic_write_json(Path(out) if out else run.run_dir / f"eval_{split}.json", result)
+    atomic_write_json(Path(out) if out else run.run_dir / eval_file_name(split), result)
     return result
