@@ -236,6 +236,12 @@ def test_data_check_reports_bad_files_and_duplicates(tmp_path, capsys):
         ("copy.png", "exact", "photo.png"),
         ("reencoded.jpg", "near", "photo.png"),
     ]
+    assert main(["data", "check", str(root), "--max-mae", "0", "--json", str(tmp_path / "r0.json")]) == 1
+    exact_only = json.loads((tmp_path / "r0.json").read_text())
+    assert exact_only["max_mae"] == 0 and "copy.png" in {Path(d["train"]).name for d in exact_only["duplicates"]}
+    assert "reencoded.jpg" not in {Path(d["train"]).name for d in exact_only["duplicates"]}
+    assert main(["data", "check", str(root), "--max-mae", "-1"]) == 2
+    assert "--max-mae: expected grey levels in [0, 255]" in capsys.readouterr().err
     train = report["splits"]["train"]
     assert train["classes"] == {"cat": 6 + 3, "dog": 6 + 2, "emu": 6 + 1}  # the loop adds nothing
     assert train["modes"] == {"RGB": 6 * 3 + 3} and train["sizes"] == {"min": [32, 32], "max": [64, 64], "distinct": 2}

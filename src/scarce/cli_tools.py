@@ -62,10 +62,12 @@ def cmd_data_check(args) -> int:
     from scarce.data.splits import DEMO_ROOT, resolve_splits
     from scarce.io import atomic_write_json
 
+    if args.max_mae is not None and not 0 <= args.max_mae <= 255:
+        raise UserError(f"--max-mae: expected grey levels in [0, 255] (0: exact duplicates only), got {args.max_mae}")
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
     report = check_dataset(
         resolve_splits(DataConfig(name=args.data)),
-        args.max_mae or NEAR_MAE,
+        NEAR_MAE if args.max_mae is None else args.max_mae,
         manifest_root=None if args.data == "fashion-mnist" else str(root),
     )
     print(format_report(report, args.limit))
