@@ -1,5 +1,6 @@
 """The Python API and predicting image files: the same answers as scarce's own split predictions."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,19 @@ def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     else:
         got = torch.jit.load(str(out))(x).detach().numpy()
     assert np.abs(got - expected).max() <= 1e-4
+    meta = json.loads(out.with_name(out.name + ".json").read_text())  # what a user needs to feed it
+    data = loaded.cfg.data
+    assert (meta["crop_pct"], meta["small_images"]) == (data.crop_pct, data.small_images)
+    assert f"centre-crop {data.img_size} x {data.img_size}" in meta["preprocess"]
+
+
+def test_export_states_the_evaluation_view():
+    from scarce.inference.export import eval_view_recipe
+
+    assert eval_view_recipe(64, 0.875, "resize") == (
+        "resize the shorter side to 73 px (bilinear, antialiased), centre-crop 64 x 64"
+    )
+    assert eval_view_recipe(32, 1.0, "pad").startswith("images no larger than 32 px: zero-pad around them to 32 x 32")
 
 
 def test_torchscript_export_prints_no_deprecation_warning(run, tmp_path):

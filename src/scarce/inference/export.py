@@ -77,6 +77,9 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
             "std": run.std,
             "img_size": size,
             "mode": run.mode,
+            "crop_pct": run.cfg.data.crop_pct,
+            "small_images": run.cfg.data.small_images,
+            "preprocess": eval_view_recipe(size, run.cfg.data.crop_pct, run.cfg.data.small_images),
             "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std",
             "output": "probabilities [B, K]",
             "source": prediction_source(run.cfg),
@@ -85,6 +88,15 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
         },
     )
     return out
+
+
+def eval_view_recipe(size: int, crop_pct: float, small_images: str) -> str:
+    """In words, the evaluation view the exported model expects (``EvalTransform``)."""
+    resize = round(size / crop_pct)
+    view = f"resize the shorter side to {resize} px (bilinear, antialiased), centre-crop {size} x {size}"
+    if small_images == "pad":
+        view = f"images no larger than {size} px: zero-pad around them to {size} x {size}; others: " + view
+    return view
 
 
 def describe_export(out: Path) -> str:
