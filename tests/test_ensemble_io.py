@@ -310,3 +310,33 @@ def test_npz_and_csv_are_replaced_together_or_not_at_all(files, monkeypatch):
         _run(files, method="soft", csv_path=csv_out)
     assert out.read_bytes() == old_npz and csv_out.read_text() == old_csv  # neither replaced
     assert sorted(p.name for p in files["tmp"].iterdir() if p.name.startswith(".")) == []  # no temp left
+
+
+def test_soft_vote_ignores_threshold_auto_and_its_validation_files(files):
+    lines = []
+    report, final = _run(
+        files,
+        method="soft",
+        threshold="auto",
+        val_base=files["val_base"],
+        val_members=[files["val_m1"], files["val_m2"]],
+        log=lines.append,
+    )
+    assert final["pred"].tolist() == [0, 1, 1, 1]  # as without them
+    assert not any(line.startswith("threshold auto") for line in lines), lines
+    assert report["threshold"] is None and report["threshold_source"] == "given"
+
+
+def test_predictions_file_without_images_is_refused_by_name(tmp_path):
+    path = tmp_path / "empty.npz"
+    meta = np.array(json.dumps({}))
+    np.savez(
+        path,
+        probs=np.zeros((0, 3), np.float32),
+        ids=np.array([], dtype="<U1"),
+        classes=np.array(CLASSES),
+        targets=np.zeros(0, np.int64),
+        metadata=meta,
+    )
+    with pytest.raises(UserError, match=r"empty.npz: no images \(N = 0, C = 3\): nothing to vote on"):
+        load_predictions(path)

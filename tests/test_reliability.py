@@ -251,3 +251,8 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch):
     pipe.write("y" * 100_000)
     pipe.flush()  # the pipe's descriptor now points at the null device: nothing fails at exit
     pipe.close()
+
+
+def test_predict_negative_workers_is_one_line(tiny_run, tmp_path, capsys):
+    assert main(["predict", str(tiny_run), "--workers", "-1", "--out", str(tmp_path / "p.npz")]) == 2
+    assert "--workers -1" in capsys.readouterr().err

@@ -128,8 +128,9 @@ def run_ensemble(
     order, base_index = ensemble_order(reference, members)
     _check_request(method, threshold, weights, bool(val_members), order, base_path is not None)
     need_weights = method == "weighted" and weights is None
+    need_threshold = threshold == "auto" and method == "plurality"  # soft / weighted votes have none
     val = validation_choices(
-        reference, members, val_base, val_members, threshold == "auto", need_weights, log, show_thresholds
+        reference, members, val_base, val_members, need_threshold, need_weights, log, show_thresholds
     )
     threshold_used = float(val.get("threshold", 0.7 if threshold == "auto" else threshold))
     w = _resolve_weights(weights, val, order) if method == "weighted" else None

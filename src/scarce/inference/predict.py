@@ -102,8 +102,8 @@ def predict_run(
     """
     if tta_views < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size: expected >= 1, got {batch_size}")
+    if batch_size < 1 or num_workers < 0:
+        raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
     dev = torch.device(device_name(device))
     run = load_run(path, dev)
     data = run_data_config(run, data)

@@ -166,6 +166,8 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     if ids.ndim != 1 or ids.dtype.kind != "U" or len(np.unique(ids)) != len(ids):
         raise UserError(f"{path}: 'ids' must be a 1-D array of unique str, got {ids.dtype} {list(ids.shape)}")
     n, c = len(ids), len(classes)
+    if n == 0 or c == 0:
+        raise UserError(f"{path}: no {'images' if n == 0 else 'classes'} (N = {n}, C = {c}): nothing to vote on")
     if probs.dtype.kind != "f" or probs.shape != (n, c):
         got = f"{probs.dtype} {list(probs.shape)}"
         raise UserError(f"{path}: 'probs' must be float [N, C] = [{n}, {c}], got {got}")
