@@ -336,3 +336,39 @@ def test_float_tiffs_in_unit_range_are_scaled_not_clipped(tmp_path):
     big = np.linspace(0, 200, 64, dtype=np.float32).reshape(8, 8)
     Image.fromarray(big, mode="F").save(tmp_path / "eight_bit.tif")
     assert np.asarray(read_image(tmp_path / "eight_bit.tif", "L")).max() == 200  # already 8-bit values
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["augment.lsb_swap.enabled=true", "augment.lsb_swap.partner=same_class"],
+            "partner same_class needs stage sample",
+        ),
+        (["loss.name=ce", "model.prediction_source=g"], "model.prediction_source=g: loss.name=ce trains no head g"),
+        (["data.name=fashion-mnist", "data.per_class=-5"], "config key 'data.per_class'"),
+        (["data.name=fashion-mnist", "data.per_class=5", "data.val_per_class=-1"], "config key 'data.val_per_class'"),
+    ],
+    ids=["same_class_batch", "g_without_head", "per_class", "val_per_class"],
+)
+def test_settings_that_cannot_work_are_refused_before_training(overrides, message, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), *TINY, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_mistyped_data_folder_beside_train_is_an_error(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        *TINY,
+        "--data",
+        str(tmp_path / "typo"),
+        "--train",
+        str(data / "train"),
+    ]
+    assert main(args) == 2
+    assert f"data '{tmp_path / 'typo'}': not a built-in dataset" in capsys.readouterr().err

@@ -49,10 +49,15 @@ def test_rgb_switch_expands_grayscale(tmp_path):
 def test_separate_folders_and_class_mismatch(tmp_path):
     root = make_image_folder(tmp_path / "a")
     other = make_image_folder(tmp_path / "b", classes=("cat", "dog"))
-    bundle = build_data(DataConfig(name="x", train=str(root / "train"), val=str(root / "val")))
+    bundle = build_data(DataConfig(train=str(root / "train"), val=str(root / "val")))  # demo's test not borrowed
     assert set(bundle.splits) == {"train", "val"}
     with pytest.raises(UserError, match=r"classes differ from the training set \(missing: \['emu'\]"):
-        build_data(DataConfig(name="x", train=str(root / "train"), val=str(other / "val")))
+        build_data(DataConfig(train=str(root / "train"), val=str(other / "val")))
+    # a data.name that is no folder is only a label when every split is a folder of its own
+    every = {k: str(root / k) for k in ("train", "val", "test")}
+    assert set(build_data(DataConfig(name="x", **every)).splits) == {"train", "val", "test"}
+    with pytest.raises(UserError, match="data 'x': not a built-in dataset .* fill in --test: fix the path"):
+        build_data(DataConfig(name="x", train=str(root / "train"), val=str(root / "val")))
 
 
 def test_missing_path_and_empty_class(tmp_path):

@@ -37,8 +37,12 @@ class DataConfig:
     val: str | None = opt(None, "val image folder (overrides <name>/val)")
     test: str | None = opt(None, "test image folder (overrides <name>/test)")
     root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
-    per_class: int | None = opt(None, "fashion-mnist: train images per class sampled from the 60k set")
-    val_per_class: int | None = opt(None, "fashion-mnist: val images per class, disjoint from train")
+    per_class: int | None = opt(
+        None, "fashion-mnist: train images per class sampled from the 60k set", range="[1, inf)"
+    )
+    val_per_class: int | None = opt(
+        None, "fashion-mnist: val images per class, disjoint from train (0: no val split)", range="[0, inf)"
+    )
     val_fraction: float = opt(
         0.1,
         "image folders without val/: this stratified fraction of train becomes val (0: no val split)",
@@ -203,7 +207,7 @@ class LogConfig:
 class Config:
     epochs: int | Literal["auto"] = opt(
         30,
-        "training epochs; auto: at least 100 and at least 800 optimizer steps "
+        "training epochs; auto: at least 300 epochs and 2400 optimizer steps "
         "(chosen from the train set's size, saved in the run's config.yaml)",
         range="[1, inf)",
     )

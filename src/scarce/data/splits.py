@@ -40,6 +40,12 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
             )
         return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
     root = dataset_root(cfg)
+    if root is not None and cfg.train is not None and not root.is_dir() and not (cfg.val and cfg.test):
+        missing = " and ".join(f"--{k}" for k in ("val", "test") if not paths[k])
+        raise UserError(  # a mistyped root would silently leave the run without those splits
+            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder; beside "
+            f"--train it names the folder whose val/ and test/ fill in {missing}: fix the path, or leave --data out"
+        )
     if cfg.train is None and not (root / "train").is_dir():
         has_classes = root.is_dir() and any(p.is_dir() and p.name not in SPLIT_NAMES for p in root.iterdir())
         raise UserError(

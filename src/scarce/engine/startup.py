@@ -177,6 +177,19 @@ def validate_config(cfg: Config) -> None:
             "augment.lsb_swap: placement before_randaugment needs stage sample "
             "(the batch stage runs after all per-image transforms)"
         )
+    if swap.enabled and swap.stage == "batch" and swap.partner == "same_class":
+        raise UserError(
+            "augment.lsb_swap: partner same_class needs stage sample (the batch stage pairs images "
+            "within a batch, whatever their class)"
+        )
+    if cfg.model.prediction_source == "g":
+        from scarce.losses import loss_requires_head_g
+
+        if not loss_requires_head_g(cfg.loss.name):
+            raise UserError(
+                f"model.prediction_source=g: loss.name={cfg.loss.name} trains no head g "
+                f"(focal_cosine and cosine_ce do); use logits, cosine or auto"
+            )
     if cfg.data.small_images == "pad" and cfg.augment.crop != "pad":
         raise UserError(
             "data.small_images=pad needs augment.crop=pad (resized crops would train on images resized "
