@@ -143,7 +143,11 @@ def test_the_run_log_names_every_regulariser_that_is_on():
 
     cfg = load_config(
         "fashion-mnist-50",
-        ["augment.mix.cutmix_alpha=1", "augment.mix.prob=0.5", "model.drop_rate=0.3"],  # the recipe has mixup 0.8
+        [  # the recipe has mixup 0.8; LSB Swap is off there since session 17
+            *("augment.lsb_swap.enabled=true", "augment.lsb_swap.bits=2", "augment.lsb_swap.p=0.5"),
+            *("augment.lsb_swap.placement=before_randaugment", "augment.lsb_swap.stage=sample"),
+            *("augment.mix.cutmix_alpha=1", "augment.mix.prob=0.5", "model.drop_rate=0.3"),
+        ],
     )
     assert describe_regularisation(cfg) == (
         "regularisation: crop pad 4, hflip 0.5, randaugment rand-m9-mstd0.5, lsb_swap 2 bits p 0.5 "
