@@ -41,6 +41,15 @@ def test_resnet_stem_is_a_3x3_stride_1_conv_without_max_pool():
     assert isinstance(model.maxpool, torch.nn.Identity)
 
 
+def test_new_stem_convs_are_initialised_as_timm_initialises_the_family():
+    torch.manual_seed(0)
+    resnet = adapt_to_small_input(timm.create_model("resnet18", num_classes=10, in_chans=1))
+    expected = (2 / (64 * 3 * 3)) ** 0.5  # kaiming normal, fan_out, relu: timm's ResNet convs
+    assert abs(resnet.conv1.weight.std().item() / expected - 1) < 0.1
+    convnext = adapt_to_small_input(timm.create_model("convnext_atto", num_classes=10, in_chans=1))
+    assert abs(convnext.stem[0].weight.std().item() / 0.02 - 1) < 0.15 and not convnext.stem[0].bias.any()
+
+
 def test_unsupported_family_names_the_supported_ones():
     with pytest.raises(
         UserError, match="supported families: ResNet/ResNeXt/SE-ResNet, EfficientNet/MobileNet, ConvNeXt"

@@ -30,6 +30,8 @@ def _resnet(model: nn.Module) -> None:
         conv[0].stride = (1, 1)
     else:
         model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1, bias=False)
+        # as timm's ResNet initialises its convs (PyTorch's default is ~3x wider for a 1-channel input)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if not isinstance(model.maxpool, (nn.MaxPool2d, nn.Identity)):
         raise UserError("model.small_input: this ResNet's stem pool is not a max-pool; set model.small_input=false")
     model.maxpool = nn.Identity()
@@ -42,8 +44,12 @@ def _strided_stem_conv(model: nn.Module) -> None:
 
 
 def _convnext(model: nn.Module) -> None:
+    from timm.layers import trunc_normal_
+
     patchify = model.stem[0]  # 4x4 stride-4 "patchify" conv
     model.stem[0] = nn.Conv2d(patchify.in_channels, patchify.out_channels, 3, stride=1, padding=1)
+    trunc_normal_(model.stem[0].weight, std=0.02)  # as timm's ConvNeXt initialises its convs
+    nn.init.zeros_(model.stem[0].bias)
 
 
 def _families() -> dict[str, tuple[type, ...]]:
