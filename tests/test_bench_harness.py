@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import TINY, make_image_folder
 
+from scarce.errors import UserError
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_split  # noqa: E402
 import small_data  # noqa: E402
@@ -100,7 +102,7 @@ def test_flat_folder_gets_a_seeded_stratified_split(tmp_path):
 
 def test_split_too_small_names_the_class(tmp_path):
     flat = make_image_folder(tmp_path / "src", per_split={"all": 4}) / "all"
-    with pytest.raises(Exception, match="class 'cat' has 4 images"):
+    with pytest.raises(UserError, match="class 'cat' has 4 images"):
         bench_split.prepare_folder(flat, 2, seed=0, splits_dir=tmp_path / "splits")
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from scarce.config import load_config
 from scarce.engine.factories import build_loss
+from scarce.errors import UserError
 from scarce.losses import create_loss
 from scarce.losses.class_weights import ClassWeighted, balanced_class_weights, class_weighted_mean
 
@@ -82,7 +83,7 @@ def test_config_switch_builds_the_weighted_loss():
     loss = build_loss(cfg, [90, 10])
     assert isinstance(loss, ClassWeighted) and torch.allclose(loss.weights, torch.tensor([100 / 180, 100 / 20]))
     assert not isinstance(build_loss(load_config("demo", []), [90, 10]), ClassWeighted)
-    with pytest.raises(Exception, match="class_weights"):
+    with pytest.raises(UserError, match="class_weights"):
         load_config("demo", ["loss.class_weights=balanced"])
 
 

@@ -230,7 +230,7 @@ def test_full_disk_before_the_first_epoch_or_at_the_end_is_a_fault(tmp_path, mon
         assert (out / "summary.json").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch):
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch, capfd):
     """``scarce evaluate RUN | head``: the closed pipe ends the command with exit 1, no traceback."""
     import sys
 
@@ -251,6 +251,7 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch):
     pipe.write("y" * 100_000)
     pipe.flush()  # the pipe's descriptor now points at the null device: nothing fails at exit
     pipe.close()
+    assert capfd.readouterr().err == ""  # no traceback, no message
 
 
 def test_predict_negative_workers_is_one_line(tiny_run, tmp_path, capsys):

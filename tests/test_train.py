@@ -63,6 +63,11 @@ def test_ema_is_evaluated_and_differs_from_model(tmp_path):
     raw = load_file(str(run_dir / "last.safetensors"))
     ema = load_file(str(run_dir / "last_ema.safetensors"))
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+    last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["val_top1_ema"] != last["val_top1"]  # else the check below could not tell them apart
+    for weights, key in (("last_ema", "val_top1_ema"), ("last", "val_top1")):  # each scored with its own weights
+        scored = evaluate_run(run_dir / f"{weights}.safetensors", None, "val", tmp_path / "v.json", num_workers=0)
+        assert scored["top1"] == pytest.approx(last[key], abs=1e-9), weights
 
 
 def test_training_learns_on_separable_folder(tmp_path, image_folder):
