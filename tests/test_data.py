@@ -160,6 +160,25 @@ def test_sample_stage_lsb_swap_keeps_partner_low_bits(image_folder):
     assert any(torch.equal(x & 7, p & 7) for p in partners)
 
 
+@pytest.mark.parametrize("partner", ["same_class", "any"])
+def test_sample_stage_lsb_swap_partner_class(partner, image_folder):
+    """same_class takes the low bits of an image of the same class only; any draws across classes."""
+    data = DataConfig(name=str(image_folder), img_size=20)
+    swap = LsbSwapConfig(enabled=True, bits=3, p=1.0, stage="sample", partner=partner)
+    augment = AugmentConfig(scale=[1.0, 1.0], ratio=[1.0, 1.0], hflip=0.0, lsb_swap=swap)
+    bundle = build_data(data)
+    ds, plain = build_dataset(bundle, "train", data, augment), build_dataset(bundle, "train", data, None)
+    targets = bundle.splits["train"].targets
+    torch.manual_seed(0)
+    partner_same = []
+    for i in range(len(plain)):
+        x = ds[i][0]
+        low = [j for j in range(len(plain)) if j != i and torch.equal(x & 7, plain[j][0] & 7)]
+        assert len(low) == 1, i  # noise images: the low bits name one partner
+        partner_same.append(targets[low[0]] == targets[i])
+    assert all(partner_same) if partner == "same_class" else not all(partner_same)
+
+
 def test_decoded_cache_reads_each_image_file_once(tmp_path, image_folder, monkeypatch):
     """data.cache=ram: the up-front scan decodes every file; training, validation and the
     final scoring never open one again."""
