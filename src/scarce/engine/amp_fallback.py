@@ -16,7 +16,6 @@ mid-epoch), stops as before with exit 3, and the message names ``amp=none``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +34,9 @@ def can_fall_back(run: Run) -> bool:
 def resumed_hardware(hardware: Hardware, amp_setting: str, run_dir: Path) -> Hardware:
     """A resumed run whose earlier part fell back stays in fp32 (on a GPU too, where no CPU speed
     choice is reused) and keeps the record of when it fell back."""
-    try:
-        fallback = json.loads((run_dir / "environment.json").read_text())["hardware"].get("amp_fallback")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return hardware
+    from scarce.engine.hardware import recorded_hardware
+
+    fallback = (recorded_hardware(run_dir) or {}).get("amp_fallback")
     if amp_setting != "auto" or not isinstance(fallback, dict):
         return hardware
     return dataclasses.replace(hardware, amp="none", amp_fallback=fallback)

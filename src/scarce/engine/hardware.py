@@ -62,16 +62,22 @@ def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" or native_bf16(device)
 
 
-def recorded_cpu_speed(run_dir: Path) -> dict | None:
-    """The ``hardware`` a CPU run recorded in its environment.json (amp and channels_last as it
-    trained), or None (no record, or the run trained on a GPU)."""
+def recorded_hardware(run_dir: Path) -> dict | None:
+    """The ``hardware`` mapping a run recorded in its environment.json, or None (no readable record)."""
     import json
 
     try:
         hardware = json.loads((Path(run_dir) / "environment.json").read_text())["hardware"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return hardware if isinstance(hardware, dict) and str(hardware.get("device")) == "cpu" else None
+    return hardware if isinstance(hardware, dict) else None
+
+
+def recorded_cpu_speed(run_dir: Path) -> dict | None:
+    """The ``hardware`` a CPU run recorded in its environment.json (amp and channels_last as it
+    trained), or None (no record, or the run trained on a GPU)."""
+    hardware = recorded_hardware(run_dir)
+    return hardware if hardware is not None and str(hardware.get("device")) == "cpu" else None
 
 
 def repeatable(recorded: dict | None, native_bf16_here: bool) -> bool:
