@@ -225,6 +225,12 @@ def _score(run: LoadedRun, loader) -> dict:
     return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.amp))
 
 
+def check_loader_options(batch_size: int, num_workers: int) -> None:
+    """evaluate's and predict's --batch-size / --workers, checked before any work."""
+    if batch_size < 1 or num_workers < 0:
+        raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
+
+
 def eval_file_name(split: str) -> str:
     """``eval_<split>.json``; for an image folder given as the split, its folder name (made safe as
     a file name), so nothing is written into sub-folders of the run directory."""
@@ -244,8 +250,7 @@ def evaluate_run(
     num_workers: int = 2,
 ) -> dict:
     """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
-    if batch_size < 1 or num_workers < 0:
-        raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
+    check_loader_options(batch_size, num_workers)
     run = load_run(path, device)
     data = run_data_config(run, data)
     dataset = eval_dataset(run, data, split)

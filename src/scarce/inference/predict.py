@@ -30,7 +30,14 @@ from scarce.data.datasets import ImageDataset
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.evaluation import LoadedRun, eval_dataset, load_run, run_data_config, with_run_view
+from scarce.engine.evaluation import (
+    LoadedRun,
+    check_loader_options,
+    eval_dataset,
+    load_run,
+    run_data_config,
+    with_run_view,
+)
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name
 from scarce.errors import UserError
@@ -102,8 +109,7 @@ def predict_run(
     """
     if tta_views < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
-    if batch_size < 1 or num_workers < 0:
-        raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
+    check_loader_options(batch_size, num_workers)
     dev = torch.device(device_name(device))
     run = load_run(path, dev)
     data = run_data_config(run, data)
