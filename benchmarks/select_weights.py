@@ -35,7 +35,9 @@ def cell_row(run: Path, holdout=None) -> dict:
     evaluated = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val_top1" in r]
     n_val = json.loads((run / "classes.json").read_text())["split_sizes"]["val"]
     top1 = {}
-    for weights in ("best", "last"):
+    # an EMA cell's last.safetensors holds the raw model; its averaged weights are scored beside it
+    ema = ("last_ema",) if (run / "last_ema.safetensors").is_file() else ()
+    for weights in ("best", "last", *ema):
         p = predictions(run, data, "test", 1, weights)
         top1[weights] = float((p.probs.argmax(1) == p.targets).mean())
         if holdout is not None:
@@ -50,6 +52,7 @@ def cell_row(run: Path, holdout=None) -> dict:
         "n_val": n_val,
         "best_test": top1["best"],
         "last_test": top1["last"],
+        **({"last_ema_test": top1["last_ema"]} if ema else {}),
     }
 
 
@@ -75,29 +78,44 @@ def paired(rows: list[dict], kept: list[float], idx: list[int], ref: list[int]) 
     return f"{statistics.fmean(diffs):+.2f}{spread} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
 
 
+def pm(values: list[float]) -> str:
+    """Mean +- std over seeds of top-1 fractions, in percent."""
+    spread = f" +- {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{100 * statistics.fmean(values):.2f}{spread}"
+
+
+def pm_present(rows: list[dict], idx: list[int], key: str) -> str:
+    """``pm`` of ``key`` over the cells of ``idx`` that have it (EMA cells only); ``-`` when none do."""
+    values = [rows[i][key] for i in idx if key in rows[i]]
+    return pm(values) if values else "-"
+
+
 def config_table(rows: list[dict], kept: list[float], reference: str | None = None) -> str:
     """Per config (cells grouped by folder): mean +- std over seeds of each way to pick weights,
     and the rule's paired test gain over ``reference`` (wins / seeds)."""
-
-    def pm(values: list[float]) -> str:
-        spread = f" +- {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        return f"{100 * statistics.fmean(values):.2f}{spread}"
 
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r["cell"].split("/")[0], []).append(i)
     held = "holdout_best" in rows[0]
+    ema = any("last_ema_test" in r for r in rows)
     header = ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"]
+    header += ["test % last EMA"] if ema else []
     header += ["held-out % best-on-val", "held-out % last", "held-out % rule"] if held else []
+    header += ["held-out % last EMA"] if held and ema else []
     ref = groups.get(reference or "", [])
     header += [f"rule: paired test vs {reference} (wins)"] if ref else []
     table = []
     for config, idx in groups.items():
         line = [config, str(len(idx)), *(pm([rows[i][k] for i in idx]) for k in ("best_test", "last_test"))]
         line.append(pm([kept[i] for i in idx]))
+        if ema:
+            line.append(pm_present(rows, idx, "last_ema_test"))
         if held:
             line += [pm([rows[i][k] for i in idx]) for k in ("holdout_best", "holdout_last")]
             line.append(pm([rows[i]["holdout_best" if clear_peak(rows[i]) else "holdout_last"] for i in idx]))
+            if ema:
+                line.append(pm_present(rows, idx, "holdout_last_ema"))
         if ref:
             line.append(paired(rows, kept, idx, ref))
         table.append(line)

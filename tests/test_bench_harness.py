@@ -218,10 +218,10 @@ def test_paired_variants_differ_by_seed_and_by_setting(tmp_path):
     assert data["headlines"] == {"best_variant": "up", "best_paired_gain_points": "+1.67"}
 
 
-def test_select_weights_scores_best_and_last_of_each_cell(tmp_path):
+def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     import select_weights
 
-    argv = harness_argv(tmp_path, ["ce"], "epochs=3", "checkpoint.select=best")
+    argv = harness_argv(tmp_path, ["ce"], "epochs=3", "checkpoint.select=best", "ema.enabled=true")
     threads = torch.get_num_threads()
     try:
         small_data.main(argv)
@@ -240,4 +240,7 @@ def test_select_weights_scores_best_and_last_of_each_cell(tmp_path):
 
     last_scored = evaluate_run(run / "last.safetensors", None, "test", tmp_path / "e.json", num_workers=0)
     assert row["last_test"] == pytest.approx(last_scored["top1"])
-    assert "last - best over 1 cells" in (tmp_path / "res" / "s.md").read_text()
+    ema_scored = evaluate_run(run / "last_ema.safetensors", None, "test", tmp_path / "m.json", num_workers=0)
+    assert row["last_ema_test"] == pytest.approx(ema_scored["top1"])
+    table = (tmp_path / "res" / "s.md").read_text()
+    assert "last - best over 1 cells" in table and "test % last EMA" in table
