@@ -302,6 +302,11 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
     for trial, anchor, delay, outcome, saved, how in rows:
         print(f"{trial:>5} {anchor:>6} {delay:>5.2f}  {outcome:<12} {saved:<10} {how:<8} bit-identical")
     assert len(rows) == KILL_TRIALS
+    # the kills must land inside runs, some after a checkpoint: otherwise only fresh starts and
+    # finished runs were resumed and the test would say nothing about torn state
+    killed = [r for r in rows if r[3] == "killed"]
+    assert len(killed) >= KILL_TRIALS // 2, rows
+    assert any(r[4] != "none" for r in killed), rows
 
 
 def test_resume_before_first_checkpoint_starts_fresh(data, reference, tmp_path, capsys):

@@ -124,3 +124,46 @@ def test_batch_stage_cannot_take_the_paper_placement(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "placement before_randaugment needs stage sample" in capsys.readouterr().err
+
+
+class TwoImages:
+    """The dataset side of ``TrainTransform``: two grey 4x4 images, one class each."""
+
+    targets = [0, 1]
+
+    def __init__(self):
+        self.images = [
+            torch.arange(16, dtype=torch.uint8).reshape(4, 4) * 13 + 7,
+            torch.full((4, 4), 0b10110110, dtype=torch.uint8),
+        ]
+
+    def __len__(self) -> int:
+        return 2
+
+    def load(self, index: int):
+        from PIL import Image
+
+        return Image.fromarray(self.images[index].numpy())
+
+
+@pytest.mark.parametrize("placement", ["before_randaugment", "last"])
+def test_placement_orders_the_swap_and_randaugment(placement):
+    from scarce.augment import lsb_swap
+    from scarce.data.transforms import TrainTransform
+
+    swap = LsbSwapConfig(enabled=True, bits=2, p=1.0, stage="sample", placement=placement)
+    transform = TrainTransform(DataConfig(img_size=4), AugmentConfig(lsb_swap=swap), fill=[0])
+    transform.geometric = lambda img: img  # no crop or flip: only the order under test varies
+    # a stand-in for RandAugment that does not commute with the swap (it moves bits down)
+    transform.randaugment = lambda img: img.point(lambda v: v // 2)
+    data = TwoImages()
+    own, partner = (x.unsqueeze(0) for x in data.images)
+    torch.manual_seed(0)
+    out = transform(data, 0, data.load(0))
+    if placement == "before_randaugment":  # the paper's: RandAugment sees the swapped image
+        expected = lsb_swap(own, partner, 2) // 2
+    else:
+        expected = lsb_swap(own // 2, partner // 2, 2)
+    assert torch.equal(out, expected)
+    other = lsb_swap(own // 2, partner // 2, 2) if placement != "last" else lsb_swap(own, partner, 2) // 2
+    assert not torch.equal(out, other)  # the two orders give different images here

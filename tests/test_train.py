@@ -183,8 +183,16 @@ def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
 
 
 def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):
-    run_dir, summary = _train(tmp_path, "epochs=8", "patience=1", "optim.lr=1e-9", "sched.name=constant")
+    # lr small enough that val top-1 stays put (so patience runs out) but large enough that the
+    # weights move: the best epoch's file then differs from the last one's and the scored one shows
+    run_dir, summary = _train(tmp_path, "epochs=8", "patience=1", "optim.lr=1e-6", "sched.name=constant")
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) < 8 and summary["stopped_early"].startswith("early stop after epoch")
     assert "early stop after epoch" in capsys.readouterr().out
-    assert summary["test"]["count"] == 1000 and (run_dir / "best.safetensors").is_file()
+    best, last = (load_file(run_dir / f"{n}.safetensors") for n in ("best", "last"))
+    assert summary["best"]["epoch"] < json.loads(rows[-1])["epoch"]
+    assert any(not torch.equal(best[k], last[k]) for k in best)
+    scored = json.loads((run_dir / "test_metrics.json").read_text())
+    again = evaluate_run(run_dir / "best.safetensors", None, "test", tmp_path / "e.json", num_workers=0)
+    assert summary["test"]["count"] == 1000 and scored["weights"].endswith("best.safetensors")
+    assert scored["top1"] == again["top1"] and scored["macro_f1"] == pytest.approx(again["macro_f1"])
