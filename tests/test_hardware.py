@@ -1,5 +1,7 @@
 """Speed switches resolved from the hardware, and results that do not depend on them."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -107,6 +109,18 @@ def test_probe_times_every_candidate_and_draws_nothing_from_the_run_rng():
     assert torch.equal(torch.rand(4), expected)
     assert set(seconds) == {"none", "none channels_last"} and all(s > 0 for s in seconds.values())
     assert (amp, last) in {("none", False), ("none", True)}
+
+
+@pytest.mark.parametrize("loss", ["focal_cosine", "cosine_ce"])
+def test_probe_times_a_model_with_head_g(tmp_path, loss):
+    # these losses add head g, whose model returns a dict of logits: the probe once crashed on it
+    from scarce.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--no-progress", *TINY, "epochs=1", f"loss.name={loss}"]
+    assert main([*argv, "amp=auto", "channels_last=auto"]) == 0
+    probe = json.loads((out / "environment.json").read_text())["hardware"]["probe"]
+    assert {"none", "none channels_last"} <= set(probe)
 
 
 def test_cpu_settings_probe_only_auto_switches_once_per_model(monkeypatch):

@@ -31,7 +31,8 @@ def step_seconds(model: nn.Module, x: torch.Tensor, amp: str) -> float:
     start = time.perf_counter()
     with autocast(x.device, amp):
         out = model(x)
-    outputs = out if isinstance(out, (tuple, list)) else (out,)
+    # a model with head g (focal cosine, cosine + CE) returns a dict of logits, others a tensor
+    outputs = out.values() if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else (out,)
     sum(o.float().mean() for o in outputs).backward()
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
