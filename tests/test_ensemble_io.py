@@ -283,15 +283,15 @@ def test_cli_arguments(files, capsys):
         main(["ensemble", "--base", files["base"], "--members", files["m1"], "--threshold", "high", "--out", str(out)])
         == 2
     )
-    assert "--threshold must be" in capsys.readouterr().err
+    assert "--threshold: expected a number from 0 to 1" in capsys.readouterr().err
     for bad in ("1.5", "7", "-0.1", "nan", "inf"):
         argv = ["ensemble", "--base", files["base"], "--members", files["m1"], "--threshold", bad, "--out", str(out)]
         assert main(argv) == 2
         assert (
-            f"--threshold must be in [0, 1] (1.01: never keep the base's answer, pure plurality) or 'auto', got '{bad}'"
-            in capsys.readouterr().err
+            "--threshold: expected a number from 0 to 1 (up to 1.01: never keep the base's answer, pure plurality)"
+            f" or 'auto', got '{bad}'" in capsys.readouterr().err
         )
-    with pytest.raises(UserError, match=r"--threshold must be in \[0, 1\]"):
+    with pytest.raises(UserError, match=r"--threshold: expected a number from 0 to 1"):
         _run(files, threshold=1.02)
 
 

@@ -271,5 +271,25 @@ def test_image_files_after_options_and_split_options_refused(trained, tmp_path, 
     out = tmp_path / "p.npz"
     assert main(["predict", run, str(cat), "--tta", "4", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--tta, --out apply to a split, not to image files" in err, err
+    assert "--tta, --out only work with a split, not with image files" in err, err
     assert not out.exists()
+    assert main(["predict", run, str(cat), str(trained["data"] / "test")]) == 2
+    assert f"{trained['data'] / 'test'}: a folder, not an image file" in capsys.readouterr().err
+
+
+def test_output_names_of_another_kind_are_refused_and_left_alone(trained, tmp_path, capsys):
+    picture = tmp_path / "shoe.png"
+    picture.write_bytes(b"not predictions")
+    run = str(trained["plain"])
+    assert main(["predict", run, "--split", "test", "--out", str(picture)]) == 2
+    assert f"--out {picture}: expected a file name ending in .npz" in capsys.readouterr().err
+    assert main(["predict", run, "--split", "test", "--out", str(tmp_path / "p.npz"), "--csv", str(picture)]) == 2
+    assert f"--csv {picture}: expected a file name ending in .csv" in capsys.readouterr().err
+    assert main(["ensemble", "--members", str(tmp_path / "a.npz"), "--out", str(picture)]) == 2
+    assert f"--out {picture}: expected a file name ending in .npz" in capsys.readouterr().err
+    assert picture.read_bytes() == b"not predictions" and not (tmp_path / "p.npz").exists()
+    (tmp_path / "b.png").write_bytes(b"not predictions either")
+    argv = ["ensemble", "--method", "soft", "--members", str(picture), str(tmp_path / "b.png")]
+    assert main([*argv, "--out", str(tmp_path / "e.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read it as an .npz predictions file" in err and "(not an .npz archive)" in err, err

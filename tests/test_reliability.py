@@ -56,6 +56,18 @@ def test_npz_and_csv_follow_the_umask_and_leave_no_temp_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
 
 
+def test_every_file_of_a_run_has_the_same_permissions(tmp_path):
+    # weights were 0600 beside 0644 files: safetensors replaced the prepared temporary file
+    from scarce.io import _UMASK
+
+    cfg = load_config(None, [*TINY, "epochs=1", "ema.enabled=true"], {"data": {"name": "demo"}})
+    train(cfg, tmp_path / "run", progress=False)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    files = {name: mode for name, mode in modes.items() if (tmp_path / name).is_file()}
+    assert "run/best.safetensors" in files and "run/last_ema.safetensors" in files
+    assert {name: mode for name, mode in files.items() if mode != 0o666 & ~_UMASK} == {}
+
+
 def test_divergence_in_the_last_step_is_a_fault_not_saved_weights(tmp_path, monkeypatch, capsys):
     import scarce.engine.loop as loop
 

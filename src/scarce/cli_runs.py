@@ -78,6 +78,7 @@ def cmd_predict(args) -> int:
         return _predict_images(args)
     if args.out is None:
         raise UserError("give image files to print their labels, or --out FILE.npz to predict a split")
+    check_output_names(args.out, args.csv)
     preds = predict_run(
         args.path,
         DataConfig(name=args.data) if args.data else None,
@@ -101,6 +102,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def check_output_names(out: str, csv: str | None) -> None:
+    """Refuse an output name of another kind before any work: writing predictions to ``x.png``
+    would replace that image with an archive."""
+    for option, path, suffix in (("--out", out, ".npz"), ("--csv", csv, ".csv")):
+        if path is not None and Path(path).suffix.lower() != suffix:
+            raise UserError(f"{option} {path}: expected a file name ending in {suffix}")
+
+
 # predict's options for a split, with their defaults: with image files given, any of them set is refused
 SPLIT_ONLY_OPTIONS = {
     "--data": None,
@@ -119,11 +128,17 @@ def _predict_images(args) -> int:
     given = [flag for flag, default in SPLIT_ONLY_OPTIONS.items() if getattr(args, flag[2:]) != default]
     if given:
         raise UserError(
-            f"predict IMAGE...: {', '.join(given)} apply to a split, not to image files; to predict a "
+            f"predict IMAGE...: {', '.join(given)} only work with a split, not with image files; to predict a "
             f"folder with them: scarce predict RUN --split FOLDER --out FILE.npz [--tta N --csv FILE.csv]"
         )
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    folders = [image for image in args.images if Path(image).is_dir()]
+    if folders:
+        raise UserError(
+            f"{folders[0]}: a folder, not an image file; to predict the images in it: "
+            f"scarce predict RUN --split {folders[0]} --out FILE.npz"
+        )
     if args.skip_bad_images:
         from scarce.data.check import check_image
 
@@ -185,6 +200,7 @@ def _add_ensemble(sub) -> None:
 def cmd_ensemble(args) -> int:
     from scarce.inference.ensemble import run_ensemble
 
+    check_output_names(args.out, args.csv)
     run_ensemble(
         args.base,
         args.members,

@@ -48,9 +48,11 @@ def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             tmps.append(Path(tmp))
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise users sharing run dirs
         yield list(tmps)
         for tmp in tmps:
+            # after writing: a writer may replace the file (safetensors does), and mkstemp's 0600
+            # would surprise users sharing run dirs
+            os.chmod(tmp, 0o666 & ~_UMASK)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         for path in targets[1:]:

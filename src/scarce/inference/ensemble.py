@@ -49,8 +49,8 @@ def _parse_threshold(threshold: float | str) -> float | str:
     # 1.01), but a typo such as 7 for 0.7 is likelier: accept only up to the 1.01 auto can print
     if not 0 <= value <= 1.01:
         raise UserError(
-            f"--threshold must be in [0, 1] (1.01: never keep the base's answer, pure plurality) or 'auto', "
-            f"got {threshold!r}"
+            f"--threshold: expected a number from 0 to 1 (up to 1.01: never keep the base's answer, pure "
+            f"plurality) or 'auto', got {threshold!r}"
         )
     return value
 

@@ -132,7 +132,9 @@ def _open_npz(path: str) -> Any:
     except FileNotFoundError:
         raise UserError(f"{path}: no such file; expected {hint}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: cannot read it as {hint} ({exc})") from None
+        # numpy calls any file that is not an array archive "pickled" and suggests unpickling it
+        reason = "not an .npz archive" if "pickle" in str(exc) else str(exc)
+        raise UserError(f"{path}: cannot read it as {hint} ({reason})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise UserError(f"{path}: holds a single array; expected {hint}")
     return data
