@@ -26,15 +26,16 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the per-class sampling")
     s.add_argument(
         "--link",
-        default="hard",
-        choices=["hard", "sym", "copy"],
-        help="how files reach dst: hard links (default), symlinks or copies",
+        default="copy",
+        choices=["copy", "hard", "sym"],  # subset.LINK_MODES; importing it would load torch for --help
+        help="how files reach dst: copy (default), hard (hard links: no extra space, but editing a "
+        "file in place edits SRC's too; copies across filesystems) or sym (symbolic links: the same)",
     )
     c = dsub.add_parser(
         "check",
         help="scan a dataset: unreadable files, modes, sizes, class counts, duplicates across splits",
-        description="Exit status: 0 no problem found, 1 problems "
-        "found (unreadable images, duplicates across splits, manifest paths outside the root), "
+        description="Exit status: 0 no problem found, 1 problems found (unreadable images, "
+        "duplicates across splits, manifest paths outside the root, fewer than 2 classes), "
         "2 usage error (missing folder, empty class folder, classes differing between splits).",
     )
     c.add_argument("data", help="built-in dataset or image-folder root with train/ (val/, test/)")
@@ -69,6 +70,7 @@ def cmd_data_check(args) -> int:
         resolve_splits(DataConfig(name=args.data)),
         NEAR_MAE if args.max_mae is None else args.max_mae,
         manifest_root=None if args.data == "fashion-mnist" else str(root),
+        data_name=args.data,
     )
     print(format_report(report, args.limit))
     if args.json:
@@ -215,5 +217,6 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
         lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
     lines += [f"manifest: {m}" for m in report["manifest"]]
+    lines += report["too_few_classes"]
     lines.append(f"problems: {report['problems']}")
     return "\n".join(lines)

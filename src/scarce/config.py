@@ -28,6 +28,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     parse_overrides,
     read_recipe,
 )
+from scarce.errors import UserError
 
 
 @dataclass
@@ -38,10 +39,15 @@ class DataConfig:
     test: str | None = opt(None, "test image folder (overrides <name>/test)")
     root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
     per_class: int | None = opt(
-        None, "fashion-mnist: train images per class sampled from the 60k set", range="[1, inf)"
+        None,
+        "fashion-mnist only: train images per class sampled from the 60k set (refused for image folders: "
+        "make a k-per-class copy with scarce data subset)",
+        range="[1, inf)",
     )
     val_per_class: int | None = opt(
-        None, "fashion-mnist: val images per class, disjoint from train (0: no val split)", range="[0, inf)"
+        None,
+        "fashion-mnist only: val images per class, disjoint from train (0: no val split; refused for image folders)",
+        range="[0, inf)",
     )
     val_fraction: float = opt(
         0.1,
@@ -254,7 +260,23 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None, e
     values = read_recipe(recipe) if recipe else {}
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))
-    return build(Config, values)
+    cfg = build(Config, values)
+    check_sampling_keys(cfg.data)
+    return cfg
+
+
+def check_sampling_keys(data: DataConfig) -> None:
+    """Refuse ``data.per_class`` / ``data.val_per_class`` beside an image folder: only the
+    built-in fashion-mnist is sampled from, and a folder run would silently train on every image."""
+    for key in ("per_class", "val_per_class"):
+        value = getattr(data, key)
+        if data.name != "fashion-mnist" and value is not None:
+            option = key.replace("_", "-")
+            raise UserError(
+                f"data.{key}={value}: applies only to data.name=fashion-mnist (sampled from its 60k set), "
+                f"not to image folder '{data.name}'; for a folder make a k-per-class copy with "
+                f"`scarce data subset SRC DST --{option} {value}`, or unset it with data.{key}=null"
+            )
 
 
 def config_to_dict(cfg: Any) -> dict:

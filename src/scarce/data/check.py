@@ -229,13 +229,29 @@ def label_conflicts(name: str, split: Split, checks: list[ImageCheck]) -> list[d
     return conflicts
 
 
+def class_count_problem(data_name: str, classes: list[str]) -> str:
+    """Why a classifier cannot be trained on ``classes`` ('' when it can), in ``scarce train``'s words."""
+    if len(classes) >= 2:
+        return ""
+    return (
+        f"data '{data_name}': {len(classes)} class ({', '.join(classes)}); a classifier needs at least 2 class folders"
+    )
+
+
 def check_dataset(
-    splits: dict[str, Split], max_mae: float = NEAR_MAE, manifest_root: str | None = None, workers: int | None = None
+    splits: dict[str, Split],
+    max_mae: float = NEAR_MAE,
+    manifest_root: str | None = None,
+    workers: int | None = None,
+    data_name: str | None = None,
 ) -> dict:
     """The report of ``scarce data check``: per split images, class counts, modes, sizes and
-    bad files; duplicates across :data:`SPLIT_PAIRS`; manifest paths that escape the root."""
+    bad files; duplicates across :data:`SPLIT_PAIRS`; manifest paths that escape the root;
+    fewer than 2 classes (``data_name`` names the dataset there, default the train folder)."""
     checks = {name: check_split(split, hashes=True, workers=workers) for name, split in splits.items()}
     report: dict = {"splits": {}, "duplicates": [], "manifest": [], "max_hamming": HAMMING, "max_mae": max_mae}
+    few = class_count_problem(data_name or str(splits["train"].root), splits["train"].classes)
+    report["too_few_classes"] = [few] if few else []
     for name, split in splits.items():
         good = [c for c in checks[name] if c.ok]
         widths, heights = [c.size[0] for c in good], [c.size[1] for c in good]
@@ -279,5 +295,6 @@ def check_dataset(
         + len(report["duplicates"])
         + len(report["manifest"])
         + len(report["label_conflicts"])
+        + len(report["too_few_classes"])
     )
     return report

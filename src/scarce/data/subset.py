@@ -13,7 +13,9 @@ from scarce.data.datasets import safe_join, scan_image_folder
 from scarce.errors import UserError
 from scarce.io import atomic_path
 
-LINK_MODES = ("hard", "sym", "copy")
+# copy first, the default: a hard link is the source file itself, so editing the subset in
+# place would edit the source dataset (or the installed package's demo)
+LINK_MODES = ("copy", "hard", "sym")
 
 
 def _place(src: Path, dst: Path, link: str) -> None:
@@ -31,10 +33,11 @@ def _place(src: Path, dst: Path, link: str) -> None:
 
 
 def make_subset(
-    src: str | Path, dst: str | Path, per_class: int, val_per_class: int = 0, seed: int = 0, link: str = "hard"
+    src: str | Path, dst: str | Path, per_class: int, val_per_class: int = 0, seed: int = 0, link: str = "copy"
 ) -> dict:
     """Sample ``per_class`` train and ``val_per_class`` val images per class from ``src``
-    (``src/train`` if it exists), copy ``src/test`` whole if present, write ``manifest.csv``.
+    (``src/train`` if it exists), take ``src/test`` whole if present, write ``manifest.csv``.
+    ``link``: how the files reach ``dst`` (:data:`LINK_MODES`; copies by default).
 
     Returns counts per split. ``dst`` must not exist yet (nothing is overwritten).
     """

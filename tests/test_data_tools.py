@@ -1,0 +1,95 @@
+"""``scarce data subset`` places copies unless links are asked for; ``data check`` and the
+config refuse what ``scarce train`` would refuse or silently ignore."""
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import TINY, make_image_folder
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.data.subset import read_manifest
+from scarce.errors import UserError
+
+
+def _subset_files(dst: Path) -> list[tuple[Path, Path]]:
+    """(source, subset file) of every manifest row."""
+    return [(Path(row["source"]), Path(row["path"])) for row in read_manifest(dst)]
+
+
+def test_subset_copies_by_default_and_hard_links_only_with_link_hard(tmp_path, capsys):
+    src = make_image_folder(tmp_path / "src", per_split={"train": 4, "test": 1}, size=8)
+    base = ["data", "subset", str(src), "--per-class", "2", "--val-per-class", "1"]
+    assert main([*base[:3], str(tmp_path / "copy"), *base[3:]]) == 0
+    copied = _subset_files(tmp_path / "copy")
+    assert len(copied) == 3 * (2 + 1 + 1)
+    for source, path in copied:
+        assert path.read_bytes() == source.read_bytes()
+        assert os.stat(path).st_ino != os.stat(source).st_ino and os.stat(source).st_nlink == 1
+    source, path = copied[0]
+    original = source.read_bytes()
+    path.write_bytes(b"edited in place")
+    assert source.read_bytes() == original  # the source dataset is untouched
+
+    assert main([*base[:3], str(tmp_path / "hard"), *base[3:], "--link", "hard"]) == 0
+    linked = _subset_files(tmp_path / "hard")
+    assert [s for s, _ in linked] == [s for s, _ in copied]  # the same sample, only placed otherwise
+    for source, path in linked:
+        assert os.stat(path).st_ino == os.stat(source).st_ino and os.stat(source).st_nlink == 2
+    assert "hard (hard links" in _help(["data", "subset", "--help"], capsys)
+
+
+def _help(args: list[str], capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(args)
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "one", classes=("Bag",), per_split={"train": 3, "test": 1}, size=8)
+    message = f"data '{root}': 1 class (Bag); a classifier needs at least 2 class folders"
+    assert main(["data", "check", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [message, "problems: 1"]
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert capsys.readouterr().err.strip() == f"scarce train: error: {message}"
+
+    make_image_folder(tmp_path / "one", classes=("Coat",), per_split={"train": 3, "test": 1}, size=8, seed=1)
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("problems: 0\n") and "a classifier needs" not in out
+
+
+@pytest.mark.parametrize(
+    ("key", "option"), [("per_class", "--per-class"), ("val_per_class", "--val-per-class")], ids=["train", "val"]
+)
+def test_per_class_keys_are_refused_beside_an_image_folder(key, option):
+    with pytest.raises(UserError) as info:
+        load_config("demo", [f"data.{key}=5"])
+    assert str(info.value) == (
+        f"data.{key}=5: applies only to data.name=fashion-mnist (sampled from its 60k set), not to image "
+        f"folder 'demo'; for a folder make a k-per-class copy with `scarce data subset SRC DST {option} 5`, "
+        f"or unset it with data.{key}=null"
+    )
+    cfg = load_config("demo", [f"data.{key}=5", "data.name=fashion-mnist"])
+    assert getattr(cfg.data, key) == 5
+
+
+def test_a_fashion_mnist_recipe_on_a_folder_must_unset_its_sampling(tmp_path, capsys):
+    folder = {"data": {"name": str(tmp_path)}}
+    with pytest.raises(UserError, match=r"^data.per_class=50: applies only to data.name=fashion-mnist"):
+        load_config("fashion-mnist-50", None, folder)
+    cfg = load_config("fashion-mnist-50", ["data.per_class=null", "data.val_per_class=null"], folder)
+    assert (cfg.data.per_class, cfg.data.val_per_class) == (None, None)
+    args = ["train", "--recipe", "demo", "data.per_class=5", "--out", str(tmp_path / "run"), *TINY]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scarce train: error: data.per_class=5: applies only to") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_benchmark_recipes_load():
+    recipes = sorted((Path(__file__).parent.parent / "benchmarks" / "recipes").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        load_config(str(recipe))
