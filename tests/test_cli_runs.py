@@ -32,10 +32,18 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(image_folder)}}), run, progress=False)
     capsys.readouterr()  # the training's lines
     assert main(["evaluate", str(run), "--split", "val", "--workers", "0", "--device", "cpu"]) == 0
-    first, *per_class = capsys.readouterr().out.strip().splitlines()
+    first, *per_class, wrote = capsys.readouterr().out.strip().splitlines()
     printed = json.loads(first)
     assert list(printed) == ["split", "top1", "count"] and printed["split"] == "val" and printed["count"] == 12
     assert [line.split()[0] for line in per_class] == ["cat", "dog", "emu"]
+    assert wrote == f"wrote {run / 'eval_val.json'}"
+    own = (run / "eval_val.json").read_text()
+    # another dataset's split goes to its own file: the run's score is not replaced
+    other = shutil.copytree(image_folder, tmp_path / "other set")
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "test", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_other_set_test.json'}"
+    assert json.loads((run / "eval_other_set_test.json").read_text())["data"] == str(other)
+    assert (run / "eval_val.json").read_text() == own
     # a folder of some of the run's classes is scored, as predict reads it; a flat folder cannot be
     subset = tmp_path / "subset"
     shutil.copytree(image_folder / "test" / "dog", subset / "dog")

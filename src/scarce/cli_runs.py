@@ -17,7 +17,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="JSON output (default: RUN_DIR/eval_<split>.json; for a folder, eval_folder_<name>.json)",
+        help="JSON output (default: RUN_DIR/eval_<split>.json; for other --data, eval_<data>_<split>.json; "
+        "for a folder, eval_folder_<name>.json)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -35,6 +36,8 @@ def cmd_evaluate(args) -> int:
     print(json.dumps({k: result[k] for k in keys}))
     for name, acc in result["per_class"].items():
         print(f"  {name:<24} " + ("no image" if acc is None else f"{acc:.4f}"))
+    if "file" in result:
+        print(f"wrote {result['file']}")
     return 0
 
 

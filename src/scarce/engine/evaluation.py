@@ -231,13 +231,18 @@ def check_loader_options(batch_size: int, num_workers: int) -> None:
         raise UserError(f"--batch-size {batch_size} / --workers {num_workers}: expected >= 1 and >= 0")
 
 
-def eval_file_name(split: str) -> str:
-    """``eval_<split>.json``; for an image folder given as the split, its folder name (made safe as
-    a file name), so nothing is written into sub-folders of the run directory."""
-    if split in ("train", "val", "test"):
-        return f"eval_{split}.json"
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(split).expanduser().resolve().name).strip("._") or "folder"
-    return f"eval_folder_{name}.json"
+def _safe_name(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).expanduser().resolve().name).strip("._") or "folder"
+
+
+def eval_file_name(split: str, other_data: str | None = None) -> str:
+    """``eval_<split>.json`` for a split of the run's own data, ``eval_<data>_<split>.json`` for one
+    of other data (so scoring another dataset does not replace the run's own score); for an image
+    folder given as the split, ``eval_folder_<name>.json``. Names are made safe as file names, so
+    nothing is written into sub-folders of the run directory."""
+    if split not in ("train", "val", "test"):
+        return f"eval_folder_{_safe_name(split)}.json"
+    return f"eval_{split}.json" if other_data is None else f"eval_{_safe_name(other_data)}_{split}.json"
 
 
 def evaluate_run(
@@ -249,12 +254,15 @@ def evaluate_run(
     batch_size: int = 64,
     num_workers: int = 2,
 ) -> dict:
-    """``scarce evaluate``: score a run (or weights file) on a split; writes JSON."""
+    """``scarce evaluate``: score a run (or weights file) on a split; writes JSON (its path is
+    returned as ``file``)."""
     check_loader_options(batch_size, num_workers)
     run = load_run(path, device)
     data = run_data_config(run, data)
     dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
     result.update(split=split, data=data.name)
-    atomic_write_json(Path(out) if out else run.run_dir / eval_file_name(split), result)
-    return result
+    other = None if data is run.cfg.data else data.name
+    written = Path(out) if out else run.run_dir / eval_file_name(split, other)
+    atomic_write_json(written, result)
+    return {**result, "file": str(written)}
