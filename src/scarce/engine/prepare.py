@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from scarce.config import Config
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
+from scarce.data.check import class_count_problem
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
 from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
@@ -79,11 +80,9 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
     cfg, auto_notes = resolve_auto_size(cfg, data.splits["train"])
-    if len(data.classes) < 2:
-        raise UserError(
-            f"data '{cfg.data.name}': {len(data.classes)} class ({', '.join(data.classes)}); "
-            f"a classifier needs at least 2 class folders"
-        )
+    too_few = class_count_problem(cfg.data.name, data.classes)
+    if too_few:
+        raise UserError(too_few)
     data, bad_images = scan_data(cfg, data)
     cfg, epoch_notes = resolve_auto_epochs(cfg, data.splits["train"], info.world_size)  # readable images only
     in_memory = all(s.array is not None or s.cache is not None for s in data.splits.values())
