@@ -293,3 +293,15 @@ def test_output_names_of_another_kind_are_refused_and_left_alone(trained, tmp_pa
     assert main([*argv, "--out", str(tmp_path / "e.npz")]) == 2
     err = capsys.readouterr().err
     assert "cannot read it as an .npz predictions file" in err and "(not an .npz archive)" in err, err
+
+
+def test_a_run_without_calibration_says_its_confidences_are_not_calibrated(trained, tmp_path, capsys):
+    cat = trained["data"] / "test" / "cat" / "0.png"
+    assert main(["predict", str(trained["plain"]), str(cat)]) == 0
+    assert capsys.readouterr().err == ""  # a finished run with val: calibrated, nothing to say
+    interrupted = shutil.copytree(trained["plain"], tmp_path / "interrupted")
+    (interrupted / "calibration.json").unlink()
+    for argv in ([str(cat)], ["--split", "test", "--out", str(tmp_path / "p.npz"), "--workers", "0"]):
+        assert main(["predict", str(interrupted), *argv]) == 0
+        err = capsys.readouterr().err
+        assert f"note: {interrupted} has no calibration.json" in err and "not calibrated" in err, err

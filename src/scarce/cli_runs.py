@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from scarce.errors import UserError
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="top-1, top-5 (over 5 classes) and per-class accuracy of a run's weights")
+    p = sub.add_parser(
+        "evaluate", help="top-1, top-5 (with more than 5 classes) and per-class accuracy of a run's weights"
+    )
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
     p.add_argument("--data", default=None, help="dataset name or folder (default: the run's data)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
@@ -94,6 +97,7 @@ def cmd_predict(args) -> int:
         args.skip_bad_images,
     )
     write_predictions(preds, args.out, args.csv)
+    _note_if_uncalibrated(args.path)
     skipped = preds.metadata.get("skipped_images") or []
     for bad in skipped[:5]:
         print(f"skipped {bad['path']}: {bad['reason']}")
@@ -103,6 +107,20 @@ def cmd_predict(args) -> int:
         + (f"; skipped {len(skipped)} unreadable images (listed in the metadata)" if skipped else "")
     )
     return 0
+
+
+def _note_if_uncalibrated(path: str) -> None:
+    """Say so on stderr when a run has no fitted temperature: its "calibrated" confidences are
+    then the plain softmax (no val split, or training stopped before its final evaluation)."""
+    from scarce.engine.calibrate import CALIBRATION_FILE
+
+    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    if not (run_dir / CALIBRATION_FILE).is_file():
+        print(
+            f"note: {run_dir} has no {CALIBRATION_FILE} (no val split, or training did not finish): "
+            "confidences are the model's softmax, not calibrated",
+            file=sys.stderr,
+        )
 
 
 def check_output_names(out: str, csv: str | None) -> None:
@@ -153,6 +171,7 @@ def _predict_images(args) -> int:
         if not args.images:
             raise UserError("none of the images could be read")
     result = load(args.path, args.device).predict(args.images, batch_size=args.batch_size)
+    _note_if_uncalibrated(args.path)
     width = max(len(str(p)) for p in args.images)
     for i, image in enumerate(args.images):
         top = "  ".join(f"{label} {p:.3f}" for label, p in result.top(i, 3))

@@ -46,6 +46,12 @@ def field_choices(tp: Any, meta: Mapping) -> tuple | None:
     return literals + ((True, False) if bool in members else ())
 
 
+def _takes_number(tp: Any) -> bool:
+    """Whether a field with named choices also takes a number (``epochs: int | "auto"``)."""
+    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return any(m in (int, float) for m in members)
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
     origin = typing.get_origin(tp)
@@ -206,7 +212,7 @@ def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         text = f.metadata.get("help", "")
         choices = field_choices(hints[f.name], f.metadata)
         if choices:
-            text += f" [{'|'.join(map(str, choices))}]"
+            text += f" [{'|'.join(map(str, choices))}{'|<number>' if _takes_number(hints[f.name]) else ''}]"
         rows.append(
             (
                 prefix + f.name,
