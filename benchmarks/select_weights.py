@@ -97,7 +97,7 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r["cell"].split("/")[0], []).append(i)
-    held = "holdout_best" in rows[0]
+    held = all("holdout_best" in r for r in rows)
     ema = any("last_ema_test" in r for r in rows)
     header = ["config", "n", "test % best-on-val", "test % last", "test % best only if clearly higher on val"]
     header += ["test % last EMA"] if ema else []
@@ -122,6 +122,22 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
     return markdown_table(header, table)
 
 
+def with_prior_rows(rows: list[dict], priors: list[Path]) -> tuple[list[dict], str]:
+    """``rows`` after the cells of earlier results files whose config has no cell in ``rows``
+    (each row keeps its file in ``from``), and a line saying which configs came from where."""
+    have = {r["cell"].split("/")[0] for r in rows}
+    merged, notes = [], []
+    for path in priors:
+        taken = [r for r in json.loads(path.read_text())["rows"] if r["cell"].split("/")[0] not in have]
+        merged += [{**r, "from": path.stem} for r in taken]
+        configs = sorted({r["cell"].split("/")[0] for r in taken})
+        if configs:
+            notes.append(f"{', '.join(configs)}: cells of {path.name}")
+        have |= set(configs)
+    note = f"Earlier sessions' cells (other commits or machines): {'; '.join(notes)}.\n\n" if notes else ""
+    return merged + rows, note
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, required=True)
@@ -130,6 +146,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--name", required=True)
     p.add_argument("--reference", default=None, help="config the per-config table pairs every other with")
     p.add_argument("--holdout", action="store_true", help="also score Fashion-MNIST's held-out images (k=50 cells)")
+    p.add_argument(
+        "--prior",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="earlier results JSON of this script: their cells join the tables (configs not trained under "
+        "--work only), so a new row is paired with a reference trained in an earlier session",
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -149,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         idx = holdout_indices(labels, 500, 50, list(range(10)))
         holdout = (images[idx], labels[idx], "holdout-500x10-k50-ex9")
     rows = [cell_row(r, holdout) for r in runs]
+    rows, prior_note = with_prior_rows(rows, args.prior)
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
     margin = [r["best_test"] if clear_peak(r) else r["last_test"] for r in rows]
     table = markdown_table(
@@ -179,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     wins = sum(d > 0 for d in diffs)
     mean = lambda xs: 100 * statistics.fmean(xs)  # noqa: E731
     summary = (
-        f"{table}\n\nlast - best over {len(rows)} cells: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
+        f"{table}\n\n{prior_note}last - best over {len(rows)} cells: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
         f"(last higher in {wins}, lower in {sum(d < 0 for d in diffs)}); mean test top-1: best-on-val "
         f"{mean([r['best_test'] for r in rows]):.2f}, last {mean([r['last_test'] for r in rows]):.2f}, "
         f"best only if clearly higher on val {mean(margin):.2f}\n"

@@ -244,3 +244,16 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     assert row["last_ema_test"] == pytest.approx(ema_scored["top1"])
     table = (tmp_path / "res" / "s.md").read_text()
     assert "last - best over 1 cells" in table and "test % last EMA" in table
+    # a reference config trained in an earlier session joins the tables from its results file
+    prior = {**row, "cell": "ref/seed0", "best_test": row["best_test"] - 0.25, "last_test": row["last_test"] - 0.125}
+    prior.pop("last_ema_test")
+    (tmp_path / "res" / "old.json").write_text(json.dumps({"rows": [prior, {**prior, "cell": "ce/seed0"}]}))
+    argv = ["--work", str(tmp_path / "work"), "--tag", "data", "--results", str(tmp_path / "res"), "--name", "s2"]
+    out = select_weights.main([*argv, "--prior", str(tmp_path / "res" / "old.json"), "--reference", "ref"])
+    assert [r["cell"] for r in out["rows"]] == ["ref/seed0", "ce/seed0"]  # ce's own cell, not the old one
+    assert out["rows"][0]["from"] == "old" and "from" not in out["rows"][1]
+    table = (tmp_path / "res" / "s2.md").read_text()
+    assert "ref: cells of old.json" in table
+    kept = row["best_test"] if select_weights.clear_peak(row) else row["last_test"]
+    kept_ref = prior["best_test"] if select_weights.clear_peak(prior) else prior["last_test"]
+    assert f"| {100 * (kept - kept_ref):+.2f} (" in table  # ce paired with ref on seed 0
