@@ -22,21 +22,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from small_data_ensemble import predictions  # noqa: E402
-from small_data_holdout import holdout_indices, holdout_top1  # noqa: E402
+from small_data_ensemble import cache_path, predictions, run_data  # noqa: E402
+from small_data_holdout import holdout_images, holdout_top1  # noqa: E402
+
+
+def has_weights(run: Path, weights: str) -> bool:
+    """The weights file, or its test predictions kept without it (``keep_cells.py restore``)."""
+    return (run / f"{weights}.safetensors").is_file() or cache_path(run, weights, "test", 1).is_file()
 
 
 def cell_row(run: Path, holdout=None) -> dict:
     """Test top-1 of a cell's best and last weights, and where the best epoch fell."""
-    from scarce.engine.evaluation import load_run
-
     summary = json.loads((run / "summary.json").read_text())
-    data = load_run(run, "cpu").cfg.data
+    data = run_data(run)
     evaluated = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val_top1" in r]
     n_val = json.loads((run / "classes.json").read_text())["split_sizes"]["val"]
     top1 = {}
     # an EMA cell's last.safetensors holds the raw model; its averaged weights are scored beside it
-    ema = ("last_ema",) if (run / "last_ema.safetensors").is_file() else ()
+    ema = ("last_ema",) if has_weights(run, "last_ema") else ()
     for weights in ("best", "last", *ema):
         p = predictions(run, data, "test", 1, weights)
         top1[weights] = float((p.probs.argmax(1) == p.targets).mean())
@@ -161,17 +164,11 @@ def main(argv: list[str] | None = None) -> dict:
     runs = sorted(
         r.parent
         for r in (args.work / args.tag).glob("*/seed*/summary.json")
-        if (r.parent / "last.safetensors").is_file() and (r.parent / "best.safetensors").is_file()
+        if has_weights(r.parent, "last") and has_weights(r.parent, "best")
     )
     if not runs:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with best and last weights")
-    holdout = None
-    if args.holdout:
-        from scarce.data.fashion_mnist import load_arrays
-
-        images, labels = load_arrays(None, "train")
-        idx = holdout_indices(labels, 500, 50, list(range(10)))
-        holdout = (images[idx], labels[idx], "holdout-500x10-k50-ex9")
+    holdout = holdout_images() if args.holdout else None
     rows = [cell_row(r, holdout) for r in runs]
     rows, prior_note = with_prior_rows(rows, args.prior)
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]

@@ -36,12 +36,25 @@ from scarce.inference.voting import oracle_accuracy  # noqa: E402
 RULES = ("base", "members (each)", "plurality 0.7", "plurality, threshold from val", "soft vote", "oracle")
 
 
+def cache_path(run_dir: Path, weights: str, split: str, views: int) -> Path:
+    """Where :func:`predictions` caches ``weights`` (best, last, last_ema) on ``split``."""
+    # views > 1 changed at 9722cb5 (view 1 became the plain mirror): the old cached files are not reused
+    folder = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}")
+    return folder / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
+
+
+def run_data(run_dir: Path):
+    """The data config a cell trained on, read from its config.yaml (no weights needed)."""
+    from scarce.config import Config
+    from scarce.config_parse import build, read_recipe
+
+    return build(Config, read_recipe(str(run_dir / "config.yaml"))).data
+
+
 def predictions(run_dir: Path, data, split: str, views: int, weights: str = "best"):
     """Cached ``predict_run`` of one member's ``weights`` (best or last) on ``split`` of ``data``
     with ``views`` TTA views."""
-    # views > 1 changed at 9722cb5 (view 1 became the plain mirror): the old cached files are not reused
-    folder = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}")
-    path = folder / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
+    path = cache_path(run_dir, weights, split, views)
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
         source = run_dir / f"{weights}.safetensors"
@@ -78,13 +91,11 @@ def member_dirs(work: Path, tag: str, seed: int, config: str | None, members: in
 
 def ensemble_rows(runs_by_seed: dict[int, list[Path]], views: list[int], weights: str = "best") -> dict:
     """``{views: {rule: [per data seed]}}`` for one ensemble kind."""
-    from scarce.engine.evaluation import load_run
-
     out: dict = {}
     for v in views:
         per_seed = {}
         for seed, runs in runs_by_seed.items():
-            data = load_run(runs[0], "cpu").cfg.data  # every member predicts the base's val split
+            data = run_data(runs[0])  # every member predicts the base's val split
             per_seed[seed] = vote(
                 [predictions(r, data, "val", v, weights) for r in runs],
                 [predictions(r, data, "test", v, weights) for r in runs],

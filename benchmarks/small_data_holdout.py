@@ -32,6 +32,8 @@ from small_data_ensemble import pm  # noqa: E402
 from scarce.data.fashion_mnist import load_arrays, sample_per_class  # noqa: E402
 
 HOLDOUT_SEED = 2026
+# the held-out set of the 50/class tables: 500 per class, outside seeds 0-9's train + val
+HOLDOUT_KEY = "holdout-500x10-k50-ex9"
 
 
 def holdout_indices(labels: np.ndarray, per_class: int, k: int, exclude_seeds: list[int]) -> np.ndarray:
@@ -41,6 +43,14 @@ def holdout_indices(labels: np.ndarray, per_class: int, k: int, exclude_seeds: l
     rng = np.random.default_rng(HOLDOUT_SEED)
     picks = [rng.choice(free[labels[free] == c], per_class, replace=False) for c in np.unique(labels)]
     return np.sort(np.concatenate(picks))
+
+
+def holdout_images(per_class: int = 500, k: int = 50, exclude_seeds: list[int] | None = None):
+    """``(images, labels, cache key)`` of the held-out set (the 50/class tables' by default)."""
+    exclude_seeds = list(range(10)) if exclude_seeds is None else exclude_seeds
+    images, labels = load_arrays(None, "train")
+    idx = holdout_indices(labels, per_class, k, exclude_seeds)
+    return images[idx], labels[idx], f"holdout-{per_class}x10-k{k}-ex{max(exclude_seeds)}"
 
 
 def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str, weights: str = "best") -> float:
@@ -75,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    images, labels = load_arrays(None, "train")
-    idx = holdout_indices(labels, args.per_class, args.k, args.exclude_seeds)
-    key = f"holdout-{args.per_class}x10-k{args.k}-ex{max(args.exclude_seeds)}"
+    images, labels, key = holdout_images(args.per_class, args.k, args.exclude_seeds)
     tag = f"fashion-mnist-k{args.k}"
     rows, out = [], {}
     for config in args.configs:
@@ -86,12 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not runs:
             continue
         summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
-        hold = [holdout_top1(r, images[idx], labels[idx], key) for r in runs]
+        hold = [holdout_top1(r, images, labels, key) for r in runs]
         val = [s["best"]["top1"] for s in summaries]
         test = [s["test"]["top1"] for s in summaries]
         out[config] = {"n": len(runs), "holdout": hold, "val": val, "test": test}
         rows.append([config, len(runs), pm(hold), pm(val), pm(test)])
-    header = ["config", "n", f"held-out top-1 % ({len(idx)} images)", "val top-1 % (500)", "test top-1 % (10k)"]
+    header = ["config", "n", f"held-out top-1 % ({len(labels)} images)", "val top-1 % (500)", "test top-1 % (10k)"]
     most = max(r["n"] for r in out.values())
     best = max((c for c in out if out[c]["n"] == most), key=lambda c: statistics.fmean(out[c]["holdout"]))
     headline = {
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     data = {
         "rows": out,
-        "holdout_images": len(idx),
+        "holdout_images": len(labels),
         "exclude_seeds": args.exclude_seeds,
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),

@@ -257,3 +257,42 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     kept = row["best_test"] if select_weights.clear_peak(row) else row["last_test"]
     kept_ref = prior["best_test"] if select_weights.clear_peak(prior) else prior["last_test"]
     assert f"| {100 * (kept - kept_ref):+.2f} (" in table  # ce paired with ref on seed 0
+
+
+def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
+    import keep_cells
+    import numpy as np
+    import select_weights
+    from small_data_ensemble import cache_path
+
+    argv = harness_argv(tmp_path, ["ce"], "epochs=2", "checkpoint.select=best", "ema.enabled=true")
+    threads = torch.get_num_threads()
+    try:
+        small_data.main(argv)
+        common = ["--tag", "data", "--kept", str(tmp_path / "kept"), "--results", str(tmp_path / "res")]
+        kept = keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", *common])
+        keep_cells.main(["restore", "--work", str(tmp_path / "again"), "--name", "s", *common])
+        scores = {
+            w: select_weights.main(
+                ["--work", str(tmp_path / w), "--tag", "data", "--results", str(tmp_path / w), "--name", "s"]
+            )
+            for w in ("work", "again")
+        }
+    finally:
+        torch.set_num_threads(threads)
+    cell, restored = tmp_path / "work" / "data" / "ce" / "seed0", tmp_path / "again" / "data" / "ce" / "seed0"
+    assert not list(restored.rglob("*.safetensors")) and kept["rows"][0]["cell"] == "ce/seed0"
+    assert (restored / "metrics.jsonl").read_bytes() == (cell / "metrics.jsonl").read_bytes()
+    assert (restored / "config.yaml").read_text() == (cell / "config.yaml").read_text()
+    for weights, split, views in [
+        ("last", "val", 1),
+        ("last", "test", 2),
+        ("best", "test", 1),
+        ("last_ema", "test", 1),
+    ]:
+        a, b = (np.load(cache_path(c, weights, split, views)) for c in (cell, restored))
+        assert a["ids"].tolist() == b["ids"].tolist() and a["targets"].tolist() == b["targets"].tolist()
+        np.testing.assert_allclose(b["probs"], a["probs"], atol=1e-3)  # float16 kept
+        np.testing.assert_allclose(b["probs"].sum(1), 1.0, atol=1e-6)
+    (original,), (again,) = (scores[w]["rows"] for w in ("work", "again"))
+    assert again == original  # the same top-1 of best, last and EMA weights, from the kept predictions

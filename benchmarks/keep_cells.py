@@ -1,0 +1,162 @@
+"""Keep finished cells' predictions in the repository, and put them back into a work dir.
+
+A cell's weights (45 MB for resnet18) cannot be committed, and a work dir does not outlive its
+machine: ensembles and paired tables could only use cells trained in the same session. ``keep``
+writes, per finished cell of ``--work``, its small files (config, summary, classes, metrics, ...)
+and one compressed ``predictions.npz``: the calibrated probabilities (float16) of its final
+weights on val, test (1 and 2 views) and the held-out images, of its kept (best) weights on test
+and held-out, and of its final EMA weights where it has them. ``restore`` turns that back into
+cells that ``select_weights.py``, ``small_data_ensemble.py`` and ``small_data_holdout.py`` score
+as if the weights were there (from the cached predictions they read first)::
+
+    .venv/bin/python benchmarks/keep_cells.py keep --work /work/bench18 --name session18
+    .venv/bin/python benchmarks/keep_cells.py restore --name session18 --work /work/bench19
+
+Writes under ``benchmarks/results/cells/<name>/<tag>/<config>/seed<s>/``; ends with ``cells: N``
+and ``kept_mb: X``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_results import machine, markdown_table, write_results  # noqa: E402
+from small_data_ensemble import cache_path, predictions, run_data  # noqa: E402
+from small_data_holdout import HOLDOUT_KEY, holdout_images, holdout_top1  # noqa: E402
+
+from scarce.inference.predictions import Predictions, load_predictions, save_predictions  # noqa: E402
+
+KEPT_DIR = HERE / "results" / "cells"
+# (weights, split, views): split "holdout" is the held-out images of small_data_holdout.py
+KEPT = [
+    ("last", "val", 1),
+    ("last", "test", 1),
+    ("last", "test", 2),
+    ("last", "holdout", 1),
+    ("best", "test", 1),
+    ("best", "holdout", 1),
+    ("last_ema", "val", 1),
+    ("last_ema", "test", 1),
+    ("last_ema", "holdout", 1),
+]
+SKIPPED = {".lock", "checkpoints"}  # besides weights and prediction caches
+
+
+def finished_cells(work: Path, tag: str) -> list[Path]:
+    return sorted(p.parent for p in (work / tag).glob("*/seed*/summary.json"))
+
+
+def _has_weights(cell: Path, weights: str) -> bool:
+    return (cell / f"{weights}.safetensors").is_file() or cache_path(cell, weights, "test", 1).is_file()
+
+
+def _arrays_of(cell: Path, holdout) -> dict[str, np.ndarray]:
+    """The kept arrays of one cell (computing any prediction its caches lack)."""
+    data = run_data(cell)
+    arrays: dict[str, np.ndarray] = {}
+    for weights, split, views in KEPT:
+        if not _has_weights(cell, weights):
+            continue
+        key = f"{weights}/{split}/{views}"
+        if split == "holdout" and holdout is None:  # held-out images exist for the 50/class tables only
+            continue
+        if split == "holdout":
+            holdout_top1(cell, *holdout, weights=weights)  # fills the cache
+            path = cell / f"predictions_{weights}" if weights != "best" else cell / "predictions"
+            arrays[key] = np.load(path / f"{HOLDOUT_KEY}.npz", allow_pickle=False)["probs"].astype(np.float16)
+            continue
+        p = predictions(cell, data, split, views, weights)
+        arrays[key] = p.probs.astype(np.float16)
+        arrays.setdefault(f"ids/{split}", p.ids)
+        arrays.setdefault(f"targets/{split}", p.targets.astype(np.int16))
+        arrays.setdefault("classes", p.classes)
+    return arrays
+
+
+def keep_cell(cell: Path, dest: Path, holdout) -> int:
+    """Write ``cell``'s small files and predictions under ``dest``; returns the bytes written."""
+    arrays = _arrays_of(cell, holdout)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in cell.iterdir():
+        if f.name in SKIPPED or f.suffix == ".safetensors" or f.name.startswith("predictions") or not f.is_file():
+            continue
+        if f.name == "metrics.jsonl":  # 2400 rows at k=10
+            (dest / "metrics.jsonl.gz").write_bytes(gzip.compress(f.read_bytes(), mtime=0))
+        else:
+            shutil.copyfile(f, dest / f.name)
+    np.savez_compressed(dest / "predictions.npz", **arrays)
+    return sum(f.stat().st_size for f in dest.iterdir())
+
+
+def restore_cell(kept: Path, cell: Path) -> None:
+    """A cell dir without weights whose prediction caches hold the kept probabilities
+    (float32 again, rows renormalised: float16 rounding moves their sums by ~1e-3)."""
+    cell.mkdir(parents=True, exist_ok=True)
+    for f in kept.iterdir():
+        if f.name == "metrics.jsonl.gz":
+            (cell / "metrics.jsonl").write_bytes(gzip.decompress(f.read_bytes()))
+        elif f.name != "predictions.npz":
+            shutil.copyfile(f, cell / f.name)
+    with np.load(kept / "predictions.npz", allow_pickle=False) as z:
+        for key in z.files:
+            if key.count("/") != 2:
+                continue
+            weights, split, views = key.split("/")
+            probs = z[key].astype(np.float32)
+            probs /= probs.sum(axis=1, keepdims=True)
+            if split == "holdout":
+                path = cell / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{HOLDOUT_KEY}.npz"
+                path.parent.mkdir(exist_ok=True)
+                np.savez(path, probs=probs)
+                continue
+            p = Predictions(probs, z[f"ids/{split}"], z["classes"], z[f"targets/{split}"].astype(np.int64), {})
+            path = cache_path(cell, weights, split, int(views))
+            path.parent.mkdir(exist_ok=True)
+            save_predictions(path, p.probs, p.ids, p.classes, p.targets, {"restored_from": str(kept)})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("action", choices=["keep", "restore"])
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--name", required=True, help="folder under --kept: one per session's work dir")
+    p.add_argument("--tag", default="fashion-mnist-k50")
+    p.add_argument("--kept", type=Path, default=KEPT_DIR)
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    root = args.kept / args.name / args.tag
+    if args.action == "restore":
+        cells = sorted(p.parent for p in root.glob("*/seed*/predictions.npz"))
+        for kept in cells:
+            restore_cell(kept, args.work / args.tag / kept.relative_to(root))
+        print(f"restored {len(cells)} cells of {root} into {args.work / args.tag}")
+        return {"cells": len(cells)}
+    holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
+    rows = []
+    for cell in finished_cells(args.work, args.tag):
+        size = keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout)
+        loaded = load_predictions(cache_path(cell, "last", "test", 1))
+        top1 = float((loaded.probs.argmax(1) == loaded.targets).mean())
+        rows.append({"cell": str(cell.relative_to(args.work / args.tag)), "kb": round(size / 1024), "test": top1})
+    table = markdown_table(
+        ["cell", "kept KB", "test % (final weights)"], [[r["cell"], r["kb"], f"{100 * r['test']:.2f}"] for r in rows]
+    )
+    headline = {"cells": str(len(rows)), "kept_mb": f"{sum(r['kb'] for r in rows) / 1024:.1f}"}
+    out = {"rows": rows, "work": str(args.work), "machine": machine()}
+    write_results(args.results, f"kept_{args.name}", out, table + "\n", headline)
+    return out
+
+
+if __name__ == "__main__":
+    main()
