@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -39,7 +40,6 @@ KEPT_DIR = HERE / "results" / "cells"
 KEPT = [
     ("last", "val", 1),
     ("last", "test", 1),
-    ("last", "test", 2),
     ("last", "holdout", 1),
     ("best", "test", 1),
     ("best", "holdout", 1),
@@ -47,6 +47,7 @@ KEPT = [
     ("last_ema", "test", 1),
     ("last_ema", "holdout", 1),
 ]
+TTA = [("last", "test", 2), ("last", "val", 2)]  # --tta: for cells that will be ensemble members
 SKIPPED = {".lock", "checkpoints"}  # besides weights and prediction caches
 
 
@@ -58,14 +59,28 @@ def _has_weights(cell: Path, weights: str) -> bool:
     return (cell / f"{weights}.safetensors").is_file() or cache_path(cell, weights, "test", 1).is_file()
 
 
-def _arrays_of(cell: Path, holdout) -> dict[str, np.ndarray]:
+def best_is_final(cell: Path) -> str | None:
+    """The final weights that best.safetensors holds (``last`` or ``last_ema``) when the kept
+    epoch is the final one, else None: its predictions are then copied, not recomputed."""
+    summary = json.loads((cell / "summary.json").read_text())
+    if summary["best"]["epoch"] != summary["last"]["epoch"]:
+        return None
+    return "last_ema" if summary["best"].get("weights") == "ema" else "last"
+
+
+def _arrays_of(cell: Path, holdout, tta: bool) -> dict[str, np.ndarray]:
     """The kept arrays of one cell (computing any prediction its caches lack)."""
     data = run_data(cell)
     arrays: dict[str, np.ndarray] = {}
-    for weights, split, views in KEPT:
+    same = best_is_final(cell)
+    for weights, split, views in KEPT + (TTA if tta else []):
+        key = f"{weights}/{split}/{views}"
+        if weights == "best" and same is not None:
+            if f"{same}/{split}/{views}" in arrays:
+                arrays[key] = arrays[f"{same}/{split}/{views}"]
+            continue
         if not _has_weights(cell, weights):
             continue
-        key = f"{weights}/{split}/{views}"
         if split == "holdout" and holdout is None:  # held-out images exist for the 50/class tables only
             continue
         if split == "holdout":
@@ -81,9 +96,9 @@ def _arrays_of(cell: Path, holdout) -> dict[str, np.ndarray]:
     return arrays
 
 
-def keep_cell(cell: Path, dest: Path, holdout) -> int:
+def keep_cell(cell: Path, dest: Path, holdout, tta: bool = False) -> int:
     """Write ``cell``'s small files and predictions under ``dest``; returns the bytes written."""
-    arrays = _arrays_of(cell, holdout)
+    arrays = _arrays_of(cell, holdout, tta)
     dest.mkdir(parents=True, exist_ok=True)
     for f in cell.iterdir():
         if f.name in SKIPPED or f.suffix == ".safetensors" or f.name.startswith("predictions") or not f.is_file():
@@ -131,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tag", default="fashion-mnist-k50")
     p.add_argument("--kept", type=Path, default=KEPT_DIR)
     p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--tta", action="store_true", help="also 2-view TTA of the final weights on val and test")
+    p.add_argument("--configs", nargs="*", default=None, help="keep only these configs' cells")
     args = p.parse_args(argv)
     import torch
 
@@ -145,7 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
     holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
     rows = []
     for cell in finished_cells(args.work, args.tag):
-        size = keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout)
+        if args.configs is not None and cell.parent.name not in args.configs:
+            continue
+        size = keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout, args.tta)
         loaded = load_predictions(cache_path(cell, "last", "test", 1))
         top1 = float((loaded.probs.argmax(1) == loaded.targets).mean())
         rows.append({"cell": str(cell.relative_to(args.work / args.tag)), "kb": round(size / 1024), "test": top1})

@@ -270,7 +270,7 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
     try:
         small_data.main(argv)
         common = ["--tag", "data", "--kept", str(tmp_path / "kept"), "--results", str(tmp_path / "res")]
-        kept = keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", *common])
+        kept = keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", "--tta", *common])
         keep_cells.main(["restore", "--work", str(tmp_path / "again"), "--name", "s", *common])
         scores = {
             w: select_weights.main(
