@@ -75,9 +75,8 @@ def _arrays_of(cell: Path, holdout, tta: bool) -> dict[str, np.ndarray]:
     same = best_is_final(cell)
     for weights, split, views in KEPT + (TTA if tta else []):
         key = f"{weights}/{split}/{views}"
-        if weights == "best" and same is not None:
-            if f"{same}/{split}/{views}" in arrays:
-                arrays[key] = arrays[f"{same}/{split}/{views}"]
+        if weights == "best" and same is not None:  # restored as a copy of the final weights'
+            arrays["best_is"] = np.array(same)
             continue
         if not _has_weights(cell, weights):
             continue
@@ -121,11 +120,12 @@ def restore_cell(kept: Path, cell: Path) -> None:
         elif f.name != "predictions.npz":
             shutil.copyfile(f, cell / f.name)
     with np.load(kept / "predictions.npz", allow_pickle=False) as z:
-        for key in z.files:
-            if key.count("/") != 2:
-                continue
-            weights, split, views = key.split("/")
-            probs = z[key].astype(np.float32)
+        stored = [tuple(k.split("/")) for k in z.files if k.count("/") == 2]
+        best_is = str(z["best_is"]) if "best_is" in z.files else None  # best.safetensors held final weights
+        wanted = stored + [("best", split, views) for w, split, views in stored if w == best_is and views == "1"]
+        for weights, split, views in wanted:
+            source = best_is if weights == "best" and best_is else weights
+            probs = z[f"{source}/{split}/{views}"].astype(np.float32)
             probs /= probs.sum(axis=1, keepdims=True)
             if split == "holdout":
                 path = cell / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{HOLDOUT_KEY}.npz"
