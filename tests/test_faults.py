@@ -339,3 +339,20 @@ def test_signal_between_timed_checkpoints_saves_the_last_completed_epoch(data, s
     resumed.join(300)
     assert resumed.exitcode == 0, (tmp_path / "log2").read_text()
     assert_same_run(reference[0], out)
+
+
+def test_a_signal_while_saving_an_epoch_keeps_its_console_line(data, tmp_path, monkeypatch, capsys):
+    """The signal is deferred until the epoch's files are written; its printed line must not be
+    lost to the interruption (metrics.jsonl and the checkpoint have the epoch)."""
+    real = trainer.append_jsonl
+
+    def append_then_signal(path, record):
+        real(path, record)
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "append_jsonl", append_then_signal)
+    out = tmp_path / "run"
+    assert main(_argv(data, out)) == 128 + signal.SIGTERM
+    printed = capsys.readouterr().out
+    assert "epoch=1 train_loss=" in printed and _checkpoint_epoch(out) == 1, printed

@@ -138,8 +138,10 @@ def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guar
             run.snapshot = capture_state(
                 epoch, run.model, run.optimizer, run.ema, run.step.scaler, extra_state(run), copy=True
             )
-    run.timings["save"] += time.perf_counter() - began
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+        run.timings["save"] += time.perf_counter() - began
+        # inside the guard: a signal deferred while writing is raised when it closes, and the
+        # saved epoch's line would be lost from the console
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
     return record
 
 
