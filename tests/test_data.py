@@ -348,10 +348,14 @@ def test_keep_last_batch_keeps_every_image_but_never_a_batch_of_one(count, keep,
     assert sum(sizes) == (count - count % 16 if dropped else count)
 
 
-def test_data_subset_accepts_the_built_in_demo(tmp_path):
+def test_data_subset_accepts_the_built_in_demo(tmp_path, capsys):
     from scarce.cli import main
 
     assert main(["data", "subset", "demo", str(tmp_path / "sub"), "--per-class", "2", "--val-per-class", "1"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"wrote {tmp_path / 'sub'}: 10 classes, 20 train, 10 val, 1000 test images (copied, seed 0); "
+        f"list of sources: {tmp_path / 'sub' / 'manifest.csv'}"
+    )
     classes = sorted(p.name for p in (tmp_path / "sub" / "train").iterdir())
     assert len(classes) == 10 and all(len(list((tmp_path / "sub" / "train" / c).iterdir())) == 2 for c in classes)
     assert sum(1 for _ in (tmp_path / "sub" / "test").rglob("*.png")) == 1000  # the demo's test set, whole

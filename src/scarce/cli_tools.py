@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from scarce.errors import UserError
@@ -50,7 +49,12 @@ def cmd_data(args) -> int:
     if args.data_command == "subset":
         from scarce.data.subset import make_subset
 
-        print(json.dumps(make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)))
+        made = make_subset(args.src, args.dst, args.per_class, args.val_per_class, args.seed, args.link)
+        how = {"copy": "copied", "hard": "hard-linked", "sym": "symlinked"}.get(args.link, args.link)
+        print(
+            f"wrote {args.dst}: {made['classes']} classes, {made['train']} train, {made['val']} val, "
+            f"{made['test']} test images ({how}, seed {made['seed']}); list of sources: {made['manifest']}"
+        )
     if args.data_command == "check":
         return cmd_data_check(args)
     return 0
