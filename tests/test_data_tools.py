@@ -1,6 +1,7 @@
 """``scarce data subset`` places copies unless links are asked for; ``data check`` and the
 config refuse what ``scarce train`` would refuse or silently ignore."""
 
+import json
 import os
 from pathlib import Path
 
@@ -93,3 +94,23 @@ def test_benchmark_recipes_load():
     assert recipes
     for recipe in recipes:
         load_config(str(recipe))
+
+
+def test_val_per_class_zero_beside_a_folder_points_to_val_fraction():
+    with pytest.raises(UserError, match=r"for no val split from a folder's train images use data.val_fraction=0"):
+        load_config("demo", ["data.val_per_class=0"])
+
+
+def test_a_run_saved_with_per_class_beside_a_folder_resumes_once_it_is_unset(tmp_path, capsys):
+    # runs from before the refusal saved the (ignored) key; resuming them must stay possible
+    from scarce.engine.trainer import train
+
+    out = tmp_path / "run"
+    train(load_config(None, [*TINY, "epochs=2"], {"data": {"name": "demo"}}), out, progress=False, stop_after=1)
+    saved = (out / "config.yaml").read_text()
+    assert "per_class: null" in saved
+    (out / "config.yaml").write_text(saved.replace("per_class: null", "per_class: 5", 1))
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert "data.per_class=5: applies only to data.name=fashion-mnist" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--no-progress", "data.per_class=null"]) == 0
+    assert json.loads((out / "summary.json").read_text())["last"]["epoch"] == 1

@@ -272,10 +272,14 @@ def check_sampling_keys(data: DataConfig) -> None:
         value = getattr(data, key)
         if data.name != "fashion-mnist" and value is not None:
             option = key.replace("_", "-")
+            instead = (
+                "for no val split from a folder's train images use data.val_fraction=0"
+                if key == "val_per_class" and value == 0
+                else f"for a folder make a k-per-class copy with `scarce data subset SRC DST --{option} {value}`"
+            )
             raise UserError(
                 f"data.{key}={value}: applies only to data.name=fashion-mnist (sampled from its 60k set), "
-                f"not to image folder '{data.name}'; for a folder make a k-per-class copy with "
-                f"`scarce data subset SRC DST --{option} {value}`, or unset it with data.{key}=null"
+                f"not to image folder '{data.name}'; {instead}, or unset it with data.{key}=null"
             )
 
 

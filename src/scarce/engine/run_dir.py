@@ -196,9 +196,15 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def check_resume_config(run_dir: Path, cfg: Config) -> None:
     """Refuse a resume whose config changes what the checkpoint was trained as (one line
     naming the first such key), before anything is loaded or written."""
-    from scarce.config import config_to_dict, load_config
+    from scarce.config import Config, config_to_dict
+    from scarce.config_parse import build, read_recipe
 
-    saved = _flat(config_to_dict(absolute_data_paths(load_config(str(run_dir / "config.yaml")))))
+    # read as saved, without load_config's checks: runs from before data.per_class was refused
+    # beside a folder saved it there, where it never had an effect
+    saved_cfg = build(Config, read_recipe(str(run_dir / "config.yaml")))
+    if saved_cfg.data.name != "fashion-mnist":
+        saved_cfg.data = replace(saved_cfg.data, per_class=None, val_per_class=None)
+    saved = _flat(config_to_dict(absolute_data_paths(saved_cfg)))
     new = _flat(config_to_dict(absolute_data_paths(cfg)))
     for key, value in saved.items():
         if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:

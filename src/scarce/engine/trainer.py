@@ -128,19 +128,21 @@ def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guar
         "images_per_s": round(stats["images"] * run.info.world_size / stats["seconds"], 2),
     }
     # metrics first: rows of epochs after the last checkpoint are trimmed on resume
-    with guard.writing(), write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
-        append_jsonl(run.run_dir / "metrics.jsonl", record)
-        save_best(run, epoch, scores)
-        run.stopped_early = early_stop_reason(run, epoch, scores)
-        if run.stopped_early or checkpoint_due(run, epoch, end):
-            save_last(run, epoch)
-        else:
-            run.snapshot = capture_state(
-                epoch, run.model, run.optimizer, run.ema, run.step.scaler, extra_state(run), copy=True
-            )
+    # the line is printed inside the signal guard (a signal deferred while writing is raised when
+    # it closes, and the saved epoch's line would be lost) but outside the write-error handler (a
+    # closed stdout is not a failed checkpoint)
+    with guard.writing():
+        with write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
+            append_jsonl(run.run_dir / "metrics.jsonl", record)
+            save_best(run, epoch, scores)
+            run.stopped_early = early_stop_reason(run, epoch, scores)
+            if run.stopped_early or checkpoint_due(run, epoch, end):
+                save_last(run, epoch)
+            else:
+                run.snapshot = capture_state(
+                    epoch, run.model, run.optimizer, run.ema, run.step.scaler, extra_state(run), copy=True
+                )
         run.timings["save"] += time.perf_counter() - began
-        # inside the guard: a signal deferred while writing is raised when it closes, and the
-        # saved epoch's line would be lost from the console
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
     return record
 
