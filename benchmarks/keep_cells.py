@@ -33,7 +33,7 @@ from bench_results import machine, markdown_table, write_results  # noqa: E402
 from small_data_ensemble import cache_path, predictions, run_data  # noqa: E402
 from small_data_holdout import HOLDOUT_KEY, holdout_images, holdout_top1  # noqa: E402
 
-from scarce.inference.predictions import Predictions, load_predictions, save_predictions  # noqa: E402
+from scarce.inference.predictions import Predictions, save_predictions  # noqa: E402
 
 KEPT_DIR = HERE / "results" / "cells"
 # (weights, split, views): split "holdout" is the held-out images of small_data_holdout.py
@@ -41,6 +41,7 @@ KEPT = [
     ("last", "val", 1),
     ("last", "test", 1),
     ("last", "holdout", 1),
+    ("best", "val", 1),
     ("best", "test", 1),
     ("best", "holdout", 1),
     ("last_ema", "val", 1),
@@ -57,6 +58,18 @@ def finished_cells(work: Path, tag: str) -> list[Path]:
 
 def _has_weights(cell: Path, weights: str) -> bool:
     return (cell / f"{weights}.safetensors").is_file() or cache_path(cell, weights, "test", 1).is_file()
+
+
+def _rounded(probs: np.ndarray, what: str) -> np.ndarray:
+    """``probs`` as float16, refused if rounding would change any image's top class beyond exact
+    ties (which argmax breaks by class order either way)."""
+    small = probs.astype(np.float16)
+    top = probs.max(axis=1, keepdims=True)
+    tied = ((probs == top).sum(axis=1) > 1) | ((small == small.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+    changed = int(((small.argmax(1) != probs.argmax(1)) & ~tied).sum())
+    if changed:
+        raise SystemExit(f"{what}: float16 would change the top class of {changed} images; not kept")
+    return small
 
 
 def best_is_final(cell: Path) -> str | None:
@@ -85,10 +98,11 @@ def _arrays_of(cell: Path, holdout, tta: bool) -> dict[str, np.ndarray]:
         if split == "holdout":
             holdout_top1(cell, *holdout, weights=weights)  # fills the cache
             path = cell / f"predictions_{weights}" if weights != "best" else cell / "predictions"
-            arrays[key] = np.load(path / f"{HOLDOUT_KEY}.npz", allow_pickle=False)["probs"].astype(np.float16)
+            probs = np.load(path / f"{HOLDOUT_KEY}.npz", allow_pickle=False)["probs"]
+            arrays[key] = _rounded(probs, f"{cell} {key}")
             continue
         p = predictions(cell, data, split, views, weights)
-        arrays[key] = p.probs.astype(np.float16)
+        arrays[key] = _rounded(p.probs, f"{cell} {key}")
         arrays.setdefault(f"ids/{split}", p.ids)
         arrays.setdefault(f"targets/{split}", p.targets.astype(np.int16))
         arrays.setdefault("classes", p.classes)
@@ -110,9 +124,15 @@ def keep_cell(cell: Path, dest: Path, holdout, tta: bool = False) -> int:
     return sum(f.stat().st_size for f in dest.iterdir())
 
 
-def restore_cell(kept: Path, cell: Path) -> None:
+def restore_cell(kept: Path, cell: Path, replace: bool = False) -> None:
     """A cell dir without weights whose prediction caches hold the kept probabilities
-    (float32 again, rows renormalised: float16 rounding moves their sums by ~1e-3)."""
+    (float32 again, rows renormalised: float16 rounding moves their sums by ~1e-3). A cell
+    already there is refused unless ``replace``: its weights would be scored by old predictions."""
+    if not replace and ((cell / "summary.json").exists() or any(cell.glob("predictions*"))):
+        raise SystemExit(f"{cell}: a cell is already there; restore into another --work, or --replace")
+    if replace:
+        for old in cell.glob("predictions*"):
+            shutil.rmtree(old)
     cell.mkdir(parents=True, exist_ok=True)
     for f in kept.iterdir():
         if f.name == "metrics.jsonl.gz":
@@ -138,6 +158,24 @@ def restore_cell(kept: Path, cell: Path) -> None:
             save_predictions(path, p.probs, p.ids, p.classes, p.targets, {"restored_from": str(kept)})
 
 
+def kept_cells(root: Path) -> list[Path]:
+    cells = sorted(p.parent for p in root.glob("*/seed*/predictions.npz"))
+    if not cells:
+        raise SystemExit(f"{root}: no kept cell (<config>/seed<s>/predictions.npz) there")
+    return cells
+
+
+def kept_row(kept: Path, root: Path) -> dict:
+    """Size and test top-1 of the final weights, from the kept (float16) arrays themselves."""
+    with np.load(kept / "predictions.npz", allow_pickle=False) as z:
+        top1 = float((z["last/test/1"].argmax(1) == z["targets/test"]).mean())
+    return {
+        "cell": str(kept.relative_to(root)),
+        "kb": round(sum(f.stat().st_size for f in kept.iterdir()) / 1024),
+        "test": top1,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("action", choices=["keep", "restore"])
@@ -148,26 +186,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--tta", action="store_true", help="also 2-view TTA of the final weights on val and test")
     p.add_argument("--configs", nargs="*", default=None, help="keep only these configs' cells")
+    p.add_argument("--replace", action="store_true", help="restore over cells already in --work")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     root = args.kept / args.name / args.tag
     if args.action == "restore":
-        cells = sorted(p.parent for p in root.glob("*/seed*/predictions.npz"))
+        cells = kept_cells(root)
         for kept in cells:
-            restore_cell(kept, args.work / args.tag / kept.relative_to(root))
+            restore_cell(kept, args.work / args.tag / kept.relative_to(root), args.replace)
         print(f"restored {len(cells)} cells of {root} into {args.work / args.tag}")
         return {"cells": len(cells)}
     holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
-    rows = []
-    for cell in finished_cells(args.work, args.tag):
-        if args.configs is not None and cell.parent.name not in args.configs:
-            continue
-        size = keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout, args.tta)
-        loaded = load_predictions(cache_path(cell, "last", "test", 1))
-        top1 = float((loaded.probs.argmax(1) == loaded.targets).mean())
-        rows.append({"cell": str(cell.relative_to(args.work / args.tag)), "kb": round(size / 1024), "test": top1})
+    cells = [c for c in finished_cells(args.work, args.tag) if args.configs is None or c.parent.name in args.configs]
+    if not cells:
+        raise SystemExit(f"{args.work / args.tag}: no finished cell (summary.json) to keep")
+    for cell in cells:
+        keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout, args.tta)
+    rows = [kept_row(kept, root) for kept in kept_cells(root)]  # every cell kept under this name so far
     table = markdown_table(
         ["cell", "kept KB", "test % (final weights)"], [[r["cell"], r["kb"], f"{100 * r['test']:.2f}"] for r in rows]
     )

@@ -125,13 +125,20 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
     return markdown_table(header, table)
 
 
-def with_prior_rows(rows: list[dict], priors: list[Path]) -> tuple[list[dict], str]:
+def with_prior_rows(rows: list[dict], priors: list[Path], tag: str, holdout: bool) -> tuple[list[dict], str]:
     """``rows`` after the cells of earlier results files whose config has no cell in ``rows``
-    (each row keeps its file in ``from``), and a line saying which configs came from where."""
+    (each row keeps its file in ``from``), and a line saying which configs came from where.
+    A file of other data (its ``tag``; files from before it was recorded are 50/class) or
+    without held-out scores when ``holdout`` is asked is refused: its rows would pair wrongly."""
     have = {r["cell"].split("/")[0] for r in rows}
     merged, notes = [], []
     for path in priors:
-        taken = [r for r in json.loads(path.read_text())["rows"] if r["cell"].split("/")[0] not in have]
+        prior = json.loads(path.read_text())
+        if prior.get("tag", "fashion-mnist-k50") != tag:
+            raise SystemExit(f"--prior {path}: cells of {prior.get('tag', 'fashion-mnist-k50')}, not --tag {tag}")
+        if holdout and not all("holdout_last" in r for r in prior["rows"]):
+            raise SystemExit(f"--prior {path}: no held-out scores; drop --holdout or that file")
+        taken = [r for r in prior["rows"] if r["cell"].split("/")[0] not in have]
         merged += [{**r, "from": path.stem} for r in taken]
         configs = sorted({r["cell"].split("/")[0] for r in taken})
         if configs:
@@ -169,41 +176,49 @@ def main(argv: list[str] | None = None) -> dict:
     if not runs:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with best and last weights")
     holdout = holdout_images() if args.holdout else None
-    rows = [cell_row(r, holdout) for r in runs]
-    rows, prior_note = with_prior_rows(rows, args.prior)
+    own = [cell_row(r, holdout) for r in runs]
+    rows, prior_note = with_prior_rows(own, args.prior, args.tag, args.holdout)
+    margin = [kept_test(r) for r in rows]
+    table = cell_table(rows, margin) + "\n\n" + config_table(rows, margin, args.reference)
+    summary, headline = overall(own)
+    out = {"rows": rows, "work": str(args.work), "tag": args.tag, "machine": machine()}
+    write_results(args.results, args.name, out, f"{table}\n\n{prior_note}{summary}", headline)
+    return out
+
+
+def kept_test(row: dict) -> float:
+    """Test top-1 of the weights ``checkpoint.select=auto`` keeps."""
+    return row["best_test"] if clear_peak(row) else row["last_test"]
+
+
+def cell_table(rows: list[dict], margin: list[float]) -> str:
+    header = ["cell", "best epoch / epochs", "val % best / last", "test % best-on-val", "test % last"]
+    header += ["last - best", "best only if clearly higher on val"]
+    lines = [
+        [
+            r["cell"] + (f" ({r['from']})" if "from" in r else ""),
+            f"{r['best_epoch'] + 1} / {r['epochs']}",
+            f"{100 * r['best_val']:.1f} / {100 * r['last_val']:.1f}",
+            f"{100 * r['best_test']:.2f}",
+            f"{100 * r['last_test']:.2f}",
+            f"{100 * (r['last_test'] - r['best_test']):+.2f}",
+            f"{100 * m:.2f} ({'best' if clear_peak(r) else 'last'})",
+        ]
+        for r, m in zip(rows, margin)
+    ]
+    return markdown_table(header, lines)
+
+
+def overall(rows: list[dict]) -> tuple[str, dict]:
+    """The closing line and headlines, over the cells trained under --work only (not --prior's)."""
     diffs = [100 * (r["last_test"] - r["best_test"]) for r in rows]
-    margin = [r["best_test"] if clear_peak(r) else r["last_test"] for r in rows]
-    table = markdown_table(
-        [
-            "cell",
-            "best epoch / epochs",
-            "val % best / last",
-            "test % best-on-val",
-            "test % last",
-            "last - best",
-            "best only if clearly higher on val",
-        ],
-        [
-            [
-                r["cell"],
-                f"{r['best_epoch'] + 1} / {r['epochs']}",
-                f"{100 * r['best_val']:.1f} / {100 * r['last_val']:.1f}",
-                f"{100 * r['best_test']:.2f}",
-                f"{100 * r['last_test']:.2f}",
-                f"{d:+.2f}",
-                f"{100 * m:.2f} ({'best' if clear_peak(r) else 'last'})",
-            ]
-            for r, d, m in zip(rows, diffs, margin)
-        ],
-    )
-    table += "\n\n" + config_table(rows, margin, args.reference)
+    margin = [kept_test(r) for r in rows]
     spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-    wins = sum(d > 0 for d in diffs)
     mean = lambda xs: 100 * statistics.fmean(xs)  # noqa: E731
     summary = (
-        f"{table}\n\n{prior_note}last - best over {len(rows)} cells: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
-        f"(last higher in {wins}, lower in {sum(d < 0 for d in diffs)}); mean test top-1: best-on-val "
-        f"{mean([r['best_test'] for r in rows]):.2f}, last {mean([r['last_test'] for r in rows]):.2f}, "
+        f"last - best over the {len(rows)} cells of --work: {statistics.fmean(diffs):+.2f} +- {spread:.2f} points "
+        f"(last higher in {sum(d > 0 for d in diffs)}, lower in {sum(d < 0 for d in diffs)}); mean test top-1: "
+        f"best-on-val {mean([r['best_test'] for r in rows]):.2f}, last {mean([r['last_test'] for r in rows]):.2f}, "
         f"best only if clearly higher on val {mean(margin):.2f}\n"
     )
     headline = {
@@ -211,12 +226,10 @@ def main(argv: list[str] | None = None) -> dict:
         "margin_rule_minus_best_points": f"{mean(margin) - mean([r['best_test'] for r in rows]):+.2f}",
         "cells": str(len(rows)),
     }
-    if holdout is not None:
+    if all("holdout_last" in r for r in rows):
         held = [100 * (r["holdout_last"] - r["holdout_best"]) for r in rows]
         headline["holdout_last_minus_best_points"] = f"{statistics.fmean(held):+.2f}"
-    out = {"rows": rows, "work": str(args.work), "machine": machine()}
-    write_results(args.results, args.name, out, summary, headline)
-    return out
+    return summary, headline
 
 
 if __name__ == "__main__":

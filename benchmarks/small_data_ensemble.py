@@ -58,6 +58,11 @@ def predictions(run_dir: Path, data, split: str, views: int, weights: str = "bes
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
         source = run_dir / f"{weights}.safetensors"
+        if not source.is_file():  # a cell restored by keep_cells.py holds only what was kept
+            raise SystemExit(
+                f"{run_dir}: no {source.name} and no kept {split} predictions with {views} view(s) "
+                f"({path.name}); keep_cells.py keeps 2 views only with --tta"
+            )
         preds = predict_run(source, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
         write_predictions(preds, path)
     return load_predictions(path)

@@ -58,6 +58,8 @@ def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str
     (cached in ``predictions/`` or ``predictions_last/``)."""
     cache = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{key}.npz"
     if not cache.is_file():
+        if not (run_dir / f"{weights}.safetensors").is_file():  # restored by keep_cells.py without it
+            raise SystemExit(f"{run_dir}: no {weights}.safetensors and no kept held-out predictions ({cache.name})")
         from PIL import Image
 
         import scarce

@@ -243,12 +243,16 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     ema_scored = evaluate_run(run / "last_ema.safetensors", None, "test", tmp_path / "m.json", num_workers=0)
     assert row["last_ema_test"] == pytest.approx(ema_scored["top1"])
     table = (tmp_path / "res" / "s.md").read_text()
-    assert "last - best over 1 cells" in table and "test % last EMA" in table
+    assert "last - best over the 1 cells of --work" in table and "test % last EMA" in table
     # a reference config trained in an earlier session joins the tables from its results file
     prior = {**row, "cell": "ref/seed0", "best_test": row["best_test"] - 0.25, "last_test": row["last_test"] - 0.125}
     prior.pop("last_ema_test")
-    (tmp_path / "res" / "old.json").write_text(json.dumps({"rows": [prior, {**prior, "cell": "ce/seed0"}]}))
+    old = {"rows": [prior, {**prior, "cell": "ce/seed0"}], "tag": "data"}
+    (tmp_path / "res" / "old.json").write_text(json.dumps(old))
+    (tmp_path / "res" / "k10.json").write_text(json.dumps({**old, "tag": "fashion-mnist-k10"}))
     argv = ["--work", str(tmp_path / "work"), "--tag", "data", "--results", str(tmp_path / "res"), "--name", "s2"]
+    with pytest.raises(SystemExit, match="k10.json: cells of fashion-mnist-k10, not --tag data"):
+        select_weights.main([*argv, "--prior", str(tmp_path / "res" / "k10.json")])
     out = select_weights.main([*argv, "--prior", str(tmp_path / "res" / "old.json"), "--reference", "ref"])
     assert [r["cell"] for r in out["rows"]] == ["ref/seed0", "ce/seed0"]  # ce's own cell, not the old one
     assert out["rows"][0]["from"] == "old" and "from" not in out["rows"][1]
@@ -257,6 +261,7 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     kept = row["best_test"] if select_weights.clear_peak(row) else row["last_test"]
     kept_ref = prior["best_test"] if select_weights.clear_peak(prior) else prior["last_test"]
     assert f"| {100 * (kept - kept_ref):+.2f} (" in table  # ce paired with ref on seed 0
+    assert out["tag"] == "data" and "over the 1 cells of --work" in table  # headlines: this run's cells
 
 
 def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
@@ -296,3 +301,39 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
         np.testing.assert_allclose(b["probs"].sum(1), 1.0, atol=1e-6)
     (original,), (again,) = (scores[w]["rows"] for w in ("work", "again"))
     assert again == original  # the same top-1 of best, last and EMA weights, from the kept predictions
+
+
+def test_kept_cells_keep_an_earlier_best_epoch_and_held_out_images(tmp_path):
+    import keep_cells
+    import numpy as np
+    from PIL import Image
+    from small_data_ensemble import cache_path
+    from small_data_holdout import HOLDOUT_KEY
+
+    # val top-1 cannot rise at this lr, so the kept (best) epoch is the first, not the final one
+    overrides = ["epochs=2", "checkpoint.select=best", "optim.lr=1e-7", "sched.name=constant", "ema.enabled=false"]
+    argv = harness_argv(tmp_path, ["ce"], *overrides)
+    threads = torch.get_num_threads()
+    try:
+        small_data.main(argv)
+        cell = tmp_path / "work" / "data" / "ce" / "seed0"
+        assert keep_cells.best_is_final(cell) is None
+        images = sorted((tmp_path / "data" / "test").rglob("*.png"))
+        holdout = (np.stack([np.asarray(Image.open(f)) for f in images]), np.zeros(len(images), int), HOLDOUT_KEY)
+        keep_cells.keep_cell(cell, tmp_path / "kept" / "ce" / "seed0", holdout)
+    finally:
+        torch.set_num_threads(threads)
+    with np.load(tmp_path / "kept" / "ce" / "seed0" / "predictions.npz") as z:
+        assert "best_is" not in z.files and {"best/val/1", "best/test/1", "best/holdout/1"} <= set(z.files)
+    restored = tmp_path / "again" / "ce" / "seed0"
+    keep_cells.restore_cell(tmp_path / "kept" / "ce" / "seed0", restored)
+    for weights in ("best", "last"):
+        a, b = (np.load(cache_path(c, weights, "test", 1)) for c in (cell, restored))
+        np.testing.assert_allclose(b["probs"], a["probs"], atol=1e-3)
+        folder = "predictions" if weights == "best" else "predictions_last"
+        a, b = (np.load(c / folder / f"{HOLDOUT_KEY}.npz")["probs"] for c in (cell, restored))
+        np.testing.assert_allclose(b, a, atol=1e-3)
+    with pytest.raises(SystemExit, match="a cell is already there"):
+        keep_cells.restore_cell(tmp_path / "kept" / "ce" / "seed0", restored)
+    with pytest.raises(SystemExit, match="no kept cell"):
+        keep_cells.main(["restore", "--work", str(tmp_path / "w"), "--name", "typo", "--kept", str(tmp_path / "kept")])

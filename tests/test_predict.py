@@ -287,6 +287,8 @@ def test_output_names_of_another_kind_are_refused_and_left_alone(trained, tmp_pa
     assert f"--csv {picture}: expected a file name ending in .csv" in capsys.readouterr().err
     assert main(["ensemble", "--members", str(tmp_path / "a.npz"), "--out", str(picture)]) == 2
     assert f"--out {picture}: expected a file name ending in .npz" in capsys.readouterr().err
+    assert main(["evaluate", run, "--out", str(picture)]) == 2
+    assert f"--out {picture}: expected a file name ending in .json" in capsys.readouterr().err
     assert picture.read_bytes() == b"not predictions" and not (tmp_path / "p.npz").exists()
     (tmp_path / "b.png").write_bytes(b"not predictions either")
     argv = ["ensemble", "--method", "soft", "--members", str(picture), str(tmp_path / "b.png")]

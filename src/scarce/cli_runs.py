@@ -32,6 +32,8 @@ def cmd_evaluate(args) -> int:
     from scarce.config import DataConfig
     from scarce.engine.evaluation import evaluate_run
 
+    if args.out is not None and Path(args.out).suffix.lower() != ".json":
+        raise UserError(f"--out {args.out}: expected a file name ending in .json")
     data = DataConfig(name=args.data) if args.data else None
     result = evaluate_run(args.path, data, args.split, args.out, args.device, args.batch_size, args.workers)
     # top-5 of 5 classes or fewer is 1.0 by construction: shown only where it can say something
