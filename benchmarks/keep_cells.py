@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from small_data_ensemble import cache_path, predictions, run_data  # noqa: E402
+from small_data_ensemble import cache_path, has_weights, predictions, run_data  # noqa: E402
 from small_data_holdout import HOLDOUT_KEY, holdout_images, holdout_top1  # noqa: E402
 
 from scarce.inference.predictions import Predictions, save_predictions  # noqa: E402
@@ -54,10 +54,6 @@ SKIPPED = {".lock", "checkpoints"}  # besides weights and prediction caches
 
 def finished_cells(work: Path, tag: str) -> list[Path]:
     return sorted(p.parent for p in (work / tag).glob("*/seed*/summary.json"))
-
-
-def _has_weights(cell: Path, weights: str) -> bool:
-    return (cell / f"{weights}.safetensors").is_file() or cache_path(cell, weights, "test", 1).is_file()
 
 
 def _rounded(probs: np.ndarray, what: str) -> np.ndarray:
@@ -91,7 +87,7 @@ def _arrays_of(cell: Path, holdout, tta: bool) -> dict[str, np.ndarray]:
         if weights == "best" and same is not None:  # restored as a copy of the final weights'
             arrays["best_is"] = np.array(same)
             continue
-        if not _has_weights(cell, weights):
+        if not has_weights(cell, weights):
             continue
         if split == "holdout" and holdout is None:  # held-out images exist for the 50/class tables only
             continue

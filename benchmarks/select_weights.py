@@ -22,13 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from small_data_ensemble import cache_path, predictions, run_data  # noqa: E402
+from small_data_ensemble import has_weights, predictions, run_data  # noqa: E402
 from small_data_holdout import holdout_images, holdout_top1  # noqa: E402
-
-
-def has_weights(run: Path, weights: str) -> bool:
-    """The weights file, or its test predictions kept without it (``keep_cells.py restore``)."""
-    return (run / f"{weights}.safetensors").is_file() or cache_path(run, weights, "test", 1).is_file()
 
 
 def cell_row(run: Path, holdout=None) -> dict:

@@ -43,6 +43,11 @@ def cache_path(run_dir: Path, weights: str, split: str, views: int) -> Path:
     return folder / (f"{split}-tta1.npz" if views == 1 else f"{split}-tta{views}-mirror1.npz")
 
 
+def has_weights(run_dir: Path, weights: str) -> bool:
+    """The weights file, or its test predictions kept without it (``keep_cells.py restore``)."""
+    return (run_dir / f"{weights}.safetensors").is_file() or cache_path(run_dir, weights, "test", 1).is_file()
+
+
 def run_data(run_dir: Path):
     """The data config a cell trained on, read from its config.yaml (no weights needed)."""
     from scarce.config import Config

@@ -107,6 +107,10 @@ def test_describe_lists_every_leaf_with_help():
     assert rows["optim.lr"][0] == "0.001"
     assert "lsb_swap" in " ".join(rows)
     assert all(h for _, h in rows.values())
+    # named choices, with "<number>" where the key also takes one
+    assert rows["augment.fill"][1].endswith("[edge|mean|<number>]")
+    assert rows["epochs"][1].endswith("[auto|<number>]") and rows["loss.name"][1].endswith("]")
+    assert "<number>" not in rows["loss.name"][1]
 
 
 def test_decay_norm_and_bias_puts_every_parameter_under_weight_decay():
