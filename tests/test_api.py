@@ -136,15 +136,27 @@ def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     data = loaded.cfg.data
     assert (meta["crop_pct"], meta["small_images"]) == (data.crop_pct, data.small_images)
     assert f"centre-crop {data.img_size} x {data.img_size}" in meta["preprocess"]
+    assert meta["colour"].startswith(f"images converted to {loaded.mode}")
 
 
 def test_export_states_the_evaluation_view():
     from scarce.inference.export import eval_view_recipe
 
     assert eval_view_recipe(64, 0.875, "resize") == (
-        "resize the shorter side to 73 px (bilinear, antialiased), centre-crop 64 x 64"
+        "resize the shorter side to 73 px and the longer in proportion, rounded down (bilinear, antialiased), "
+        "centre-crop 64 x 64"
     )
     assert eval_view_recipe(32, 1.0, "pad").startswith("images no larger than 32 px: zero-pad around them to 32 x 32")
+
+
+def test_export_into_a_folder_of_a_head_g_run_writes_model_onnx_quietly(tmp_path, recwarn, capsys):
+    settings = {**_settings(), "epochs": 1, "loss.name": "focal_cosine"}
+    trained = scarce.train(recipe=None, data="demo", out=tmp_path / "g", **settings)
+    (tmp_path / "exp").mkdir()
+    assert main(["export", str(trained.path), "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "model.onnx").is_file() and (tmp_path / "exp" / "model.onnx.json").is_file()
+    assert f"wrote {tmp_path / 'exp' / 'model.onnx'}" in capsys.readouterr().out
+    assert not [w for w in recwarn if issubclass(w.category, torch.jit.TracerWarning)]
 
 
 def test_torchscript_export_prints_no_deprecation_warning(run, tmp_path):

@@ -312,12 +312,14 @@ def test_npz_and_csv_are_replaced_together_or_not_at_all(files, monkeypatch):
     assert sorted(p.name for p in files["tmp"].iterdir() if p.name.startswith(".")) == []  # no temp left
 
 
-def test_soft_vote_ignores_threshold_auto_and_its_validation_files(files):
+def test_soft_vote_refuses_a_threshold_and_ignores_validation_files(files):
+    for threshold in ("auto", 0.7):  # a soft vote keeps no base answer: a threshold would do nothing
+        with pytest.raises(UserError, match="--threshold applies to --method plurality; a soft vote has none"):
+            _run(files, method="soft", threshold=threshold)
     lines = []
     report, final = _run(
         files,
         method="soft",
-        threshold="auto",
         val_base=files["val_base"],
         val_members=[files["val_m1"], files["val_m2"]],
         log=lines.append,
@@ -340,3 +342,44 @@ def test_predictions_file_without_images_is_refused_by_name(tmp_path):
     )
     with pytest.raises(UserError, match=r"empty.npz: no images \(N = 0, C = 3\): nothing to vote on"):
         load_predictions(path)
+
+
+def test_validation_files_of_other_models_are_refused(files):
+    # files made by `scarce predict` record their weights: a swapped pair would weight each member
+    # by another's val accuracy without a word
+    def made_by(name, probs, model, order=(0, 1, 2, 3)):
+        path = files["tmp"] / f"{name}.npz"
+        save_predictions(
+            path,
+            np.array(probs)[list(order)],
+            [IDS[i] for i in order],
+            CLASSES,
+            np.array(TARGETS)[list(order)],
+            {"weights": model},
+        )
+        return str(path)
+
+    test = [made_by("t_base", BASE, "/r/base/best.safetensors"), made_by("t1", M1, "/r/one/best.safetensors")]
+    val = [made_by("v_base", BASE, "/r/base/best.safetensors"), made_by("v1", M1, "/r/one/best.safetensors")]
+    out = files["tmp"] / "w.npz"
+    report = run_ensemble(None, test, method="weighted", val_members=val, out_path=out, log=lambda line: None)
+    assert report["weights"] == pytest.approx([0.6, 0.4])  # val accuracy 3/4 and 2/4
+    with pytest.raises(UserError, match=r"v1.npz was predicted by /r/one/best.safetensors, but the member it pairs"):
+        run_ensemble(None, test, method="weighted", val_members=val[::-1], out_path=out, log=lambda line: None)
+    assert report["members"] == [str(files["tmp"] / "t_base.npz"), str(files["tmp"] / "t1.npz")]  # absolute
+
+
+def test_member_paths_are_recorded_absolute(files, monkeypatch):
+    monkeypatch.chdir(files["tmp"])
+    report, final = _run({**files, "m1": "members/m1.npz", "m2": "members/m2.npz"})
+    meta = json.loads(str(final["metadata"]))
+    assert meta["members"][1:] == [str(files["tmp"] / "members" / "m1.npz"), str(files["tmp"] / "members" / "m2.npz")]
+
+
+def test_report_given_a_predictions_file_points_to_ensemble(files, capsys):
+    from scarce.cli import main
+
+    assert main(["report", files["m1"]]) == 2
+    assert f"{files['m1']}: a predictions file, not a run; for an ensemble's: scarce report --ensemble" in (
+        capsys.readouterr().err
+    )

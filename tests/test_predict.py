@@ -272,6 +272,8 @@ def test_image_files_after_options_and_split_options_refused(trained, tmp_path, 
     assert main(["predict", run, str(cat), "--tta", "4", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--tta, --out only work with a split, not with image files" in err, err
+    assert main(["predict", run, str(cat), "--tta", "4"]) == 2
+    assert "--tta only works with a split" in capsys.readouterr().err
     assert not out.exists()
     assert main(["predict", run, str(cat), str(trained["data"] / "test")]) == 2
     assert f"{trained['data'] / 'test'}: a folder, not an image file" in capsys.readouterr().err

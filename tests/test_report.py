@@ -430,3 +430,14 @@ def test_preview_shows_mixup_between_the_previewed_images():
     assert (
         title.endswith(", mixup 1") and np.abs(np.stack(views) - expected).max() <= 1 + 255 * 0.005
     )  # lam printed to 2 digits
+
+
+def test_soft_ensemble_report_names_no_base_nor_threshold(ensemble, tmp_path, monkeypatch):
+    _, paths, _ = ensemble
+    monkeypatch.chdir(tmp_path)  # members given relative: the report must find them from elsewhere
+    soft = tmp_path / "soft.npz"
+    run_ensemble(None, [p.name for p in paths], method="soft", out_path=soft, log=lambda s: None)
+    monkeypatch.chdir(tmp_path.parent)
+    html = build_ensemble_report(soft).read_text()
+    assert "reference below (no base in this vote)" in html and "answers differing from the reference" in html
+    assert ">base<" not in html and "threshold source" not in html and "answers replaced" not in html

@@ -151,7 +151,8 @@ def _predict_images(args) -> int:
     given = [flag for flag, default in SPLIT_ONLY_OPTIONS.items() if getattr(args, flag[2:]) != default]
     if given:
         raise UserError(
-            f"predict IMAGE...: {', '.join(given)} only work with a split, not with image files; to predict a "
+            f"predict IMAGE...: {', '.join(given)} only {'work' if len(given) > 1 else 'works'} with a split, "
+            f"not with image files; to predict a "
             f"folder with them: scarce predict RUN --split FOLDER --out FILE.npz [--tta N --csv FILE.csv]"
         )
     if args.batch_size < 1:
@@ -197,7 +198,7 @@ def _add_ensemble(sub) -> None:
     p.add_argument("--method", default="plurality", help="plurality (default), soft or weighted")
     p.add_argument(
         "--threshold",
-        default="0.7",
+        default=None,
         help="plurality: keep the base's answer where its top probability "
         ">= this (0-1); 'auto' picks it on --val-base/--val-members (default 0.7)",
     )
@@ -213,7 +214,12 @@ def _add_ensemble(sub) -> None:
         help="weighted: one per member (base first if not in --members); default: each member's validation accuracy",
     )
     p.add_argument("--out", required=True, help="output .npz (pred, ids, classes, targets, metadata[, probs])")
-    p.add_argument("--csv", default=None, help="also write id,label,confidence,top1..top5 as CSV")
+    p.add_argument(
+        "--csv",
+        default=None,
+        help="also write id,label,confidence,top1..top5 as CSV (label: the ensemble's answer; confidence and "
+        "top-k: the soft vote's probabilities, also for plurality, whose label can differ from top1)",
+    )
     p.add_argument(
         "--show-thresholds",
         action="store_true",
@@ -249,13 +255,17 @@ def _add_export(sub) -> None:
     )
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
-    p.add_argument("--out", default=None, help="output file (default: RUN_DIR/model.onnx or model.pt)")
+    p.add_argument(
+        "--out", default=None, help="output file or existing folder (default: RUN_DIR/model.onnx or model.pt)"
+    )
 
 
 def cmd_export(args) -> int:
     from scarce.inference.export import describe_export, export_run
 
     run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
-    out = Path(args.out) if args.out else run_dir / ("model.onnx" if args.format == "onnx" else "model.pt")
+    name = "model.onnx" if args.format == "onnx" else "model.pt"
+    out = Path(args.out) if args.out else run_dir / name
+    out = out / name if out.is_dir() else out  # --out FOLDER: the default name inside it
     print(describe_export(export_run(args.path, out, args.format)))
     return 0

@@ -112,6 +112,10 @@ def cmd_report(args) -> int:
         raise UserError("give either RUN_DIR or --ensemble FINAL_NPZ (not both)")
     if args.members and args.ensemble is None:
         raise UserError("--members goes with --ensemble FINAL_NPZ")
+    if args.run_dir is not None and str(args.run_dir).lower().endswith(".npz"):
+        raise UserError(
+            f"{args.run_dir}: a predictions file, not a run; for an ensemble's: scarce report --ensemble {args.run_dir}"
+        )
     if args.ensemble is not None:
         from scarce.report import build_ensemble_report
 

@@ -98,7 +98,7 @@ def run_ensemble(
     base_path: str | os.PathLike | None,
     member_paths: Sequence[str | os.PathLike],
     method: str = "plurality",
-    threshold: float | str = 0.7,
+    threshold: float | str | None = None,
     val_base: str | os.PathLike | None = None,
     val_members: Sequence[str | os.PathLike] | None = None,
     weights: Sequence[float] | None = None,
@@ -121,7 +121,9 @@ def run_ensemble(
     for ``soft``/``weighted``: then ``base`` and ``replaced`` are None and accuracy has no base
     or plurality entry.
     """
-    threshold = _parse_threshold(threshold)
+    if threshold is not None and method != "plurality":
+        raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
+    threshold = _parse_threshold(0.7 if threshold is None else threshold)
     members = [str(m) for m in member_paths]
     _check_base(method, base_path is not None, val_base)
     reference = str(base_path) if base_path is not None else members[0] if members else ""
@@ -144,10 +146,11 @@ def run_ensemble(
     if base_path is None:  # the first member only stood in for a base: no answer of its own to report
         answers = {rule: answer for rule, answer in answers.items() if rule not in ("base", "plurality")}
 
+    # absolute: `scarce report --ensemble` reads the members back from any working directory
     meta: dict[str, Any] = {
         "method": method,
-        "base": order[base_index] if base_path is not None else None,
-        "members": order,
+        "base": os.path.abspath(order[base_index]) if base_path is not None else None,
+        "members": [os.path.abspath(m) for m in order],
         "weights": w,
         "threshold": threshold_used if method == "plurality" else None,
         "threshold_source": "auto" if "threshold" in val else "given",

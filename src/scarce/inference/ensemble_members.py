@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from scarce.errors import UserError
-from scarce.inference.predictions import Predictions, align_predictions, load_predictions
+from scarce.inference.predictions import Predictions, align_predictions, load_predictions, read_metadata
 from scarce.inference.voting import choose_threshold
 
 Log = Callable[[str], None]
@@ -46,6 +46,25 @@ def val_order(base: str, members: Sequence[str], val_base: str | None, val_membe
             f"--val-members[{base_index}] ({paired}), got {val_base}"
         )
     return [str(v) for v in val_members]
+
+
+def _model_of(path: str) -> str | None:
+    """The weights a predictions file was made with, as ``scarce predict`` records them."""
+    meta = read_metadata(path)
+    return meta.get("weights") or meta.get("run_dir")
+
+
+def check_val_pairs(order: Sequence[str], val_paths: Sequence[str]) -> None:
+    """Validation files are paired with members by position; where both files record the
+    model that made them, a pair of two different models is refused (swapped files would give
+    each member another's accuracy weight and move the threshold, silently)."""
+    for member, val in zip(order, val_paths):
+        a, b = _model_of(member), _model_of(val)
+        if a and b and os.path.realpath(a) != os.path.realpath(b):
+            raise UserError(
+                f"{val} was predicted by {b}, but the member it pairs with, {member}, by {a}; "
+                f"give --val-members (and --val-base) in the order of --members"
+            )
 
 
 def load_stack(paths: Sequence[str], base_index: int) -> tuple[Predictions, np.ndarray]:
@@ -83,7 +102,8 @@ def validation_choices(
         return {}
     vb = None if val_base is None else str(val_base)
     val_paths = val_order(base_path, members, vb, [str(v) for v in val_members])
-    base_index = ensemble_order(base_path, members)[1]
+    order, base_index = ensemble_order(base_path, members)
+    check_val_pairs(order, val_paths)
     vbase, vstack = load_stack(val_paths, base_index)
     if not vbase.labelled.all():
         unknown = int((~vbase.labelled).sum())

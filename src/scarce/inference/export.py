@@ -47,13 +47,15 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
     size = run.cfg.data.img_size
     example = torch.zeros(2, len(run.mean), size, size)
     out = Path(out)
-    with atomic_path(out) as tmp, torch.no_grad():
+    with atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # head g's check of the backbone's output shape is a Python bool while tracing (a
+        # TracerWarning): it holds for every input of the exported size, nothing a user can act on
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         if fmt == "torchscript":
-            with warnings.catch_warnings():
-                # torch marks torch.jit.trace deprecated (a FutureWarning per traced method): TorchScript
-                # is the format the user asked for, and the warning is nothing they can act on
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-                traced = torch.jit.trace(wrapped, example)
+            # torch marks torch.jit.trace deprecated (a FutureWarning per traced method): TorchScript
+            # is the format the user asked for, and the warning is nothing they can act on
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            traced = torch.jit.trace(wrapped, example)
             traced.save(str(tmp))
         else:
             try:
@@ -81,6 +83,8 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
             "small_images": run.cfg.data.small_images,
             "preprocess": eval_view_recipe(size, run.cfg.data.crop_pct, run.cfg.data.small_images),
             "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std",
+            "colour": f"images converted to {run.mode} (EXIF orientation applied; transparency composited "
+            "on white; 16-bit scaled to 8-bit by its bit depth)",
             "output": "probabilities [B, K]",
             "source": prediction_source(run.cfg),
             "temperature": run.temperature,
@@ -93,7 +97,10 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
 def eval_view_recipe(size: int, crop_pct: float, small_images: str) -> str:
     """In words, the evaluation view the exported model expects (``EvalTransform``)."""
     resize = round(size / crop_pct)
-    view = f"resize the shorter side to {resize} px (bilinear, antialiased), centre-crop {size} x {size}"
+    view = (
+        f"resize the shorter side to {resize} px and the longer in proportion, rounded down (bilinear, "
+        f"antialiased), centre-crop {size} x {size}"
+    )
     if small_images == "pad":
         view = f"images no larger than {size} px: zero-pad around them to {size} x {size}; others: " + view
     return view

@@ -157,6 +157,17 @@ def _read_arrays(path: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Only the metadata object of a predictions file ({} when absent or not a JSON object);
+    the arrays are not read."""
+    meta = _read_arrays(str(path), ["metadata"])["metadata"]
+    try:
+        value = json.loads(str(meta[()])) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+    except json.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {}
+
+
 def load_predictions(path: str | os.PathLike) -> Predictions:
     """Read and check a predictions file; any problem raises ``UserError`` naming it."""
     path = str(path)

@@ -149,15 +149,21 @@ def analyse_ensemble(e: dict) -> dict:
 
 def _breakdown_section(e: dict, a: dict) -> Section:
     meta = e["final"]["metadata"]
-    rows = {
-        "method": meta.get("method"),
-        "threshold": meta.get("threshold"),
-        "threshold source": meta.get("threshold_source"),
-        "members": len(e["paths"]),
-        "base": e["paths"][e["base_index"]],
-        "samples": a["n"],
-        "answers replaced": f"{a['replaced']} ({a['replaced'] / max(a['n'], 1):.2%})",
-    }
+    changed = f"{a['replaced']} ({a['replaced'] / max(a['n'], 1):.2%})"
+    if meta.get("base") is None:  # soft / weighted: no base, no threshold; member 0 is a reference
+        rows = {"method": meta.get("method"), "members": len(e["paths"]), "samples": a["n"]}
+        rows |= {"reference below (no base in this vote)": e["paths"][e["base_index"]]}
+        rows |= {"answers differing from the reference": changed}
+    else:
+        rows = {
+            "method": meta.get("method"),
+            "threshold": meta.get("threshold"),
+            "threshold source": meta.get("threshold_source"),
+            "members": len(e["paths"]),
+            "base": e["paths"][e["base_index"]],
+            "samples": a["n"],
+            "answers replaced": changed,
+        }
     parts = [key_values(rows)]
     if "accuracy" not in a:
         parts.append(paragraph("no labels in the ensemble output: accuracies cannot be shown", "note"))
@@ -174,7 +180,8 @@ def _breakdown_section(e: dict, a: dict) -> Section:
         )
     )
     acc = a["accuracy"]
-    rows_acc = [("base model", acc["base"]), (f"ensemble ({meta.get('method')})", acc["final"])]
+    first = "base model" if meta.get("base") is not None else "reference (member 0)"
+    rows_acc = [(first, acc["base"]), (f"ensemble ({meta.get('method')})", acc["final"])]
     rows_acc += [(f"member {i}: {Path(p).name}", v) for i, (p, v) in enumerate(zip(e["paths"], acc["members"]))]
     rows_acc.append(("oracle (any member right)", acc["oracle"]))
     parts.append(table([f"accuracy on {a['labelled']} labelled samples", "top-1"], rows_acc))
@@ -244,6 +251,7 @@ def build_ensemble_report(
             )
         )
     files = [("ensemble output", str(final_path))]
-    files += [("base" if i == e["base_index"] else "member", p) for i, p in enumerate(e["paths"])]
+    has_base = e["final"]["metadata"].get("base") is not None
+    files += [("base" if has_base and i == e["base_index"] else "member", p) for i, p in enumerate(e["paths"])]
     sections = [_breakdown_section(e, a), bins_part, curve, Section("files", "Files", [table(["role", "file"], files)])]
     return write_page(out, f"scarce ensemble report: {final_path.name}", str(final_path.resolve()), sections)
