@@ -196,3 +196,10 @@ def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):
     again = evaluate_run(run_dir / "best.safetensors", None, "test", tmp_path / "e.json", num_workers=0)
     assert summary["test"]["count"] == 1000 and scored["weights"].endswith("best.safetensors")
     assert scored["top1"] == again["top1"] and scored["macro_f1"] == pytest.approx(again["macro_f1"])
+
+
+def test_a_batch_larger_than_the_train_set_is_stated(tmp_path, image_folder, capsys):
+    cfg = load_config(None, [*TINY, "epochs=1", "batch_size=64"], {"data": {"name": str(image_folder)}})
+    train(cfg, tmp_path / "run", progress=True)
+    out = capsys.readouterr().out
+    assert "1 epochs x 1 steps = 1 steps (batch_size 64 > 24 train images: one step of all of them)" in out, out

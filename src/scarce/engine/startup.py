@@ -95,8 +95,14 @@ def describe_schedule(run: Run) -> str:
         kept += " (val too small to rank epochs)" if "val" in run.loaders else " (no val split)"
     if run.select == "clear_best":
         kept = "the final weights unless an earlier epoch is clearly better on val"
+    images = len(run.loaders["train"].sampler)  # this process's share of the train images per epoch
+    batch = (
+        f" (batch_size {cfg.batch_size} > {images} train images: one step of all of them)"
+        if cfg.batch_size > images
+        else ""
+    )
     return (
-        f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps, "
+        f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps{batch}, "
         f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps {kept}"
     )
 
