@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from small_data_ensemble import cache_path, has_weights, predictions, run_data  # noqa: E402
+from small_data_ensemble import best_is_final, cache_path, has_weights, predictions, run_data  # noqa: E402
 from small_data_holdout import HOLDOUT_KEY, holdout_images, holdout_top1  # noqa: E402
 
 from scarce.inference.predictions import Predictions, save_predictions  # noqa: E402
@@ -66,15 +65,6 @@ def _rounded(probs: np.ndarray, what: str) -> np.ndarray:
     if changed:
         raise SystemExit(f"{what}: float16 would change the top class of {changed} images; not kept")
     return small
-
-
-def best_is_final(cell: Path) -> str | None:
-    """The final weights that best.safetensors holds (``last`` or ``last_ema``) when the kept
-    epoch is the final one, else None: its predictions are then copied, not recomputed."""
-    summary = json.loads((cell / "summary.json").read_text())
-    if summary["best"]["epoch"] != summary["last"]["epoch"]:
-        return None
-    return "last_ema" if summary["best"].get("weights") == "ema" else "last"
 
 
 def _arrays_of(cell: Path, holdout, tta: bool) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ Writes ``benchmarks/results/<name>.{md,json}``; the last lines are ``name: value
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -56,10 +57,21 @@ def run_data(run_dir: Path):
     return build(Config, read_recipe(str(run_dir / "config.yaml"))).data
 
 
+def best_is_final(run_dir: Path) -> str | None:
+    """The final weights (``last`` or ``last_ema``) that a cell's best.safetensors holds when its
+    kept epoch is the final one, else None: their predictions then stand for best's."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary["best"]["epoch"] != summary["last"]["epoch"]:
+        return None
+    return "last_ema" if summary["best"].get("weights") == "ema" else "last"
+
+
 def predictions(run_dir: Path, data, split: str, views: int, weights: str = "best"):
     """Cached ``predict_run`` of one member's ``weights`` (best or last) on ``split`` of ``data``
     with ``views`` TTA views."""
     path = cache_path(run_dir, weights, split, views)
+    if not path.is_file() and weights == "best" and best_is_final(run_dir):
+        return predictions(run_dir, data, split, views, best_is_final(run_dir))
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
         source = run_dir / f"{weights}.safetensors"

@@ -27,7 +27,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from small_data_ensemble import pm  # noqa: E402
+from small_data_ensemble import best_is_final, pm  # noqa: E402
 
 from scarce.data.fashion_mnist import load_arrays, sample_per_class  # noqa: E402
 
@@ -57,6 +57,8 @@ def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str
     """Top-1 of the cell's kept (``best``) or final (``last``) weights on the held-out images
     (cached in ``predictions/`` or ``predictions_last/``)."""
     cache = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{key}.npz"
+    if not cache.is_file() and weights == "best" and best_is_final(run_dir):
+        return holdout_top1(run_dir, images, labels, key, best_is_final(run_dir))
     if not cache.is_file():
         if not (run_dir / f"{weights}.safetensors").is_file():  # restored by keep_cells.py without it
             raise SystemExit(f"{run_dir}: no {weights}.safetensors and no kept held-out predictions ({cache.name})")
