@@ -157,14 +157,18 @@ def _read_arrays(path: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """Only the metadata object of a predictions file ({} when absent or not a JSON object);
-    the arrays are not read."""
-    meta = _read_arrays(str(path), ["metadata"])["metadata"]
+def _metadata_object(meta: np.ndarray) -> Any:
+    """The JSON value stored as a 0-d str array (None when it is not one)."""
     try:
-        value = json.loads(str(meta[()])) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+        return json.loads(str(meta[()])) if meta.dtype.kind == "U" and meta.ndim == 0 else None
     except json.JSONDecodeError:
-        value = None
+        return None
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Only the metadata object of a predictions file ({} when not a JSON object); the arrays
+    are not read."""
+    value = _metadata_object(_read_arrays(str(path), ["metadata"])["metadata"])
     return value if isinstance(value, dict) else {}
 
 
@@ -190,10 +194,7 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     problem = _probs_problem(probs)
     if problem:
         raise UserError(f"{path}: 'probs' {problem}")
-    try:
-        metadata = json.loads(str(meta[()])) if meta.dtype.kind == "U" and meta.ndim == 0 else None
-    except json.JSONDecodeError:
-        metadata = None
+    metadata = _metadata_object(meta)
     if not isinstance(metadata, dict):
         raise UserError(f"{path}: 'metadata' must be a JSON object stored as a 0-d str array")
     probs = probs.astype(np.float32, copy=False)
