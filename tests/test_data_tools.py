@@ -114,3 +114,21 @@ def test_a_run_saved_with_per_class_beside_a_folder_resumes_once_it_is_unset(tmp
     assert "data.per_class=5: applies only to data.name=fashion-mnist" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--no-progress", "data.per_class=null"]) == 0
     assert json.loads((out / "summary.json").read_text())["last"]["epoch"] == 1
+
+
+def test_every_bench_config_is_a_valid_config():
+    # a config that fails validation (e.g. RandAugment m13, which timm clips at m10) costs a queue slot
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from bench_configs import CONFIGS, config_overrides
+
+    recipe = str(Path(__file__).parent.parent / "benchmarks" / "recipes" / "fashion-mnist-50-base.yaml")
+    from scarce.data.transforms import create_randaugment
+
+    for name in CONFIGS:
+        cfg = load_config(recipe, config_overrides(name))
+        if cfg.augment.randaugment:  # checked when the transform is built, not when the config is read
+            create_randaugment(cfg.augment.randaugment, cfg.data.img_size, [0])
+    with pytest.raises(UserError, match="magnitude m13 is above 10"):
+        create_randaugment("rand-m13-mstd0.5", 64, [0])
