@@ -32,8 +32,7 @@ def cmd_evaluate(args) -> int:
     from scarce.config import DataConfig
     from scarce.engine.evaluation import evaluate_run
 
-    if args.out is not None and Path(args.out).suffix.lower() != ".json":
-        raise UserError(f"--out {args.out}: expected a file name ending in .json")
+    check_suffix("--out", args.out, ".json")
     data = DataConfig(name=args.data) if args.data else None
     result = evaluate_run(args.path, data, args.split, args.out, args.device, args.batch_size, args.workers)
     # top-5 of 5 classes or fewer is 1.0 by construction: shown only where it can say something
@@ -125,12 +124,17 @@ def _note_if_uncalibrated(path: str) -> None:
         )
 
 
-def check_output_names(out: str, csv: str | None) -> None:
+def check_suffix(option: str, path: str | None, suffix: str) -> None:
     """Refuse an output name of another kind before any work: writing predictions to ``x.png``
     would replace that image with an archive."""
-    for option, path, suffix in (("--out", out, ".npz"), ("--csv", csv, ".csv")):
-        if path is not None and Path(path).suffix.lower() != suffix:
-            raise UserError(f"{option} {path}: expected a file name ending in {suffix}")
+    if path is not None and Path(path).suffix.lower() != suffix:
+        raise UserError(f"{option} {path}: expected a file name ending in {suffix}")
+
+
+def check_output_names(out: str, csv: str | None) -> None:
+    """predict's and ensemble's outputs: a predictions archive and its CSV."""
+    check_suffix("--out", out, ".npz")
+    check_suffix("--csv", csv, ".csv")
 
 
 # predict's options for a split, with their defaults: with image files given, any of them set is refused
