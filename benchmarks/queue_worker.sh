@@ -21,5 +21,6 @@ while true; do
   echo "$(date -u +%T) start $line"
   # shellcheck disable=SC2086  # "CONFIG SEED [K]" splits into the cell function's arguments
   if [ "$(wc -w <<<"$line")" -eq 3 ]; then cellk $line; else cell300 $line; fi
-  echo "$(date -u +%T) done $line (exit $?)"
+  status=$?  # before the echo: its $(date) would reset $? to 0 (a failed cell was logged as exit 0)
+  if [ "$status" -eq 0 ]; then echo "$(date -u +%T) done $line"; else echo "$(date -u +%T) FAILED $line (exit $status)"; fi
 done

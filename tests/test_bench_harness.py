@@ -339,3 +339,26 @@ def test_kept_cells_keep_an_earlier_best_epoch_and_held_out_images(tmp_path):
         keep_cells.restore_cell(tmp_path / "kept" / "ce" / "seed0", restored)
     with pytest.raises(SystemExit, match="no kept cell"):
         keep_cells.main(["restore", "--work", str(tmp_path / "w"), "--name", "typo", "--kept", str(tmp_path / "kept")])
+
+
+def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
+    """A cell whose trainer exits non-zero is logged FAILED with its status (it was logged exit 0)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    fake_python = tmp_path / "python"
+    # the stand-in trainer fails for config "bad" and succeeds for any other
+    fake_python.write_text('#!/usr/bin/env bash\n[[ " $* " == *" --configs bad "* ]] && exit 3\nexit 0\n')
+    fake_python.chmod(0o755)
+    queue = tmp_path / "q.txt"
+    queue.write_text("good 0\nbad 1\ngood 2 10\n")
+    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w")}
+    out = subprocess.run(
+        ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    events = [line.split(" ", 1)[1] for line in out.splitlines()]
+    assert events == [
+        "start good 0", "done good 0", "start bad 1", "FAILED bad 1 (exit 3)", "start good 2 10", "done good 2 10"
+    ]
+    assert queue.read_text() == ""  # every line taken
