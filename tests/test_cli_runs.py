@@ -44,6 +44,15 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_other_set_test.json'}"
     assert json.loads((run / "eval_other_set_test.json").read_text())["data"] == str(other)
     assert (run / "eval_val.json").read_text() == own
+    # a second folder of the same name gets a file of its own; scoring the first again replaces its file
+    twin = shutil.copytree(image_folder, tmp_path / "elsewhere" / "other set")
+    assert main(["evaluate", str(run), "--data", str(twin), "--split", "test", "--workers", "0"]) == 0
+    twin_file = capsys.readouterr().out.strip().splitlines()[-1].removeprefix("wrote ")
+    assert twin_file.startswith(str(run / "eval_other_set_test-")) and twin_file.endswith(".json")
+    assert json.loads(open(twin_file).read())["data"] == str(twin)
+    assert json.loads((run / "eval_other_set_test.json").read_text())["data"] == str(other)
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "test", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_other_set_test.json'}"
     # a folder of some of the run's classes is scored, as predict reads it; a flat folder cannot be
     subset = tmp_path / "subset"
     shutil.copytree(image_folder / "test" / "dog", subset / "dog")

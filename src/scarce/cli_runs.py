@@ -21,7 +21,8 @@ def _add_evaluate(sub) -> None:
         "--out",
         default=None,
         help="JSON output (default: RUN_DIR/eval_<split>.json; for other --data, eval_<data>_<split>.json; "
-        "for a folder, eval_folder_<name>.json)",
+        "for a folder, eval_folder_<name>.json; -<hash> is added when another folder of that name "
+        "was scored before)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)

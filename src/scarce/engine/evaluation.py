@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, replace
@@ -245,6 +247,29 @@ def eval_file_name(split: str, other_data: str | None = None) -> str:
     return f"eval_{split}.json" if other_data is None else f"eval_{_safe_name(other_data)}_{split}.json"
 
 
+def scored_source(other_data: str | None, split: str) -> str:
+    """What an evaluation scored, as one string: a folder as its absolute path (the split folder,
+    or ``<data folder>:<split>``), the run's own data as ``run:<split>``, a built-in set by name."""
+    if split not in ("train", "val", "test"):
+        return str(Path(split).expanduser().resolve())
+    if other_data is None:
+        return f"run:{split}"
+    folder = Path(other_data).expanduser()
+    return f"{folder.resolve() if folder.is_dir() else other_data}:{split}"
+
+
+def free_eval_path(path: Path, source: str) -> Path:
+    """``path``, unless it holds the score of another source (two folders of one name): then
+    ``<stem>-<hash of source>.json``, so one folder's score never replaces another's."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("source", source)
+    except (OSError, ValueError, AttributeError):  # none yet (or unreadable: replaced as before)
+        return path
+    if recorded == source:
+        return path
+    return path.with_name(f"{path.stem}-{hashlib.sha256(source.encode()).hexdigest()[:8]}.json")
+
+
 def evaluate_run(
     path: str | Path,
     data: DataConfig | None,
@@ -261,8 +286,9 @@ def evaluate_run(
     data = run_data_config(run, data)
     dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
-    result.update(split=split, data=data.name)
     other = None if data is run.cfg.data else data.name
-    written = Path(out) if out else run.run_dir / eval_file_name(split, other)
+    source = scored_source(data.name if other else None, split)
+    result.update(split=split, data=data.name, source=source)
+    written = Path(out) if out else free_eval_path(run.run_dir / eval_file_name(split, other), source)
     atomic_write_json(written, result)
     return {**result, "file": str(written)}
