@@ -312,6 +312,16 @@ def test_data_check_gives_width_and_height_ranges_and_label_conflicts(tmp_path, 
     assert conflict["split"] == "train" and conflict["labels"] == ["cat", "emu"]
     assert sorted(Path(p).name for p in conflict["paths"]) == ["twin_a.png", "twin_b.png"]
     assert "identical images under different labels: 1" in out and "problems: 1" in out
+    assert report["repeats"] == []
+    # the same image twice under one label is reported too (it would weigh, or score, twice)
+    twin.save(root / "val" / "dog" / "again_a.png")
+    twin.save(root / "val" / "dog" / "again_b.png")
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    (repeat,) = json.loads((tmp_path / "r.json").read_text())["repeats"]
+    assert repeat["split"] == "val" and repeat["labels"] == ["dog"]
+    assert sorted(Path(p).name for p in repeat["paths"]) == ["again_a.png", "again_b.png"]
+    assert "identical images repeated under one label (counted twice): 1" in out
 
 
 @pytest.mark.parametrize("peak", [1023, 4095, 65535])

@@ -224,6 +224,11 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += ["", f"identical images under different labels: {len(conflicts)}"]
         lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
         lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
+    repeats = report.get("repeats", [])
+    if repeats:
+        lines += ["", f"identical images repeated under one label (counted twice): {len(repeats)}"]
+        lines += [f"  {r['split']}: {r['labels'][0]}: {'  '.join(r['paths'])}" for r in repeats[:limit]]
+        lines += [f"  ... {len(repeats) - limit} more"] if len(repeats) > limit else []
     lines += [f"manifest: {m}" for m in report["manifest"]]
     lines += report["too_few_classes"]
     lines.append(f"problems: {report['problems']}")

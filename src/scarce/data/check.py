@@ -215,18 +215,22 @@ def near_duplicates(
     return found
 
 
-def label_conflicts(name: str, split: Split, checks: list[ImageCheck]) -> list[dict]:
-    """Identical decoded images under two or more labels of one split: ``[{"split", "paths", "labels"}]``."""
+def identical_images(name: str, split: Split, checks: list[ImageCheck]) -> tuple[list[dict], list[dict]]:
+    """Identical decoded images within one split: ``(conflicts, repeats)``, groups under two or more
+    labels and groups under one label (an image counted twice: weighted twice in training, scored
+    twice in val/test), each ``{"split", "paths", "labels"}``."""
     groups: dict[str, list[int]] = {}
     for i, check in enumerate(checks):
         if check.ok:
             groups.setdefault(check.digest, []).append(i)
-    conflicts = []
+    conflicts, repeats = [], []
     for members in groups.values():
+        if len(members) < 2:
+            continue
         labels = sorted({split.classes[split.targets[i]] for i in members})
-        if len(labels) > 1:
-            conflicts.append({"split": name, "paths": [checks[i].id for i in members], "labels": labels})
-    return conflicts
+        group = {"split": name, "paths": [checks[i].id for i in members], "labels": labels}
+        (conflicts if len(labels) > 1 else repeats).append(group)
+    return conflicts, repeats
 
 
 def class_count_problem(data_name: str, classes: list[str]) -> str:
@@ -247,7 +251,8 @@ def check_dataset(
 ) -> dict:
     """The report of ``scarce data check``: per split images, class counts, modes, sizes and
     bad files; duplicates across :data:`SPLIT_PAIRS`; manifest paths that escape the root;
-    fewer than 2 classes (``data_name`` names the dataset there, default the train folder)."""
+    identical images within a split (under two labels, or repeated under one); fewer than 2
+    classes (``data_name`` names the dataset there, default the train folder)."""
     checks = {name: check_split(split, hashes=True, workers=workers) for name, split in splits.items()}
     report: dict = {"splits": {}, "duplicates": [], "manifest": [], "max_hamming": HAMMING, "max_mae": max_mae}
     few = class_count_problem(data_name or str(splits["train"].root), splits["train"].classes)
@@ -271,7 +276,9 @@ def check_dataset(
         }
         if split.array is None and split.root is not None:  # files of the folder the scan passes over
             report["splits"][name]["skipped_files"] = skipped_files(split.root, split.classes)
-        report["label_conflicts"] = report.get("label_conflicts", []) + label_conflicts(name, split, checks[name])
+        conflicts, repeats = identical_images(name, split, checks[name])
+        report["label_conflicts"] = report.get("label_conflicts", []) + conflicts
+        report["repeats"] = report.get("repeats", []) + repeats
     for a, b in SPLIT_PAIRS:
         if a in checks and b in checks:
             for i, j, dist, mae, exact in near_duplicates(checks[a], checks[b], max_mae=max_mae):
@@ -295,6 +302,7 @@ def check_dataset(
         + len(report["duplicates"])
         + len(report["manifest"])
         + len(report["label_conflicts"])
+        + len(report["repeats"])
         + len(report["too_few_classes"])
     )
     return report
