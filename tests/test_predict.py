@@ -269,12 +269,20 @@ def test_image_files_after_options_and_split_options_refused(trained, tmp_path, 
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and str(cat) in printed[0] and str(dog) in printed[1]
     out = tmp_path / "p.npz"
-    assert main(["predict", run, str(cat), "--tta", "4", "--out", str(out)]) == 2
+    assert main(["predict", run, str(cat), "--csv", str(tmp_path / "p.csv"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--tta, --out only work with a split, not with image files" in err, err
-    assert main(["predict", run, str(cat), "--tta", "4"]) == 2
-    assert "--tta only works with a split" in capsys.readouterr().err
+    assert "--out, --csv only work with a split, not with image files" in err, err
+    assert main(["predict", run, str(cat), "--workers", "0"]) == 2
+    assert "--workers only works with a split" in capsys.readouterr().err
     assert not out.exists()
+    # TTA works on image files too: 2 views (clean + mirror) as a split's images get them
+    assert main(["predict", run, str(cat), str(dog), "--tta", "2", "--device", "cpu"]) == 0
+    confidence = [float(line.split()[2]) for line in capsys.readouterr().out.splitlines()]
+    split = predict_run(run, None, str(trained["data"] / "test"), tta_views=2, num_workers=0)
+    rows = [list(split.ids).index(f"{c}/0.png") for c in ("cat", "dog")]
+    assert confidence == pytest.approx(split.probs[rows].max(axis=1).round(3).tolist(), abs=1.5e-3)
+    assert main(["predict", run, str(cat), "--tta", "0"]) == 2
+    assert "--tta: expected a number of views >= 1, got 0" in capsys.readouterr().err
     assert main(["predict", run, str(cat), str(trained["data"] / "test")]) == 2
     assert f"{trained['data'] / 'test'}: a folder, not an image file" in capsys.readouterr().err
 
@@ -309,3 +317,27 @@ def test_a_run_without_calibration_says_its_confidences_are_not_calibrated(train
         assert main(["predict", str(interrupted), *argv]) == 0
         err = capsys.readouterr().err
         assert f"note: {interrupted} has no calibration.json" in err and "not calibrated" in err, err
+
+
+def test_api_tta_views_follow_the_image_not_its_place(trained):
+    """Classifier.predict(tta=N): RandAugment views drawn from each image's path or pixels and the
+    seed, so order, batch size and how an image is passed (PIL or tensor) do not change them."""
+    from PIL import Image
+
+    import scarce
+
+    model = scarce.load(trained["fancy"], device="cpu")
+    cat, dog = (trained["data"] / "test" / c / "0.png" for c in ("cat", "dog"))
+    pil = [Image.open(p).convert("RGB") for p in (cat, dog)]
+    tensors = [torch.from_numpy(np.array(p)).permute(2, 0, 1) for p in pil]  # uint8 [3, H, W]
+    forward = model.predict(pil, tta=4).probs
+    np.testing.assert_allclose(model.predict(pil[::-1], batch_size=1, tta=4).probs, forward[::-1], atol=1e-6)
+    np.testing.assert_allclose(model.predict(tensors, tta=4).probs, forward, atol=1e-6)
+    by_path = model.predict([str(cat), str(dog)], tta=4).probs
+    np.testing.assert_allclose(model.predict([str(dog), str(cat)], tta=4).probs, by_path[::-1], atol=1e-6)
+    # the RandAugment views count (views 2 and 3), and the seed draws them
+    assert np.abs(forward - model.predict(pil, tta=2).probs).max() > 1e-4
+    assert np.abs(forward - model.predict(pil, tta=4, seed=1).probs).max() > 1e-4
+    np.testing.assert_allclose(model.predict(pil, tta=1).probs, model.predict(pil).probs, atol=0)
+    with pytest.raises(UserError, match="tta: expected a number of views >= 1, got 0"):
+        model.predict(pil, tta=0)

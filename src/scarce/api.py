@@ -154,33 +154,58 @@ class Classifier:
             f"array [H, W, C], got {type(item).__name__}"
         )
 
-    def predict(self, images: Sequence[Any], batch_size: int = 64) -> ImagePredictions:
+    @staticmethod
+    def _view_key(item: Any, index: int) -> str:
+        """What an image's TTA views are drawn from: its path as given, or its pixels' digest for an
+        in-memory image, so an image gets the same views wherever it stands in the list."""
+        import hashlib
+
+        import torch
+        from PIL import Image
+
+        if isinstance(item, (str, os.PathLike)):
+            return os.fspath(item)
+        if isinstance(item, Image.Image):
+            pixels = np.asarray(item)
+        elif isinstance(item, (torch.Tensor, np.ndarray)):
+            pixels = array_image(item, index)
+        else:
+            return f"item:{index}"  # refused when it is read
+        return "pixels:" + hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest()
+
+    def predict(self, images: Sequence[Any], batch_size: int = 64, tta: int = 1, seed: int = 0) -> ImagePredictions:
+        """Calibrated probabilities of ``images``, soft-voted over ``tta`` views (1: the clean
+        evaluation view; 2: clean + mirror for a run that flipped, as ``scarce predict --tta 2``;
+        more: the run's RandAugment drawn from ``seed`` and each image's path or pixels)."""
         import torch
 
-        from scarce.data.transforms import EvalTransform
         from scarce.engine.factories import probs_function
-        from scarce.engine.loop import predict_outputs
+        from scarce.inference.tta import TTATransform, tta_predict
 
-        transform = EvalTransform(self.run.cfg.data)
-        probs_fn = probs_function(self.run.cfg, self.run.temperature)
-        batches = (
-            (
-                torch.stack(
-                    [
-                        transform(None, i, self._image(item, start + i))
-                        for i, item in enumerate(images[start : start + batch_size])
-                    ]
-                ),
-                None,
-            )
-            for start in range(0, len(images), batch_size)
-        )
-        chunks = [
-            probs_fn(outputs).cpu().numpy()
-            for outputs, _ in predict_outputs(self.run.model, batches, self._preprocess, self.run.amp)
-        ]
-        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
+        if tta < 1:
+            raise UserError(f"tta: expected a number of views >= 1, got {tta}")
+        if batch_size < 1:
+            raise UserError(f"batch_size: expected >= 1, got {batch_size}")
+        run = self.run
+        transform = TTATransform(run.cfg.data, run.cfg.augment, run.augment_fill, tta, seed)
+        keys = _Keys([self._view_key(item, i) for i, item in enumerate(images)])
+
+        def batches():  # uint8 [B, V, C, H, W]: every view of batch_size images at a time
+            for start in range(0, len(images), batch_size):
+                rows = range(start, min(start + batch_size, len(images)))
+                yield torch.stack([transform(keys, i, self._image(images[i], i)) for i in rows]), [0] * len(rows)
+
+        probs_fn = probs_function(run.cfg, run.temperature)
+        probs, _ = tta_predict(run.model, batches(), self._preprocess, probs_fn, chunk_size=batch_size, amp=run.amp)
+        probs = probs.numpy().astype(np.float32) if len(images) else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
+
+
+@dataclass
+class _Keys:
+    """The ``dataset.ids`` a :class:`~scarce.inference.tta.TTATransform` keys views by."""
+
+    ids: list[str]
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Classifier:

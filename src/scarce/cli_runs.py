@@ -142,11 +142,9 @@ def check_output_names(out: str, csv: str | None) -> None:
 SPLIT_ONLY_OPTIONS = {
     "--data": None,
     "--split": "test",
-    "--tta": 1,
     "--out": None,
     "--csv": None,
     "--workers": 2,
-    "--seed": 0,
 }
 
 
@@ -158,7 +156,7 @@ def _predict_images(args) -> int:
         raise UserError(
             f"predict IMAGE...: {', '.join(given)} only {'work' if len(given) > 1 else 'works'} with a split, "
             f"not with image files; to predict a "
-            f"folder with them: scarce predict RUN --split FOLDER --out FILE.npz [--tta N --csv FILE.csv]"
+            f"folder with them: scarce predict RUN --split FOLDER --out FILE.npz [--csv FILE.csv]"
         )
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected >= 1, got {args.batch_size}")
@@ -178,7 +176,9 @@ def _predict_images(args) -> int:
         args.images = [image for image in args.images if checks[image].ok]
         if not args.images:
             raise UserError("none of the images could be read")
-    result = load(args.path, args.device).predict(args.images, batch_size=args.batch_size)
+    if args.tta < 1:
+        raise UserError(f"--tta: expected a number of views >= 1, got {args.tta}")
+    result = load(args.path, args.device).predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)
     _note_if_uncalibrated(args.path)
     width = max(len(str(p)) for p in args.images)
     for i, image in enumerate(args.images):
