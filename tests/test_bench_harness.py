@@ -355,10 +355,19 @@ def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w")}
     out = subprocess.run(
         ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     events = [line.split(" ", 1)[1] for line in out.splitlines()]
     assert events == [
-        "start good 0", "done good 0", "start bad 1", "FAILED bad 1 (exit 3)", "start good 2 10", "done good 2 10"
+        "start good 0",
+        "done good 0",
+        "start bad 1",
+        "FAILED bad 1 (exit 3)",
+        "start good 2 10",
+        "done good 2 10",
     ]
     assert queue.read_text() == ""  # every line taken

@@ -139,13 +139,7 @@ def check_output_names(out: str, csv: str | None) -> None:
 
 
 # predict's options for a split, with their defaults: with image files given, any of them set is refused
-SPLIT_ONLY_OPTIONS = {
-    "--data": None,
-    "--split": "test",
-    "--out": None,
-    "--csv": None,
-    "--workers": 2,
-}
+SPLIT_ONLY_OPTIONS = {"--data": None, "--split": "test", "--out": None, "--csv": None, "--workers": 2}
 
 
 def _predict_images(args) -> int:

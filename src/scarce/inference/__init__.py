@@ -6,13 +6,8 @@ models and the engine, so they are imported on first use.
 """
 
 from scarce.inference.ensemble import run_ensemble
-from scarce.inference.predictions import (
-    Predictions,
-    align_predictions,
-    load_predictions,
-    save_predictions,
-    write_predictions_csv,
-)
+from scarce.inference.ensemble_members import align_predictions
+from scarce.inference.predictions import Predictions, load_predictions, save_predictions, write_predictions_csv
 from scarce.inference.voting import ThresholdRow, choose_threshold, plurality_vote, soft_vote
 
 _LAZY = {

@@ -11,10 +11,66 @@ from typing import Any
 import numpy as np
 
 from scarce.errors import UserError
-from scarce.inference.predictions import Predictions, align_predictions, load_predictions, read_metadata
+from scarce.inference.predictions import Predictions, load_predictions, read_metadata
 from scarce.inference.voting import choose_threshold
 
 Log = Callable[[str], None]
+
+
+def _first_missing(ids: np.ndarray, other: np.ndarray) -> tuple[int, str]:
+    missing = ids[~np.isin(ids, other)]
+    return len(missing), (str(missing[0]) if len(missing) else "")
+
+
+def align_predictions(base: Predictions, members: list[Predictions], names: list[str]) -> list[Predictions]:
+    """Reorder each member's rows to the base's id order.
+
+    Args:
+        base, members: loaded predictions files.
+        names: display names, one per file, the base first (``len(members) + 1``).
+
+    Returns:
+        New ``Predictions`` per member whose ``ids`` equal ``base.ids`` (unchanged
+        members are returned as they are). Differing id sets, class lists, or known
+        targets that disagree raise ``UserError`` naming both files.
+    """
+    if len(names) != len(members) + 1:
+        want = len(members) + 1
+        raise ValueError(f"names must hold the base's name then one per member ({want}), got {len(names)}")
+    out = []
+    for member, name in zip(members, names[1:]):
+        out.append(_align_one(base, member, names[0], name))
+    return out
+
+
+def _align_one(base: Predictions, member: Predictions, base_name: str, name: str) -> Predictions:
+    if len(member.classes) != len(base.classes) or (member.classes != base.classes).any():
+        if len(member.classes) != len(base.classes):
+            what = f"{len(member.classes)} classes vs {len(base.classes)}"
+        else:
+            i = int(np.flatnonzero(member.classes != base.classes)[0])
+            what = f"class {i} is {str(member.classes[i])!r} vs {str(base.classes[i])!r}"
+        raise UserError(f"{name} has different classes from {base_name} ({what})")
+    if len(member.ids) == len(base.ids) and (member.ids == base.ids).all():
+        idx = None
+    else:
+        extra, first = _first_missing(member.ids, base.ids)
+        if extra:
+            raise UserError(f"{name} has {extra} ids not in {base_name} (first: {first!r})")
+        lacking, first = _first_missing(base.ids, member.ids)
+        if lacking:
+            raise UserError(f"{name} lacks {lacking} ids of {base_name} (first: {first!r})")
+        order = np.argsort(member.ids, kind="stable")
+        idx = order[np.searchsorted(member.ids, base.ids, sorter=order)]
+    targets = member.targets if idx is None else member.targets[idx]
+    clash = (targets >= 0) & (base.targets >= 0) & (targets != base.targets)
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        first = str(base.ids[i])
+        raise UserError(f"{name} and {base_name} disagree on {int(clash.sum())} labels (first: id {first!r})")
+    if idx is None:
+        return member
+    return Predictions(member.probs[idx], base.ids, member.classes, targets, member.metadata, member.path)
 
 
 def ensemble_order(base: str, members: Sequence[str]) -> tuple[list[str], int]:
