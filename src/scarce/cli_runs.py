@@ -115,8 +115,9 @@ def _note_if_uncalibrated(path: str) -> None:
     """Say so on stderr when a run has no fitted temperature: its "calibrated" confidences are
     then the plain softmax (no val split, or training stopped before its final evaluation)."""
     from scarce.engine.calibrate import CALIBRATION_FILE
+    from scarce.engine.evaluation import resolve_weights
 
-    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    run_dir, _ = resolve_weights(path)  # as the prediction just made found it
     if not (run_dir / CALIBRATION_FILE).is_file():
         print(
             f"note: {run_dir} has no {CALIBRATION_FILE} (no val split, or training did not finish): "
