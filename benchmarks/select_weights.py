@@ -40,9 +40,12 @@ def cell_row(run: Path, holdout=None) -> dict:
         top1[weights] = float((p.probs.argmax(1) == p.targets).mean())
         if holdout is not None:
             top1[f"holdout_{weights}"] = holdout_top1(run, *holdout, weights=weights)
+    cell = json.loads((run / "cell.json").read_text()) if (run / "cell.json").is_file() else {}
     return {
         **{k: v for k, v in top1.items() if k.startswith("holdout_")},
         "cell": f"{run.parent.name}/{run.name}",
+        # the training's wall clock (the last segment's only, for a resumed cell)
+        **({"wall_seconds": cell["wall_seconds"]} if "wall_seconds" in cell and not cell.get("resumed") else {}),
         "epochs": summary["epochs"],
         "best_epoch": summary["best"]["epoch"],
         "best_val": summary["best"]["top1"],
@@ -103,6 +106,7 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
     header += ["held-out % last EMA"] if held and ema else []
     ref = groups.get(reference or "", [])
     header += [f"rule: paired test vs {reference} (wins)"] if ref else []
+    header.append("wall s / cell")
     table = []
     for config, idx in groups.items():
         line = [config, str(len(idx)), *(pm([rows[i][k] for i in idx]) for k in ("best_test", "last_test"))]
@@ -116,6 +120,8 @@ def config_table(rows: list[dict], kept: list[float], reference: str | None = No
                 line.append(pm_present(rows, idx, "holdout_last_ema"))
         if ref:
             line.append(paired(rows, kept, idx, ref))
+        walls = [rows[i]["wall_seconds"] for i in idx if "wall_seconds" in rows[i]]
+        line.append(f"{statistics.fmean(walls):.0f} (n={len(walls)})" if walls else "-")
         table.append(line)
     return markdown_table(header, table)
 

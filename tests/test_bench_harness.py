@@ -244,9 +244,12 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     assert row["last_ema_test"] == pytest.approx(ema_scored["top1"])
     table = (tmp_path / "res" / "s.md").read_text()
     assert "last - best over the 1 cells of --work" in table and "test % last EMA" in table
+    wall = json.loads((run / "cell.json").read_text())["wall_seconds"]
+    assert row["wall_seconds"] == wall and f"| {wall:.0f} (n=1) |" in table  # the cell's training time
     # a reference config trained in an earlier session joins the tables from its results file
     prior = {**row, "cell": "ref/seed0", "best_test": row["best_test"] - 0.25, "last_test": row["last_test"] - 0.125}
     prior.pop("last_ema_test")
+    prior.pop("wall_seconds")  # results files from before session 19 have none
     old = {"rows": [prior, {**prior, "cell": "ce/seed0"}], "tag": "data"}
     (tmp_path / "res" / "old.json").write_text(json.dumps(old))
     (tmp_path / "res" / "k10.json").write_text(json.dumps({**old, "tag": "fashion-mnist-k10"}))
@@ -258,6 +261,8 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
     assert out["rows"][0]["from"] == "old" and "from" not in out["rows"][1]
     table = (tmp_path / "res" / "s2.md").read_text()
     assert "ref: cells of old.json" in table
+    ref_line = next(line for line in table.splitlines() if line.startswith("| ref |"))
+    assert ref_line.endswith("| - |")  # no wall seconds recorded for the old cells
     kept = row["best_test"] if select_weights.clear_peak(row) else row["last_test"]
     kept_ref = prior["best_test"] if select_weights.clear_peak(prior) else prior["last_test"]
     assert f"| {100 * (kept - kept_ref):+.2f} (" in table  # ce paired with ref on seed 0
