@@ -382,3 +382,18 @@ def test_a_mistyped_data_folder_beside_train_is_an_error(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert f"data '{tmp_path / 'typo'}': not a built-in dataset" in capsys.readouterr().err
+
+
+def test_lab_images_are_read_as_their_srgb_colours(tmp_path):
+    """CIE L*a*b* TIFFs (Pillow cannot convert() them to RGB) go to sRGB through LittleCMS."""
+    from PIL import ImageCms
+
+    colours = np.array([[[200, 30, 30], [30, 160, 40]], [[20, 40, 220], [128, 128, 128]]], dtype=np.uint8)
+    rgb = Image.fromarray(colours.repeat(4, axis=0).repeat(4, axis=1))
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    ImageCms.applyTransform(rgb, ImageCms.buildTransform(srgb, lab, "RGB", "LAB")).save(tmp_path / "lab.tif")
+    assert Image.open(tmp_path / "lab.tif").mode == "LAB"
+    back = np.asarray(read_image(tmp_path / "lab.tif", "RGB"), dtype=np.int16)
+    assert np.abs(back - np.asarray(rgb, dtype=np.int16)).max() <= 8  # 8-bit L*a*b* and its D50 white
+    grey = np.asarray(read_image(tmp_path / "lab.tif", "L"), dtype=np.int16)
+    assert np.abs(grey - np.asarray(rgb.convert("L"), dtype=np.int16)).max() <= 8  # luma, as for RGB files

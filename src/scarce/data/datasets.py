@@ -7,6 +7,7 @@ mode conversion and transform, so every technique sees identical data.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from scarce.errors import UserError
 
@@ -111,12 +112,18 @@ def value_peak(max_value: float, is_float: bool) -> float:
     return next((p for p in BIT_DEPTH_PEAKS if max_value <= p), max(max_value, 1.0))
 
 
+@functools.cache
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+
+
 def to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB'.
 
     Deep and float images are scaled to 8 bits by :func:`value_peak` (not clipped);
     transparency is composited on white, the usual background of product and scanned
-    images; palette, CMYK and other modes go through Pillow's own conversion.
+    images; CIE L*a*b* goes to sRGB through LittleCMS; palette, CMYK and other modes go
+    through Pillow's own conversion.
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
@@ -124,6 +131,8 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
         arr = np.nan_to_num(arr, nan=0.0, posinf=float(finite.max()) if finite.size else 0.0, neginf=0.0)
         peak = value_peak(float(finite.max()) if finite.size else 0.0, img.mode == "F")
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "LAB":  # CIE L*a*b* (TIFF, JPEG): Pillow's convert() has no path to RGB
+        img = ImageCms.applyTransform(img, _lab_to_srgb())
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA"):
