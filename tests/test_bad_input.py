@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from scarce.cli import main
-from scarce.data.check import check_image
+from scarce.data.check import check_image, check_split
 from scarce.data.datasets import read_image
 from scarce.errors import UserError
 from tests.conftest import TINY, make_image_folder
@@ -331,6 +331,45 @@ def test_high_bit_depth_pngs_use_their_real_range(tmp_path, peak):
     pixels = np.asarray(read_image(tmp_path / "deep.png", "L"))
     assert pixels.max() == 255 and pixels.min() == 0  # not dark: the 10/12-bit range fills 8 bits
     assert abs(int(pixels.flat[32]) - round(ramp.flat[32] / peak * 255)) <= 1
+
+
+def test_bit_depth_reads_a_12_bit_dataset_alike_in_training_predict_and_the_api(tmp_path):
+    """Per image, a dim 12-bit image (max 1000) is taken for 10-bit and reads 4x brighter;
+    data.bit_depth=12 scales every image of the run by 4095, wherever it is read."""
+    import scarce
+    from scarce.config import load_config
+    from scarce.data.loader import build_data, build_dataset
+    from scarce.engine.trainer import train
+    from scarce.inference.predict import predict_run
+
+    root = tmp_path / "deep"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 1001, (16, 16)).astype(np.uint16)  # a dim 12-bit image
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
+    dim = root / "test" / "a" / "0.png"
+    raw = np.asarray(Image.open(dim)).astype(np.float64)
+    per_image = np.asarray(read_image(dim, "L"), dtype=np.int16)
+    assert np.abs(per_image - np.round(raw / 1023 * 255)).max() <= 1  # the default: taken for 10-bit
+    overrides = [*TINY, "epochs=1", "data.img_size=16", "data.bit_depth=12"]
+    cfg = load_config(None, overrides, {"data": {"name": str(root)}})
+    bundle = build_data(cfg.data)
+    index = bundle.splits["test"].ids.index("a/0.png")
+    as_12_bit = np.round(raw / 4095 * 255)
+    seen = np.asarray(build_dataset(bundle, "test", cfg.data, None).load(index), dtype=np.int16)
+    assert np.abs(seen - as_12_bit).max() <= 1
+    cached = check_split(bundle.splits["test"], "L", keep_side=16)[index].pixels  # the scan's decode cache
+    assert np.abs(cached.astype(np.int16) - as_12_bit).max() <= 1
+    train(cfg, tmp_path / "run", progress=False)
+    split = predict_run(tmp_path / "run", None, str(root / "test"), num_workers=0)  # a folder: the run's depth
+    model = scarce.load(tmp_path / "run", device="cpu")
+    assert np.abs(np.asarray(model._image(str(dim), 0), dtype=np.int16) - as_12_bit).max() <= 1
+    assert np.abs(np.asarray(model._image(Image.open(dim), 0), dtype=np.int16) - as_12_bit).max() <= 1
+    api = model.predict([str(dim)])
+    np.testing.assert_allclose(api.probs[0], split.probs[list(split.ids).index("a/0.png")], atol=1e-5)
 
 
 def test_float_tiffs_in_unit_range_are_scaled_not_clipped(tmp_path):

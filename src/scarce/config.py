@@ -100,6 +100,13 @@ class DataConfig:
         "fit in 2 GB at 1.15 x the evaluation resize",
     )
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
+    bit_depth: int | None = opt(
+        None,
+        "16-bit (integer) images: their sensor's bit depth, 2^bit_depth - 1 read as white (e.g. 12 for "
+        "12-bit data in 16-bit PNGs); null: per image, the smallest of 8/10/12/14/16 bits that holds its "
+        "largest value (a dim image then reads brighter)",
+        range="[1, 16]",
+    )
 
 
 @dataclass

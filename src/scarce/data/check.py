@@ -72,12 +72,19 @@ def thumbnail(img: Image.Image, size: int = 16) -> np.ndarray:
     return (small - small.mean()).flatten()
 
 
-def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool, keep_side: int | None = None) -> None:
+def _inspect(
+    img: Image.Image,
+    check: ImageCheck,
+    mode: str | None,
+    hashes: bool,
+    keep_side: int | None = None,
+    full_scale: float | None = None,
+) -> None:
     check.mode, check.size = img.mode, img.size
     img.load()
     check.gray = is_gray_image(img)  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
     if mode is not None:
-        converted = to_mode(ImageOps.exif_transpose(img), mode)  # as the dataset reads it: must succeed
+        converted = to_mode(ImageOps.exif_transpose(img), mode, full_scale)  # as the dataset reads it
         if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
             if min(converted.size) > keep_side:  # torchvision's Resize, as the evaluation transform does it
                 converted = T.Resize(keep_side, interpolation=T.InterpolationMode.BILINEAR, antialias=True)(converted)
@@ -90,17 +97,22 @@ def _inspect(img: Image.Image, check: ImageCheck, mode: str | None, hashes: bool
 
 
 def check_image(
-    path: str | os.PathLike, mode: str | None = None, hashes: bool = False, keep_side: int | None = None
+    path: str | os.PathLike,
+    mode: str | None = None,
+    hashes: bool = False,
+    keep_side: int | None = None,
+    full_scale: float | None = None,
 ) -> ImageCheck:
     """Open and fully decode ``path``; never raises for a bad file, it names the reason.
-    ``keep_side``: keep the pixels (converted to ``mode``, shorter side at most this) in ``.pixels``."""
+    ``keep_side``: keep the pixels (converted to ``mode``, shorter side at most this, deep images
+    scaled by ``full_scale``) in ``.pixels``."""
     check = ImageCheck(str(path))
     try:
         if os.path.getsize(path) == 0:
             check.reason = "empty file (0 bytes)"
             return check
         with Image.open(path) as img:
-            _inspect(img, check, mode, hashes, keep_side)
+            _inspect(img, check, mode, hashes, keep_side, full_scale)
     except Image.DecompressionBombError as exc:
         check.reason = f"decompression bomb refused ({exc})"
     except Exception as exc:  # Pillow raises many types for corrupt files; a scan must not stop
@@ -131,10 +143,11 @@ def check_split(
     # pool hands out a task (one task per image was 2x slower than a plain loop on 28 px PNGs)
     size = max(64, math.ceil(len(paths) / (4 * workers)))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    scale = split.full_scale
     if len(chunks) <= 1 or workers == 1:
-        return [check_image(p, mode, hashes, keep_side) for p in paths]
+        return [check_image(p, mode, hashes, keep_side, scale) for p in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = pool.map(lambda chunk: [check_image(p, mode, hashes, keep_side) for p in chunk], chunks)
+        parts = pool.map(lambda chunk: [check_image(p, mode, hashes, keep_side, scale) for p in chunk], chunks)
         return [check for part in parts for check in part]
 
 

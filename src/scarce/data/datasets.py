@@ -99,13 +99,19 @@ def is_gray_image(img: Image.Image) -> bool:
 BIT_DEPTH_PEAKS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)
 
 
+def full_scale_of(bit_depth: int | None) -> float | None:
+    """``data.bit_depth`` as the value that maps to 255 (None: decided per image by :func:`value_peak`)."""
+    return None if bit_depth is None else float(2**bit_depth - 1)
+
+
 def value_peak(max_value: float, is_float: bool) -> float:
     """The full-scale value an image's pixels were stored against, from its largest value.
 
     Float images with values up to 1 are taken as [0, 1]; otherwise the smallest usual bit
     depth that holds ``max_value`` (a 12-bit image in a 16-bit PNG scales by 4095, not 65535,
     so it does not turn dark). An image that never reaches its depth's top band reads
-    brighter: per-image detection cannot tell a dim 12-bit image from a 10-bit one.
+    brighter: per-image detection cannot tell a dim 12-bit image from a 10-bit one
+    (``data.bit_depth`` states the depth for a whole dataset).
     """
     if is_float and max_value <= 1.0:
         return 1.0
@@ -117,10 +123,11 @@ def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
     return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
 
 
-def to_mode(img: Image.Image, mode: str) -> Image.Image:
+def to_mode(img: Image.Image, mode: str, full_scale: float | None = None) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB'.
 
-    Deep and float images are scaled to 8 bits by :func:`value_peak` (not clipped);
+    Deep and float images are scaled to 8 bits: integer ones ``full_scale`` -> 255 (clipped
+    above it), or by :func:`value_peak` when None, as float ones always are (not clipped);
     transparency is composited on white, the usual background of product and scanned
     images; CIE L*a*b* goes to sRGB through LittleCMS; palette, CMYK and other modes go
     through Pillow's own conversion.
@@ -129,7 +136,12 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         finite = arr[np.isfinite(arr)]
         arr = np.nan_to_num(arr, nan=0.0, posinf=float(finite.max()) if finite.size else 0.0, neginf=0.0)
-        peak = value_peak(float(finite.max()) if finite.size else 0.0, img.mode == "F")
+        is_float = img.mode == "F"  # float images keep the per-image rule ([0, 1], else a bit depth)
+        peak = (
+            full_scale
+            if full_scale and not is_float
+            else value_peak(float(finite.max()) if finite.size else 0.0, is_float)
+        )
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "LAB":  # CIE L*a*b* (TIFF, JPEG): Pillow's convert() has no path to RGB
         img = ImageCms.applyTransform(img, _lab_to_srgb())
@@ -141,13 +153,14 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
-def read_image(path: str | os.PathLike, mode: str) -> Image.Image:
+def read_image(path: str | os.PathLike, mode: str, full_scale: float | None = None) -> Image.Image:
     """Open and fully decode ``path`` (so truncation is caught here), turned upright per its
-    EXIF orientation (cameras store rotated pixels plus a tag), converted to ``mode``."""
+    EXIF orientation (cameras store rotated pixels plus a tag), converted to ``mode``
+    (deep images scaled by ``full_scale``: :func:`to_mode`)."""
     try:
         with Image.open(path) as img:
             img.load()
-            return to_mode(ImageOps.exif_transpose(img), mode)
+            return to_mode(ImageOps.exif_transpose(img), mode, full_scale)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise UserError(f"image {path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
@@ -164,6 +177,7 @@ class Split:
     cache: list[np.ndarray] | None = None  # image files decoded once (data.cache): uint8 [H, W(, C)] each
     from_train: bool = False  # a val split taken from the train folder (data.val_fraction)
     colour_images: int = 0  # image files the up-front scan found in colour (channels=auto decides on all)
+    full_scale: float | None = None  # 16-bit / float files: the value read as 255 (data.bit_depth; None: per image)
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -201,7 +215,7 @@ class ImageDataset(torch.utils.data.Dataset):
             return to_mode(Image.fromarray(self.split.cache[index]), self.mode)
         if self.split.array is not None:
             return to_mode(Image.fromarray(self.split.array[index]), self.mode)
-        return read_image(Path(self.split.root) / self.split.ids[index], self.mode)
+        return read_image(Path(self.split.root) / self.split.ids[index], self.mode, self.split.full_scale)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(item, tuple):

@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from scarce.config import AugmentConfig, DataConfig
-from scarce.data.datasets import ImageDataset, Split, is_gray_image
+from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image
 from scarce.data.splits import resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
 from scarce.errors import UserError
@@ -87,7 +87,8 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
 
 
 def build_data(cfg: DataConfig) -> DataBundle:
-    splits = resolve_splits(cfg)
+    scale = full_scale_of(cfg.bit_depth)
+    splits = {name: replace(split, full_scale=scale) for name, split in resolve_splits(cfg).items()}
     mode = {"gray": "L", "rgb": "RGB"}.get(cfg.channels) or _sniff_mode(splits["train"])
     if cfg.normalize == "train":
         from scarce.data.image_stats import pixel_mean_std

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from scarce.config import Config, DataConfig, build, read_recipe
-from scarce.data.datasets import ImageDataset, Split
+from scarce.data.datasets import ImageDataset, Split, full_scale_of
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.data.transforms import EvalTransform
@@ -112,8 +112,9 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
 def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
     """``data`` seen as the run saw images at evaluation (size, crop, small images), whatever
     data it names: every scoring of a run goes through this one copy of those keys."""
+    own = run.cfg.data
     return replace(
-        data, img_size=run.cfg.data.img_size, crop_pct=run.cfg.data.crop_pct, small_images=run.cfg.data.small_images
+        data, img_size=own.img_size, crop_pct=own.crop_pct, small_images=own.small_images, bit_depth=own.bit_depth
     )
 
 
@@ -169,7 +170,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
             raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
         s = in_run_class_order(bundle.splits[split], run.classes, data.name)
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
-        s = folder_of_run_classes(source.folder, run.classes)
+        s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))
         if -1 in s.targets:
             raise UserError(f"image folder {source.folder}: no class folders; scoring needs <class>/<image> labels")
     return ImageDataset(s, run.mode, EvalTransform(data))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from scarce.config import DataConfig
-from scarce.data.datasets import ImageDataset
+from scarce.data.datasets import ImageDataset, full_scale_of
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import folder_of_run_classes, locate_split
 from scarce.engine.batch import BatchPreprocessor
@@ -51,7 +51,8 @@ def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[Im
     if source.folder is None:
         dataset = eval_dataset(run, data, split)
     else:  # labels optional here: a flat folder of images is predicted too
-        dataset = ImageDataset(folder_of_run_classes(source.folder, run.classes), run.mode)
+        split = folder_of_run_classes(source.folder, run.classes)
+        dataset = ImageDataset(replace(split, full_scale=full_scale_of(run.cfg.data.bit_depth)), run.mode)
     data_root = source.root
     ids = list(dataset.ids)
     if data_root is not None and dataset.split.root is not None:
