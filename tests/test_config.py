@@ -102,6 +102,26 @@ def test_yaml_is_read_safely(tmp_path):
         load_config(str(path))
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second augment: block would silently drop the first."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "epochs: 1\naugment:\n  randaugment: rand-m9-mstd0.5\nmodel:\n  drop_rate: 0.3\naugment:\n  hflip: 0.0\n"
+    )
+    with pytest.raises(UserError, match=r"dup.yaml line 6, column 1: .*key 'augment' appears twice \(lines 2 and 6\)"):
+        load_config(str(path))
+    path.write_text("augment:\n  hflip: 0.5\n  hflip: 0.0\n")  # inside a section too
+    with pytest.raises(UserError, match=r"key 'hflip' appears twice \(lines 2 and 3\)"):
+        load_config(str(path))
+
+
+def test_yaml_syntax_errors_name_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: 1\nmodel:\n  name: resnet18\n   drop_rate: 0.1\n")
+    with pytest.raises(UserError, match=r"bad.yaml line 4, column 13: not valid YAML \(mapping values are not allowed"):
+        load_config(str(path))
+
+
 def test_describe_lists_every_leaf_with_help():
     rows = {k: (d, h) for k, d, h in describe()}
     assert rows["optim.lr"][0] == "0.001"

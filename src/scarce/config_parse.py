@@ -181,6 +181,26 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping: PyYAML keeps the
+    last, so a second ``augment:`` block would silently replace the first (an ablation arm
+    trained without the part it was written to test)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def read_recipe(recipe: str) -> dict:
     """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
     path = Path(recipe)
@@ -191,7 +211,11 @@ def read_recipe(recipe: str) -> dict:
             f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}"
         )
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"recipe {path}{where}: not valid YAML ({exc.problem or exc.context})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
