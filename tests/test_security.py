@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
 from scarce.cli import main
@@ -125,6 +126,9 @@ def test_no_unsafe_deserialisation_in_the_code():
     assert _calls(r"\byaml\.(load|unsafe_load|full_load)\(|Loader=yaml\.(Unsafe|Full)?Loader") == []
     assert _calls(r"allow_pickle\s*=\s*True") == []
     assert _calls(r"yaml\.safe_load\(")  # the scanner does find calls
+    from scarce import config_parse  # recipes: safe_load's loader, plus a check for repeated keys
+
+    assert issubclass(config_parse._UniqueKeyLoader, yaml.SafeLoader)
 
 
 @pytest.mark.parametrize("rel", ["../outside.png", "a/../../outside.png", "/etc/passwd", "..", "", "a/\0b.png"])

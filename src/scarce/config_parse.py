@@ -201,6 +201,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _safe_load_unique(text: str):
+    """``yaml.safe_load`` that refuses repeated keys (what ``yaml.load`` does, with that loader)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_recipe(recipe: str) -> dict:
     """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
     path = Path(recipe)
@@ -211,7 +220,7 @@ def read_recipe(recipe: str) -> dict:
             f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}"
         )
     try:
-        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        values = _safe_load_unique(path.read_text(encoding="utf-8")) or {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
