@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 import torch
+import yaml
 
 from scarce.cli import main
 from scarce.config import load_config
