@@ -1,6 +1,7 @@
 """The run directory: never write into a user's folder, one trainer at a time, absolute data
 paths, a resume that refuses other classes or a missing config."""
 
+import json
 import os
 import shutil
 
@@ -79,13 +80,34 @@ def test_resume_refuses_fewer_epochs_and_another_model_or_input(tmp_path, capsys
         ("data.img_size=24", "data.img_size=24 differs from the run's 16"),
         ("model.name=resnet10t", "model.name='resnet10t' differs"),
         ("batch_size=8", "batch_size=8 differs"),
+        ("seed=1", "seed=1 differs from the run's 0"),  # its random streams: the resume would not be the run
     ):
         assert main(["train", "--resume", str(run), override, "--no-progress"]) == 2, override
         assert message in capsys.readouterr().err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # nothing written by the refusals
-    # what may change: the lr (e.g. after a fault) and the epochs, here to extend the run
+    first = json.loads((run / "state.json").read_text())
+    assert first["segments"] == 1 and first["seconds"] > 0
+    # what may change: the lr (e.g. after a fault) and the epochs, here to extend the run; said and kept
     assert main(["train", "--resume", str(run), "optim.lr=0.005", "epochs=4", "--no-progress"]) == 0
+    assert "resumed at epoch 2 with epochs 3 -> 4, optim.lr 0.01 -> 0.005" in capsys.readouterr().out
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+    (record,) = map(json.loads, (run / "resumes.jsonl").read_text().splitlines())
+    assert record == {"start_epoch": 2, "changed": {"epochs": [3, 4], "optim.lr": [0.01, 0.005]}}
+    summary = json.loads((run / "summary.json").read_text())  # both segments' time, not the last one's
+    assert summary["segments"] == 2 and summary["train_seconds"] >= round(first["seconds"], 1)
+    assert summary["timings"]["train"] > first["timings"]["train"]
+
+
+def test_resume_of_a_finished_run_checks_its_config_too(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=2"]), run, progress=False)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "epochs=1", "--no-progress"]) == 2
+    assert "epochs=1 is fewer than the 2 the run trained" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "loss.name=focal", "--no-progress"]) == 2
+    assert "loss.name='focal' differs from the run's 'ce'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "optim.lr=0.5", "--no-progress"]) == 0  # a requeued job: no work
+    assert "nothing to do (ignored: optim.lr 0.01 -> 0.5)" in capsys.readouterr().out
 
 
 def test_options_and_overrides_mix_in_any_order(tmp_path, capsys):

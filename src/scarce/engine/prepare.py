@@ -59,6 +59,10 @@ class Run:
     stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
     select: str = "best"  # checkpoint.select resolved: which weights best.safetensors holds
     auto_notes: list = field(default_factory=list)  # how each `auto` budget value was chosen
+    resume_changes: dict = field(default_factory=dict)  # {key: [saved, new]} this resume changed
+    segment_start: float = 0.0  # time.perf_counter() when this process began the run
+    seconds_before: float = 0.0  # wall seconds of the earlier segments (to their last checkpoint)
+    segments: int = 1  # this process's part and the earlier ones it resumed
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -191,6 +195,10 @@ def restore_checkpoint(run: Run) -> None:
     config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
     state = load_checkpoint(run.run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
     run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
+    # checkpoints from before these were recorded: earlier segments' time unknown (counted as 0)
+    run.seconds_before, run.segments = state.get("seconds", 0.0), state.get("segments", 1) + 1
+    for key, value in state.get("timings", {}).items():
+        run.timings[key] = run.timings.get(key, 0.0) + value
     if run.start_epoch > run.cfg.epochs:
         raise UserError(
             f"--resume {run.run_dir}: the run has trained {run.start_epoch} epochs, more than epochs={run.cfg.epochs}; "

@@ -21,6 +21,7 @@ from scarce.errors import UserError
 from scarce.io import atomic_write_text, read_json, read_jsonl
 
 LOCK_FILE = ".lock"
+RESUMES_FILE = "resumes.jsonl"  # one line per resume that changed the config: {"start_epoch", "changed"}
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> bool:
@@ -58,14 +59,20 @@ def _saved_epochs(run_dir: Path) -> int | str | None:
     return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("epochs")
 
 
-def finished_run(run_dir: Path, resume: bool, epochs: int | str) -> dict | None:
+def finished_run(run_dir: Path, resume: bool, cfg: Config) -> dict | None:
     """The summary of a finished run that ``--resume`` asks for with the epochs it trained
-    (a resume that lands after the run ended, e.g. a job requeued at its end): nothing to do."""
+    (a resume that lands after the run ended, e.g. a job requeued at its end): nothing to do.
+    Its config is checked as any resume's is (a key it keeps is refused); others are ignored, and said so."""
     if not (resume and (run_dir / "summary.json").is_file() and not (run_dir / "state.json").is_file()):
         return None
-    if _saved_epochs(run_dir) != epochs:
+    saved = _saved_epochs(run_dir)
+    if isinstance(saved, int) and isinstance(cfg.epochs, int) and cfg.epochs < saved:
+        raise UserError(f"--resume {run_dir}: epochs={cfg.epochs} is fewer than the {saved} the run trained")
+    if saved != cfg.epochs:
         return None
-    print(f"--resume {run_dir}: the run has finished ({epochs} epochs); nothing to do", flush=True)
+    changes = check_resume_config(run_dir, cfg)
+    ignored = f" (ignored: {describe_changes(changes)})" if changes else ""
+    print(f"--resume {run_dir}: the run has finished ({cfg.epochs} epochs); nothing to do{ignored}", flush=True)
     return read_json(run_dir / "summary.json")
 
 
@@ -158,11 +165,13 @@ def trim_metrics(run_dir: Path, start_epoch: int) -> None:
 
 
 # What a resumed run keeps: the weights' shapes (model), which images in which form (data),
-# what the outputs mean (loss) and the steps per epoch (batch size). Epochs, lr, augmentation,
-# threads and checkpoint settings may change (to extend a run, or to recover from a fault).
+# what the outputs mean (loss), the steps per epoch (batch size) and its random streams (seed).
+# Epochs, lr, augmentation, threads and checkpoint settings may change (to extend a run, or to
+# recover from a fault); such changes are printed and recorded in resumes.jsonl.
 FIXED_ON_RESUME = (
     "model.",
     "batch_size",
+    "seed",
     "loss.name",
     *(
         f"data.{k}"
@@ -181,6 +190,7 @@ FIXED_ON_RESUME = (
             "val_per_class",
             "split_seed",
             "val_fraction",
+            "bit_depth",
         )
     ),
 )
@@ -193,9 +203,10 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_resume_config(run_dir: Path, cfg: Config) -> None:
+def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
     """Refuse a resume whose config changes what the checkpoint was trained as (one line
-    naming the first such key), before anything is loaded or written."""
+    naming the first such key), before anything is loaded or written; returns the keys it
+    may change that it does change, ``{key: [saved, new]}``."""
     from scarce.config import Config, config_to_dict
     from scarce.config_parse import build, read_recipe
 
@@ -210,5 +221,11 @@ def check_resume_config(run_dir: Path, cfg: Config) -> None:
         if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:
             raise UserError(
                 f"--resume {run_dir}: {key}={new.get(key)!r} differs from the run's {value!r}; a resumed run keeps "
-                f"its model, data, loss and batch size (train a new run with --out instead)"
+                f"its model, data, loss, batch size and seed (train a new run with --out instead)"
             )
+    return {key: [value, new.get(key)] for key, value in saved.items() if new.get(key) != value}
+
+
+def describe_changes(changes: dict[str, list]) -> str:
+    """``key saved -> new, ...`` for :func:`check_resume_config`'s changes."""
+    return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())

@@ -104,7 +104,15 @@ def save_last(run: Run, epoch: int) -> None:
 
 
 def extra_state(run: Run) -> dict:
-    return {"global_step": run.global_step, "best": dict(run.best)}
+    """What a checkpoint keeps besides tensors: counters, the best score, and the wall time so far
+    (so a resumed run's summary counts every segment)."""
+    return {
+        "global_step": run.global_step,
+        "best": dict(run.best),
+        "seconds": run.seconds_before + time.perf_counter() - run.segment_start,
+        "segments": run.segments,
+        "timings": dict(run.timings),
+    }
 
 
 def checkpoint_due(run: Run, epoch: int, end: int) -> bool:

@@ -17,10 +17,12 @@ from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkp
 from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluate, recompute_bn_stats, train_one_epoch
 from scarce.engine.prepare import Run, prepare_run
 from scarce.engine.run_dir import (
+    RESUMES_FILE,
     RunLock,
     absolute_data_paths,
     check_resume_config,
     check_run_dir,
+    describe_changes,
     finished_run,
     trim_metrics,
 )
@@ -173,14 +175,14 @@ def train(
     run_dir = Path(run_dir)
     if run_dir.is_dir() or not run_dir.exists():  # a file there gets check_run_dir's own message
         check_writable_dir(run_dir, "--resume" if resume else "--out")  # before any work; creates nothing
-    done = finished_run(run_dir, resume, cfg.epochs) if (run_dir / "config.yaml").is_file() else None
+    done = finished_run(run_dir, resume, cfg) if (run_dir / "config.yaml").is_file() else None
     if done is not None:
         return done
     resume = check_run_dir(run_dir, resume)
-    if resume:
-        check_resume_config(run_dir, cfg)
+    changes = check_resume_config(run_dir, cfg) if resume else {}
     start = time.perf_counter()
     run = prepare_run(absolute_data_paths(cfg), run_dir, resume)
+    run.segment_start, run.resume_changes = start, changes
     lock = RunLock(run_dir) if run.info.is_main else contextlib.nullcontext()
     try:
         with lock:
@@ -210,13 +212,18 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
         with write_errors_stop_run(run.run_dir, "the run's record (config.yaml, classes.json)"):
             write_run_info(run)
             trim_metrics(run.run_dir, run.start_epoch)
+            if run.resume_changes:  # config.yaml now holds the new values: the old ones are kept here
+                record = {"start_epoch": run.start_epoch, "changed": run.resume_changes}
+                append_jsonl(run.run_dir / RESUMES_FILE, record)
+        if run.resume_changes:
+            print(f"resumed at epoch {run.start_epoch} with {describe_changes(run.resume_changes)}", flush=True)
         print(run.hardware.describe(), flush=True)
         for note in run.auto_notes:
             print(note, flush=True)
         print(describe_data_and_model(run), flush=True)
         print(describe_regularisation(run.cfg), flush=True)
         print(describe_schedule(run), flush=True)
-    run.timings["startup"] = time.perf_counter() - start
+    run.timings["startup"] += time.perf_counter() - start
     with SignalGuard() as guard:
         run_epochs(run, progress, stop_after, guard)
         finished = stop_after is None or stop_after >= run.cfg.epochs or run.stopped_early is not None
@@ -244,7 +251,8 @@ def finish_run(run: Run, seconds: float) -> dict:
         "select": run.select,
         "select_note": select_note,
         "stopped_early": run.stopped_early,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(run.seconds_before + seconds, 1),  # every segment of a resumed run
+        "segments": run.segments,
         "last": rows[-1],
     }
     began = time.perf_counter()
