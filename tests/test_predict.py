@@ -341,3 +341,26 @@ def test_api_tta_views_follow_the_image_not_its_place(trained):
     np.testing.assert_allclose(model.predict(pil, tta=1).probs, model.predict(pil).probs, atol=0)
     with pytest.raises(UserError, match="tta: expected a number of views >= 1, got 0"):
         model.predict(pil, tta=0)
+
+
+def test_predictions_record_absolute_paths_so_pairs_match_from_any_folder(trained, tmp_path, monkeypatch, capsys):
+    """A run predicted from inside its folder (``scarce predict .``) pairs with the same run's file
+    predicted by its path from elsewhere: metadata holds absolute run and weights paths."""
+    run = trained["plain"]
+    monkeypatch.chdir(run)
+    assert main(["predict", ".", "--split", "val", "--out", str(tmp_path / "v_plain.npz"), "--workers", "0"]) == 0
+    meta = load_predictions(tmp_path / "v_plain.npz").metadata
+    assert meta["run_dir"] == str(run) and meta["weights"] == str(run / "best.safetensors")
+    monkeypatch.chdir(trained["root"])
+    for name in ("plain", "fancy"):
+        argv = ["predict", name, "--split", "test", "--out", str(tmp_path / f"t_{name}.npz"), "--workers", "0"]
+        assert main(argv) == 0
+    assert main(["predict", "fancy", "--split", "val", "--out", str(tmp_path / "v_fancy.npz"), "--workers", "0"]) == 0
+    capsys.readouterr()
+    members = [str(tmp_path / f"t_{n}.npz") for n in ("plain", "fancy")]
+    vals = [str(tmp_path / f"v_{n}.npz") for n in ("plain", "fancy")]
+    out = str(tmp_path / "e.npz")
+    assert main(["ensemble", "--method", "weighted", "--members", *members, "--val-members", *vals, "--out", out]) == 0
+    swapped = ["--val-members", *vals[::-1], "--out", str(tmp_path / "swapped.npz")]
+    assert main(["ensemble", "--method", "weighted", "--members", *members, *swapped]) == 2
+    assert "give --val-members (and --val-base) in the order of --members" in capsys.readouterr().err

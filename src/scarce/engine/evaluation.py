@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,8 +71,9 @@ class LoadedRun:
 
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
-    """A run directory (-> its best.safetensors) or a weights file -> (run dir, weights)."""
-    path = Path(path)
+    """A run directory (-> its best.safetensors) or a weights file -> absolute (run dir, weights):
+    predictions files record them, and are compared from other working directories."""
+    path = Path(os.path.abspath(path))
     if path.is_dir():
         weights = path / "best.safetensors"
         if not weights.is_file():

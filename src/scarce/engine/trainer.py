@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -245,7 +246,7 @@ def finish_run(run: Run, seconds: float) -> dict:
     if select_note:
         print(select_note, flush=True)
     summary = {
-        "run_dir": str(run.run_dir),
+        "run_dir": os.path.abspath(run.run_dir),
         "epochs": run.cfg.epochs,
         "best": run.best,
         "select": run.select,
