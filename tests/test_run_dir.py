@@ -165,3 +165,36 @@ def test_a_finished_run_drops_its_checkpoint_unless_kept(tmp_path, capsys):
     assert (kept / "state.json").is_file() and any((kept / "checkpoints").iterdir())
     assert main(["train", "--resume", str(kept), "epochs=2", "--no-progress"]) == 0
     assert len((kept / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys, monkeypatch):
+    """batch_size is per process: resuming a 2-process run in one process would halve the global
+    batch and stretch the schedule mid-run; the message gives the torchrun command."""
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=2"]), run, progress=False, stop_after=1)
+    record = json.loads((run / "environment.json").read_text())
+    (run / "environment.json").write_text(json.dumps({**record, "world_size": 2}))  # as torchrun wrote it
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the run trained on 2 processes (global batch 32), this is 1" in err, err
+    assert f"torchrun --nproc_per_node 2 -m scarce train --resume {run}" in err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # nothing trained
+
+
+def test_other_ranks_stop_quietly_on_a_signal(monkeypatch, capsys):
+    """Under torchrun every rank gets the signal; rank 0 alone says what is kept and how to resume."""
+    import scarce.cli as cli
+    from scarce.engine.faults import Interrupted
+
+    def interrupted(quiet):
+        def command(args):
+            raise Interrupted("interrupted by SIGTERM; ...; continue with: ...", 15, quiet=quiet)
+
+        return command
+
+    for quiet in (True, False):
+        monkeypatch.setitem(cli.COMMANDS, "train", (cli.COMMANDS["train"][0], interrupted(quiet)))
+        assert main(["train", "--no-progress"]) == 143
+        err = capsys.readouterr().err
+        assert err == "" if quiet else err.startswith("scarce train: interrupted by SIGTERM; ")

@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scarce {args.command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # the trainer's carries the signal and where to resume
-        print(f"scarce {args.command}: {str(exc) or 'interrupted (SIGINT)'}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):
+            print(f"scarce {args.command}: {str(exc) or 'interrupted (SIGINT)'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
 
 

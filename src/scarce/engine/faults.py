@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
@@ -35,10 +36,21 @@ class RunFault(UserError):
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; ``exit_code`` is 128 + the signal number."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, quiet: bool = False):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+        self.quiet = quiet  # the other ranks of a torchrun run: rank 0 alone says what is kept
+
+
+def resume_command(run_dir: Path, world_size: int = 1) -> str:
+    """How to continue the run: under torchrun with as many processes when it trained so (a
+    resume on another number of processes is refused: the global batch would change)."""
+    if world_size <= 1:
+        return f"scarce train --resume {run_dir}"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    nodes = f" on each of {world_size // per_node} nodes" if per_node < world_size else ""
+    return f"torchrun --nproc_per_node {per_node} -m scarce train --resume {run_dir}{nodes}"
 
 
 def kept_checkpoint(run_dir: Path) -> str:

@@ -3,6 +3,7 @@ loaders, and the resumed state of a stopped run."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.checkpoint import load_checkpoint
 from scarce.engine.distributed import DistInfo, broadcast_object, init_distributed, resolve_device
 from scarce.engine.factories import build_components, build_mixer
+from scarce.engine.faults import resume_command
 from scarce.engine.hardware import (
     Hardware,
     device_name,
@@ -78,6 +80,8 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     its last checkpoint when ``resume``."""
     validate_config(cfg)
     info = init_distributed(device_name(cfg.device))
+    if resume:
+        check_resume_world_size(run_dir, info.world_size, cfg.batch_size)
     device = resolve_device(cfg.device, info)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -117,6 +121,20 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
         restore_checkpoint(run)
     run.step.scheduler.step_update(num_updates=run.global_step)
     return run
+
+
+def check_resume_world_size(run_dir: Path, world_size: int, batch_size: int) -> None:
+    """Refuse a resume on another number of processes: batch_size is per process, so the global
+    batch, the steps per epoch and the schedule would change mid-run."""
+    try:
+        trained = int(json.loads((run_dir / "environment.json").read_text())["world_size"])
+    except (OSError, ValueError, KeyError, TypeError):  # no record (killed before it was written)
+        return
+    if trained != world_size:
+        raise UserError(
+            f"--resume {run_dir}: the run trained on {trained} process{'es' if trained > 1 else ''} (global batch "
+            f"{trained * batch_size}), this is {world_size}; resume it as it ran: {resume_command(run_dir, trained)}"
+        )
 
 
 def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None, info: DistInfo | None = None):

@@ -14,7 +14,14 @@ from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_in
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.distributed import barrier, broadcast_buffers, cleanup
 from scarce.engine.factories import probs_function
-from scarce.engine.faults import Interrupted, RunFault, SignalGuard, kept_checkpoint, write_errors_stop_run
+from scarce.engine.faults import (
+    Interrupted,
+    RunFault,
+    SignalGuard,
+    kept_checkpoint,
+    resume_command,
+    write_errors_stop_run,
+)
 from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluate, recompute_bn_stats, train_one_epoch
 from scarce.engine.prepare import Run, prepare_run
 from scarce.engine.run_dir import (
@@ -194,14 +201,15 @@ def train(
         fix = "lower optim.lr or set clip_grad" + (" (or amp=none)" if run.hardware.amp != "none" else "")
         raise RunFault(
             f"{exc}: the run stopped; {kept_checkpoint(run_dir)}; {fix}, "
-            f"then resume with: scarce train --resume {run_dir} optim.lr=..."
+            f"then resume with: {resume_command(run_dir, run.info.world_size)} optim.lr=..."
         ) from None
     except Interrupted as exc:
         save_on_signal(run)
         raise Interrupted(
             f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
-            f"continue with: scarce train --resume {run_dir}",
+            f"continue with: {resume_command(run_dir, run.info.world_size)}",
             exc.signum,
+            quiet=not run.info.is_main,
         ) from None
     finally:
         cleanup(run.info)
