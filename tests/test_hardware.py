@@ -95,6 +95,12 @@ def test_fastest_setting_must_beat_plain_fp32_by_the_margin():
     assert sp.pick_fastest({plain: 1.0, ("none", True): 0.95}) == plain  # 5 %: noise, keep exact fp32
     assert sp.pick_fastest({plain: 1.0, ("bf16", True): 0.8}) == ("bf16", True)
     assert sp.pick_fastest({("bf16", False): 1.0, ("bf16", True): 2.0}) == ("bf16", False)
+    # two settings within noise of each other (timed 0.245 / 0.268 and 0.26 / 0.245 s on a loaded
+    # CPU): the earlier one either way, so the same command does not train in another memory format
+    for bf16, bf16_cl in ((0.245, 0.268), (0.26, 0.245)):
+        timed = {plain: 0.4, ("none", True): 0.38, ("bf16", False): bf16, ("bf16", True): bf16_cl}
+        assert sp.pick_fastest(timed) == ("bf16", False)
+    assert sp.pick_fastest({**timed, ("bf16", True): 0.2}) == ("bf16", True)  # clearly faster: taken
 
 
 def test_probe_times_every_candidate_and_draws_nothing_from_the_run_rng():

@@ -39,11 +39,11 @@ def step_seconds(model: nn.Module, x: torch.Tensor, amp: str) -> float:
 
 
 def pick_fastest(seconds: dict[tuple[str, bool], float], margin: float = PROBE_MARGIN) -> tuple[str, bool]:
-    """The fastest ``(amp, channels_last)`` of ``seconds`` (per step); the first key (the plain
-    setting) unless the fastest beats it by ``margin``."""
-    plain = next(iter(seconds))
-    fastest = min(seconds, key=seconds.get)
-    return fastest if seconds[plain] >= margin * seconds[fastest] else plain
+    """The first ``(amp, channels_last)`` of ``seconds`` (per step, in candidate order: the plain
+    setting first) within ``margin`` of the fastest: a setting must beat every earlier one by the
+    margin, so two candidates within timing noise of each other do not swap from run to run."""
+    best = min(seconds.values())
+    return next(key for key, value in seconds.items() if value < margin * best)
 
 
 def probe_settings(
