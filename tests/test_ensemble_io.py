@@ -18,12 +18,12 @@ M1 = [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]]  # alw
 M2 = [[0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1]]
 
 
-def _save(path, probs, order=(0, 1, 2, 3), targets=TARGETS, classes=CLASSES):
+def _save(path, probs, order=(0, 1, 2, 3), targets=TARGETS, classes=CLASSES, prefix=""):
     order = list(order)
     save_predictions(
         path,
         np.array(probs)[order],
-        [IDS[i] for i in order],
+        [prefix + IDS[i] for i in order],
         classes,
         targets=None if targets is None else np.array(targets)[order],
         metadata={"model": path.name},
@@ -38,9 +38,10 @@ def files(tmp_path):
         "base": _save(tmp_path / "base.npz", BASE),
         "m1": _save(tmp_path / "members" / "m1.npz", M1, order=(3, 1, 0, 2)),  # shuffled rows
         "m2": _save(tmp_path / "members" / "m2.npz", M2),
-        "val_base": _save(tmp_path / "val_base.npz", BASE, order=(2, 0, 3, 1)),
-        "val_m1": _save(tmp_path / "val_m1.npz", M1),
-        "val_m2": _save(tmp_path / "val_m2.npz", M2, order=(1, 2, 3, 0)),
+        # validation files: other images (ids), the same answers, so choices are easy to follow
+        "val_base": _save(tmp_path / "val_base.npz", BASE, order=(2, 0, 3, 1), prefix="val/"),
+        "val_m1": _save(tmp_path / "val_m1.npz", M1, prefix="val/"),
+        "val_m2": _save(tmp_path / "val_m2.npz", M2, order=(1, 2, 3, 0), prefix="val/"),
         "tmp": tmp_path,
     }
 
@@ -207,6 +208,15 @@ def test_weighted_from_validation_accuracy(files):
         _run(files, method="weighted")
 
 
+def test_validation_files_of_the_scored_images_are_refused(files):
+    """The members' own (test) files given again as validation: the threshold would be tuned on
+    the answers it decides."""
+    with pytest.raises(UserError, match=r"base.npz shares 4 of its 4 images with .*base.npz: a threshold or weights"):
+        _run(files, threshold="auto", val_base=files["base"], val_members=[files["m1"], files["m2"]])
+    with pytest.raises(UserError, match="give predictions of held-out images"):
+        _run(files, method="weighted", val_base=files["base"], val_members=[files["m1"], files["m2"]])
+
+
 def test_auto_threshold(files):
     lines = []
     report, final = _run(
@@ -216,7 +226,7 @@ def test_auto_threshold(files):
         val_members=[files["val_m1"], files["val_m2"]],
         log=lines.append,
     )
-    # Validation = test here: keeping the base above 0.5 fixes b and keeps ç: 0.55 is best.
+    # Validation answers as test's here: keeping the base above 0.5 fixes b and keeps ç: 0.55 is best.
     assert report["threshold"] == 0.55 and report["threshold_source"] == "auto"
     assert final["pred"].tolist() == [0, 1, 2, 1] and report["accuracy"]["plurality"] == 1.0
     meta = json.loads(str(final["metadata"]))
@@ -352,7 +362,7 @@ def test_validation_files_of_other_models_are_refused(files):
         save_predictions(
             path,
             np.array(probs)[list(order)],
-            [IDS[i] for i in order],
+            [f"{name[0]}/{IDS[i]}" for i in order],  # test and val: other images
             CLASSES,
             np.array(TARGETS)[list(order)],
             {"weights": model},

@@ -140,6 +140,18 @@ def top1_accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> fl
     return float((pred[mask] == targets[mask]).mean())
 
 
+def check_held_out(val: Predictions, val_name: str, member_name: str) -> None:
+    """Refuse validation predictions of the images the ensemble scores (the test files given
+    again as --val-*): a threshold or weights chosen on them are tuned on the test answers."""
+    shared = int(np.isin(val.ids, load_predictions(member_name).ids).sum())
+    if shared:
+        raise UserError(
+            f"{val_name} shares {shared} of its {len(val.ids)} images with {member_name}: a threshold or weights "
+            f"chosen on them are tuned on the images the ensemble answers; give predictions of held-out "
+            f"images (scarce predict RUN --split val)"
+        )
+
+
 def validation_choices(
     base_path: str,
     members: list[str],
@@ -161,6 +173,7 @@ def validation_choices(
     order, base_index = ensemble_order(base_path, members)
     check_val_pairs(order, val_paths)
     vbase, vstack = load_stack(val_paths, base_index)
+    check_held_out(vbase, val_paths[base_index], order[base_index])
     if not vbase.labelled.all():
         unknown = int((~vbase.labelled).sum())
         name = val_paths[base_index]
