@@ -22,7 +22,16 @@ from scarce.cli_runs import (
     cmd_export,
     cmd_predict,
 )
-from scarce.cli_tools import _add_augment, _add_data, _add_report, cmd_augment, cmd_data, cmd_report
+from scarce.cli_tools import (
+    _add_augment,
+    _add_compare,
+    _add_data,
+    _add_report,
+    cmd_augment,
+    cmd_compare,
+    cmd_data,
+    cmd_report,
+)
 from scarce.errors import UserError
 
 
@@ -151,6 +160,7 @@ COMMANDS = {
     "predict": (_add_predict, cmd_predict),
     "ensemble": (_add_ensemble, cmd_ensemble),
     "report": (_add_report, cmd_report),
+    "compare": (_add_compare, cmd_compare),
     "augment": (_add_augment, cmd_augment),
     "export": (_add_export, cmd_export),
 }

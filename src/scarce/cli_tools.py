@@ -128,6 +128,35 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="finished runs side by side: one row per config (mean +- std over seeds), named by what differs",
+        description="Examples: scarce compare runs/ce-s0 runs/ce-s1 runs/ra-s0 runs/ra-s1   |   scarce compare runs/ "
+        "(every run below a folder). Runs that differ only in seed / data.split_seed share a row.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories, or folders holding runs")
+    p.add_argument("--out", default=None, help="also write the table: .md, .csv or .json")
+
+
+def cmd_compare(args) -> int:
+    from scarce.report.compare import compare_runs, render
+
+    formats = {".md": "md", ".csv": "csv", ".json": "json"}
+    if args.out is not None and Path(args.out).suffix.lower() not in formats:
+        raise UserError(f"--out {args.out}: expected a file name ending in .md, .csv or .json")
+    rows, unfinished = compare_runs(args.runs)
+    print(render(rows, "md"), end="")
+    if unfinished:
+        print(f"left out, not finished (no summary.json): {', '.join(map(str, unfinished))}")
+    if args.out is not None:
+        from scarce.io import atomic_write_text
+
+        atomic_write_text(Path(args.out), render(rows, formats[Path(args.out).suffix.lower()]))
+        print(f"wrote {args.out}")
+    return 0
+
+
 class _IntermixedParser(argparse.ArgumentParser):
     """Lets positionals follow options (``DATA --recipe R key=value --out F``): plain argparse
     takes all positionals from the first run of them and rejects the later ``key=value``."""

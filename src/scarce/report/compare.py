@@ -1,0 +1,135 @@
+"""``scarce compare RUN...``: finished runs side by side, grouped by config.
+
+Runs whose configs differ only in ``seed`` / ``data.split_seed`` (and in keys that do not change
+what is trained: threads, device, loader workers, checkpoint timing) form one row, with the mean
+and standard deviation over them; each row is named by the config keys that set it apart from
+the others. What is read: ``config.yaml`` and ``summary.json`` of each run (nothing is loaded
+or scored).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from scarce.errors import UserError
+
+SEED_KEYS = ("seed", "data.split_seed")
+# how a run was computed, not what: never a reason for another row
+RUN_ONLY_KEYS = ("device", "threads", "data.num_workers", "data.cache", "checkpoint.", "log.")
+COLUMNS = ("config", "n", "seeds", "test top-1 %", "balanced acc. %", "val top-1 %", "ECE test %", "epochs", "s / run")
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run directories (with ``config.yaml``) among ``paths``; a folder that is not a run stands
+    for the runs below it (``scarce compare runs/``)."""
+    runs: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if (path / "config.yaml").is_file():
+            runs.append(path)
+        elif path.is_dir():
+            below = sorted(p.parent for p in path.rglob("config.yaml"))
+            if not below:
+                raise UserError(f"{path}: no scarce run in it (no config.yaml below it)")
+            runs += below
+        else:
+            raise UserError(f"{path}: not a run directory nor a folder of runs")
+    return list(dict.fromkeys(runs))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def read_run(run: Path) -> dict | None:
+    """``{"run", "config", "summary"}`` of a finished run; None when it has no summary.json yet."""
+    if not (run / "summary.json").is_file():
+        return None
+    try:
+        config = _flat(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {})
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"{run}: cannot read its config.yaml / summary.json ({exc})") from None
+    return {"run": run, "config": config, "summary": summary}
+
+
+def _setting(config: dict) -> tuple:
+    """What a run trains, without its seeds and run-only keys: runs with equal settings are one row."""
+    kept = {k: v for k, v in config.items() if k not in SEED_KEYS and not k.startswith(RUN_ONLY_KEYS)}
+    return tuple(sorted((k, json.dumps(v)) for k, v in kept.items()))
+
+
+def _label(setting: tuple, differing: list[str]) -> str:
+    values = {k: json.loads(v) for k, v in setting}
+    shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}  # null, true, 0.8
+    return ", ".join(f"{k}={shown[k]}" for k in differing if k in shown) or "(all alike)"
+
+
+def _pm(values: list[float | None], scale: float = 100.0, digits: int = 2) -> str:
+    present = [scale * v for v in values if v is not None]
+    if not present:
+        return "-"
+    spread = f" +- {statistics.stdev(present):.{digits}f}" if len(present) > 1 else ""
+    return f"{statistics.fmean(present):.{digits}f}{spread}"
+
+
+def compare_rows(runs: list[dict]) -> list[dict]:
+    """One row per setting (in the order runs were given): label, n, seeds and the scores."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(_setting(r["config"]), []).append(r)
+    keys = sorted({k for setting in groups for k, _ in setting})
+    differing = [k for k in keys if len({dict(s).get(k) for s in groups}) > 1]
+    rows = []
+    for setting, members in groups.items():
+        summaries = [m["summary"] for m in members]
+        test = [s.get("test", {}) for s in summaries]
+        rows.append(
+            {
+                "config": _label(setting, differing),
+                "n": len(members),
+                "seeds": " ".join(str(m["config"].get("seed")) for m in members),
+                "test top-1 %": _pm([t.get("top1") for t in test]),
+                "balanced acc. %": _pm([t.get("balanced_accuracy") for t in test]),
+                "val top-1 %": _pm([s.get("best", {}).get("top1") for s in summaries]),
+                "ECE test %": _pm([s.get("calibration", {}).get("ece_test_after") for s in summaries]),
+                "epochs": _pm([s.get("epochs") for s in summaries], scale=1, digits=0),
+                "s / run": _pm([s.get("train_seconds") for s in summaries], scale=1, digits=0),
+                "runs": [str(m["run"]) for m in members],
+            }
+        )
+    return rows
+
+
+def render(rows: list[dict], fmt: str) -> str:
+    """``rows`` as a markdown table (``md``), CSV or JSON."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(COLUMNS)
+        writer.writerows([row[c] for c in COLUMNS] for row in rows)
+        return buffer.getvalue()
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def compare_runs(paths: list[str]) -> tuple[list[dict], list[Path]]:
+    """Rows of the finished runs among ``paths`` and the unfinished runs left out."""
+    found = find_runs(paths)
+    read = [(run, read_run(run)) for run in found]
+    finished = [r for _, r in read if r is not None]
+    if not finished:
+        raise UserError(f"none of the {len(found)} runs has finished (no summary.json)")
+    return compare_rows(finished), [run for run, r in read if r is None]

@@ -1,0 +1,55 @@
+"""``scarce compare``: runs grouped by config (seeds pooled), named by the keys that differ."""
+
+import json
+
+import pytest
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.engine.trainer import train
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two seeds of plain CE, one of label smoothing, and one run killed after its first epoch."""
+    root = tmp_path_factory.mktemp("compare")
+    arms = {
+        "ce-s0": ["seed=0"],
+        "ce-s1": ["seed=1", "threads=1"],  # a run-only key: still the same row
+        "ls-s0": ["seed=0", "loss.name=label_smoothing"],
+    }
+    for name, extra in arms.items():
+        train(load_config(None, [*TINY, "epochs=1", *extra]), root / "arms" / name, progress=False)
+    train(load_config(None, [*TINY, "epochs=2"]), root / "arms" / "stopped", progress=False, stop_after=1)
+    return root
+
+
+def test_rows_pool_seeds_and_name_what_differs(runs, tmp_path, capsys):
+    arms = runs / "arms"
+    out = tmp_path / "table.json"
+    assert main(["compare", str(arms), "--out", str(out)]) == 0  # a folder: every run below it
+    printed = capsys.readouterr().out
+    rows = {row["config"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"loss.name=ce", "loss.name=label_smoothing"}
+    ce = rows["loss.name=ce"]
+    assert ce["n"] == 2 and ce["seeds"] == "0 1"
+    tops = [100 * json.loads((arms / r / "summary.json").read_text())["test"]["top1"] for r in ("ce-s0", "ce-s1")]
+    mean, std = (sum(tops) / 2, abs(tops[0] - tops[1]) / 2**0.5)
+    assert ce["test top-1 %"] == f"{mean:.2f} +- {std:.2f}"
+    assert rows["loss.name=label_smoothing"]["n"] == 1 and "+-" not in rows["loss.name=label_smoothing"]["test top-1 %"]
+    assert f"| loss.name=ce | 2 | 0 1 | {mean:.2f} +- {std:.2f} |" in printed
+    assert f"left out, not finished (no summary.json): {arms / 'stopped'}" in printed
+    assert main(["compare", str(arms / "ce-s0"), str(arms / "ce-s1"), "--out", str(tmp_path / "t.csv")]) == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0].startswith("config,n,seeds,test top-1 %") and lines[1].startswith("(all alike),2,0 1,")
+
+
+def test_bad_arguments_are_one_line(runs, tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: not a run directory nor a folder of runs" in capsys.readouterr().err
+    assert main(["compare", str(runs / "arms" / "stopped")]) == 2
+    assert "none of the 1 runs has finished (no summary.json)" in capsys.readouterr().err
+    assert main(["compare", str(runs / "arms"), "--out", str(tmp_path / "t.png")]) == 2
+    assert "t.png: expected a file name ending in .md, .csv or .json" in capsys.readouterr().err
+    assert not (tmp_path / "t.png").exists()
