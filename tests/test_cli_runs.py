@@ -38,6 +38,10 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     assert [line.split()[0] for line in per_class] == ["cat", "dog", "emu"]
     assert wrote == f"wrote {run / 'eval_val.json'}"
     own = (run / "eval_val.json").read_text()
+    # other weights of the run get a file of their own: the best weights' score is not replaced
+    assert main(["evaluate", str(run / "last.safetensors"), "--split", "val", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_val_last.json'}"
+    assert json.loads((run / "eval_val_last.json").read_text())["weights"] == str(run / "last.safetensors")
     # another dataset's split goes to its own file: the run's score is not replaced
     other = shutil.copytree(image_folder, tmp_path / "other set")
     assert main(["evaluate", str(run), "--data", str(other), "--split", "test", "--workers", "0"]) == 0

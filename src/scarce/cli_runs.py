@@ -20,7 +20,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="JSON output (default: RUN_DIR/eval_<split>.json; for other --data, eval_<data>_<split>.json; "
+        help="JSON output (default: RUN_DIR/eval_<split>.json, eval_<split>_<weights>.json for weights other "
+        "than best.safetensors; for other --data, eval_<data>_<split>.json; "
         "for a folder, eval_folder_<name>.json; -<hash> is added when another folder of that name "
         "was scored before)",
     )

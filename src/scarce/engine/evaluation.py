@@ -240,14 +240,16 @@ def _safe_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).expanduser().resolve().name).strip("._") or "folder"
 
 
-def eval_file_name(split: str, other_data: str | None = None) -> str:
+def eval_file_name(split: str, other_data: str | None = None, weights: str = "best") -> str:
     """``eval_<split>.json`` for a split of the run's own data, ``eval_<data>_<split>.json`` for one
     of other data (so scoring another dataset does not replace the run's own score); for an image
-    folder given as the split, ``eval_folder_<name>.json``. Names are made safe as file names, so
-    nothing is written into sub-folders of the run directory."""
+    folder given as the split, ``eval_folder_<name>.json``; weights other than the run's best add
+    ``_<weights>`` (``eval_test_last_ema.json``). Names are made safe as file names, so nothing is
+    written into sub-folders of the run directory."""
+    tag = "" if weights == "best" else f"_{_safe_name(weights)}"
     if split not in ("train", "val", "test"):
-        return f"eval_folder_{_safe_name(split)}.json"
-    return f"eval_{split}.json" if other_data is None else f"eval_{_safe_name(other_data)}_{split}.json"
+        return f"eval_folder_{_safe_name(split)}{tag}.json"
+    return f"eval_{split}{tag}.json" if other_data is None else f"eval_{_safe_name(other_data)}_{split}{tag}.json"
 
 
 def scored_source(other_data: str | None, split: str) -> str:
@@ -292,6 +294,7 @@ def evaluate_run(
     other = None if data is run.cfg.data else data.name
     source = scored_source(data.name if other else None, split)
     result.update(split=split, data=data.name, source=source)
-    written = Path(out) if out else free_eval_path(run.run_dir / eval_file_name(split, other), source)
+    default = run.run_dir / eval_file_name(split, other, Path(run.weights).stem)
+    written = Path(out) if out else free_eval_path(default, source)
     atomic_write_json(written, result)
     return {**result, "file": str(written)}
