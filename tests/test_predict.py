@@ -364,3 +364,16 @@ def test_predictions_record_absolute_paths_so_pairs_match_from_any_folder(traine
     swapped = ["--val-members", *vals[::-1], "--out", str(tmp_path / "swapped.npz")]
     assert main(["ensemble", "--method", "weighted", "--members", *members, *swapped]) == 2
     assert "give --val-members (and --val-base) in the order of --members" in capsys.readouterr().err
+
+
+def test_tta_beyond_the_views_a_run_can_make_is_noted(trained, tmp_path, capsys):
+    """plain trained with flips and no RandAugment: 2 distinct views (clean, mirror); fancy has RandAugment."""
+    plain, fancy = str(trained["plain"]), str(trained["fancy"])
+    out = str(tmp_path / "p.npz")
+    assert main(["predict", plain, "--split", "test", "--tta", "3", "--out", out, "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --tta 3: the run trained with flips but no RandAugment: views 2.. repeat" in err, err
+    assert "only 2 differ" in err
+    for run, tta in ((plain, "2"), (fancy, "4")):
+        assert main(["predict", run, "--split", "test", "--tta", tta, "--out", out, "--workers", "0"]) == 0
+        assert "--tta" not in capsys.readouterr().err

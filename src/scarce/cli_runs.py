@@ -101,6 +101,7 @@ def cmd_predict(args) -> int:
     )
     write_predictions(preds, args.out, args.csv)
     _note_if_uncalibrated(args.path)
+    _note_if_views_repeat(args.path, args.tta)
     skipped = preds.metadata.get("skipped_images") or []
     for bad in skipped[:5]:
         print(f"skipped {bad['path']}: {bad['reason']}")
@@ -110,6 +111,27 @@ def cmd_predict(args) -> int:
         + (f"; skipped {len(skipped)} unreadable images (listed in the metadata)" if skipped else "")
     )
     return 0
+
+
+def _note_if_views_repeat(path: str, views: int) -> None:
+    """Say so on stderr when --tta asks for more views than the run's augmentation can make:
+    the extra ones repeat the clean view (or its mirror), costing time and changing nothing."""
+    from scarce.config import Config, build, read_recipe
+    from scarce.engine.evaluation import resolve_weights
+    from scarce.inference.tta import distinct_views
+
+    if views <= 1:
+        return
+    run_dir, _ = resolve_weights(path)
+    augment = build(Config, read_recipe(str(run_dir / "config.yaml"))).augment
+    distinct = distinct_views(augment)
+    if distinct is not None and views > distinct:
+        why = (
+            "flips but no RandAugment: views 2.. repeat the clean view and its mirror"
+            if distinct == 2
+            else ("neither flips nor RandAugment: every view is the clean one")
+        )
+        print(f"note: --tta {views}: the run trained with {why}; only {distinct} differ", file=sys.stderr)
 
 
 def _note_if_uncalibrated(path: str) -> None:
@@ -176,6 +198,7 @@ def _predict_images(args) -> int:
         raise UserError(f"--tta: expected a number of views >= 1, got {args.tta}")
     result = load(args.path, args.device).predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)
     _note_if_uncalibrated(args.path)
+    _note_if_views_repeat(args.path, args.tta)
     width = max(len(str(p)) for p in args.images)
     for i, image in enumerate(args.images):
         top = "  ".join(f"{label} {p:.3f}" for label, p in result.top(i, 3))

@@ -74,6 +74,14 @@ def first_randaugment_view(augment: AugmentConfig) -> int:
     return 2 if augment.hflip > 0 else 1
 
 
+def distinct_views(augment: AugmentConfig) -> int | None:
+    """How many different views TTA can make for a run: 1 without flips or RandAugment (every
+    view is the clean one), 2 with flips alone (clean and mirror), None (no limit) with RandAugment."""
+    if augment.randaugment:
+        return None
+    return 2 if augment.hflip > 0 else 1
+
+
 def augment_view(
     img: Image.Image,
     view: int,
