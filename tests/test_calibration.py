@@ -119,8 +119,13 @@ def test_calibrate_keeps_the_model_confidence_when_the_fit_runs_to_its_bound(tmp
     perfect = (T([[2.0, 0.0], [0.0, 2.0], [3.0, 1.0]]), T([0, 1, 0]))  # every val image right
     result = calibrate({"val": perfect}, "logits", tmp_path)
     assert result["temperature"] == 1.0 and result["temperature_fitted"] == pytest.approx(0.01, rel=1e-3)
-    assert "kept T=1" in result["note"]
+    assert "kept T=1" in result["note"] and "every val image right with a margin" in result["note"]
     assert json.loads((tmp_path / "calibration.json").read_text())["temperature"] == 1.0
+    # scores against the labels (every image confidently wrong): the NLL wants uniform probabilities
+    wrong = (T([[0.0, 3.0], [3.0, 0.0], [0.0, 2.0]]), T([0, 1, 0]))
+    result = calibrate({"val": wrong}, "logits", tmp_path)
+    assert result["temperature"] == 1.0 and result["temperature_fitted"] == pytest.approx(100.0, rel=1e-3)
+    assert "val prefers uniform probabilities" in result["note"]
     z, y = _synthetic(3.0, n=2000, seed=2)
     fitted = calibrate({"val": (z.float(), y)}, "logits", tmp_path)
     assert fitted["note"] is None and fitted["temperature"] == fitted["temperature_fitted"] > 1.0

@@ -33,6 +33,17 @@ def collect_scores(
     return torch.cat(scores), torch.cat(targets)
 
 
+def bound_note(fitted: float) -> str:
+    """Why the fit ran to a bound: sharpening without end (every val image right with a margin),
+    or flattening without end (the scores carry no information about the val labels yet)."""
+    why = (
+        "every val image right with a margin: sharpening never stops helping"
+        if fitted < 1
+        else "val prefers uniform probabilities: the scores do not tell its classes apart yet"
+    )
+    return f"the fit ran to its bound (T={fitted:g}: {why}); kept T=1, confidences are the model's own"
+
+
 def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str, run_dir: Path) -> dict:
     """Fit T on ``scores["val"]`` (``(scores [N, C], targets [N])``); write calibration.json
     with NLL on val and ECE (15 bins) before and after on every split given."""
@@ -46,12 +57,7 @@ def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str,
         "source": source,
         "temperature": temperature,
         "temperature_fitted": fitted,
-        "note": (
-            f"the fit ran to its bound (T={fitted:g}: val gives no optimum, e.g. every image right); "
-            f"kept T=1, confidences are the model's own"
-            if at_bound
-            else None
-        ),
+        "note": bound_note(fitted) if at_bound else None,
         "n_val": int(len(val_targets)),
         "nll_val_before": nll(val_scores, val_targets),
         "nll_val_after": nll(val_scores, val_targets, temperature),
