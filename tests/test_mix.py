@@ -156,3 +156,26 @@ def test_the_run_log_names_every_regulariser_that_is_on():
     assert (
         describe_regularisation(load_config(None, ["augment.hflip=0"])) == "regularisation: crop resized (scale 0.35-1)"
     )
+
+
+def test_settings_of_a_switched_off_part_are_noted_and_loss_settings_shown():
+    """A sweep of ema.decay with EMA off (or of loss.gamma on CE) trains one run N times: said at start."""
+    from scarce.engine.startup import describe_regularisation, inert_settings, loss_settings
+
+    cfg = load_config(
+        None, ["ema.decay=0.9", "loss.gamma=5", "augment.mix.prob=0.5", "augment.lsb_swap.partner=same_class"]
+    )
+    assert inert_settings(cfg) == [
+        "note: ema.decay=0.9 has no effect: ema.enabled is false",
+        "note: augment.lsb_swap.partner=same_class has no effect: augment.lsb_swap.enabled is false",
+        "note: augment.mix.prob=0.5 has no effect: mixup_alpha and cutmix_alpha are 0",
+        "note: loss.gamma=5.0 has no effect: loss ce does not take it",
+    ]
+    on = load_config(None, ["ema.enabled=true", "ema.decay=0.9", "loss.name=focal_cosine", "loss.gamma=5"])
+    assert inert_settings(on) == [] and loss_settings(on) == " (gamma 5, lam 0.1)"
+    assert loss_settings(load_config(None, ["loss.name=label_smoothing"])) == " (smoothing 0.1)"
+    assert loss_settings(cfg) == ""
+    for recipe in ("demo", "fashion-mnist-50", "small"):  # the shipped recipes set nothing inert
+        assert inert_settings(load_config(recipe)) == [], recipe
+    swap = ["augment.lsb_swap.enabled=true", "augment.lsb_swap.partner=same_class"]
+    assert "lsb_swap 2 bits p 0.5 (last, batch, partner same_class)" in describe_regularisation(load_config(None, swap))

@@ -16,7 +16,7 @@ class LsbSwapConfig:
     partner: Literal["any", "same_class"] = opt("any", "partner image: any class or same_class (sample stage only)")
     stage: Literal["sample", "batch"] = opt("batch", "sample: in the dataset; batch: on the uint8 batch, on the device")
     placement: Literal["last", "before_randaugment"] = opt(
-        "last", "last: after all uint8 transforms; before_randaugment: the paper's placement"
+        "last", "last: after all uint8 transforms; before_randaugment: the paper's placement (needs stage sample)"
     )
 
 

@@ -77,8 +77,64 @@ def describe_data_and_model(run: Run) -> str:
         + f" images (train per class {min(per_class)}-{max(per_class)}{hint}), mode {data.mode} at "
         f"{cfg.data.img_size} px\n"
         f"model: {cfg.model.name}, {params / 1e6:.2f} M parameters, small_input "
-        f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}{weighted}, optimizer {cfg.optim.name}"
+        f"{str(cfg.model.small_input).lower()}, loss {cfg.loss.name}{loss_settings(cfg)}{weighted}, "
+        f"optimizer {cfg.optim.name}"
     )
+
+
+def loss_settings(cfg: Config) -> str:
+    """`` (gamma 2, lam 0.1)``: the settings the configured loss takes, so a sweep's logs differ."""
+    from scarce.losses.factory import accepted_kwargs
+
+    taken = [k for k in LOSS_SETTINGS if k in accepted_kwargs(cfg.loss.name)]
+    return f" ({', '.join(f'{k} {getattr(cfg.loss, k):g}' for k in taken)})" if taken else ""
+
+
+LOSS_SETTINGS = ("smoothing", "gamma", "lam")
+
+
+def inert_settings(cfg: Config) -> list[str]:
+    """Keys set away from their defaults that the run does not use (their switch is off): an
+    ablation that sweeps ``ema.decay`` with EMA off trains the same run N times."""
+    from scarce.config import Config as Defaults
+    from scarce.losses.factory import accepted_kwargs
+
+    default, aug = Defaults(), cfg.augment
+    groups = [
+        ("ema", ("decay", "warmup"), not cfg.ema.enabled, "ema.enabled is false"),
+        (
+            "augment.lsb_swap",
+            ("bits", "p", "partner", "stage", "placement"),
+            not aug.lsb_swap.enabled,
+            "augment.lsb_swap.enabled is false",
+        ),
+        (
+            "augment.mix",
+            ("prob", "switch_prob"),
+            not (aug.mix.mixup_alpha or aug.mix.cutmix_alpha),
+            "mixup_alpha and cutmix_alpha are 0",
+        ),
+        ("augment", ("re_mode",), not aug.re_prob, "augment.re_prob is 0"),
+        (
+            "loss",
+            tuple(k for k in LOSS_SETTINGS if k not in accepted_kwargs(cfg.loss.name)),
+            True,
+            f"loss {cfg.loss.name} does not take it",
+        ),
+    ]
+    notes = []
+    for section, keys, off, why in groups:
+        here, base = _section(cfg, section), _section(default, section)
+        for key in keys if off else ():
+            if getattr(here, key) != getattr(base, key):
+                notes.append(f"note: {section}.{key}={getattr(here, key)} has no effect: {why}")
+    return notes
+
+
+def _section(cfg: Config, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def describe_schedule(run: Run) -> str:
@@ -114,7 +170,10 @@ def describe_regularisation(cfg: Config) -> str:
     parts += [f"hflip {aug.hflip:g}"] if aug.hflip else []
     parts += [f"randaugment {aug.randaugment}"] if aug.randaugment else []
     swap = aug.lsb_swap
-    parts += [f"lsb_swap {swap.bits} bits p {swap.p:g} ({swap.placement}, {swap.stage})"] if swap.enabled else []
+    partner = "" if swap.partner == "any" else f", partner {swap.partner}"
+    parts += (
+        [f"lsb_swap {swap.bits} bits p {swap.p:g} ({swap.placement}, {swap.stage}{partner})"] if swap.enabled else []
+    )
     mix = describe_mix(aug.mix.mixup_alpha, aug.mix.cutmix_alpha, aug.mix.prob)
     parts += [mix] if mix else []
     parts += [f"random erasing {aug.re_prob:g}"] if aug.re_prob else []

@@ -35,7 +35,13 @@ from scarce.engine.run_dir import (
     trim_metrics,
 )
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal, settle_clear_best
-from scarce.engine.startup import describe_data_and_model, describe_regularisation, describe_schedule, write_run_info
+from scarce.engine.startup import (
+    describe_data_and_model,
+    describe_regularisation,
+    describe_schedule,
+    inert_settings,
+    write_run_info,
+)
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.io import append_jsonl, atomic_write_json, check_writable_dir, read_jsonl
 
@@ -231,6 +237,8 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
             print(note, flush=True)
         print(describe_data_and_model(run), flush=True)
         print(describe_regularisation(run.cfg), flush=True)
+        for note in inert_settings(run.cfg):
+            print(note, flush=True)
         print(describe_schedule(run), flush=True)
     run.timings["startup"] += time.perf_counter() - start
     with SignalGuard() as guard:
