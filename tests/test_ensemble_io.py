@@ -131,6 +131,10 @@ def test_align_errors_name_both_files(tmp_path, files):
     save_predictions(tmp_path / "other.npz", np.full((4, 3), 1 / 3), IDS[:3] + ["x.png"], CLASSES)
     with pytest.raises(UserError, match=r"members/a.npz has 1 ids not in base.npz \(first: 'x.png'\)"):
         align_predictions(base, [load_predictions(tmp_path / "other.npz")], ["base.npz", "members/a.npz"])
+    # the same images, ids relative to the data root in one file and to the folder in the other
+    rooted = load_predictions(_save(tmp_path / "rooted.npz", M1, prefix="test/"))
+    with pytest.raises(UserError, match=r"the ids differ by a leading 'test/' \('a 1.png' vs 'test/a 1.png'\)"):
+        align_predictions(base, [rooted], ["base.npz", "rooted.npz"])
     renamed = load_predictions(_save(tmp_path / "renamed.npz", M1, classes=["cat", "dog", "emu"]))
     with pytest.raises(UserError, match="b.npz has different classes from base.npz .class 2 is 'emu' vs 'eel'"):
         align_predictions(base, [renamed], ["base.npz", "b.npz"])

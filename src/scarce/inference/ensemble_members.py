@@ -22,6 +22,24 @@ def _first_missing(ids: np.ndarray, other: np.ndarray) -> tuple[int, str]:
     return len(missing), (str(missing[0]) if len(missing) else "")
 
 
+def _prefix_hint(base: Predictions, member: Predictions) -> str:
+    """Where the two files' ids differ by a leading folder (``test/cat/0.png`` vs ``cat/0.png``:
+    one predicted a split of the data root, the other that folder as --split), say so."""
+    a, b = str(base.ids[0]), str(member.ids[0])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    if not longer.endswith("/" + shorter):
+        return ""
+    prefix = longer[: -len(shorter)]
+    if {str(i).removeprefix(prefix) for i in (base.ids if longer == a else member.ids)} != {
+        str(i) for i in (member.ids if longer == a else base.ids)
+    }:
+        return ""
+    return (
+        f"; the ids differ by a leading {prefix!r} ({a!r} vs {b!r}): the same images predicted as a split of the "
+        f"data root and as a folder; predict both the same way (--split test, or --split FOLDER)"
+    )
+
+
 def align_predictions(base: Predictions, members: list[Predictions], names: list[str]) -> list[Predictions]:
     """Reorder each member's rows to the base's id order.
 
@@ -56,7 +74,7 @@ def _align_one(base: Predictions, member: Predictions, base_name: str, name: str
     else:
         extra, first = _first_missing(member.ids, base.ids)
         if extra:
-            raise UserError(f"{name} has {extra} ids not in {base_name} (first: {first!r})")
+            raise UserError(f"{name} has {extra} ids not in {base_name} (first: {first!r}){_prefix_hint(base, member)}")
         lacking, first = _first_missing(base.ids, member.ids)
         if lacking:
             raise UserError(f"{name} lacks {lacking} ids of {base_name} (first: {first!r})")
