@@ -102,6 +102,11 @@ def test_yaml_is_read_safely(tmp_path):
         load_config(str(path))
 
 
+def test_an_unknown_recipe_names_the_closest_built_in_one():
+    with pytest.raises(UserError, match=r"recipe 'smal': no such file or built-in recipe \(did you mean small\?\)"):
+        load_config("smal")
+
+
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     """PyYAML keeps the last of two equal keys: a second augment: block would silently drop the first."""
     path = tmp_path / "dup.yaml"

@@ -198,3 +198,15 @@ def test_other_ranks_stop_quietly_on_a_signal(monkeypatch, capsys):
         assert main(["train", "--no-progress"]) == 143
         err = capsys.readouterr().err
         assert err == "" if quiet else err.startswith("scarce train: interrupted by SIGTERM; ")
+
+
+def test_default_run_dirs_of_one_second_differ_and_a_refused_run_leaves_none(tmp_path, monkeypatch, capsys):
+    from scarce.engine.run_dir import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt, *a: "20261202-160000")  # every call in one second
+    first, second = default_run_dir("ablation"), default_run_dir("ablation")
+    assert (first.name, second.name) == ("ablation-20261202-160000", "ablation-20261202-160000-2")
+    assert main(["train", "--data", str(tmp_path / "missing"), *TINY, "--no-progress"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [first.name, second.name]  # no new empty one

@@ -56,9 +56,8 @@ def train(
     defaults, as the command without ``--recipe``); ``settings`` are config keys (``epochs=30``,
     or dotted keys through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its
     summary."""
-    import time
-
     from scarce.config import _merge, load_config
+    from scarce.engine.run_dir import new_run_dir
     from scarce.engine.trainer import train as train_run
 
     extra = _nested(settings)
@@ -70,9 +69,8 @@ def train(
         cfg = load_config(str(Path(out) / "config.yaml"), None, extra)
     else:
         cfg = load_config(recipe, None, extra)
-    name = Path(recipe).stem if recipe else "run"
-    run_dir = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return TrainedRun(run_dir, train_run(cfg, run_dir, resume=resume, progress=progress))
+    with new_run_dir(out, Path(recipe).stem if recipe else "run") as run_dir:
+        return TrainedRun(run_dir, train_run(cfg, run_dir, resume=resume, progress=progress))
 
 
 @dataclass

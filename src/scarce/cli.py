@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from scarce.cli_runs import (
@@ -80,6 +79,7 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from scarce.config import load_config
+    from scarce.engine.run_dir import new_run_dir
     from scarce.engine.trainer import train
 
     extra: dict = {}
@@ -106,10 +106,10 @@ def cmd_train(args) -> int:
         cfg = load_config(str(run_dir / "config.yaml"), args.overrides, extra)
     else:
         cfg = load_config(args.recipe, args.overrides, extra)
-        name = Path(args.recipe).stem if args.recipe else "run"
-        run_dir = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # a progress bar on a terminal; in a log or CI only the one line per epoch
-    summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
+    name = Path(args.recipe).stem if args.recipe else "run"
+    with new_run_dir(run_dir if args.resume else args.out, name) as run_dir:
+        # a progress bar on a terminal; in a log or CI only the one line per epoch
+        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     if summary:
         _print_summary(summary, run_dir)
     return 0

@@ -216,8 +216,13 @@ def read_recipe(recipe: str) -> dict:
     if not path.is_file():
         path = RECIPES_DIR / f"{recipe}.yaml"
     if not path.is_file():
+        import difflib
+
+        close = difflib.get_close_matches(recipe, available_recipes(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise UserError(
-            f"recipe '{recipe}': no such file or built-in recipe; built-in recipes: {', '.join(available_recipes())}"
+            f"recipe '{recipe}': no such file or built-in recipe{hint}; built-in recipes: "
+            f"{', '.join(available_recipes())}"
         )
     try:
         values = _safe_load_unique(path.read_text(encoding="utf-8")) or {}

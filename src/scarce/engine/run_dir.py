@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -22,6 +24,39 @@ from scarce.io import atomic_write_text, read_json, read_jsonl
 
 LOCK_FILE = ".lock"
 RESUMES_FILE = "resumes.jsonl"  # one line per resume that changed the config: {"start_epoch", "changed"}
+
+
+def default_run_dir(name: str, parent: Path = Path("runs")) -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>``, claimed by creating it: runs started in the same second
+    (an ablation loop launching its arms at once) get ``-2``, ``-3``, ... instead of one folder."""
+    import time
+
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"{parent}: 999 runs named {stem}* already; give --out")
+
+
+@contextlib.contextmanager
+def new_run_dir(out: str | os.PathLike | None, name: str) -> Iterator[Path]:
+    """``out``, or a :func:`default_run_dir` claimed for the block and removed again when the
+    block fails before writing anything into it (no empty folders from a refused config)."""
+    if out is not None:
+        yield Path(out)
+        return
+    path = default_run_dir(name)
+    try:
+        yield path
+    except BaseException:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> bool:
