@@ -111,4 +111,4 @@ def test_class_weights_and_pad_crop_are_switches_in_a_run(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(out), "--no-progress", *switches]) == 0
     saved = (out / "config.yaml").read_text()
     assert "class_weights: auto" in saved and "crop: pad" in saved
-    assert "loss focal_cosine (class-weighted)" in capsys.readouterr().out
+    assert "loss focal_cosine (gamma 2, lam 0.1) (class-weighted)" in capsys.readouterr().out
