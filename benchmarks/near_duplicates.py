@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
 
 from scarce.config import DataConfig  # noqa: E402
-from scarce.data.check import HAMMING, NEAR_MAE, dhash, thumbnail  # noqa: E402
+from scarce.data.duplicates import HAMMING, NEAR_MAE, dhash, thumbnail  # noqa: E402
 from scarce.data.loader import resolve_splits  # noqa: E402
 
 RESULTS = HERE / "results"

@@ -63,7 +63,8 @@ def cmd_data(args) -> int:
 def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
     from scarce.config import DataConfig
-    from scarce.data.check import NEAR_MAE, check_dataset
+    from scarce.data.check import check_dataset
+    from scarce.data.duplicates import NEAR_MAE
     from scarce.data.splits import DEMO_ROOT, resolve_splits
     from scarce.io import atomic_write_json
 

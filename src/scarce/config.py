@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from scarce.config_augment import AugmentConfig, LsbSwapConfig, MixConfig  # noqa: F401  (re-exported)
+from scarce.config_data import DataConfig, check_sampling_keys  # noqa: F401  (re-exported)
 from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in one place)
     RECIPES_DIR,
     _merge,
@@ -28,85 +29,6 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     parse_overrides,
     read_recipe,
 )
-from scarce.errors import UserError
-
-
-@dataclass
-class DataConfig:
-    name: str = opt("demo", "built-in dataset (demo, fashion-mnist) or image-folder root with train/val/test")
-    train: str | None = opt(None, "train image folder (overrides <name>/train)")
-    val: str | None = opt(None, "val image folder (overrides <name>/val)")
-    test: str | None = opt(None, "test image folder (overrides <name>/test)")
-    root: str | None = opt(None, "fashion-mnist: folder with the IDX .gz files (default: Debian's)")
-    per_class: int | None = opt(
-        None,
-        "fashion-mnist only: train images per class sampled from the 60k set (refused for image folders: "
-        "make a k-per-class copy with scarce data subset)",
-        range="[1, inf)",
-    )
-    val_per_class: int | None = opt(
-        None,
-        "fashion-mnist only: val images per class, disjoint from train (0: no val split; refused for image folders)",
-        range="[0, inf)",
-    )
-    val_fraction: float = opt(
-        0.1,
-        "image folders without val/: this stratified fraction of train becomes val (0: no val split)",
-        range="[0, 0.9]",
-    )
-    split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
-    img_size: int | Literal["auto"] = opt(
-        64,
-        "training and evaluation resolution (small images are resized up); auto: the "
-        "median train image's shorter side rounded up to a multiple of 32, in [64, 224] "
-        "(small images are upsampled: 64 beat 32 px on 28 px Fashion-MNIST)",
-        range="[8, 4096]",
-    )
-    channels: Literal["auto", "gray", "rgb"] = opt(
-        "auto", "auto: keep the data's mode; gray: in_chans=1; rgb: expand grayscale to 3 channels"
-    )
-    normalize: Literal["imagenet", "train"] = opt(
-        "imagenet",
-        "per-channel mean and std that inputs are normalised with: imagenet (timm's constants) or "
-        "train (measured on the train images, e.g. 0.286 / 0.353 on Fashion-MNIST); saved in classes.json",
-    )
-    small_images: Literal["resize", "pad"] = opt(
-        "resize",
-        "images no larger than img_size: resize them up (bilinear), or pad them with zeros to img_size, "
-        "centred, keeping their pixels (a 28 px image in a 32 px frame, as CIFAR-style loops feed it); "
-        "the evaluation view and crop=pad follow it",
-    )
-    crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
-    num_workers: int | Literal["auto"] = opt(
-        "auto",
-        "data-loading worker processes (0: in the main process); auto: 0 for "
-        "in-memory images, else the cores the compute threads leave",
-        range="[0, 256]",
-    )
-    keep_last_batch: bool = opt(
-        False,
-        "train on the last, smaller batch of each epoch too (false: drop it, "
-        "so each epoch leaves a random remainder of the images out; a last batch of "
-        "one image is always dropped: BatchNorm cannot normalise it)",
-    )
-    sampler: Literal["random", "balanced"] = opt(
-        "random",
-        "random: each image once per epoch; balanced: draws with replacement, every "
-        "class equally likely (imbalanced data)",
-    )
-    cache: Literal["auto", "ram", "none"] = opt(
-        "auto",
-        "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
-        "fit in 2 GB at 1.15 x the evaluation resize",
-    )
-    skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
-    bit_depth: int | None = opt(
-        None,
-        "16-bit (integer) images: their sensor's bit depth, 2^bit_depth - 1 read as white (e.g. 12 for "
-        "12-bit data in 16-bit PNGs); null: per image, the smallest of 8/10/12/14/16 bits that holds its "
-        "largest value (a dim image then reads brighter)",
-        range="[1, 16]",
-    )
 
 
 @dataclass
@@ -270,24 +192,6 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None, e
     cfg = build(Config, values)
     check_sampling_keys(cfg.data)
     return cfg
-
-
-def check_sampling_keys(data: DataConfig) -> None:
-    """Refuse ``data.per_class`` / ``data.val_per_class`` beside an image folder: only the
-    built-in fashion-mnist is sampled from, and a folder run would silently train on every image."""
-    for key in ("per_class", "val_per_class"):
-        value = getattr(data, key)
-        if data.name != "fashion-mnist" and value is not None:
-            option = key.replace("_", "-")
-            instead = (
-                "for no val split from a folder's train images use data.val_fraction=0"
-                if key == "val_per_class" and value == 0
-                else f"for a folder make a k-per-class copy with `scarce data subset SRC DST --{option} {value}`"
-            )
-            raise UserError(
-                f"data.{key}={value}: applies only to data.name=fashion-mnist (sampled from its 60k set), "
-                f"not to image folder '{data.name}'; {instead}, or unset it with data.{key}=null"
-            )
 
 
 def config_to_dict(cfg: Any) -> dict:
