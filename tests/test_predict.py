@@ -241,6 +241,18 @@ def test_skip_bad_images_decodes_once_and_predicts_as_the_files(trained, tmp_pat
     assert plain.ids.tolist() == skipping.ids.tolist()
 
 
+def test_train_split_of_a_train_folder_leaves_out_the_val_it_gave(tmp_path):
+    """A run given only a train folder (--train) took val from it: its train split, predicted or
+    scored, is the images it trained on, not the whole folder."""
+    data = make_image_folder(tmp_path / "own", per_split={"train": 8, "test": 2})
+    cfg = load_config(None, TINY + ["epochs=1", "data.val_fraction=0.25"], {"data": {"train": str(data / "train")}})
+    train(cfg, tmp_path / "run", progress=False)
+    held = set(json.loads((tmp_path / "run" / "classes.json").read_text())["val_from_train"])
+    trained_on = predict_run(tmp_path / "run", None, "train", num_workers=0)
+    assert len(trained_on.ids) == 24 - len(held) and not held & set(trained_on.ids.tolist())
+    assert set(predict_run(tmp_path / "run", None, "val", num_workers=0).ids.tolist()) == held
+
+
 def test_data_named_again_keeps_the_runs_own_val_draw(tmp_path, monkeypatch):
     """A run whose val split was drawn from train (split_seed 3, val_fraction 0.25): naming its
     folder again, relative or absolute, scores the same val images, not a new draw that could

@@ -92,7 +92,9 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     if data.name == "fashion-mnist" or root == DEMO_ROOT:
         return SplitSource(None, DEMO_ROOT if root == DEMO_ROOT else None)
     explicit = getattr(data, split)
-    if explicit is not None:
+    # a train folder that training took val from: its train split is what is left (as trained)
+    val_from_train = data.val is None and data.val_fraction > 0 and not (root is not None and (root / "val").is_dir())
+    if explicit is not None and not (split == "train" and val_from_train):
         return SplitSource(Path(explicit), root)
     if root is None:  # one's own train folder (no --data): val came from it, nothing else is known
         if split == "test":
