@@ -101,6 +101,8 @@ def test_fastest_setting_must_beat_plain_fp32_by_the_margin():
         timed = {plain: 0.4, ("none", True): 0.38, ("bf16", False): bf16, ("bf16", True): bf16_cl}
         assert sp.pick_fastest(timed) == ("bf16", False)
     assert sp.pick_fastest({**timed, ("bf16", True): 0.2}) == ("bf16", True)  # clearly faster: taken
+    # a setting only 5 % faster than plain is never taken, even when it comes before a faster one
+    assert sp.pick_fastest({plain: 1.0, ("none", True): 0.95, ("bf16", False): 0.87}) == ("bf16", False)
 
 
 def test_probe_times_every_candidate_and_draws_nothing_from_the_run_rng():

@@ -251,6 +251,15 @@ def test_train_split_of_a_train_folder_leaves_out_the_val_it_gave(tmp_path):
     trained_on = predict_run(tmp_path / "run", None, "train", num_workers=0)
     assert len(trained_on.ids) == 24 - len(held) and not held & set(trained_on.ids.tolist())
     assert set(predict_run(tmp_path / "run", None, "val", num_workers=0).ids.tolist()) == held
+    # the same with --data naming a root that has test/ but no train/ (train given apart)
+    cfg = load_config(
+        None, TINY + ["epochs=1", "data.val_fraction=0.25"], {"data": {"name": str(data), "train": str(data / "train")}}
+    )
+    shutil.rmtree(data / "val", ignore_errors=True)
+    moved = shutil.move(data / "train", tmp_path / "elsewhere")
+    cfg.data.train = str(moved)
+    train(cfg, tmp_path / "run2", progress=False)
+    assert len(predict_run(tmp_path / "run2", None, "train", num_workers=0).ids) == 24 - len(held)
 
 
 def test_data_named_again_keeps_the_runs_own_val_draw(tmp_path, monkeypatch):

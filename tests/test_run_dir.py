@@ -210,3 +210,6 @@ def test_default_run_dirs_of_one_second_differ_and_a_refused_run_leaves_none(tmp
     assert main(["train", "--data", str(tmp_path / "missing"), *TINY, "--no-progress"]) == 2
     assert "missing" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [first.name, second.name]  # no new empty one
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun: each process would claim its own folder
+    assert main(["train", *TINY, "--no-progress"]) == 2
+    assert "under torchrun, give --out RUN_DIR" in capsys.readouterr().err

@@ -94,7 +94,9 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     explicit = getattr(data, split)
     # a train folder that training took val from: its train split is what is left (as trained)
     val_from_train = data.val is None and data.val_fraction > 0 and not (root is not None and (root / "val").is_dir())
-    if explicit is not None and not (split == "train" and val_from_train):
+    if explicit is not None and split == "train" and val_from_train:
+        return SplitSource(None, root)
+    if explicit is not None:
         return SplitSource(Path(explicit), root)
     if root is None:  # one's own train folder (no --data): val came from it, nothing else is known
         if split == "test":

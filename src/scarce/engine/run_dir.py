@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -32,14 +33,17 @@ def default_run_dir(name: str, parent: Path = Path("runs")) -> Path:
     import time
 
     stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        path = parent / (stem if n == 1 else f"{stem}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = parent / (stem if n == 1 else f"{stem}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UserError(f"--out: cannot create a run directory under {parent} ({exc.strerror}); give --out") from None
     raise UserError(f"{parent}: 999 runs named {stem}* already; give --out")
 
 
@@ -50,12 +54,14 @@ def new_run_dir(out: str | os.PathLike | None, name: str) -> Iterator[Path]:
     if out is not None:
         yield Path(out)
         return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would claim a folder of its own
+        raise UserError("under torchrun, give --out RUN_DIR: every process must write to the same run directory")
     path = default_run_dir(name)
     try:
         yield path
     except BaseException:
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        if path.is_dir() and all(_scarce_leftover(p.name) for p in path.iterdir()):
+            shutil.rmtree(path, ignore_errors=True)
         raise
 
 

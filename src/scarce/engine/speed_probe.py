@@ -39,11 +39,14 @@ def step_seconds(model: nn.Module, x: torch.Tensor, amp: str) -> float:
 
 
 def pick_fastest(seconds: dict[tuple[str, bool], float], margin: float = PROBE_MARGIN) -> tuple[str, bool]:
-    """The first ``(amp, channels_last)`` of ``seconds`` (per step, in candidate order: the plain
-    setting first) within ``margin`` of the fastest: a setting must beat every earlier one by the
-    margin, so two candidates within timing noise of each other do not swap from run to run."""
+    """The ``(amp, channels_last)`` to train with, from ``seconds`` per step in candidate order
+    (the plain setting first): plain unless another beats it by ``margin``; of those that do, the
+    first within ``margin`` of the fastest, so two candidates within timing noise of each other
+    do not swap from run to run."""
+    plain = next(iter(seconds))
     best = min(seconds.values())
-    return next(key for key, value in seconds.items() if value < margin * best)
+    faster = [key for key, value in seconds.items() if margin * value <= seconds[plain]]
+    return next((key for key in faster if seconds[key] < margin * best), plain)
 
 
 def probe_settings(
