@@ -57,6 +57,15 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     assert json.loads((run / "eval_other_set_test.json").read_text())["data"] == str(other)
     assert main(["evaluate", str(run), "--data", str(other), "--split", "test", "--workers", "0"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_other_set_test.json'}"
+    # a folder named under two roots (--split extra = ROOT/extra): two sources, two files
+    written = []
+    for root in ("d1", "d2"):
+        shutil.copytree(image_folder / "train", tmp_path / root / "train")
+        shutil.copytree(image_folder / "test", tmp_path / root / "extra")
+        argv = ["evaluate", str(run), "--data", str(tmp_path / root), "--split", "extra", "--workers", "0"]
+        assert main(argv) == 0
+        written.append(capsys.readouterr().out.strip().splitlines()[-1])
+    assert written[0] == f"wrote {run / 'eval_folder_extra.json'}" and written[1] != written[0]
     # a folder of some of the run's classes is scored, as predict reads it; a flat folder cannot be
     subset = tmp_path / "subset"
     shutil.copytree(image_folder / "test" / "dog", subset / "dog")

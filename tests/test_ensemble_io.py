@@ -219,6 +219,22 @@ def test_validation_files_of_the_scored_images_are_refused(files):
         _run(files, threshold="auto", val_base=files["base"], val_members=[files["m1"], files["m2"]])
     with pytest.raises(UserError, match="give predictions of held-out images"):
         _run(files, method="weighted", val_base=files["base"], val_members=[files["m1"], files["m2"]])
+    # files that say what they predicted: the same ids in other split folders are other images
+    # (--val b/ --test c/ numbered alike); a copy of the test predictions is still refused
+
+    def said(name, probs, split):
+        path = files["tmp"] / f"{name}.npz"
+        save_predictions(path, np.array(probs), IDS, CLASSES, np.array(TARGETS), {"data": "/d", "split": split})
+        return str(path)
+
+    test = [said("t0", BASE, "/d/c"), said("t1", M1, "/d/c"), said("t2", M2, "/d/c")]
+    val = [said("v0", BASE, "/d/b"), said("v1", M1, "/d/b"), said("v2", M2, "/d/b")]
+    out = files["tmp"] / "o.npz"
+    report = run_ensemble(test[0], test[1:], threshold="auto", val_base=val[0], val_members=val[1:], out_path=out)
+    assert report["threshold"] == 0.55
+    copies = [said("c0", BASE, "/d/c"), said("c1", M1, "/d/c"), said("c2", M2, "/d/c")]
+    with pytest.raises(UserError, match="c0.npz shares 4 of its 4 images"):
+        run_ensemble(test[0], test[1:], threshold="auto", val_base=copies[0], val_members=copies[1:], out_path=out)
 
 
 def test_auto_threshold(files):

@@ -252,15 +252,17 @@ def eval_file_name(split: str, other_data: str | None = None, weights: str = "be
     return f"eval_{split}{tag}.json" if other_data is None else f"eval_{_safe_name(other_data)}_{split}{tag}.json"
 
 
-def scored_source(other_data: str | None, split: str) -> str:
-    """What an evaluation scored, as one string: a folder as its absolute path (the split folder,
-    or ``<data folder>:<split>``), the run's own data as ``run:<split>``, a built-in set by name."""
-    if split not in ("train", "val", "test"):
-        return str(Path(split).expanduser().resolve())
-    if other_data is None:
+def scored_source(data: DataConfig, split: str, own: bool) -> str:
+    """What an evaluation scored, as one string: the folder read, absolute (``locate_split``'s
+    answer, so ``--split extra`` of two roots differ); else ``run:<split>`` for the run's own data,
+    ``<root or name>:<split>`` for other data."""
+    source = locate_split(data, split)
+    if source.folder is not None:
+        return str(source.folder.expanduser().resolve())
+    if own:
         return f"run:{split}"
-    folder = Path(other_data).expanduser()
-    return f"{folder.resolve() if folder.is_dir() else other_data}:{split}"
+    root = source.root or Path(data.name)
+    return f"{root.expanduser().resolve() if root.is_dir() else data.name}:{split}"
 
 
 def free_eval_path(path: Path, source: str) -> Path:
@@ -292,7 +294,7 @@ def evaluate_run(
     dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
     other = None if data is run.cfg.data else data.name
-    source = scored_source(data.name if other else None, split)
+    source = scored_source(data, split, own=other is None)
     result.update(split=split, data=data.name, source=source)
     default = run.run_dir / eval_file_name(split, other, Path(run.weights).stem)
     written = Path(out) if out else free_eval_path(default, source)

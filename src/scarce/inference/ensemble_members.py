@@ -160,9 +160,14 @@ def top1_accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> fl
 
 def check_held_out(val: Predictions, val_name: str, member_name: str) -> None:
     """Refuse validation predictions of the images the ensemble scores (the test files given
-    again as --val-*): a threshold or weights chosen on them are tuned on the test answers."""
-    shared = int(np.isin(val.ids, load_predictions(member_name).ids).sum())
-    if shared:
+    again as --val-*): a threshold or weights chosen on them are tuned on the test answers.
+    Ids alike are not enough where both files say what they predicted and it differs (folders
+    given apart, ``--train a/ --val b/ --test c/``, may number their files alike)."""
+    member = load_predictions(member_name)
+    shared = int(np.isin(val.ids, member.ids).sum())
+    said = [(p.metadata.get("data"), p.metadata.get("split")) for p in (val, member)]
+    same_file = os.path.realpath(val_name) == os.path.realpath(member_name)
+    if shared and (same_file or None in said[0] or None in said[1] or said[0] == said[1]):
         raise UserError(
             f"{val_name} shares {shared} of its {len(val.ids)} images with {member_name}: a threshold or weights "
             f"chosen on them are tuned on the images the ensemble answers; give predictions of held-out "
