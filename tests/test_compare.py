@@ -53,3 +53,28 @@ def test_bad_arguments_are_one_line(runs, tmp_path, capsys):
     assert main(["compare", str(runs / "arms"), "--out", str(tmp_path / "t.png")]) == 2
     assert "t.png: expected a file name ending in .md, .csv or .json" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists()
+
+
+def test_older_configs_and_weight_choice(runs, tmp_path, capsys):
+    """A key an older run's config.yaml lacks reads as its default (same row); checkpoint.select
+    decides which weights were scored (another row); a run without val shows no val top-1."""
+    import shutil
+
+    import yaml
+
+    arms = tmp_path / "arms"
+    for name in ("ce-s0", "ce-s1"):
+        shutil.copytree(runs / "arms" / name, arms / name)
+    old = yaml.safe_load((arms / "ce-s1" / "config.yaml").read_text())
+    del old["data"]["bit_depth"]  # written before the key existed
+    (arms / "ce-s1" / "config.yaml").write_text(yaml.safe_dump(old))
+    shutil.copytree(runs / "arms" / "ce-s0", arms / "last")
+    chosen = yaml.safe_load((arms / "last" / "config.yaml").read_text())
+    chosen["checkpoint"]["select"] = "last"
+    (arms / "last" / "config.yaml").write_text(yaml.safe_dump(chosen))
+    summary = json.loads((arms / "last" / "summary.json").read_text())
+    (arms / "last" / "summary.json").write_text(json.dumps({**summary, "best": {"top1": -1.0, "epoch": -1}}))
+    assert main(["compare", str(arms), "--out", str(tmp_path / "t.json")]) == 0
+    rows = {row["config"]: row for row in json.loads((tmp_path / "t.json").read_text())}
+    assert {label: row["n"] for label, row in rows.items()} == {"checkpoint.select=auto": 2, "checkpoint.select=last": 1}
+    assert rows["checkpoint.select=last"]["val top-1 %"] == "-"

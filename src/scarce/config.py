@@ -25,6 +25,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     build,
     describe_fields,
     field_choices,
+    flat_keys,
     opt,
     parse_overrides,
     read_recipe,

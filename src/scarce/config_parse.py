@@ -201,6 +201,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def flat_keys(tree: dict, prefix: str = "") -> dict:
+    """A nested config mapping as ``{"section.key": value}``."""
+    out: dict = {}
+    for key, value in tree.items():
+        out.update(flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def _safe_load_unique(text: str):
     """``yaml.safe_load`` that refuses repeated keys (what ``yaml.load`` does, with that loader)."""
     loader = _UniqueKeyLoader(text)

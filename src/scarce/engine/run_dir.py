@@ -237,18 +237,11 @@ FIXED_ON_RESUME = (
 )
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
     """Refuse a resume whose config changes what the checkpoint was trained as (one line
     naming the first such key), before anything is loaded or written; returns the keys it
     may change that it does change, ``{key: [saved, new]}``."""
-    from scarce.config import Config, config_to_dict
+    from scarce.config import Config, config_to_dict, flat_keys
     from scarce.config_parse import build, read_recipe
 
     # read as saved, without load_config's checks: runs from before data.per_class was refused
@@ -256,8 +249,8 @@ def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
     saved_cfg = build(Config, read_recipe(str(run_dir / "config.yaml")))
     if saved_cfg.data.name != "fashion-mnist":
         saved_cfg.data = replace(saved_cfg.data, per_class=None, val_per_class=None)
-    saved = _flat(config_to_dict(absolute_data_paths(saved_cfg)))
-    new = _flat(config_to_dict(absolute_data_paths(cfg)))
+    saved = flat_keys(config_to_dict(absolute_data_paths(saved_cfg)))
+    new = flat_keys(config_to_dict(absolute_data_paths(cfg)))
     for key, value in saved.items():
         if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:
             raise UserError(

@@ -15,13 +15,22 @@ import json
 import statistics
 from pathlib import Path
 
-import yaml
-
+from scarce.config import Config, build, config_to_dict, flat_keys, read_recipe
 from scarce.errors import UserError
 
 SEED_KEYS = ("seed", "data.split_seed")
-# how a run was computed, not what: never a reason for another row
-RUN_ONLY_KEYS = ("device", "threads", "data.num_workers", "data.cache", "checkpoint.", "log.")
+# how a run was computed, not what: never a reason for another row (checkpoint.select is: it
+# decides which weights are scored)
+RUN_ONLY_KEYS = (
+    "device",
+    "threads",
+    "data.num_workers",
+    "data.cache",
+    "checkpoint.every_seconds",
+    "checkpoint.every_epochs",
+    "checkpoint.keep_at_end",
+    "log.",
+)
 COLUMNS = ("config", "n", "seeds", "test top-1 %", "balanced acc. %", "val top-1 %", "ECE test %", "epochs", "s / run")
 
 
@@ -43,22 +52,16 @@ def find_runs(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def read_run(run: Path) -> dict | None:
     """``{"run", "config", "summary"}`` of a finished run; None when it has no summary.json yet."""
     if not (run / "summary.json").is_file():
         return None
     try:
-        config = _flat(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {})
         summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"{run}: cannot read its config.yaml / summary.json ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{run}: cannot read its summary.json ({exc})") from None
+    # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
+    config = flat_keys(config_to_dict(build(Config, read_recipe(str(run / "config.yaml")))))
     return {"run": run, "config": config, "summary": summary}
 
 
@@ -100,7 +103,10 @@ def compare_rows(runs: list[dict]) -> list[dict]:
                 "seeds": " ".join(str(m["config"].get("seed")) for m in members),
                 "test top-1 %": _pm([t.get("top1") for t in test]),
                 "balanced acc. %": _pm([t.get("balanced_accuracy") for t in test]),
-                "val top-1 %": _pm([s.get("best", {}).get("top1") for s in summaries]),
+                # a run without val records best top-1 -1
+                "val top-1 %": _pm(
+                    [s.get("best", {}).get("top1") for s in summaries if s.get("best", {}).get("top1", -1) >= 0]
+                ),
                 "ECE test %": _pm([s.get("calibration", {}).get("ece_test_after") for s in summaries]),
                 "epochs": _pm([s.get("epochs") for s in summaries], scale=1, digits=0),
                 "s / run": _pm([s.get("train_seconds") for s in summaries], scale=1, digits=0),
