@@ -76,5 +76,8 @@ def test_older_configs_and_weight_choice(runs, tmp_path, capsys):
     (arms / "last" / "summary.json").write_text(json.dumps({**summary, "best": {"top1": -1.0, "epoch": -1}}))
     assert main(["compare", str(arms), "--out", str(tmp_path / "t.json")]) == 0
     rows = {row["config"]: row for row in json.loads((tmp_path / "t.json").read_text())}
-    assert {label: row["n"] for label, row in rows.items()} == {"checkpoint.select=auto": 2, "checkpoint.select=last": 1}
+    assert {label: row["n"] for label, row in rows.items()} == {
+        "checkpoint.select=auto": 2,
+        "checkpoint.select=last": 1,
+    }
     assert rows["checkpoint.select=last"]["val top-1 %"] == "-"
