@@ -173,12 +173,17 @@ def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys, monk
     run = tmp_path / "run"
     train(load_config(None, TINY + ["epochs=2"]), run, progress=False, stop_after=1)
     record = json.loads((run / "environment.json").read_text())
-    (run / "environment.json").write_text(json.dumps({**record, "world_size": 2}))  # as torchrun wrote it
+    (run / "environment.json").write_text(json.dumps({**record, "world_size": 2, "local_world_size": 2}))  # torchrun
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "the run trained on 2 processes (global batch 32), this is 1" in err, err
     assert f"torchrun --nproc_per_node 2 -m scarce train --resume {run}" in err
+    # two nodes of 4: the command names the processes per node the run had, not this launch's
+    (run / "environment.json").write_text(json.dumps({**record, "world_size": 8, "local_world_size": 4}))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    assert f"torchrun --nproc_per_node 4 -m scarce train --resume {run} on each of 2 nodes" in capsys.readouterr().err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # nothing trained
 
 

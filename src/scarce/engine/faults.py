@@ -43,12 +43,13 @@ class Interrupted(KeyboardInterrupt):
         self.quiet = quiet  # the other ranks of a torchrun run: rank 0 alone says what is kept
 
 
-def resume_command(run_dir: Path, world_size: int = 1) -> str:
-    """How to continue the run: under torchrun with as many processes when it trained so (a
-    resume on another number of processes is refused: the global batch would change)."""
+def resume_command(run_dir: Path, world_size: int = 1, per_node: int | None = None) -> str:
+    """How to continue the run: under torchrun with as many processes (``per_node`` on each
+    node; default: this launch's) when it trained so (a resume on another number of processes
+    is refused: the global batch would change)."""
     if world_size <= 1:
         return f"scarce train --resume {run_dir}"
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    per_node = per_node or int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     nodes = f" on each of {world_size // per_node} nodes" if per_node < world_size else ""
     return f"torchrun --nproc_per_node {per_node} -m scarce train --resume {run_dir}{nodes}"
 

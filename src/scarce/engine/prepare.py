@@ -127,13 +127,15 @@ def check_resume_world_size(run_dir: Path, world_size: int, batch_size: int) -> 
     """Refuse a resume on another number of processes: batch_size is per process, so the global
     batch, the steps per epoch and the schedule would change mid-run."""
     try:
-        trained = int(json.loads((run_dir / "environment.json").read_text())["world_size"])
+        record = json.loads((run_dir / "environment.json").read_text())
+        trained, per_node = int(record["world_size"]), int(record.get("local_world_size") or record["world_size"])
     except (OSError, ValueError, KeyError, TypeError):  # no record (killed before it was written)
         return
     if trained != world_size:
+        command = resume_command(run_dir, trained, per_node)
         raise UserError(
             f"--resume {run_dir}: the run trained on {trained} process{'es' if trained > 1 else ''} (global batch "
-            f"{trained * batch_size}), this is {world_size}; resume it as it ran: {resume_command(run_dir, trained)}"
+            f"{trained * batch_size}), this is {world_size}; resume it as it ran: {command}"
         )
 
 

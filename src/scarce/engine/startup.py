@@ -3,6 +3,7 @@ the schedule, write the run's record (config.yaml, classes.json, environment.jso
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
@@ -228,6 +229,7 @@ def write_environment(run: Run) -> None:
             "platform": platform.platform(),
             "device": str(run.device),
             "world_size": run.info.world_size,
+            "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", run.info.world_size)),  # per node
             "hardware": asdict(run.hardware),
             "cuda": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None,
         },
