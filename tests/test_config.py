@@ -120,6 +120,13 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
         load_config(str(path))
 
 
+def test_an_unhashable_key_is_invalid_yaml_not_a_traceback(tmp_path):
+    path = tmp_path / "list_key.yaml"
+    path.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(UserError, match=r"list_key.yaml line 1, column 3: not valid YAML \(found unhashable key\)"):
+        load_config(str(path))
+
+
 def test_yaml_syntax_errors_name_line_and_column(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochs: 1\nmodel:\n  name: resnet18\n   drop_rate: 0.1\n")

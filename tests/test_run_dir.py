@@ -87,6 +87,8 @@ def test_resume_refuses_fewer_epochs_and_another_model_or_input(tmp_path, capsys
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # nothing written by the refusals
     first = json.loads((run / "state.json").read_text())
     assert first["segments"] == 1 and first["seconds"] > 0
+    first["seconds"] = 1000.0  # as if the first segment had run long: the summary must add it
+    (run / "state.json").write_text(json.dumps(first))
     # what may change: the lr (e.g. after a fault) and the epochs, here to extend the run; said and kept
     assert main(["train", "--resume", str(run), "optim.lr=0.005", "epochs=4", "--no-progress"]) == 0
     assert "resumed at epoch 2 with epochs 3 -> 4, optim.lr 0.01 -> 0.005" in capsys.readouterr().out
@@ -94,8 +96,17 @@ def test_resume_refuses_fewer_epochs_and_another_model_or_input(tmp_path, capsys
     (record,) = map(json.loads, (run / "resumes.jsonl").read_text().splitlines())
     assert record == {"start_epoch": 2, "changed": {"epochs": [3, 4], "optim.lr": [0.01, 0.005]}}
     summary = json.loads((run / "summary.json").read_text())  # both segments' time, not the last one's
-    assert summary["segments"] == 2 and summary["train_seconds"] >= round(first["seconds"], 1)
+    assert summary["segments"] == 2 and 1000 < summary["train_seconds"] < 1000 + 600
     assert summary["timings"]["train"] > first["timings"]["train"]
+
+
+def test_a_state_json_with_bad_times_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=2"]), run, progress=False, stop_after=1)
+    state = json.loads((run / "state.json").read_text())
+    (run / "state.json").write_text(json.dumps({**state, "timings": []}))
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    assert "state.json: seconds, segments or timings are not numbers" in capsys.readouterr().err
 
 
 def test_resume_of_a_finished_run_checks_its_config_too(tmp_path, capsys):

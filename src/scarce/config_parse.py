@@ -190,6 +190,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: dict = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):  # SafeLoader's own check says so
+                break
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,

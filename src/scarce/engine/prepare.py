@@ -216,8 +216,12 @@ def restore_checkpoint(run: Run) -> None:
     state = load_checkpoint(run.run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
     run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]
     # checkpoints from before these were recorded: earlier segments' time unknown (counted as 0)
-    run.seconds_before, run.segments = state.get("seconds", 0.0), state.get("segments", 1) + 1
-    for key, value in state.get("timings", {}).items():
+    seconds, segments, timings = state.get("seconds", 0.0), state.get("segments", 1), state.get("timings", {})
+    numbers = isinstance(timings, dict) and all(isinstance(v, (int, float)) for v in [seconds, *timings.values()])
+    if not (numbers and isinstance(segments, int)):
+        raise UserError(f"{run.run_dir / 'state.json'}: seconds, segments or timings are not numbers")
+    run.seconds_before, run.segments = float(seconds), segments + 1
+    for key, value in timings.items():
         run.timings[key] = run.timings.get(key, 0.0) + value
     if run.start_epoch > run.cfg.epochs:
         raise UserError(
