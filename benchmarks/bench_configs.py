@@ -158,6 +158,11 @@ CONFIGS["tuned_ra9_mixup_wd5e3"] = SHIPPED + ["optim.weight_decay=5e-3"]  # wd 2
 # the CE baseline at the same weight decay: a gain of the recipe must not be a weight-decay gain
 # that CE would get too
 CONFIGS["tuned_wd2e3"] = TUNED + ["optim.weight_decay=2e-3"]
+# The recipe shipped from session 19 (weight decay 2e-3): the next screens build on it
+SHIPPED19 = CONFIGS["tuned_ra9_mixup_wd2e3"]
+CONFIGS["tuned_ra9_mixup_wd2e3_e600"] = SHIPPED19 + ["epochs=600"]
+CONFIGS["tuned_ra9_mixup_wd2e3_lr0.1"] = SHIPPED19 + ["optim.lr=0.1"]
+CONFIGS["tuned_ra9_mixup_wd2e3_bs32"] = SHIPPED19 + ["batch_size=32"]
 CONFIGS["tuned_ra9_mixup_lr0.1"] = SHIPPED + ["optim.lr=0.1"]
 # small batches did well in Brigato et al.'s tuned baselines (~16 at 50/class): twice the steps
 CONFIGS["tuned_ra9_mixup_bs32"] = SHIPPED + ["batch_size=32"]
