@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from scarce.errors import UserError
-from scarce.inference.predictions import Predictions, load_predictions, read_metadata
+from scarce.inference.predictions import Predictions, load_predictions, read_ids, read_metadata
 from scarce.inference.voting import choose_threshold
 
 Log = Callable[[str], None]
@@ -163,9 +163,9 @@ def check_held_out(val: Predictions, val_name: str, member_name: str) -> None:
     again as --val-*): a threshold or weights chosen on them are tuned on the test answers.
     Ids alike are not enough where both files say what they predicted and it differs (folders
     given apart, ``--train a/ --val b/ --test c/``, may number their files alike)."""
-    member = load_predictions(member_name)
-    shared = int(np.isin(val.ids, member.ids).sum())
-    said = [(p.metadata.get("data"), p.metadata.get("split")) for p in (val, member)]
+    # ids and metadata only: the member's probabilities are read once, by load_stack
+    shared = int(np.isin(val.ids, read_ids(member_name)).sum())
+    said = [(meta.get("data"), meta.get("split")) for meta in (val.metadata, read_metadata(member_name))]
     same_file = os.path.realpath(val_name) == os.path.realpath(member_name)
     if shared and (same_file or None in said[0] or None in said[1] or said[0] == said[1]):
         raise UserError(

@@ -172,6 +172,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def read_ids(path: str | os.PathLike) -> np.ndarray:
+    """Only the ids of a predictions file (its probabilities are not read)."""
+    return _read_arrays(str(path), ["ids"])["ids"]
+
+
 def load_predictions(path: str | os.PathLike) -> Predictions:
     """Read and check a predictions file; any problem raises ``UserError`` naming it."""
     path = str(path)
