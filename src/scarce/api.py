@@ -187,7 +187,9 @@ class Classifier:
             raise UserError(f"batch_size: expected >= 1, got {batch_size}")
         run = self.run
         transform = TTATransform(run.cfg.data, run.cfg.augment, run.augment_fill, tta, seed)
-        keys = _Keys([self._view_key(item, i) for i, item in enumerate(images)])
+        # only RandAugment views draw from the key: without them (tta 1 or 2), no image is hashed
+        keyed = transform.randaugment is not None
+        keys = _Keys([self._view_key(item, i) if keyed else str(i) for i, item in enumerate(images)])
 
         def batches():  # uint8 [B, V, C, H, W]: every view of batch_size images at a time
             for start in range(0, len(images), batch_size):
