@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig
+from scarce.config import AugmentConfig, DataConfig, LsbSwapConfig, data_label
 from scarce.data import build_data, build_dataset, scan_image_folder
 from scarce.data.fashion_mnist import CLASSES, fashion_mnist_splits, read_idx, sample_per_class
 from scarce.data.subset import make_subset
@@ -296,6 +296,25 @@ def test_a_train_folder_alone_never_borrows_the_demo_splits(tmp_path):
         build_data(DataConfig(name="fashion-mnist", train=str(root / "train")))
     with pytest.raises(UserError, match=f"give --train {root / 'train'}"):  # a plain class folder as --data
         build_data(DataConfig(name=str(root / "train")))
+
+
+def test_a_train_folder_without_data_is_saved_as_no_dataset_and_reads_the_same(tmp_path):
+    from scarce.config import load_config, save_config
+
+    root = make_image_folder(tmp_path / "mine", per_split={"train": 6})
+    cfg = load_config("demo", extra={"data": {"train": str(root / "train")}})
+    assert cfg.data.name is None  # was saved as `name: demo`, which the run never read
+    save_config(cfg, tmp_path / "config.yaml")
+    assert "name: null" in (tmp_path / "config.yaml").read_text()
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert again.data == cfg.data and build_data(again.data).classes == ["cat", "dog", "emu"]
+    # an older run's config (demo + train) loads as the same data
+    old = load_config(None, ["data.name=demo", f"data.train={root / 'train'}"])
+    assert (old.data.name, old.data.train) == (None, cfg.data.train)
+    assert data_label(cfg.data) == str(root / "train")
+    # a recipe that names no data (vipriors-effnet-b3) loads, and says what to give when trained as it is
+    with pytest.raises(UserError, match=r"data.name is null and no data.train folder is given: give --data"):
+        build_data(load_config("vipriors-effnet-b3").data)
 
 
 def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from scarce.config_augment import AugmentConfig, LsbSwapConfig, MixConfig  # noqa: F401  (re-exported)
-from scarce.config_data import DataConfig, check_sampling_keys  # noqa: F401  (re-exported)
+from scarce.config_data import DataConfig, check_data_source, check_sampling_keys, data_label, folders_only  # noqa: F401  (re-exported)
 from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in one place)
     RECIPES_DIR,
     _merge,
@@ -191,6 +191,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None, e
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))
     cfg = build(Config, values)
+    cfg = dataclasses.replace(cfg, data=folders_only(cfg.data))
     check_sampling_keys(cfg.data)
     return cfg
 

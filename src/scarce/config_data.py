@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from scarce.config_parse import opt
@@ -11,7 +11,11 @@ from scarce.errors import UserError
 
 @dataclass
 class DataConfig:
-    name: str = opt("demo", "built-in dataset (demo, fashion-mnist) or image-folder root with train/val/test")
+    name: str | None = opt(
+        "demo",
+        "built-in dataset (demo, fashion-mnist), image-folder root with train/val/test, or null: only the "
+        "folders data.train / data.val / data.test (what --train without --data saves)",
+    )
     train: str | None = opt(None, "train image folder (overrides <name>/train)")
     val: str | None = opt(None, "val image folder (overrides <name>/val)")
     test: str | None = opt(None, "test image folder (overrides <name>/test)")
@@ -87,6 +91,22 @@ class DataConfig:
     )
 
 
+def folders_only(data: DataConfig) -> DataConfig:
+    """``data`` with the demo's name dropped when a train folder is given: the demo is only the
+    default data, so ``--train DIR`` alone reads no dataset (config.yaml then says so, not ``demo``)."""
+    return replace(data, name=None) if data.name == "demo" and data.train is not None else data
+
+
+def data_label(data: DataConfig) -> str:
+    """How messages and prediction files name the data: its name or root, else its train folder."""
+    return data.name if data.name is not None else str(data.train)
+
+
+def check_data_source(data: DataConfig) -> None:
+    if data.name is None and data.train is None:
+        raise UserError("data.name is null and no data.train folder is given: give --data DATASET or --train FOLDER")
+
+
 def check_sampling_keys(data: DataConfig) -> None:
     """Refuse ``data.per_class`` / ``data.val_per_class`` beside an image folder: only the
     built-in fashion-mnist is sampled from, and a folder run would silently train on every image."""
@@ -101,5 +121,5 @@ def check_sampling_keys(data: DataConfig) -> None:
             )
             raise UserError(
                 f"data.{key}={value}: applies only to data.name=fashion-mnist (sampled from its 60k set), "
-                f"not to image folder '{data.name}'; {instead}, or unset it with data.{key}=null"
+                f"not to image folder '{data_label(data)}'; {instead}, or unset it with data.{key}=null"
             )

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from scarce.config import AugmentConfig, DataConfig
+from scarce.config import AugmentConfig, DataConfig, data_label
 from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image
 from scarce.data.splits import resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
@@ -104,7 +104,7 @@ def build_data(cfg: DataConfig) -> DataBundle:
 def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: AugmentConfig | None) -> ImageDataset:
     """``augment`` None: the evaluation transform."""
     if split not in bundle.splits:
-        raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
+        raise UserError(f"data '{data_label(data)}': has no {split} split (found: {', '.join(bundle.splits)})")
     transform = (
         TrainTransform(data, augment, bundle.augment_fill(augment)) if augment is not None else EvalTransform(data)
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarce.config import DataConfig
+from scarce.config import DataConfig, check_data_source, data_label
 from scarce.data.datasets import IMAGE_EXTENSIONS, Split, folder_split, scan_image_folder
 from scarce.data.fashion_mnist import fashion_mnist_splits
 from scarce.errors import UserError
@@ -24,9 +24,9 @@ SPLIT_NAMES = ("train", "val", "test")
 def dataset_root(cfg: DataConfig) -> Path | None:
     """The folder whose train/ val/ test/ fill in the splits not given as folders. The demo is
     the default data, not a choice: a train folder of one's own never borrows its val or test."""
-    if cfg.name == "demo":
-        return DEMO_ROOT if cfg.train is None else None
-    return Path(cfg.name)
+    if cfg.name is None or (cfg.name == "demo" and cfg.train is not None):
+        return None
+    return DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
 
 
 def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
@@ -39,6 +39,7 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
                 f"{given}: image folders cannot be mixed with the built-in fashion-mnist; give --data FOLDER"
             )
         return fashion_mnist_splits(cfg.root, cfg.per_class, cfg.val_per_class, cfg.split_seed)
+    check_data_source(cfg)
     root = dataset_root(cfg)
     if root is not None and cfg.train is not None and not root.is_dir() and not (cfg.val and cfg.test):
         missing = " and ".join(f"--{k}" for k in ("val", "test") if not paths[k])
@@ -86,7 +87,7 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     if split not in SPLIT_NAMES:
         if Path(split).is_dir():
             return SplitSource(Path(split), Path(split))
-        if data.name not in BUILTIN_DATASETS and (root / split).is_dir():
+        if root is not None and data.name not in BUILTIN_DATASETS and (root / split).is_dir():
             return SplitSource(root / split, root)
         raise UserError(f"--split '{split}': not a split name ({', '.join(SPLIT_NAMES)}) nor an image folder")
     if data.name == "fashion-mnist" or root == DEMO_ROOT:
@@ -108,7 +109,7 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     if (root / split).is_dir():
         return SplitSource(root / split, root)
     if has_train:
-        raise UserError(f"data '{data.name}': has no {split}/ folder")
+        raise UserError(f"data '{data_label(data)}': has no {split}/ folder")
     return SplitSource(root, root)  # a plain folder of images (or of class folders)
 
 

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from scarce.config import DataConfig
+from scarce.config import DataConfig, data_label
 from scarce.data.splits import locate_split
 
 
@@ -37,8 +37,8 @@ def scored_source(data: DataConfig, split: str, own: bool) -> str:
         return str(source.folder.expanduser().resolve())
     if own:
         return f"run:{split}"
-    root = source.root or Path(data.name)
-    return f"{root.expanduser().resolve() if root.is_dir() else data.name}:{split}"
+    root = source.root or Path(data_label(data))
+    return f"{root.expanduser().resolve() if root.is_dir() else data_label(data)}:{split}"
 
 
 def free_eval_path(path: Path, source: str) -> Path:

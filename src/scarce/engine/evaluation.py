@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from scarce.config import Config, DataConfig, build, read_recipe
+from scarce.config import Config, DataConfig, build, data_label, read_recipe
 from scarce.data.datasets import ImageDataset, Split, full_scale_of
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.splits import folder_of_run_classes, locate_split
@@ -132,9 +132,11 @@ def run_data_config(run: LoadedRun, data: DataConfig | None) -> DataConfig:
     return own
 
 
-def _same_dataset(a: str, b: str) -> bool:
+def _same_dataset(a: str | None, b: str | None) -> bool:
     if a == b:
         return True
+    if a is None or b is None:
+        return False
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
@@ -167,8 +169,8 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     if source.folder is None:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
         if split not in bundle.splits:
-            raise UserError(f"data '{data.name}': has no {split} split (found: {', '.join(bundle.splits)})")
-        s = in_run_class_order(bundle.splits[split], run.classes, data.name)
+            raise UserError(f"data '{data_label(data)}': has no {split} split (found: {', '.join(bundle.splits)})")
+        s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))
         if -1 in s.targets:
@@ -250,9 +252,9 @@ def evaluate_run(
     data = run_data_config(run, data)
     dataset = eval_dataset(run, data, split)
     result = _score(run, build_eval_loader(dataset, batch_size, num_workers))
-    other = None if data is run.cfg.data else data.name
+    other = None if data is run.cfg.data else data_label(data)
     source = scored_source(data, split, own=other is None)
-    result.update(split=split, data=data.name, source=source)
+    result.update(split=split, data=data_label(data), source=source)
     default = run.run_dir / eval_file_name(split, other, Path(run.weights).stem)
     written = Path(out) if out else free_eval_path(default, source)
     atomic_write_json(written, result)

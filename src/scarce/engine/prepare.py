@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from scarce.config import Config
+from scarce.config import Config, data_label
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.check import class_count_problem
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
@@ -88,7 +88,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     seed_everything(cfg.seed)  # model init depends on the seed only
     data = build_data(cfg.data)
     cfg, auto_notes = resolve_auto_size(cfg, data.splits["train"])
-    too_few = class_count_problem(cfg.data.name, data.classes)
+    too_few = class_count_problem(data_label(cfg.data), data.classes)
     if too_few:
         raise UserError(too_few)
     data, bad_images = scan_data(cfg, data)

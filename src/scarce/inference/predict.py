@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scarce.config import DataConfig
+from scarce.config import DataConfig, data_label
 from scarce.data.datasets import ImageDataset, full_scale_of
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import folder_of_run_classes, locate_split
@@ -119,7 +119,7 @@ def predict_run(
     if skip_bad_images:
         dataset, ids, skipped = drop_bad_images(dataset, ids, with_run_view(run, data))
     if len(dataset) == 0:
-        raise UserError(f"split '{split}' of data '{data.name}': no images")
+        raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
     preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=run.channels_last)
@@ -137,7 +137,7 @@ def predict_run(
         "tta_seed": seed,
         "tta_randaugment": run.cfg.augment.randaugment if tta_views > first_randaugment_view(run.cfg.augment) else None,
         "split": split,
-        "data": data.name,
+        "data": data_label(data),
         "skipped_images": skipped,
     }
     return Predictions(

@@ -20,7 +20,7 @@ import torch
 from matplotlib.figure import Figure
 
 from scarce.augment.mix import describe_mix
-from scarce.config import Config
+from scarce.config import Config, data_label
 from scarce.io import atomic_path
 from scarce.report.plots import new_figure
 
@@ -114,7 +114,7 @@ def _pipeline_title(cfg: Config) -> str:
     crop = f"padded shifts of up to {a.pad} px" if a.crop == "pad" else f"resized crops, scale {a.scale}"
     mix = describe_mix(a.mix.mixup_alpha, a.mix.cutmix_alpha, a.mix.prob)
     return (
-        f"training pipeline on '{cfg.data.name}' at {cfg.data.img_size}px: {crop}, "
+        f"training pipeline on '{data_label(cfg.data)}' at {cfg.data.img_size}px: {crop}, "
         f"hflip {a.hflip:g}, RandAugment {a.randaugment or 'off'}, random erasing {a.re_prob:g}, {swap}"
         + (f", {mix}" if mix else "")
     )
