@@ -121,6 +121,28 @@ def test_resume_of_a_finished_run_checks_its_config_too(tmp_path, capsys):
     assert "nothing to do (ignored: optim.lr 0.01 -> 0.5)" in capsys.readouterr().out
 
 
+def test_a_train_folder_run_saved_as_the_demo_resumes_and_compares_as_no_dataset(tmp_path, capsys):
+    from scarce.report.compare import compare_runs
+
+    folder = make_image_folder(tmp_path / "mine", per_split={"train": 6})
+    run = tmp_path / "run"
+    assert (
+        main(
+            ["train", *TINY, "--train", str(folder / "train"), "--out", str(run), "--no-progress", "--keep-checkpoint"]
+        )
+        == 0
+    )
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["name"] is None
+    saved["data"]["name"] = "demo"  # as runs before this change saved it
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "epochs=3", "--no-progress"]) == 0  # data.name is kept on resume
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+    rows, _ = compare_runs([str(run)])
+    assert "data.name" not in rows[0]["config"]
+
+
 def test_options_and_overrides_mix_in_any_order(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--out", str(out), "epochs=1", "--no-progress", "seed=3"]) == 0

@@ -116,14 +116,14 @@ def cmd_predict(args) -> int:
 def _note_if_views_repeat(path: str, views: int) -> None:
     """Say so on stderr when --tta asks for more views than the run's augmentation can make:
     the extra ones repeat the clean view (or its mirror), costing time and changing nothing."""
-    from scarce.config import Config, build, read_recipe
+    from scarce.config import saved_config
     from scarce.engine.evaluation import resolve_weights
     from scarce.inference.tta import distinct_views
 
     if views <= 1:
         return
     run_dir, _ = resolve_weights(path)
-    augment = build(Config, read_recipe(str(run_dir / "config.yaml"))).augment
+    augment = saved_config(run_dir / "config.yaml").augment
     distinct = distinct_views(augment)
     if distinct is not None and views > distinct:
         why = (

@@ -196,6 +196,13 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None, e
     return cfg
 
 
+def saved_config(path: str | Path) -> Config:
+    """A run's ``config.yaml`` as saved, without :func:`load_config`'s checks (older runs saved keys
+    that later became refused); a folder-only run saved as ``name: demo`` reads as ``null``, as now."""
+    cfg = build(Config, read_recipe(str(path)))  # safe_load; bad YAML is a one-line UserError
+    return dataclasses.replace(cfg, data=folders_only(cfg.data))
+
+
 def config_to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from scarce.config import Config, DataConfig, build, data_label, read_recipe
+from scarce.config import Config, DataConfig, data_label, saved_config
 from scarce.data.datasets import ImageDataset, Split, full_scale_of
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
 from scarce.data.splits import folder_of_run_classes, locate_split
@@ -89,7 +89,7 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise UserError(f"{run_dir}: no config.yaml beside {weights.name}")
-    cfg = build(Config, read_recipe(str(config_path)))  # safe_load; bad YAML is a one-line UserError
+    cfg = saved_config(config_path)
     info = read_json(run_dir / "classes.json", CLASSES_SCHEMA)
     model = create_model(
         cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)

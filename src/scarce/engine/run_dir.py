@@ -241,12 +241,11 @@ def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
     """Refuse a resume whose config changes what the checkpoint was trained as (one line
     naming the first such key), before anything is loaded or written; returns the keys it
     may change that it does change, ``{key: [saved, new]}``."""
-    from scarce.config import Config, config_to_dict, flat_keys
-    from scarce.config_parse import build, read_recipe
+    from scarce.config import config_to_dict, flat_keys, saved_config
 
     # read as saved, without load_config's checks: runs from before data.per_class was refused
     # beside a folder saved it there, where it never had an effect
-    saved_cfg = build(Config, read_recipe(str(run_dir / "config.yaml")))
+    saved_cfg = saved_config(run_dir / "config.yaml")
     if saved_cfg.data.name != "fashion-mnist":
         saved_cfg.data = replace(saved_cfg.data, per_class=None, val_per_class=None)
     saved = flat_keys(config_to_dict(absolute_data_paths(saved_cfg)))

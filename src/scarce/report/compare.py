@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from scarce.config import Config, build, config_to_dict, flat_keys, read_recipe
+from scarce.config import config_to_dict, flat_keys, saved_config
 from scarce.errors import UserError
 
 SEED_KEYS = ("seed", "data.split_seed")
@@ -61,7 +61,7 @@ def read_run(run: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         raise UserError(f"{run}: cannot read its summary.json ({exc})") from None
     # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
-    config = flat_keys(config_to_dict(build(Config, read_recipe(str(run / "config.yaml")))))
+    config = flat_keys(config_to_dict(saved_config(run / "config.yaml")))
     return {"run": run, "config": config, "summary": summary}
 
 
