@@ -81,3 +81,19 @@ def test_older_configs_and_weight_choice(runs, tmp_path, capsys):
         "checkpoint.select=last": 1,
     }
     assert rows["checkpoint.select=last"]["val top-1 %"] == "-"
+
+
+def test_split_seeds_are_shown_and_resumed_runs_marked(tmp_path, capsys):
+    """A row pools runs of other samples too (data.split_seed): the seeds column says which; a run
+    resumed with other settings is grouped by its new values, and marked with what changed."""
+    root = tmp_path / "arms"
+    train(load_config(None, [*TINY, "epochs=1", "data.split_seed=1"]), root / "split1", progress=False)
+    train(load_config(None, [*TINY, "epochs=1", "checkpoint.keep_at_end=true"]), root / "resumed", progress=False)
+    assert main(["train", "--resume", str(root / "resumed"), "epochs=2", "--no-progress"]) == 0
+    train(load_config(None, [*TINY, "epochs=2", "seed=1"]), root / "straight", progress=False)
+    capsys.readouterr()
+    assert main(["compare", str(root / "split1"), str(root / "resumed"), str(root / "straight")]) == 0
+    printed = capsys.readouterr().out
+    assert "| epochs=2 | 2 | 0/0* 1/0 |" in printed and "| epochs=1 | 1 | 0/1 |" in printed
+    assert "seeds: seed/data.split_seed" in printed
+    assert f"* {root / 'resumed'}: resumed with another epochs (resumes.jsonl)" in printed

@@ -3,8 +3,8 @@
 Runs whose configs differ only in ``seed`` / ``data.split_seed`` (and in keys that do not change
 what is trained: threads, device, loader workers, checkpoint timing) form one row, with the mean
 and standard deviation over them; each row is named by the config keys that set it apart from
-the others. What is read: ``config.yaml`` and ``summary.json`` of each run (nothing is loaded
-or scored).
+the others; a run resumed with other settings is marked ``*`` (``resumes.jsonl``). What is read:
+``config.yaml``, ``summary.json`` and ``resumes.jsonl`` of each run (nothing is loaded or scored).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import statistics
 from pathlib import Path
 
 from scarce.config import config_to_dict, flat_keys, saved_config
+from scarce.engine.run_dir import RESUMES_FILE
 from scarce.errors import UserError
+from scarce.io import read_jsonl
 
 SEED_KEYS = ("seed", "data.split_seed")
 # how a run was computed, not what: never a reason for another row (checkpoint.select is: it
@@ -62,7 +64,9 @@ def read_run(run: Path) -> dict | None:
         raise UserError(f"{run}: cannot read its summary.json ({exc})") from None
     # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
     config = flat_keys(config_to_dict(saved_config(run / "config.yaml")))
-    return {"run": run, "config": config, "summary": summary}
+    # config.yaml holds a resumed run's new values: the keys changed mid-run mark its seed
+    changed = sorted({key for entry in read_jsonl(run / RESUMES_FILE) for key in entry.get("changed", {})})
+    return {"run": run, "config": config, "summary": summary, "changed_on_resume": changed}
 
 
 def _setting(config: dict) -> tuple:
@@ -85,6 +89,14 @@ def _pm(values: list[float | None], scale: float = 100.0, digits: int = 2) -> st
     return f"{statistics.fmean(present):.{digits}f}{spread}"
 
 
+def _seed(run: dict, show_split: bool) -> str:
+    """``seed``, ``seed/split_seed`` when some run samples other images, ``*`` when resumed with changes."""
+    text = str(run["config"].get("seed"))
+    if show_split:
+        text += f"/{run['config'].get('data.split_seed', 0)}"
+    return text + ("*" if run["changed_on_resume"] else "")
+
+
 def compare_rows(runs: list[dict]) -> list[dict]:
     """One row per setting (in the order runs were given): label, n, seeds and the scores."""
     groups: dict[tuple, list[dict]] = {}
@@ -92,6 +104,7 @@ def compare_rows(runs: list[dict]) -> list[dict]:
         groups.setdefault(_setting(r["config"]), []).append(r)
     keys = sorted({k for setting in groups for k, _ in setting})
     differing = [k for k in keys if len({dict(s).get(k) for s in groups}) > 1]
+    show_split = any(r["config"].get("data.split_seed", 0) != 0 for r in runs)
     rows = []
     for setting, members in groups.items():
         summaries = [m["summary"] for m in members]
@@ -100,7 +113,7 @@ def compare_rows(runs: list[dict]) -> list[dict]:
             {
                 "config": _label(setting, differing),
                 "n": len(members),
-                "seeds": " ".join(str(m["config"].get("seed")) for m in members),
+                "seeds": " ".join(_seed(m, show_split) for m in members),
                 "test top-1 %": _pm([t.get("top1") for t in test]),
                 "balanced acc. %": _pm([t.get("balanced_accuracy") for t in test]),
                 # a run without val records best top-1 -1
@@ -111,6 +124,7 @@ def compare_rows(runs: list[dict]) -> list[dict]:
                 "epochs": _pm([s.get("epochs") for s in summaries], scale=1, digits=0),
                 "s / run": _pm([s.get("train_seconds") for s in summaries], scale=1, digits=0),
                 "runs": [str(m["run"]) for m in members],
+                "changed_on_resume": {str(m["run"]): m["changed_on_resume"] for m in members if m["changed_on_resume"]},
             }
         )
     return rows
@@ -128,6 +142,13 @@ def render(rows: list[dict], fmt: str) -> str:
         return buffer.getvalue()
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    if any("/" in row["seeds"] for row in rows):
+        lines.append("\nseeds: seed/data.split_seed (another split seed samples other images)")
+    for row in rows:
+        for run, keys in row["changed_on_resume"].items():
+            lines.append(
+                f"* {run}: resumed with another {', '.join(keys)} (resumes.jsonl); grouped by its config.yaml, which holds the new values"
+            )
     return "\n".join(lines) + "\n"
 
 
