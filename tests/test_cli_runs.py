@@ -116,3 +116,19 @@ def test_soft_and_weighted_need_no_base(files, capsys):
         run_ensemble(None, [files["m1"]], method="soft", out_path=out)
     with pytest.raises(UserError, match="--val-base pairs with --base"):
         run_ensemble(None, [files["m1"], files["m2"]], "weighted", val_base=files["val_base"], out_path=out)
+
+
+def test_evaluating_one_split_of_a_folder_reads_only_that_split(tmp_path, capsys):
+    """A class folder only test/ has blocks scoring test, not val: the split asked for is read."""
+    from tests.conftest import make_image_folder
+
+    make_image_folder(tmp_path / "A", per_split={"train": 6, "val": 2})
+    other = make_image_folder(tmp_path / "B", per_split={"train": 6, "val": 2, "test": 2})
+    make_image_folder(tmp_path / "extra", classes=("fox",), per_split={"test": 2})
+    shutil.copytree(tmp_path / "extra" / "test" / "fox", other / "test" / "fox")
+    run = tmp_path / "run"
+    train(load_config(None, [*TINY, "epochs=1", f"data.name={tmp_path / 'A'}"]), run, progress=False)
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "val"]) == 0
+    assert json.loads((run / "eval_B_val.json").read_text())["count"] == 6
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "test"]) == 2
+    assert "unknown: ['fox']" in capsys.readouterr().err

@@ -86,9 +86,10 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
     return "L"
 
 
-def build_data(cfg: DataConfig) -> DataBundle:
+def build_data(cfg: DataConfig, only: str | None = None) -> DataBundle:
+    """The splits of ``cfg`` (with ``only``: that split, see :func:`resolve_splits`), image mode and normalisation."""
     scale = full_scale_of(cfg.bit_depth)
-    splits = {name: replace(split, full_scale=scale) for name, split in resolve_splits(cfg).items()}
+    splits = {name: replace(split, full_scale=scale) for name, split in resolve_splits(cfg, only).items()}
     mode = {"gray": "L", "rgb": "RGB"}.get(cfg.channels) or _sniff_mode(splits["train"])
     if cfg.normalize == "train":
         from scarce.data.image_stats import pixel_mean_std

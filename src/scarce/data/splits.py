@@ -29,8 +29,10 @@ def dataset_root(cfg: DataConfig) -> Path | None:
     return DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
 
 
-def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
-    """train (required), val and test (optional) splits of a built-in dataset or a folder."""
+def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]:
+    """train (required), val and test (optional) splits of a built-in dataset or a folder; with
+    ``only``, the folders of the other splits are not read (train's is: it names the classes, and
+    val's shapes train), so a problem in a split not asked for does not block this one."""
     paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     if cfg.name == "fashion-mnist":
         if any(paths.values()):
@@ -61,6 +63,8 @@ def resolve_splits(cfg: DataConfig) -> dict[str, Split]:
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
     for name in ("val", "test"):
+        if only is not None and name != only and not (name == "val" and only == "train"):
+            continue
         path = paths[name] or (root / name if root is not None and (root / name).is_dir() else None)
         if paths[name] is not None and not Path(paths[name]).is_dir():
             raise UserError(f"data.{name} {paths[name]}: folder not found")

@@ -167,7 +167,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     data = with_run_view(run, data)
     source = locate_split(data, split)
     if source.folder is None:
-        bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]))
+        bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]), only=split)
         if split not in bundle.splits:
             raise UserError(f"data '{data_label(data)}': has no {split} split (found: {', '.join(bundle.splits)})")
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
