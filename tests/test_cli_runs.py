@@ -132,3 +132,8 @@ def test_evaluating_one_split_of_a_folder_reads_only_that_split(tmp_path, capsys
     assert json.loads((run / "eval_B_val.json").read_text())["count"] == 6
     assert main(["evaluate", str(run), "--data", str(other), "--split", "test"]) == 2
     assert "unknown: ['fox']" in capsys.readouterr().err
+    # a val/ folder with a class the run lacks: only its existence shapes train (no val taken from it)
+    shutil.copytree(tmp_path / "extra" / "test" / "fox", other / "val" / "fox")
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "train"]) == 0
+    assert json.loads((run / "eval_B_train.json").read_text())["count"] == 18  # all of train/: none held out
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "val"]) == 2

@@ -122,25 +122,31 @@ def test_resume_of_a_finished_run_checks_its_config_too(tmp_path, capsys):
 
 
 def test_a_train_folder_run_saved_as_the_demo_resumes_and_compares_as_no_dataset(tmp_path, capsys):
+    from scarce.config import DataConfig, load_config
     from scarce.report.compare import compare_runs
 
     folder = make_image_folder(tmp_path / "mine", per_split={"train": 6})
-    run = tmp_path / "run"
+    old, new = tmp_path / "old", tmp_path / "new"
     assert (
         main(
-            ["train", *TINY, "--train", str(folder / "train"), "--out", str(run), "--no-progress", "--keep-checkpoint"]
+            ["train", *TINY, "--train", str(folder / "train"), "--out", str(old), "--no-progress", "--keep-checkpoint"]
         )
         == 0
     )
-    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved = yaml.safe_load((old / "config.yaml").read_text())
     assert saved["data"]["name"] is None
     saved["data"]["name"] = "demo"  # as runs before this change saved it
-    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
+    # a Config built in Python (no load_config) with the default name saves no dataset too
+    cfg = load_config(None, TINY)
+    cfg.data = DataConfig(train=str(folder / "train"), img_size=cfg.data.img_size, num_workers=0)
+    train(cfg, new, progress=False)
+    assert yaml.safe_load((new / "config.yaml").read_text())["data"]["name"] is None
+    rows, _ = compare_runs([str(old), str(new)])
+    assert len(rows) == 1 and rows[0]["n"] == 2  # the old spelling is the same data
     capsys.readouterr()
-    assert main(["train", "--resume", str(run), "epochs=3", "--no-progress"]) == 0  # data.name is kept on resume
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
-    rows, _ = compare_runs([str(run)])
-    assert "data.name" not in rows[0]["config"]
+    assert main(["train", "--resume", str(old), "epochs=3", "--no-progress"]) == 0  # data.name is kept on resume
+    assert json.loads((old / "summary.json").read_text())["epochs"] == 3
 
 
 def test_options_and_overrides_mix_in_any_order(tmp_path, capsys):

@@ -99,7 +99,8 @@ def folders_only(data: DataConfig) -> DataConfig:
 
 def data_label(data: DataConfig) -> str:
     """How messages and prediction files name the data: its name or root, else its train folder."""
-    return data.name if data.name is not None else str(data.train)
+    name = folders_only(data).name
+    return name if name is not None else str(data.train)
 
 
 def check_data_source(data: DataConfig) -> None:

@@ -31,8 +31,8 @@ def dataset_root(cfg: DataConfig) -> Path | None:
 
 def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]:
     """train (required), val and test (optional) splits of a built-in dataset or a folder; with
-    ``only``, the folders of the other splits are not read (train's is: it names the classes, and
-    val's shapes train), so a problem in a split not asked for does not block this one."""
+    ``only``, the folders of the other splits are not read (train's is: it names the classes), so a
+    problem in a split not asked for does not block this one."""
     paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     if cfg.name == "fashion-mnist":
         if any(paths.values()):
@@ -62,15 +62,16 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
         )
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
+    val_folder = False  # a val folder, read or not: then none is taken from train
     for name in ("val", "test"):
-        if only is not None and name != only and not (name == "val" and only == "train"):
-            continue
         path = paths[name] or (root / name if root is not None and (root / name).is_dir() else None)
-        if paths[name] is not None and not Path(paths[name]).is_dir():
+        shapes_the_split = only is None or name == only or (name == "val" and only == "train")
+        if paths[name] is not None and not Path(paths[name]).is_dir() and shapes_the_split:
             raise UserError(f"data.{name} {paths[name]}: folder not found")
-        if path is not None:
+        val_folder = val_folder or (name == "val" and path is not None)
+        if path is not None and (only is None or name == only):
             splits[name] = folder_split(path, classes)
-    if "val" not in splits and cfg.val_fraction > 0:
+    if not val_folder and cfg.val_fraction > 0:
         splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
 

@@ -158,10 +158,12 @@ class RunLock:
 
 
 def absolute_data_paths(cfg: Config) -> Config:
-    """``cfg`` with its data folders made absolute (built-in dataset names stay names)."""
+    """``cfg`` with its data folders made absolute (built-in dataset names stay names), and a train
+    folder beside the default demo name saved as no dataset (a Config built without load_config)."""
+    from scarce.config import folders_only
     from scarce.data.splits import BUILTIN_DATASETS
 
-    data = cfg.data
+    data = folders_only(cfg.data)
 
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else path

@@ -65,7 +65,9 @@ def read_run(run: Path) -> dict | None:
     # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
     config = flat_keys(config_to_dict(saved_config(run / "config.yaml")))
     # config.yaml holds a resumed run's new values: the keys changed mid-run mark its seed
-    changed = sorted({key for entry in read_jsonl(run / RESUMES_FILE) for key in entry.get("changed", {})})
+    # (a requeue with other threads or workers trains the same: not a mark)
+    entries = [e for e in read_jsonl(run / RESUMES_FILE) if isinstance(e, dict) and isinstance(e.get("changed"), dict)]
+    changed = sorted({key for e in entries for key in e["changed"] if not key.startswith(RUN_ONLY_KEYS)})
     return {"run": run, "config": config, "summary": summary, "changed_on_resume": changed}
 
 
