@@ -14,7 +14,7 @@ LAYERS = [
     {"engine"},
     {"inference"},
     {"report"},
-    {"api", "cli", "cli_runs", "cli_tools", "workflows", "__main__", "__init__"},
+    {"api", "cli", "cli_ensemble", "cli_runs", "cli_tools", "workflows", "__main__", "__init__"},
 ]
 
 

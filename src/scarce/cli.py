@@ -11,16 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from scarce.cli_runs import (
-    _add_ensemble,
-    _add_evaluate,
-    _add_export,
-    _add_predict,
-    cmd_ensemble,
-    cmd_evaluate,
-    cmd_export,
-    cmd_predict,
-)
+from scarce.cli_ensemble import _add_ensemble, cmd_ensemble
+from scarce.cli_runs import _add_evaluate, _add_export, _add_predict, cmd_evaluate, cmd_export, cmd_predict
 from scarce.cli_tools import (
     _add_augment,
     _add_compare,

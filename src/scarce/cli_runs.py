@@ -1,5 +1,5 @@
-"""The ``scarce`` commands that use a trained run: ``evaluate``, ``predict``, ``ensemble``,
-``export``. Registered in :data:`scarce.cli.COMMANDS`."""
+"""The ``scarce`` commands that use a trained run: ``evaluate``, ``predict``, ``export``
+(``ensemble``: cli_ensemble.py). Registered in :data:`scarce.cli.COMMANDS`."""
 
 from __future__ import annotations
 
@@ -203,70 +203,6 @@ def _predict_images(args) -> int:
     for i, image in enumerate(args.images):
         top = "  ".join(f"{label} {p:.3f}" for label, p in result.top(i, 3))
         print(f"{str(image):<{width}}  {result.labels[i]:<16} {result.confidence[i]:.3f}   top-3: {top}")
-    return 0
-
-
-def _add_ensemble(sub) -> None:
-    p = sub.add_parser("ensemble", help="plurality / soft voting over predictions files")
-    p.add_argument(
-        "--base",
-        default=None,
-        help="base model's predictions file (.npz): needed by plurality; for soft/weighted only one more member",
-    )
-    p.add_argument(
-        "--members",
-        nargs="+",
-        required=True,
-        help="members' predictions files; the base counts once, added first if absent",
-    )
-    p.add_argument("--method", default="plurality", help="plurality (default), soft or weighted")
-    p.add_argument(
-        "--threshold",
-        default=None,
-        help="plurality: keep the base's answer where its top probability "
-        ">= this (0-1); 'auto' picks it on --val-base/--val-members (default 0.7)",
-    )
-    p.add_argument("--val-base", default=None, help="base model's labelled validation predictions")
-    p.add_argument(
-        "--val-members", nargs="+", default=None, help="members' validation predictions, same order as --members"
-    )
-    p.add_argument(
-        "--weights",
-        nargs="+",
-        type=float,
-        default=None,
-        help="weighted: one per member (base first if not in --members); default: each member's validation accuracy",
-    )
-    p.add_argument("--out", required=True, help="output .npz (pred, ids, classes, targets, metadata[, probs])")
-    p.add_argument(
-        "--csv",
-        default=None,
-        help="also write id,label,confidence,top1..top5 as CSV (label: the ensemble's answer; confidence and "
-        "top-k: the soft vote's probabilities, also for plurality, whose label can differ from top1)",
-    )
-    p.add_argument(
-        "--show-thresholds",
-        action="store_true",
-        help="with --threshold auto: print the val accuracy of every threshold tried",
-    )
-
-
-def cmd_ensemble(args) -> int:
-    from scarce.inference.ensemble import run_ensemble
-
-    check_output_names(args.out, args.csv)
-    run_ensemble(
-        args.base,
-        args.members,
-        method=args.method,
-        threshold=args.threshold,
-        val_base=args.val_base,
-        val_members=args.val_members,
-        weights=args.weights,
-        out_path=args.out,
-        csv_path=args.csv,
-        show_thresholds=args.show_thresholds,
-    )
     return 0
 
 

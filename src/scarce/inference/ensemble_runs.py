@@ -1,0 +1,88 @@
+"""Ensemble members given as run directories: each is predicted first, so ``scarce ensemble``
+takes trained runs as well as predictions files.
+
+A run is predicted on the split to vote on (the runs' own test split unless told otherwise) and,
+where the threshold or the weights are chosen on validation predictions none were given for, on
+its own val split too. The files are written into one folder beside the ensemble's output
+(``final.npz`` -> ``final_members/``), named by position and run, so they can be reused with
+``--members``; a run given twice (the base among the members) is predicted once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scarce.config import DataConfig
+from scarce.errors import UserError
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How runs given as members are predicted (``scarce predict``'s options of the same names)."""
+
+    split: str = "test"
+    data: DataConfig | None = None  # None: each run's own data
+    tta: int = 1
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int = 2
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """A run directory (``config.yaml`` inside) rather than a predictions file."""
+    return Path(path).is_dir() and (Path(path) / "config.yaml").is_file()
+
+
+def members_folder(out_path: str | os.PathLike) -> Path:
+    """Where the runs' predictions go: ``final.npz`` -> ``final_members/`` beside it."""
+    out = Path(out_path)
+    return out.with_name(out.stem + "_members")
+
+
+def _file_name(index: int, run: str, split: str, tta: int) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(run).resolve().name)
+    split_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(split).name or split)
+    return f"{index}-{name}-{split_name}-tta{tta}.npz"
+
+
+def predict_runs(
+    paths: Sequence[str | None], split: str, options: PredictOptions, folder: Path, log: Log = print
+) -> list[str | None]:
+    """``paths`` with every run directory replaced by its predictions file on ``split`` (written
+    into ``folder``); predictions files and None pass through. A run given twice is predicted once."""
+    from scarce.inference.predict import predict_run, write_predictions
+
+    done: dict[str, str] = {}
+    out: list[str | None] = []
+    for path in paths:
+        if path is None or not is_run(path):
+            out.append(None if path is None else str(path))
+            continue
+        key = os.path.realpath(path)
+        if key not in done:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / _file_name(len(done), str(path), split, options.tta)
+            data = None if split == "val" else options.data  # val: each run's own, the one its temperature saw
+            preds = predict_run(
+                path, data, split, options.tta, options.device, options.batch_size, options.workers, options.seed
+            )
+            write_predictions(preds, target)
+            log(f"predicted {path} on {split} ({options.tta} view{'s' if options.tta > 1 else ''}): {target}")
+            done[key] = str(target)
+        out.append(done[key])
+    return out
+
+
+def check_paths(paths: Sequence[str | None]) -> None:
+    """Each given path is a predictions file or a run directory (one line naming it otherwise)."""
+    for path in paths:
+        if path is not None and not Path(path).is_file() and not is_run(path):
+            what = "a folder without config.yaml" if Path(path).is_dir() else "not found"
+            raise UserError(f"{path}: {what}; expected a predictions file (.npz) or a run directory")

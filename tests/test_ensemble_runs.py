@@ -1,0 +1,74 @@
+"""``scarce ensemble`` given run directories: each run is predicted (and its val split where the
+threshold is chosen on val), with the same votes as predicting by hand and voting the files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from scarce.cli import main
+from scarce.config import load_config
+from scarce.engine.trainer import train
+from scarce.inference.predictions import load_predictions
+from tests.conftest import TINY, make_image_folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three tiny runs of other seeds on one folder with train/ val/ test/."""
+    root = tmp_path_factory.mktemp("ensemble_runs")
+    data = make_image_folder(root / "data", per_split={"train": 8, "val": 6, "test": 6})
+    for seed in range(3):
+        train(load_config(None, [*TINY, f"seed={seed}", f"data.name={data}"]), root / f"r{seed}", progress=False)
+    return root
+
+
+def test_runs_are_predicted_and_voted_like_their_files(runs, tmp_path, capsys):
+    r0, r1, r2 = (str(runs / f"r{i}") for i in range(3))
+    out = tmp_path / "final.npz"
+    args = ["--base", r0, "--members", r0, r1, r2, "--threshold", "auto"]
+    assert main(["ensemble", *args, "--tta", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    folder = tmp_path / "final_members"
+    made = sorted(p.name for p in folder.iterdir())
+    # the base among the members is predicted once, on test and on val (the threshold is chosen there)
+    assert made == sorted(f"{i}-r{i}-{split}-tta2.npz" for i in range(3) for split in ("test", "val"))
+    assert f"predicted {r0} on val (2 views)" in printed
+    # by hand: scarce predict each run, then vote the files
+    files = {}
+    for i, run in enumerate((r0, r1, r2)):
+        for split in ("test", "val"):
+            files[i, split] = str(tmp_path / f"hand{i}_{split}.npz")
+            assert main(["predict", run, "--split", split, "--tta", "2", "--out", files[i, split]]) == 0
+    hand = tmp_path / "hand.npz"
+    by_hand = ["--base", files[0, "test"], "--members", *(files[i, "test"] for i in range(3))]
+    val = ["--val-base", files[0, "val"], "--val-members", *(files[i, "val"] for i in range(3))]
+    assert main(["ensemble", *by_hand, "--threshold", "auto", *val, "--out", str(hand)]) == 0
+    for (i, split), path in files.items():  # the same predictions as scarce predict's
+        made_file = load_predictions(folder / f"{i}-r{i}-{split}-tta2.npz")
+        assert (made_file.ids == load_predictions(path).ids).all()
+        assert np.array_equal(made_file.probs, load_predictions(path).probs)
+    with np.load(out) as a, np.load(hand) as b:
+        assert (a["ids"] == b["ids"]).all() and (a["pred"] == b["pred"]).all()
+        ours, theirs = json.loads(str(a["metadata"])), json.loads(str(b["metadata"]))
+    assert ours["threshold_source"] == "auto" and ours["threshold"] == theirs["threshold"]
+    assert len(ours["members"]) == 3
+
+
+def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
+    r0, r1 = str(runs / "r0"), str(runs / "r1")
+    file = tmp_path / "r1.npz"
+    assert main(["predict", r1, "--out", str(file)]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "e.npz")
+    assert main(["ensemble", "--base", str(file), "--members", str(file), "--tta", "2", "--out", out]) == 2
+    assert "--tta applies to members given as run directories" in capsys.readouterr().err
+    assert main(["ensemble", "--base", r0, "--members", str(file), "--threshold", "auto", "--out", out]) == 2
+    assert "needs --val-base/--val-members, or every member given as a run directory" in capsys.readouterr().err
+    assert main(["ensemble", "--base", r0, "--members", str(tmp_path), "--out", out]) == 2
+    assert f"{tmp_path}: a folder without config.yaml; expected a predictions file (.npz) or a run" in (
+        capsys.readouterr().err
+    )
+    # a run and a file at the fixed threshold: no val needed
+    assert main(["ensemble", "--base", r0, "--members", str(file), "--out", out]) == 0
+    assert sorted(p.name for p in (tmp_path / "e_members").iterdir()) == ["0-r0-test-tta1.npz"]
