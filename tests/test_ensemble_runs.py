@@ -69,6 +69,8 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     assert f"{tmp_path}: a folder without config.yaml; expected a predictions file (.npz) or a run" in (
         capsys.readouterr().err
     )
-    # a run and a file at the fixed threshold: no val needed
-    assert main(["ensemble", "--base", r0, "--members", str(file), "--out", out]) == 0
-    assert sorted(p.name for p in (tmp_path / "e_members").iterdir()) == ["0-r0-test-tta1.npz"]
+    # a run, a weights file of another and a predictions file at the fixed threshold: no val needed
+    weights = str(runs / "r2" / "last.safetensors")
+    assert main(["ensemble", "--base", r0, "--members", weights, str(file), "--out", out]) == 0
+    made = sorted(p.name for p in (tmp_path / "e_members").iterdir())
+    assert made == ["0-r0-test-tta1.npz", "1-r2_last-test-tta1.npz"]

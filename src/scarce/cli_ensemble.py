@@ -29,7 +29,7 @@ def _add_ensemble(sub) -> None:
         "--members",
         nargs="+",
         required=True,
-        help="members' predictions files or run directories; the base counts once, added first if absent",
+        help="members' predictions files, run directories or weights files in one; the base counts once, added first if absent",
     )
     p.add_argument("--method", default="plurality", help="plurality (default), soft or weighted")
     p.add_argument(

@@ -1,5 +1,5 @@
-"""Ensemble members given as run directories: each is predicted first, so ``scarce ensemble``
-takes trained runs as well as predictions files.
+"""Ensemble members given as run directories (or weights files in them): each is predicted first,
+so ``scarce ensemble`` takes trained runs as well as predictions files.
 
 A run is predicted on the split to vote on (the runs' own test split unless told otherwise) and,
 where the threshold or the weights are chosen on validation predictions none were given for, on
@@ -36,8 +36,11 @@ class PredictOptions:
 
 
 def is_run(path: str | os.PathLike) -> bool:
-    """A run directory (``config.yaml`` inside) rather than a predictions file."""
-    return Path(path).is_dir() and (Path(path) / "config.yaml").is_file()
+    """A run directory (``config.yaml`` inside) or a weights file in one, rather than a predictions file."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        return (path.parent / "config.yaml").is_file()
+    return path.is_dir() and (path / "config.yaml").is_file()
 
 
 def members_folder(out_path: str | os.PathLike) -> Path:
@@ -47,7 +50,8 @@ def members_folder(out_path: str | os.PathLike) -> Path:
 
 
 def _file_name(index: int, run: str, split: str, tta: int) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(run).resolve().name)
+    path = Path(run).resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{path.parent.name}_{path.stem}" if path.is_file() else path.name)
     split_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(split).name or split)
     return f"{index}-{name}-{split_name}-tta{tta}.npz"
 
