@@ -74,3 +74,17 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     assert main(["ensemble", "--base", r0, "--members", weights, str(file), "--out", out]) == 0
     made = sorted(p.name for p in (tmp_path / "e_members").iterdir())
     assert made == ["0-r0-test-tta1.npz", "1-r2_last-test-tta1.npz"]
+    # another dataset's val voted, the threshold chosen on each run's own val: two files, neither overwritten
+    other = make_image_folder(tmp_path / "other", per_split={"train": 2, "val": 3}, seed=1)
+    out = str(tmp_path / "o.npz")
+    assert (
+        main(
+            ["ensemble", "--base", r0, "--members", r1, "--data", str(other), "--split", "val"]
+            + ["--threshold", "auto", "--out", out]
+        )
+        == 0
+    )
+    made = sorted(p.name for p in (tmp_path / "o_members").iterdir())
+    assert made == ["0-r0-other_val-tta1.npz", "0-r0-val-tta1.npz", "1-r1-other_val-tta1.npz", "1-r1-val-tta1.npz"]
+    assert len(load_predictions(tmp_path / "o_members" / "0-r0-other_val-tta1.npz").ids) == 9
+    assert len(load_predictions(tmp_path / "o_members" / "0-r0-val-tta1.npz").ids) == 18

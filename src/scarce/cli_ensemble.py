@@ -99,7 +99,8 @@ def cmd_ensemble(args) -> int:
                 "choosing the threshold or weights on val needs --val-base/--val-members, or every member "
                 "given as a run directory (its val split is predicted)"
             )
-        val_base, *val_members = predict_runs(given, "val", options, folder)
+        # each run's own val split (the images its temperature was fitted on), whatever --data says
+        val_base, *val_members = predict_runs(given, "val", options, folder, own_data=True)
     base, *members = predict_runs(given, args.split, options, folder)
     run_ensemble(
         base,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scarce.config import DataConfig
+from scarce.config import DataConfig, data_label
 from scarce.errors import UserError
 
 Log = Callable[[str], None]
@@ -49,18 +49,27 @@ def members_folder(out_path: str | os.PathLike) -> Path:
     return out.with_name(out.stem + "_members")
 
 
-def _file_name(index: int, run: str, split: str, tta: int) -> str:
+def _file_name(index: int, run: str, split: str, tta: int, data: DataConfig | None) -> str:
     path = Path(run).resolve()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{path.parent.name}_{path.stem}" if path.is_file() else path.name)
-    split_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(split).name or split)
+    # another dataset's split is named by it: its val never overwrites the run's own val file
+    split = f"{Path(data_label(data)).name}_{Path(split).name}" if data is not None else Path(split).name or split
+    split_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", split)
     return f"{index}-{name}-{split_name}-tta{tta}.npz"
 
 
 def predict_runs(
-    paths: Sequence[str | None], split: str, options: PredictOptions, folder: Path, log: Log = print
+    paths: Sequence[str | None],
+    split: str,
+    options: PredictOptions,
+    folder: Path,
+    log: Log = print,
+    own_data: bool = False,
 ) -> list[str | None]:
-    """``paths`` with every run directory replaced by its predictions file on ``split`` (written
-    into ``folder``); predictions files and None pass through. A run given twice is predicted once."""
+    """``paths`` with every run directory replaced by its predictions file on ``split`` of
+    ``options.data`` (``own_data``: of each run's own data, as for the val split a threshold is chosen
+    on), written into ``folder``; predictions files and None pass through. A run given twice is
+    predicted once."""
     from scarce.inference.predict import predict_run, write_predictions
 
     done: dict[str, str] = {}
@@ -72,8 +81,8 @@ def predict_runs(
         key = os.path.realpath(path)
         if key not in done:
             folder.mkdir(parents=True, exist_ok=True)
-            target = folder / _file_name(len(done), str(path), split, options.tta)
-            data = None if split == "val" else options.data  # val: each run's own, the one its temperature saw
+            data = None if own_data else options.data
+            target = folder / _file_name(len(done), str(path), split, options.tta, data)
             preds = predict_run(
                 path, data, split, options.tta, options.device, options.batch_size, options.workers, options.seed
             )
