@@ -69,15 +69,9 @@ def _add_ensemble(sub) -> None:
     runs.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
 
 
-def _needs_val(args) -> bool:
-    return (args.threshold == "auto" and args.method == "plurality") or (
-        args.method == "weighted" and args.weights is None
-    )
-
-
 def cmd_ensemble(args) -> int:
     from scarce.config import DataConfig
-    from scarce.inference.ensemble import run_ensemble
+    from scarce.inference.ensemble import run_ensemble, validation_needs
     from scarce.inference.ensemble_runs import PredictOptions, check_paths, is_run, members_folder, predict_runs
 
     check_output_names(args.out, args.csv)
@@ -93,7 +87,7 @@ def cmd_ensemble(args) -> int:
     )
     folder = members_folder(args.out)
     val_base, val_members = args.val_base, args.val_members
-    if runs and _needs_val(args) and val_base is None and val_members is None:
+    if runs and any(validation_needs(args.method, args.threshold, args.weights)) and not (val_base or val_members):
         if len(runs) < len([p for p in given if p is not None]):
             raise UserError(
                 "choosing the threshold or weights on val needs --val-base/--val-members, or every member "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarce.config import DataConfig, check_data_source, data_label
+from scarce.config import DataConfig, check_data_source, data_label, folders_only
 from scarce.data.datasets import IMAGE_EXTENSIONS, Split, folder_split, scan_image_folder
 from scarce.data.fashion_mnist import fashion_mnist_splits
 from scarce.errors import UserError
@@ -24,9 +24,10 @@ SPLIT_NAMES = ("train", "val", "test")
 def dataset_root(cfg: DataConfig) -> Path | None:
     """The folder whose train/ val/ test/ fill in the splits not given as folders. The demo is
     the default data, not a choice: a train folder of one's own never borrows its val or test."""
-    if cfg.name is None or (cfg.name == "demo" and cfg.train is not None):
+    name = folders_only(cfg).name
+    if name is None:
         return None
-    return DEMO_ROOT if cfg.name == "demo" else Path(cfg.name)
+    return DEMO_ROOT if name == "demo" else Path(name)
 
 
 def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]:

@@ -94,6 +94,12 @@ def _check_request(
         raise UserError("--method weighted needs --weights, or --val-members to weight by validation accuracy")
 
 
+def validation_needs(method: str, threshold: float | str | None, weights: Sequence[float] | None) -> tuple[bool, bool]:
+    """Whether the plurality threshold, and whether the weights, are chosen on validation predictions."""
+    auto = threshold is not None and _parse_threshold(threshold) == "auto"  # "AUTO" too, as run_ensemble reads it
+    return auto and method == "plurality", method == "weighted" and weights is None  # soft / weighted: no threshold
+
+
 def run_ensemble(
     base_path: str | os.PathLike | None,
     member_paths: Sequence[str | os.PathLike],
@@ -129,8 +135,7 @@ def run_ensemble(
     reference = str(base_path) if base_path is not None else members[0] if members else ""
     order, base_index = ensemble_order(reference, members)
     _check_request(method, threshold, weights, bool(val_members), order, base_path is not None)
-    need_weights = method == "weighted" and weights is None
-    need_threshold = threshold == "auto" and method == "plurality"  # soft / weighted votes have none
+    need_threshold, need_weights = validation_needs(method, threshold, weights)
     val = validation_choices(
         reference, members, val_base, val_members, need_threshold, need_weights, log, show_thresholds
     )
