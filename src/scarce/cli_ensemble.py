@@ -3,7 +3,7 @@ Registered in :data:`scarce.cli.COMMANDS`."""
 
 from __future__ import annotations
 
-from scarce.cli_runs import check_output_names
+from scarce.cli_runs import check_output_names, options_set
 from scarce.errors import UserError
 
 # how runs given as members are predicted, with their defaults: refused when no member is a run
@@ -78,10 +78,12 @@ def cmd_ensemble(args) -> int:
     given = [args.base, *args.members]
     check_paths([*given, args.val_base, *(args.val_members or [])])
     runs = [p for p in given if p is not None and is_run(p)]
-    if not runs:
-        for option, default in RUN_ONLY_OPTIONS.items():
-            if getattr(args, option[2:]) != default:
-                raise UserError(f"{option} applies to members given as run directories; these are predictions files")
+    given_options = options_set(args, RUN_ONLY_OPTIONS)
+    if given_options and not runs:
+        raise UserError(
+            f"{', '.join(given_options)} {'apply' if len(given_options) > 1 else 'applies'} to members given as "
+            f"run directories; these are predictions files"
+        )
     options = PredictOptions(
         args.split, DataConfig(name=args.data) if args.data else None, args.tta, args.seed, args.device
     )

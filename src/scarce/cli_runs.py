@@ -166,10 +166,15 @@ def check_output_names(out: str, csv: str | None) -> None:
 SPLIT_ONLY_OPTIONS = {"--data": None, "--split": "test", "--out": None, "--csv": None, "--workers": 2}
 
 
+def options_set(args, defaults: dict[str, object]) -> list[str]:
+    """The options among ``defaults`` (``{"--flag": default}``) given another value."""
+    return [flag for flag, default in defaults.items() if getattr(args, flag[2:].replace("-", "_")) != default]
+
+
 def _predict_images(args) -> int:
     from scarce.api import load
 
-    given = [flag for flag, default in SPLIT_ONLY_OPTIONS.items() if getattr(args, flag[2:]) != default]
+    given = options_set(args, SPLIT_ONLY_OPTIONS)
     if given:
         raise UserError(
             f"predict IMAGE...: {', '.join(given)} only {'work' if len(given) > 1 else 'works'} with a split, "

@@ -12,8 +12,13 @@ from scarce.config import DataConfig, data_label
 from scarce.data.splits import locate_split
 
 
+def safe_file_part(text: str, empty: str = "folder") -> str:
+    """``text`` as part of a file name: runs of other characters become ``_`` (no sub-folders)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or empty
+
+
 def _safe_name(path: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).expanduser().resolve().name).strip("._") or "folder"
+    return safe_file_part(Path(path).expanduser().resolve().name)
 
 
 def eval_file_name(split: str, other_data: str | None = None, weights: str = "best") -> str:

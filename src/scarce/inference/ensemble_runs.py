@@ -11,12 +11,12 @@ its own val split too. The files are written into one folder beside the ensemble
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from scarce.config import DataConfig, data_label
+from scarce.engine.eval_files import safe_file_part
 from scarce.errors import UserError
 
 Log = Callable[[str], None]
@@ -51,11 +51,10 @@ def members_folder(out_path: str | os.PathLike) -> Path:
 
 def _file_name(index: int, run: str, split: str, tta: int, data: DataConfig | None) -> str:
     path = Path(run).resolve()
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{path.parent.name}_{path.stem}" if path.is_file() else path.name)
+    name = safe_file_part(f"{path.parent.name}_{path.stem}" if path.is_file() else path.name, "run")
     # another dataset's split is named by it: its val never overwrites the run's own val file
     split = f"{Path(data_label(data)).name}_{Path(split).name}" if data is not None else Path(split).name or split
-    split_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", split)
-    return f"{index}-{name}-{split_name}-tta{tta}.npz"
+    return f"{index}-{name}-{safe_file_part(split, 'split')}-tta{tta}.npz"
 
 
 def predict_runs(
