@@ -12,10 +12,13 @@
 QUEUE=$(realpath "$2")
 source "$(dirname "$0")/queue_lib.sh" "$1"
 DEADLINE=${DEADLINE:-23:59}
+# A DEADLINE earlier in the day than now means tomorrow's (a session that crosses midnight).
+deadline_s=$(date -u -d "$DEADLINE" +%s) || exit 2
+if [ "$deadline_s" -le "$(date -u +%s)" ]; then deadline_s=$((deadline_s + 86400)); fi
 if [ -n "${3:-}" ]; then while kill -0 "$3" 2>/dev/null; do sleep 15; done; fi
 take_line() { flock "$QUEUE.lock" bash -c 'l=$(head -n 1 "$1"); [ -n "$l" ] && sed -i 1d "$1"; echo "$l"' _ "$QUEUE"; }
 while true; do
-  if [[ "$(date -u +%H:%M)" > "$DEADLINE" ]]; then echo "$(date -u +%T) past $DEADLINE: no new cell"; break; fi
+  if [ "$(date -u +%s)" -ge "$deadline_s" ]; then echo "$(date -u +%T) past $DEADLINE: no new cell"; break; fi
   line=$(take_line)
   [ -z "$line" ] && break
   echo "$(date -u +%T) start $line"
