@@ -137,3 +137,10 @@ def test_evaluating_one_split_of_a_folder_reads_only_that_split(tmp_path, capsys
     assert main(["evaluate", str(run), "--data", str(other), "--split", "train"]) == 0
     assert json.loads((run / "eval_B_train.json").read_text())["count"] == 18  # all of train/: none held out
     assert main(["evaluate", str(run), "--data", str(other), "--split", "val"]) == 2
+    # no val/ and none taken from train (val_fraction 0): the message lists every split there is
+    no_val = make_image_folder(tmp_path / "C", per_split={"train": 6, "test": 2})
+    run_c = tmp_path / "run_c"
+    train(load_config(None, [*TINY, "epochs=1", "data.val_fraction=0", f"data.name={no_val}"]), run_c, progress=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_c), "--split", "val"]) == 2
+    assert f"data '{no_val}': has no val split (found: train, test)" in capsys.readouterr().err

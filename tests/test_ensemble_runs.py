@@ -26,7 +26,8 @@ def runs(tmp_path_factory):
 def test_runs_are_predicted_and_voted_like_their_files(runs, tmp_path, capsys):
     r0, r1, r2 = (str(runs / f"r{i}") for i in range(3))
     out = tmp_path / "final.npz"
-    args = ["--base", r0, "--members", r0, r1, r2, "--threshold", "auto"]
+    # r0's best.safetensors is r0's own weights: one member, predicted once (then voted twice)
+    args = ["--base", r0, "--members", f"{r0}/best.safetensors", r1, r2, "--threshold", "auto"]
     assert main(["ensemble", *args, "--tta", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     folder = tmp_path / "final_members"

@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from scarce.config import AugmentConfig, DataConfig, data_label
+from scarce.config import AugmentConfig, DataConfig
 from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image
-from scarce.data.splits import resolve_splits
+from scarce.data.splits import missing_split_error, resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
-from scarce.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,7 +104,7 @@ def build_data(cfg: DataConfig, only: str | None = None) -> DataBundle:
 def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: AugmentConfig | None) -> ImageDataset:
     """``augment`` None: the evaluation transform."""
     if split not in bundle.splits:
-        raise UserError(f"data '{data_label(data)}': has no {split} split (found: {', '.join(bundle.splits)})")
+        raise missing_split_error(data, split, bundle.splits)
     transform = (
         TrainTransform(data, augment, bundle.augment_fill(augment)) if augment is not None else EvalTransform(data)
     )

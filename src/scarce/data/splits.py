@@ -4,6 +4,7 @@ taken from train, and the one decision of which images ``evaluate`` / ``predict`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
     if not val_folder and cfg.val_fraction > 0:
         splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
+
+
+def missing_split_error(cfg: DataConfig, split: str, read: Iterable[str]) -> UserError:
+    """``split`` is not among the splits ``read`` of ``cfg``: the message lists every split there is,
+    the folders that ``only=`` left unread included."""
+    root = dataset_root(cfg) if cfg.name not in BUILTIN_DATASETS else None
+    given = {name for name in SPLIT_NAMES if getattr(cfg, name, None)}
+    folders = {name for name in SPLIT_NAMES if root is not None and (root / name).is_dir()}
+    found = [name for name in SPLIT_NAMES if name in {*read, *given, *folders}]
+    return UserError(f"data '{data_label(cfg)}': has no {split} split (found: {', '.join(found)})")
 
 
 @dataclass(frozen=True)

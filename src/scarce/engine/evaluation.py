@@ -13,7 +13,7 @@ import torch
 from scarce.config import Config, DataConfig, data_label, saved_config
 from scarce.data.datasets import ImageDataset, Split, full_scale_of
 from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_eval_loader
-from scarce.data.splits import folder_of_run_classes, locate_split
+from scarce.data.splits import folder_of_run_classes, locate_split, missing_split_error
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
@@ -169,7 +169,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     if source.folder is None:
         bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]), only=split)
         if split not in bundle.splits:
-            raise UserError(f"data '{data_label(data)}': has no {split} split (found: {', '.join(bundle.splits)})")
+            raise missing_split_error(data, split, bundle.splits)
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))

@@ -5,7 +5,8 @@ A run is predicted on the split to vote on (the runs' own test split unless told
 where the threshold or the weights are chosen on validation predictions none were given for, on
 its own val split too. The files are written into one folder beside the ensemble's output
 (``final.npz`` -> ``final_members/``), named by position and run, so they can be reused with
-``--members``; a run given twice (the base among the members) is predicted once.
+``--members``; weights given twice (the base among the members; a run and its best.safetensors) are
+predicted once.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def predict_runs(
     """``paths`` with every run directory replaced by its predictions file on ``split`` of
     ``options.data`` (``own_data``: of each run's own data, as for the val split a threshold is chosen
     on), written into ``folder``; predictions files and None pass through. A run given twice is
-    predicted once."""
+    predicted once, also as its directory and its best.safetensors (the same weights)."""
+    from scarce.engine.evaluation import resolve_weights
     from scarce.inference.predict import predict_run, write_predictions
 
     done: dict[str, str] = {}
@@ -77,7 +79,7 @@ def predict_runs(
         if path is None or not is_run(path):
             out.append(None if path is None else str(path))
             continue
-        key = os.path.realpath(path)
+        key = os.path.realpath(resolve_weights(path)[1])
         if key not in done:
             folder.mkdir(parents=True, exist_ok=True)
             data = None if own_data else options.data
