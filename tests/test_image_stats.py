@@ -82,6 +82,25 @@ def test_normalize_train_measures_the_train_split():
     assert build_data(DataConfig(name="demo")).mean == [float(np.mean((0.485, 0.456, 0.406)))]
 
 
+def test_scoring_a_normalize_train_run_uses_its_saved_statistics(tmp_path, monkeypatch):
+    from scarce.config import load_config
+    from scarce.data import image_stats
+    from scarce.engine.evaluation import evaluate_run
+    from scarce.engine.trainer import train
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    train(load_config(None, [*TINY, "epochs=1", "data.normalize=train"]), run, progress=False)
+    score = dict(data=None, split="val", device="cpu", num_workers=0)
+    before = evaluate_run(run, **score)
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the train images were measured again")
+
+    monkeypatch.setattr(image_stats, "pixel_mean_std", measured)
+    assert evaluate_run(run, **score) == before
+
+
 def test_unreadable_images_are_passed_over(tmp_path):
     Image.fromarray(np.full((4, 4), 40, np.uint8)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")

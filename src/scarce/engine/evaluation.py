@@ -167,7 +167,9 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     data = with_run_view(run, data)
     source = locate_split(data, split)
     if source.folder is None:
-        bundle = build_data(replace(data, channels={"L": "gray", "RGB": "rgb"}[run.mode]), only=split)
+        # the run's saved mean/std normalise its input: the train images' statistics are not measured again
+        channels = {"L": "gray", "RGB": "rgb"}[run.mode]
+        bundle = build_data(replace(data, channels=channels, normalize="imagenet"), only=split)
         if split not in bundle.splits:
             raise missing_split_error(data, split, bundle.splits)
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
