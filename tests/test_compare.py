@@ -84,17 +84,31 @@ def test_older_configs_and_weight_choice(runs, tmp_path, capsys):
 
 
 def test_split_seeds_are_shown_and_resumed_runs_marked(tmp_path, capsys):
-    """A row pools runs of other samples too (data.split_seed): the seeds column says which; a run
-    resumed with other settings is grouped by its new values, and marked with what changed."""
+    """A row pools runs of other samples too (data.split_seed): the seeds column says which, where
+    the split seed chooses images (here val taken from a train folder; not the demo's val/ folder);
+    a run resumed with other settings is grouped by its new values, and marked with what changed."""
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "F", per_split={"train": 8})  # no val/: val comes from train
     root = tmp_path / "arms"
-    train(load_config(None, [*TINY, "epochs=1", "data.split_seed=1"]), root / "split1", progress=False)
-    train(load_config(None, [*TINY, "epochs=1", "checkpoint.keep_at_end=true"]), root / "resumed", progress=False)
+    folder = [*TINY, f"data.name={data}"]
+    train(load_config(None, [*folder, "epochs=1", "data.split_seed=1"]), root / "split1", progress=False)
+    train(load_config(None, [*folder, "epochs=1", "checkpoint.keep_at_end=true"]), root / "resumed", progress=False)
     # threads: how it ran, not what it trained (no mark for it)
     assert main(["train", "--resume", str(root / "resumed"), "epochs=2", "threads=1", "--no-progress"]) == 0
-    train(load_config(None, [*TINY, "epochs=2", "seed=1"]), root / "straight", progress=False)
+    train(load_config(None, [*folder, "epochs=2", "seed=1"]), root / "straight", progress=False)
+    train(load_config(None, [*TINY, "epochs=1", "seed=2", "data.split_seed=1"]), root / "demo", progress=False)
     capsys.readouterr()
-    assert main(["compare", str(root / "split1"), str(root / "resumed"), str(root / "straight")]) == 0
-    printed = capsys.readouterr().out
-    assert "| epochs=2 | 2 | 0/0* 1/0 |" in printed and "| epochs=1 | 1 | 0/1 |" in printed
+    runs = [str(root / name) for name in ("split1", "resumed", "straight", "demo")]
+    assert main(["compare", *runs, "--out", str(tmp_path / "t.md")]) == 0
+    printed = (tmp_path / "t.md").read_text()
+    assert f"| data.name={data}, epochs=2 | 2 | 0/0* 1/0 |" in printed
+    assert f"| data.name={data}, epochs=1 | 1 | 0/1 |" in printed
+    assert "| data.name=demo, epochs=1 | 1 | 2 |" in printed  # the same images under any split seed
     assert "seeds: seed/data.split_seed" in printed
     assert f"* {root / 'resumed'}: resumed with another epochs (resumes.jsonl)" in printed
+    # the CSV names what the marked run was resumed with, in a column of its own
+    assert main(["compare", *runs, "--out", str(tmp_path / "t.csv")]) == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0].endswith(",changed on resume")
+    assert any(line.endswith(f"{root / 'resumed'}: epochs") for line in lines)

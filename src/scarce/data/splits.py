@@ -78,6 +78,21 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
     return splits
 
 
+def val_taken_from_train(data: DataConfig) -> bool:
+    """An image-folder dataset whose val split training takes from train (no val folder given or
+    beside train/, and ``val_fraction`` > 0)."""
+    if data.name == "fashion-mnist" or data.val is not None or data.val_fraction <= 0:
+        return False
+    root = dataset_root(data)
+    return not (root is not None and (root / "val").is_dir())
+
+
+def split_seed_samples(data: DataConfig) -> bool:
+    """Whether ``data.split_seed`` chooses images: fashion-mnist's per-class samples, or the val
+    split taken from a train folder (a folder with val/ is the same images under any split seed)."""
+    return data.name == "fashion-mnist" or val_taken_from_train(data)
+
+
 def missing_split_error(cfg: DataConfig, split: str, read: Iterable[str]) -> UserError:
     """``split`` is not among the splits ``read`` of ``cfg``: the message lists every split there is,
     the folders that ``only=`` left unread included."""
@@ -111,8 +126,7 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
         return SplitSource(None, DEMO_ROOT if root == DEMO_ROOT else None)
     explicit = getattr(data, split)
     # a train folder that training took val from: its train split is what is left (as trained)
-    val_from_train = data.val is None and data.val_fraction > 0 and not (root is not None and (root / "val").is_dir())
-    if explicit is not None and split == "train" and val_from_train:
+    if explicit is not None and split == "train" and val_taken_from_train(data):
         return SplitSource(None, root)
     if explicit is not None:
         return SplitSource(Path(explicit), root)

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from scarce.config import config_to_dict, flat_keys, saved_config
+from scarce.data.splits import split_seed_samples
 from scarce.engine.run_dir import RESUMES_FILE
 from scarce.errors import UserError
 from scarce.io import read_jsonl
@@ -55,7 +56,8 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def read_run(run: Path) -> dict | None:
-    """``{"run", "config", "summary"}`` of a finished run; None when it has no summary.json yet."""
+    """``{"run", "config", "summary", "changed_on_resume", "split_sampled"}`` of a finished run; None
+    when it has no summary.json yet."""
     if not (run / "summary.json").is_file():
         return None
     try:
@@ -63,12 +65,14 @@ def read_run(run: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         raise UserError(f"{run}: cannot read its summary.json ({exc})") from None
     # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
-    config = flat_keys(config_to_dict(saved_config(run / "config.yaml")))
+    cfg = saved_config(run / "config.yaml")
+    config = flat_keys(config_to_dict(cfg))
     # config.yaml holds a resumed run's new values: the keys changed mid-run mark its seed
     # (a requeue with other threads or workers trains the same: not a mark)
     entries = [e for e in read_jsonl(run / RESUMES_FILE) if isinstance(e, dict) and isinstance(e.get("changed"), dict)]
     changed = sorted({key for e in entries for key in e["changed"] if not key.startswith(RUN_ONLY_KEYS)})
-    return {"run": run, "config": config, "summary": summary, "changed_on_resume": changed}
+    samples = split_seed_samples(cfg.data)  # else its split seed is no difference worth showing
+    return {"run": run, "config": config, "summary": summary, "changed_on_resume": changed, "split_sampled": samples}
 
 
 def _setting(config: dict) -> tuple:
@@ -94,7 +98,7 @@ def _pm(values: list[float | None], scale: float = 100.0, digits: int = 2) -> st
 def _seed(run: dict, show_split: bool) -> str:
     """``seed``, ``seed/split_seed`` when some run samples other images, ``*`` when resumed with changes."""
     text = str(run["config"].get("seed"))
-    if show_split:
+    if show_split and run["split_sampled"]:
         text += f"/{run['config'].get('data.split_seed', 0)}"
     return text + ("*" if run["changed_on_resume"] else "")
 
@@ -106,7 +110,7 @@ def compare_rows(runs: list[dict]) -> list[dict]:
         groups.setdefault(_setting(r["config"]), []).append(r)
     keys = sorted({k for setting in groups for k, _ in setting})
     differing = [k for k in keys if len({dict(s).get(k) for s in groups}) > 1]
-    show_split = any(r["config"].get("data.split_seed", 0) != 0 for r in runs)
+    show_split = any(r["config"].get("data.split_seed", 0) != 0 and r["split_sampled"] for r in runs)
     rows = []
     for setting, members in groups.items():
         summaries = [m["summary"] for m in members]
@@ -136,11 +140,13 @@ def render(rows: list[dict], fmt: str) -> str:
     """``rows`` as a markdown table (``md``), CSV or JSON."""
     if fmt == "json":
         return json.dumps(rows, indent=1) + "\n"
-    if fmt == "csv":
+    if fmt == "csv":  # the table's columns, then what each run marked * was resumed with
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(COLUMNS)
-        writer.writerows([row[c] for c in COLUMNS] for row in rows)
+        writer.writerow([*COLUMNS, "changed on resume"])
+        for row in rows:
+            changed = "; ".join(f"{run}: {' '.join(keys)}" for run, keys in row["changed_on_resume"].items())
+            writer.writerow([*(row[c] for c in COLUMNS), changed])
         return buffer.getvalue()
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
