@@ -262,6 +262,16 @@ def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["splits"]["train"]["skipped_files"] == ["cat/.hidden.png", "cat/notes.txt"]
     assert report["splits"]["test"]["skipped_files"] == ["dog/noext"]
+    assert "sub-folders" not in out and report["splits"]["train"]["nested_folders"] == {}
+    # a class folder holding sub-folders of images: read as the class, and shown (a folder one level too high?)
+    (root / "train" / "emu" / "young").mkdir()
+    young = np.random.default_rng(5).integers(0, 256, (20, 20, 3), dtype=np.uint8)  # no copy: not a repeat
+    Image.fromarray(young).save(root / "train" / "emu" / "young" / "1.png")
+    (root / "train" / "emu" / "empty").mkdir()
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "class folders with sub-folders (their images are read as the class): 1\n  train/emu: young" in out
+    assert json.loads((tmp_path / "r.json").read_text())["splits"]["train"]["nested_folders"] == {"emu": ["young"]}
 
 
 def test_skipping_every_image_of_a_train_class_is_an_error(tmp_path):

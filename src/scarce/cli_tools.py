@@ -239,6 +239,11 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += [f"  {path}" for path in skipped[:limit]] + (
             [f"  ... {len(skipped) - limit} more"] if len(skipped) > limit else []
         )
+    nested = [(name, cls, subs) for name, s in splits.items() for cls, subs in s.get("nested_folders", {}).items()]
+    if nested:  # a note, not a problem: grouped photos are a class's own sub-folders
+        lines += ["", f"class folders with sub-folders (their images are read as the class): {len(nested)}"]
+        lines += [f"  {name}/{cls}: {', '.join(subs)}" for name, cls, subs in nested[:limit]]
+        lines += [f"  ... {len(nested) - limit} more"] if len(nested) > limit else []
     dups = report["duplicates"]
     lines += [
         "",

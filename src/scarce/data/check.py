@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from torchvision import transforms as T
 
-from scarce.data.datasets import Split, is_gray_image, skipped_files, to_mode
+from scarce.data.datasets import Split, is_gray_image, nested_folders, skipped_files, to_mode
 from scarce.data.duplicates import HAMMING, NEAR_MAE, SPLIT_PAIRS, dhash, identical_images, near_duplicates, thumbnail
 from scarce.data.subset import read_manifest
 from scarce.errors import UserError
@@ -217,6 +217,7 @@ def check_dataset(
         }
         if split.array is None and split.root is not None:  # files of the folder the scan passes over
             report["splits"][name]["skipped_files"] = skipped_files(split.root, split.classes)
+            report["splits"][name]["nested_folders"] = nested_folders(split.root, split.classes)
         conflicts, repeats = identical_images(name, split, checks[name])
         report["label_conflicts"] = report.get("label_conflicts", []) + conflicts
         report["repeats"] = report.get("repeats", []) + repeats

@@ -71,6 +71,19 @@ def skipped_files(root: str | os.PathLike, classes: Sequence[str]) -> list[str]:
     return [str(p.relative_to(root)) for name in classes for p in _files_under(Path(root) / name, images=False)]
 
 
+def nested_folders(root: str | os.PathLike, classes: Sequence[str]) -> dict[str, list[str]]:
+    """Per class folder of ``root``, its sub-folders that hold images: their images are read as that
+    class, which is wanted for grouped photos but wrong when the sub-folders are the real classes
+    (a folder one level too high): ``scarce data check`` lists them."""
+    found = {}
+    for name in classes:
+        subs = sorted(p for p in (Path(root) / name).iterdir() if p.is_dir() and not p.name.startswith("."))
+        with_images = [p.name for p in subs if _images_under(p)]
+        if with_images:
+            found[name] = with_images
+    return found
+
+
 def safe_join(root: str | os.PathLike, rel: str, what: str = "path") -> Path:
     """``root / rel`` for a relative path read from a file (manifest, CSV) that stays inside
     ``root``; an absolute path or one whose ``..`` climbs out raises :class:`UserError`.
