@@ -36,7 +36,9 @@ class DataConfig:
         "image folders without val/: this stratified fraction of train becomes val (0: no val split)",
         range="[0, 0.9]",
     )
-    split_seed: int = opt(0, "seed of the per-class sampling", range="[0, inf)")
+    split_seed: int = opt(
+        0, "seed of fashion-mnist's per-class sampling and of the val split taken from a train folder", range="[0, inf)"
+    )
     img_size: int | Literal["auto"] = opt(
         64,
         "training and evaluation resolution (small images are resized up); auto: the "
