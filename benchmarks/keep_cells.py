@@ -186,8 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
         return {"cells": len(cells)}
     holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
     cells = [c for c in finished_cells(args.work, args.tag) if args.configs is None or c.parent.name in args.configs]
+    # a restored cell (no weights) is kept already, under the session that trained it
+    restored = [c for c in cells if not (c / "last.safetensors").is_file()]
+    cells = [c for c in cells if c not in restored]
+    if restored:
+        print(f"passed over {len(restored)} restored cells (no weights; kept by the session that trained them)")
     if not cells:
-        raise SystemExit(f"{args.work / args.tag}: no finished cell (summary.json) to keep")
+        raise SystemExit(
+            f"{args.work / args.tag}: no finished cell with weights (summary.json, last.safetensors) to keep"
+        )
     for cell in cells:
         keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout, args.tta)
     rows = [kept_row(kept, root) for kept in kept_cells(root)]  # every cell kept under this name so far
