@@ -186,15 +186,22 @@ def main(argv: list[str] | None = None) -> dict:
         return {"cells": len(cells)}
     holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
     cells = [c for c in finished_cells(args.work, args.tag) if args.configs is None or c.parent.name in args.configs]
-    # a restored cell (no weights) is kept already, under the session that trained it
-    restored = [c for c in cells if not (c / "last.safetensors").is_file()]
-    cells = [c for c in cells if c not in restored]
-    if restored:
-        print(f"passed over {len(restored)} restored cells (no weights; kept by the session that trained them)")
+    # kept already by the session that trained it: a restored cell (no weights), or one kept under another name
+    kept_elsewhere = {
+        p.parent.relative_to(p.parents[3] / args.tag)
+        for p in args.kept.glob(f"*/{args.tag}/*/seed*/predictions.npz")
+        if p.parents[3].name != args.name
+    }
+    passed = [
+        c
+        for c in cells
+        if not (c / "last.safetensors").is_file() or c.relative_to(args.work / args.tag) in kept_elsewhere
+    ]
+    cells = [c for c in cells if c not in passed]
+    if passed:
+        print(f"passed over {len(passed)} cells kept already (restored without weights, or under another --name)")
     if not cells:
-        raise SystemExit(
-            f"{args.work / args.tag}: no finished cell with weights (summary.json, last.safetensors) to keep"
-        )
+        raise SystemExit(f"{args.work / args.tag}: no finished cell with weights that is not kept already")
     for cell in cells:
         keep_cell(cell, root / cell.relative_to(args.work / args.tag), holdout, args.tta)
     rows = [kept_row(kept, root) for kept in kept_cells(root)]  # every cell kept under this name so far
