@@ -282,8 +282,9 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
         common = ["--tag", "data", "--kept", str(tmp_path / "kept"), "--results", str(tmp_path / "res")]
         kept = keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", "--tta", *common])
         keep_cells.main(["restore", "--work", str(tmp_path / "again"), "--name", "s", *common])
-        with pytest.raises(SystemExit, match="no finished cell with weights"):  # restored: kept already
-            keep_cells.main(["keep", "--work", str(tmp_path / "again"), "--name", "s2", *common])
+        for work in ("again", "work"):  # restored, or with its weights but kept under "s": kept already
+            with pytest.raises(SystemExit, match="no finished cell with weights that is not kept already"):
+                keep_cells.main(["keep", "--work", str(tmp_path / work), "--name", "s2", *common])
         scores = {
             w: select_weights.main(
                 ["--work", str(tmp_path / w), "--tag", "data", "--results", str(tmp_path / w), "--name", "s"]
