@@ -4,7 +4,8 @@ Runs whose configs differ only in ``seed`` / ``data.split_seed`` (and in keys th
 what is trained: threads, device, loader workers, checkpoint timing) form one row, with the mean
 and standard deviation over them; each row is named by the config keys that set it apart from
 the others; a run resumed with other settings is marked ``*`` (``resumes.jsonl``). What is read:
-``config.yaml``, ``summary.json`` and ``resumes.jsonl`` of each run (nothing is loaded or scored).
+``config.yaml``, ``summary.json`` and ``resumes.jsonl`` of each run, and whether its data folder
+has a ``val/`` (where not, the split seed draws val from train); nothing is loaded or scored.
 """
 
 from __future__ import annotations
