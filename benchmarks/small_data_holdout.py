@@ -53,12 +53,12 @@ def holdout_images(per_class: int = 500, k: int = 50, exclude_seeds: list[int] |
     return images[idx], labels[idx], f"holdout-{per_class}x10-k{k}-ex{max(exclude_seeds)}"
 
 
-def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str, weights: str = "best") -> float:
-    """Top-1 of the cell's kept (``best``) or final (``last``) weights on the held-out images
-    (cached in ``predictions/`` or ``predictions_last/``)."""
+def holdout_probs(run_dir: Path, images: np.ndarray, key: str, weights: str = "best") -> np.ndarray:
+    """``(N, C)`` calibrated probabilities of the cell's kept (``best``) or final (``last``) weights
+    on the held-out images (cached in ``predictions/`` or ``predictions_last/``)."""
     cache = run_dir / ("predictions" if weights == "best" else f"predictions_{weights}") / f"{key}.npz"
     if not cache.is_file() and weights == "best" and best_is_final(run_dir):
-        return holdout_top1(run_dir, images, labels, key, best_is_final(run_dir))
+        return holdout_probs(run_dir, images, key, best_is_final(run_dir))
     if not cache.is_file():
         if not (run_dir / f"{weights}.safetensors").is_file():  # restored by keep_cells.py without it
             raise SystemExit(f"{run_dir}: no {weights}.safetensors and no kept held-out predictions ({cache.name})")
@@ -70,8 +70,12 @@ def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str
         result = model.predict([Image.fromarray(im) for im in images], batch_size=250)
         cache.parent.mkdir(exist_ok=True)
         np.savez(cache, probs=result.probs)
-    probs = np.load(cache, allow_pickle=False)["probs"]
-    return float((probs.argmax(1) == labels).mean())
+    return np.load(cache, allow_pickle=False)["probs"]
+
+
+def holdout_top1(run_dir: Path, images: np.ndarray, labels: np.ndarray, key: str, weights: str = "best") -> float:
+    """Top-1 of the cell's kept (``best``) or final (``last``) weights on the held-out images."""
+    return float((holdout_probs(run_dir, images, key, weights).argmax(1) == labels).mean())
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -155,6 +155,65 @@ def test_ensemble_benchmark_votes_on_exact_values(tmp_path):
         small_data_ensemble.vote([base, preds([[0.5, 0.5]] * 3, [0, 0, 1])], [base, m1])
 
 
+def test_ensemble_benchmark_scores_each_rule_on_the_held_out_images(tmp_path, monkeypatch):
+    import numpy as np
+    import small_data_ensemble
+    from small_data_ensemble import cache_path
+    from small_data_holdout import HOLDOUT_KEY
+
+    from scarce.inference.predict import write_predictions
+    from scarce.inference.predictions import Predictions
+
+    val_y, held_y = np.array([0, 1]), np.array([0, 0, 1, 1])
+    held = {  # base right on 0 and 3 only (unsure on 1-2); m1 right on all; m2 on 0, 2, 3
+        "a": [[0.9, 0.1], [0.4, 0.6], [0.6, 0.4], [0.2, 0.8]],
+        "b": [[0.8, 0.2], [0.9, 0.1], [0.3, 0.7], [0.1, 0.9]],
+        "c": [[0.7, 0.3], [0.45, 0.55], [0.1, 0.9], [0.4, 0.6]],
+    }
+    runs = []
+    for name, rows in held.items():
+        run = tmp_path / name / "seed0"
+        val = Predictions(
+            np.array([[0.9, 0.1], [0.1, 0.9]], np.float32), np.array(["v0", "v1"]), np.array(["a", "b"]), val_y
+        )
+        cache = cache_path(run, "last", "val", 1)
+        cache.parent.mkdir(parents=True)
+        write_predictions(val, cache)
+        np.savez(cache.parent / f"{HOLDOUT_KEY}.npz", probs=np.array(rows, np.float32))
+        runs.append(run)
+    monkeypatch.setattr(small_data_ensemble, "run_data", lambda run: None)  # every prediction is cached
+    images = np.zeros((4, 8, 8), np.uint8)  # unread: the predictions are cached
+    out = small_data_ensemble.holdout_rows({0: runs}, "last", (images, held_y, HOLDOUT_KEY))
+    assert out["base"] == [0.5] and out["members (each)"] == [pytest.approx((0.5 + 1.0 + 0.75) / 3)]
+    assert out["soft vote"] == [1.0] and out["oracle"] == [1.0]
+    # images 1-2: the base is unsure (0.6 < 0.7) and the plurality answers: wrong on 1 (a, c), right on 2 (b, c)
+    assert out["plurality 0.7"] == [0.75]
+    table = small_data_ensemble.report(
+        {"k": {1: {r: [0.5] for r in small_data_ensemble.RULES}, "holdout": out}}, [1], [0]
+    )
+    assert "held-out top-1 % (1 view)" in table.splitlines()[0] and "| k | soft vote | 50.00 | 100.00 |" in table
+
+
+def test_ensemble_benchmark_compares_several_mixed_ensembles_in_one_table(tmp_path):
+    import small_data_ensemble
+
+    for cell in ("c", "c@m1", "x", "y"):
+        (tmp_path / "t" / cell / "seed0").mkdir(parents=True)
+        (tmp_path / "t" / cell / "seed0" / "summary.json").write_text("{}")
+    argv = ["--work", str(tmp_path), "--tag", "t", "--config", "c", "--members", "2"]
+    kinds = small_data_ensemble.ensemble_kinds(
+        small_data_ensemble.parse_args([*argv, "--mixed", "c", "x", "--mixed", "c", "x", "y"])
+    )
+    assert list(kinds) == ["c x 2", "mixed: c + x", "mixed: c + x + y"]
+    assert kinds["mixed: c + x + y"][0] == [tmp_path / "t" / n / "seed0" for n in ("c", "x", "y")]
+    with pytest.raises(SystemExit, match=r"unfinished cells: .*z/seed0"):
+        small_data_ensemble.ensemble_kinds(small_data_ensemble.parse_args([*argv, "--mixed", "c", "z"]))
+    rules = {r: [0.5] for r in small_data_ensemble.RULES}
+    results = {k: {1: {**rules, "soft vote": [0.1 * (i + 1)]}} for i, k in enumerate(kinds)}
+    lines = small_data_ensemble.headlines(results, [1])
+    assert [lines[f"{p}ensemble_soft_top1"] for p in ("", "mixed_", "mixed2_")] == ["0.1000", "0.2000", "0.3000"]
+
+
 def test_holdout_split_avoids_every_excluded_seeds_train_and_val():
     import numpy as np
     import small_data_holdout
