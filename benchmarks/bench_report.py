@@ -15,9 +15,20 @@ METRICS = (
     "ece_test_after",
     "best_epoch",
     "wall_seconds",
+    "epoch_seconds",
     "val_top1_last",
     "val_top1_ema_last",
 )
+
+
+def epoch_seconds(run_dir: Path) -> float | None:
+    """Training seconds summed over ``metrics.jsonl``'s epochs: unlike one invocation's wall clock,
+    this covers every part of a killed and resumed cell (an epoch logged twice counts once, the last)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    per_epoch = {r["epoch"]: r["seconds"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    return round(sum(per_epoch.values()), 1)
 
 
 def cell_metrics(run_dir: Path) -> dict | None:
@@ -28,7 +39,9 @@ def cell_metrics(run_dir: Path) -> dict | None:
     summary = json.loads(path.read_text(encoding="utf-8"))
     cal = summary.get("calibration", {})
     cell_path = run_dir / "cell.json"
-    wall = json.loads(cell_path.read_text(encoding="utf-8")).get("wall_seconds") if cell_path.is_file() else None
+    cell = json.loads(cell_path.read_text(encoding="utf-8")) if cell_path.is_file() else {}
+    # a resumed cell's wall clock is its last invocation's only: no figure rather than a partial one
+    wall = None if cell.get("resumed") else cell.get("wall_seconds")
     last = {}
     if (run_dir / "metrics.jsonl").is_file():  # last epoch: val of the raw and (when on) the EMA weights
         lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
@@ -43,6 +56,7 @@ def cell_metrics(run_dir: Path) -> dict | None:
         "ece_test_after": cal.get("ece_test_after"),
         "temperature": cal.get("temperature"),
         "wall_seconds": wall,
+        "epoch_seconds": epoch_seconds(run_dir),
         "val_top1_last": last.get("val_top1"),
         "val_top1_ema_last": last.get("val_top1_ema"),
     }
@@ -111,14 +125,14 @@ def _pm(row: dict, key: str, scale: float = 100.0, digits: int = 2) -> str:
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| data | config | n | test top-1 % | test top-5 % | val top-1 % | ECE test % (T-scaled) "
-        "| ECE test % (raw) | best epoch | wall s/cell |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| ECE test % (raw) | best epoch | wall s/cell | epochs' s/cell |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['config']} | {r['n']} | {_pm(r, 'test_top1')} | {_pm(r, 'test_top5')} "
             f"| {_pm(r, 'val_top1')} | {_pm(r, 'ece_test_after')} | {_pm(r, 'ece_test_before')} "
-            f"| {_pm(r, 'best_epoch', 1, 1)} | {_pm(r, 'wall_seconds', 1, 0)} |"
+            f"| {_pm(r, 'best_epoch', 1, 1)} | {_pm(r, 'wall_seconds', 1, 0)} | {_pm(r, 'epoch_seconds', 1, 0)} |"
         )
     return "\n".join(lines) + "\n"
 

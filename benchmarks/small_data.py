@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_configs import MATRICES, MEMBER_SEED_STRIDE, config_overrides, split_member  # noqa: E402
-from bench_report import bare_loop_row, gather, write_results  # noqa: E402
+from bench_report import bare_loop_row, epoch_seconds, gather, write_results  # noqa: E402
 from bench_results import machine  # noqa: E402
 
 
@@ -121,7 +121,8 @@ def run_cell(cell: Cell, recipe: str, threads: int | None) -> dict:
         "recipe": recipe,
         "resumed": resume,
         "commit": code_commit(),
-        "wall_seconds": round(time.perf_counter() - start, 1),
+        "wall_seconds": round(time.perf_counter() - start, 1),  # this invocation only, when resumed
+        "epoch_seconds": epoch_seconds(run_dir),  # every invocation's epochs
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
     }

@@ -41,6 +41,8 @@ def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
         assert run.parent.parent.name == "data" and run.name == "seed0"
         record = json.loads((run / "cell.json").read_text())
         assert record["wall_seconds"] > 0 and record["machine"]["cpus"] >= 1
+        epochs = [json.loads(line)["seconds"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert record["epoch_seconds"] == pytest.approx(sum(epochs), abs=0.06) and record["epoch_seconds"] > 0
         summary = json.loads((run / "summary.json").read_text())
         assert rows[cell.config]["test_top1_mean"] == pytest.approx(summary["test"]["top1"])
     table = (tmp_path / "res" / "t.md").read_text()
@@ -58,6 +60,22 @@ def test_matrix_runs_tables_and_resumes(tmp_path, capsys):
         torch.set_num_threads(threads)
     assert "2 of 2 cells finished already; running 0" in capsys.readouterr().out
     assert stamps == {c.run_dir: (Path(c.run_dir) / "summary.json").stat().st_mtime_ns for c in out["cells"]}
+
+
+def test_a_resumed_cells_time_counts_every_part_and_not_its_last_wall_clock(tmp_path):
+    import bench_report
+
+    run = tmp_path / "c" / "seed0"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"best": {"top1": 0.5, "epoch": 2}, "test": {"top1": 0.4}}))
+    lines = [{"epoch": 0, "seconds": 2.0}, {"epoch": 1, "seconds": 9.0}, {"epoch": 1, "seconds": 3.0}]
+    lines.append({"epoch": 2, "seconds": 4.0, "val_top1": 0.5})  # epoch 1 ran again after the kill: its last counts
+    (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (run / "cell.json").write_text(json.dumps({"wall_seconds": 5.0, "resumed": True}))
+    metrics = bench_report.cell_metrics(run)
+    assert metrics["epoch_seconds"] == 9.0 and metrics["wall_seconds"] is None
+    (run / "cell.json").write_text(json.dumps({"wall_seconds": 11.0, "resumed": False}))
+    assert bench_report.cell_metrics(run)["wall_seconds"] == 11.0
 
 
 def test_report_only_counts_unfinished_cells(tmp_path):
