@@ -133,6 +133,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
             "got 'cosin' (close: cosine)",
         ),
         (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+        (["batch_size=1"], "batch_size=1: the model has BatchNorm layers, which need at least 2 images a batch"),
         (["--data", "/no/such/folder"], "not a built-in dataset"),
         (["--recipe", "nope"], "built-in recipes:"),
     ],
@@ -203,3 +204,14 @@ def test_a_batch_larger_than_the_train_set_is_stated(tmp_path, image_folder, cap
     train(cfg, tmp_path / "run", progress=True)
     out = capsys.readouterr().out
     assert "1 epochs x 1 steps = 1 steps (batch_size 64 > 24 train images: one step of all of them)" in out, out
+
+
+def test_precise_bn_passes_over_a_last_batch_of_one_image():
+    from scarce.engine.loop import recompute_bn_stats
+
+    # a 1x1 map: a batch of one image has one value per channel, which train-mode BatchNorm refuses
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))
+    torch.nn.init.ones_(model[0].weight)
+    batches = [(torch.tensor([1.0, 3.0]).view(2, 1, 1, 1), None), (torch.full((1, 1, 1, 1), 50.0), None)]
+    recompute_bn_stats(model, batches, lambda x, train: x)
+    assert model[1].running_mean.tolist() == [2.0, 2.0]  # the pair's mean; the single image left out

@@ -136,7 +136,9 @@ def recompute_bn_stats(model: nn.Module, loader, preprocess: BatchPreprocessor) 
     (``torch.optim.swa_utils.update_bn``, in train mode, no gradients)."""
     from torch.optim.swa_utils import update_bn
 
-    update_bn((preprocess(x, train=False) for x, _ in loader), model)
+    # a last batch of one image has one value per channel on a 1x1 map: train-mode BatchNorm
+    # refuses it, and it would add next to nothing to the averages
+    update_bn((preprocess(x, train=False) for x, _ in loader if len(x) > 1), model)
 
 
 @torch.no_grad()

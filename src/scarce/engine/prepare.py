@@ -32,7 +32,7 @@ from scarce.engine.hardware import (
 from scarce.engine.loop import TrainStep
 from scarce.engine.run_dir import check_same_classes
 from scarce.engine.saving import resolve_select
-from scarce.engine.startup import check_input_size, scan_data, validate_config
+from scarce.engine.startup import check_batch_for_batch_norm, check_input_size, scan_data, validate_config
 from scarce.errors import UserError
 
 
@@ -178,6 +178,7 @@ def build_train_step(
         cfg, data, device, updates_per_epoch, world_size=info.world_size, channels_last=hardware.channels_last
     )
     check_input_size(parts.model, data.in_chans, cfg.data.img_size, device)
+    check_batch_for_batch_norm(parts.model, cfg.batch_size)
     train_model = parts.model
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None

@@ -42,6 +42,16 @@ def check_input_size(model: nn.Module, in_chans: int, img_size: int, device: tor
         model.train(was_training)
 
 
+def check_batch_for_batch_norm(model: nn.Module, batch_size: int) -> None:
+    """BatchNorm in train mode needs two values per channel: with one image a batch, a 1x1 feature
+    map (resnet18's last stage at 32 px) fails mid-epoch; refuse before anything is written."""
+    if batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UserError(
+            f"batch_size={batch_size}: the model has BatchNorm layers, which need at least 2 images a batch "
+            f"(per process); give batch_size=2 or more"
+        )
+
+
 def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     """The up-front scan (fail fast, before any epoch; decoded images kept when they fit). With
     ``data.channels=auto`` the mode is decided on every image, not on the first few."""
