@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from scarce.cli import main
 from scarce.config import load_config
 from scarce.engine.evaluation import evaluate_run
 from scarce.engine.trainer import train
+from scarce.errors import UserError
 from tests.conftest import TINY
 
 
@@ -181,6 +183,24 @@ def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
     assert summary["best"]["top1"] >= 0 and "calibration" in summary
     again = evaluate_run(run_dir, None, "val", tmp_path / "v.json", num_workers=0)  # the same split again
     assert again["count"] == 6
+
+
+def test_a_changed_train_folder_cannot_redraw_a_runs_val_split(tmp_path, capsys):
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 10, "test": 4})
+    cfg = load_config(None, [*TINY, "epochs=2", "data.val_fraction=0.2"], {"data": {"name": str(root)}})
+    assert train(cfg, tmp_path / "run", progress=False, stop_after=1) == {}
+    recorded = (tmp_path / "run" / "classes.json").read_text()
+    first_val = json.loads(recorded)["val_from_train"][0]
+    shutil.move(root / "train" / first_val, tmp_path / "aside.png")  # a val image gone: the draw changes
+    with pytest.raises(UserError, match="the train folder changed since the run took its val split from it"):
+        evaluate_run(tmp_path / "run", None, "val", tmp_path / "v.json", num_workers=0)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "val images differ from classes.json's val_from_train" in capsys.readouterr().err
+    assert (tmp_path / "run" / "classes.json").read_text() == recorded  # the record is not overwritten
+    shutil.move(tmp_path / "aside.png", root / "train" / first_val)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
 
 
 def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):

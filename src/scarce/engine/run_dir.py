@@ -195,6 +195,24 @@ def check_same_classes(run_dir: Path, classes: list[str]) -> None:
         )
 
 
+def check_val_as_drawn(run_dir: Path, val_ids: list[str] | None, what: str) -> None:
+    """A val split taken from the train folder is drawn again from the folder as it is now. When
+    that draw differs from the one the run recorded (classes.json ``val_from_train``), the folder
+    changed: the new val would hold images the run trained on. ``val_ids`` None: val not taken from train."""
+    path = run_dir / "classes.json"
+    if val_ids is None or not path.is_file():
+        return
+    recorded = read_json(path).get("val_from_train")
+    if recorded is None or sorted(val_ids) == sorted(recorded):
+        return
+    changed = len(set(val_ids) ^ set(recorded))
+    raise UserError(
+        f"{what}: the train folder changed since the run took its val split from it ({changed} val images differ "
+        f"from classes.json's val_from_train), so val would now hold trained images; restore the folder as it was, "
+        f"or give a folder of unseen images (--split FOLDER)"
+    )
+
+
 def trim_metrics(run_dir: Path, start_epoch: int) -> None:
     """Drop metrics rows of epochs that will be trained again (after a kill or a fault) and a
     torn last line, which the next append would otherwise run into."""
