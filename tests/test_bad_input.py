@@ -247,6 +247,22 @@ def test_data_check_reports_bad_files_and_duplicates(tmp_path, capsys):
     assert train["modes"] == {"RGB": 6 * 3 + 3} and train["sizes"] == {"min": [32, 32], "max": [64, 64], "distinct": 2}
 
 
+def test_data_check_and_preview_read_a_class_folder_and_list_skipped_files_once(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_split={"train": 6})  # train/ but no val/: none drawn
+    (root / "train" / "cat" / "notes.txt").write_text("x")
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out.count("cat/notes.txt") == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["splits"]) == {"train"} and report["splits"]["train"]["classes"] == {"cat": 6, "dog": 6, "emu": 6}
+    flat = root / "train"  # a folder of <class>/<image>: what --train takes
+    assert main(["data", "check", str(flat), "--json", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["splits"]["train"]["skipped_files"] == ["cat/notes.txt"]
+    grid = tmp_path / "g.png"
+    assert main(["augment", "preview", str(flat), *TINY, "--out", str(grid), "--images", "2", "--views", "1"]) == 0
+    assert Image.open(grid).size[0] > 0
+    assert main(["data", "check", str(tmp_path / "nowhere")]) == 2
+
+
 def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
     root = make_image_folder(tmp_path / "data", per_split=SMALL)
     assert main(["data", "check", str(root)]) == 0

@@ -37,7 +37,9 @@ def _add_data(sub) -> None:
         "duplicates across splits, manifest paths outside the root, fewer than 2 classes), "
         "2 usage error (missing folder, empty class folder, classes differing between splits).",
     )
-    c.add_argument("data", help="built-in dataset or image-folder root with train/ (val/, test/)")
+    c.add_argument(
+        "data", help="built-in dataset, image-folder root with train/ (val/, test/), or a folder of <class>/<image>"
+    )
     c.add_argument(
         "--max-mae", type=float, default=None, help="near-duplicate thumbnail difference in grey levels (default 4)"
     )
@@ -62,17 +64,23 @@ def cmd_data(args) -> int:
 
 def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
+    from dataclasses import replace
+
     from scarce.config import DataConfig
     from scarce.data.check import check_dataset
     from scarce.data.duplicates import NEAR_MAE
-    from scarce.data.splits import DEMO_ROOT, resolve_splits
+    from scarce.data.splits import BUILTIN_DATASETS, DEMO_ROOT, is_class_folder_root, resolve_splits
     from scarce.io import atomic_write_json
 
     if args.max_mae is not None and not 0 <= args.max_mae <= 255:
         raise UserError(f"--max-mae: expected grey levels in [0, 255] (0: exact duplicates only), got {args.max_mae}")
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
+    # the folders as they are: no val split drawn from train (its images would be listed twice)
+    data = DataConfig(name=args.data, val_fraction=0.0)
+    if args.data not in BUILTIN_DATASETS and is_class_folder_root(root):
+        data = replace(data, train=args.data)
     report = check_dataset(
-        resolve_splits(DataConfig(name=args.data)),
+        resolve_splits(data),
         NEAR_MAE if args.max_mae is None else args.max_mae,
         manifest_root=None if args.data == "fashion-mnist" else str(root),
         data_name=args.data,
@@ -183,7 +191,11 @@ def _add_augment(sub) -> None:
         description="Example: scarce augment preview demo --recipe demo "
         "augment.randaugment=rand-m9-mstd0.5 augment.lsb_swap.enabled=true --out grid.png",
     )
-    s.add_argument("data", metavar="DATA", help="built-in dataset (demo, fashion-mnist) or image-folder root")
+    s.add_argument(
+        "data",
+        metavar="DATA",
+        help="built-in dataset (demo, fashion-mnist), image-folder root or <class>/<image> folder",
+    )
     s.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--images", type=int, default=8, help="images (columns) shown (default 8)")
@@ -198,7 +210,12 @@ def cmd_augment(args) -> int:
 
     if args.images < 1 or args.views < 1:
         raise UserError(f"--images and --views: expected >= 1, got {args.images} and {args.views}")
-    cfg = load_config(args.recipe, args.overrides, {"data": {"name": args.data}})
+    from scarce.data.splits import BUILTIN_DATASETS, is_class_folder_root
+
+    data = {"name": args.data}
+    if args.data not in BUILTIN_DATASETS and is_class_folder_root(args.data):
+        data["train"] = args.data  # a folder of <class>/<image>: its images are the train split
+    cfg = load_config(args.recipe, args.overrides, {"data": data})
     print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
     return 0
 

@@ -52,7 +52,7 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
             f"--train it names the folder whose val/ and test/ fill in {missing}: fix the path, or leave --data out"
         )
     if cfg.train is None and not (root / "train").is_dir():
-        has_classes = root.is_dir() and any(p.is_dir() and p.name not in SPLIT_NAMES for p in root.iterdir())
+        has_classes = is_class_folder_root(root)
         raise UserError(
             f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a "
             f"train/ subfolder"
@@ -76,6 +76,14 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
     if not val_folder and cfg.val_fraction > 0:
         splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
+
+
+def is_class_folder_root(path: str | os.PathLike) -> bool:
+    """A folder of ``<class>/<image>`` with no ``train/`` in it (what ``--train`` takes)."""
+    path = Path(path)
+    if not path.is_dir() or (path / "train").is_dir():
+        return False
+    return any(p.is_dir() and p.name not in SPLIT_NAMES for p in path.iterdir())
 
 
 def val_taken_from_train(data: DataConfig) -> bool:
