@@ -70,6 +70,11 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     assert f"{tmp_path}: a folder without config.yaml; expected a predictions file (.npz) or a run" in (
         capsys.readouterr().err
     )
+    # a run and its own weights file are one model: refused before anything is predicted
+    twice = str(tmp_path / "twice.npz")
+    assert main(["ensemble", "--base", r0, "--members", r1, f"{r1}/best.safetensors", "--out", twice]) == 2
+    assert f"{r1}/best.safetensors is listed twice in --members (the same model as {r1})" in capsys.readouterr().err
+    assert not (tmp_path / "twice_members").exists()
     # a run, a weights file of another and a predictions file at the fixed threshold: no val needed
     weights = str(runs / "r2" / "last.safetensors")
     assert main(["ensemble", "--base", r0, "--members", weights, str(file), "--out", out]) == 0

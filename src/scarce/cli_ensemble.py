@@ -72,11 +72,19 @@ def _add_ensemble(sub) -> None:
 def cmd_ensemble(args) -> int:
     from scarce.config import DataConfig
     from scarce.inference.ensemble import run_ensemble, validation_needs
-    from scarce.inference.ensemble_runs import PredictOptions, check_paths, is_run, members_folder, predict_runs
+    from scarce.inference.ensemble_runs import (
+        PredictOptions,
+        check_members_once,
+        check_paths,
+        is_run,
+        members_folder,
+        predict_runs,
+    )
 
     check_output_names(args.out, args.csv)
     given = [args.base, *args.members]
     check_paths([*given, args.val_base, *(args.val_members or [])])
+    check_members_once(args.members)
     runs = [p for p in given if p is not None and is_run(p)]
     given_options = options_set(args, RUN_ONLY_OPTIONS)
     if given_options and not runs:

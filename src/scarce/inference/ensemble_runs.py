@@ -100,3 +100,17 @@ def check_paths(paths: Sequence[str | None]) -> None:
         if path is not None and not Path(path).is_file() and not is_run(path):
             what = "a folder without config.yaml" if Path(path).is_dir() else "not found"
             raise UserError(f"{path}: {what}; expected a predictions file (.npz) or a run directory")
+
+
+def check_members_once(members: Sequence[str]) -> None:
+    """Each member is given once: a run directory and its weights file, or a path given twice, name the
+    same model, which would vote twice. Checked before anything is predicted."""
+    from scarce.engine.evaluation import resolve_weights
+
+    seen: dict[str, str] = {}
+    for member in members:
+        key = os.path.realpath(resolve_weights(member)[1] if is_run(member) else member)
+        if key in seen:
+            same = "" if seen[key] == member else f" (the same model as {seen[key]})"
+            raise UserError(f"{member} is listed twice in --members{same}; each model votes once")
+        seen[key] = member
