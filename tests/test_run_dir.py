@@ -41,6 +41,18 @@ def test_second_trainer_into_the_same_run_is_refused_naming_the_first(tmp_path):
     train(load_config(None, TINY + ["epochs=1"]), run_dir, progress=False)  # released: trains
 
 
+def test_a_running_runs_directory_is_refused_first_naming_its_pid(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train(load_config(None, TINY + ["epochs=2"]), run_dir, progress=False, stop_after=1) == {}
+    capsys.readouterr()
+    with RunLock(run_dir):  # as if its first process were still training: its checkpoint is not one to resume
+        for args in (["--out", str(run_dir), *TINY], ["--resume", str(run_dir)]):
+            assert main(["train", *args, "--no-progress"]) == 2
+            out, err = capsys.readouterr()
+            assert f"another scarce process (pid {os.getpid()}) is training into it" in err and out == ""
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+
+
 def test_data_path_is_stored_absolute_and_evaluate_elsewhere_reads_it(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "data")
     monkeypatch.chdir(tmp_path)

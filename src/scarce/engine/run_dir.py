@@ -122,6 +122,27 @@ def _scarce_leftover(name: str) -> bool:
     return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
 
 
+def _busy(run_dir: Path, holder: str) -> UserError:
+    return UserError(
+        f"run directory {run_dir}: another scarce process (pid {holder}) is training into it; "
+        f"wait for it or choose another --out"
+    )
+
+
+def check_not_running(run_dir: Path) -> None:
+    """Refuse first when another process trains into ``run_dir`` (holds its lock): its checkpoint
+    would otherwise read as a run to resume. Rank 0 only: other ranks find rank 0's lock."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file() or int(os.environ.get("RANK", "0")) != 0:
+        return
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(run_dir, handle.read().strip() or "unknown") from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class RunLock:
     """An exclusive ``flock`` on ``RUN_DIR/.lock`` for the life of a training process; a second
     process exits with a one-line error naming the first one's pid. The kernel drops the lock
@@ -140,10 +161,7 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise UserError(
-                f"run directory {self.path.parent}: another scarce process (pid {holder}) is training "
-                f"into it; wait for it or choose another --out"
-            ) from None
+            raise _busy(self.path.parent, holder) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -28,6 +28,7 @@ from scarce.engine.run_dir import (
     RESUMES_FILE,
     RunLock,
     absolute_data_paths,
+    check_not_running,
     check_resume_config,
     check_run_dir,
     describe_changes,
@@ -187,6 +188,7 @@ def train(
     128 + signal); both keep the last complete checkpoint (see :mod:`scarce.engine.faults`).
     """
     run_dir = Path(run_dir)
+    check_not_running(run_dir)
     if run_dir.is_dir() or not run_dir.exists():  # a file there gets check_run_dir's own message
         check_writable_dir(run_dir, "--resume" if resume else "--out")  # before any work; creates nothing
     done = finished_run(run_dir, resume, cfg) if (run_dir / "config.yaml").is_file() else None
