@@ -217,6 +217,9 @@ def test_patience_stops_early_and_scores_the_best(tmp_path, capsys):
     again = evaluate_run(run_dir / "best.safetensors", None, "test", tmp_path / "e.json", num_workers=0)
     assert summary["test"]["count"] == 1000 and scored["weights"].endswith("best.safetensors")
     assert scored["top1"] == again["top1"] and scored["macro_f1"] == pytest.approx(again["macro_f1"])
+    # patience running out on the last epoch is no early stop: the run trained every epoch
+    _, summary = _train(tmp_path, "epochs=2", "patience=1", "optim.lr=1e-6", "sched.name=constant", name="all")
+    assert summary["stopped_early"] is None and "early stop" not in capsys.readouterr().out
 
 
 def test_a_batch_larger_than_the_train_set_is_stated(tmp_path, image_folder, capsys):

@@ -116,7 +116,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print(
         f"{kept}: epoch {best['epoch']} ({best['weights']} weights, val top-1 {best['top1']:.4f}); "
         f"trained in {summary['train_seconds']:.0f} s"
-        + (f"; {summary['stopped_early']}" if summary.get("stopped_early") else "")
+        + ("; stopped early by patience" if summary.get("stopped_early") else "")
     )
     classes = json.loads((run_dir / "classes.json").read_text())["classes"]
     if test:

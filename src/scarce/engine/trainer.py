@@ -167,7 +167,7 @@ def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guar
 def early_stop_reason(run: Run, epoch: int, scores: dict) -> str | None:
     """``patience`` evaluations without a better val top-1 -> why the run stops, else None."""
     patience = run.cfg.patience
-    if not patience or "val_top1" not in scores:
+    if not patience or "val_top1" not in scores or epoch + 1 >= run.cfg.epochs:  # the last epoch ends it anyway
         return None
     evaluations_since = (epoch - run.best["epoch"]) // run.cfg.eval_every
     if evaluations_since < patience:
