@@ -127,7 +127,7 @@ def test_prediction_cache_is_reused_until_the_weights_change(tiny_run, tmp_path,
     assert len(calls) == 1 and fresh["scores"].abs().sum() == 0
 
 
-def test_run_report_without_calibration_or_data_says_so(tiny_run, tmp_path):
+def test_run_report_without_calibration_or_data_says_so(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run, tmp_path / "run")
     (run / "calibration.json").unlink()
     (run / CACHE_FILE).unlink()
@@ -137,6 +137,9 @@ def test_run_report_without_calibration_or_data_says_so(tiny_run, tmp_path):
     out = build_run_report(run, tmp_path / "r.html", num_workers=0)
     html = out.read_text()
     assert "test predictions unavailable" in html and str(tmp_path / "gone") in html
+    assert (
+        f"report: test predictions unavailable (image folder {tmp_path / 'gone'}: not found)" in capsys.readouterr().out
+    )
     assert all(f'<section id="{s}">' in html for s in RUN_SECTIONS)
     _check_images(html, out, 2)  # curves and timings still render
 

@@ -124,6 +124,8 @@ def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **
     try:
         got = split_scores(run_dir, **eval_kwargs)
     except UserError as exc:
+        # the curves and summary still make a report; the terminal is told what it lacks
+        print(f"report: test predictions unavailable ({exc}); those sections say so", flush=True)
         note = paragraph(f"test predictions unavailable: {exc}", "note")
         return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
     from scarce.calibration import reliability_bins
