@@ -95,6 +95,18 @@ def test_recipe_file_must_be_a_mapping(tmp_path):
         load_config(str(path))
 
 
+def test_a_bad_key_or_value_in_a_recipe_file_names_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("optim:\n  lrr: 0.1\n")
+    with pytest.raises(UserError, match=r"^recipe .*typo\.yaml: unknown config key 'optim\.lrr'"):
+        load_config(str(path))
+    path.write_text("epochs: many\n")
+    with pytest.raises(UserError, match=r"^recipe .*typo\.yaml: config key 'epochs'"):
+        load_config(str(path))
+    with pytest.raises(UserError, match=r"^unknown config key 'optim\.lrr'"):  # an override is not the recipe's
+        load_config("demo", ["optim.lrr=1"])
+
+
 def test_yaml_is_read_safely(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("epochs: !!python/object/apply:os.system ['touch pwned']\n")

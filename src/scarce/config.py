@@ -30,6 +30,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     parse_overrides,
     read_recipe,
 )
+from scarce.errors import UserError
 
 
 @dataclass
@@ -188,6 +189,10 @@ class Config:
 def load_config(recipe: str | None = None, overrides: list[str] | None = None, extra: dict | None = None) -> Config:
     """Defaults <- recipe <- ``extra`` (e.g. ``--data``) <- dotted overrides."""
     values = read_recipe(recipe) if recipe else {}
+    try:  # a bad key or value in the recipe file is named with the file, not taken for an override
+        build(Config, values)
+    except UserError as exc:
+        raise UserError(f"recipe {recipe}: {exc}") from None
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))
     cfg = build(Config, values)
