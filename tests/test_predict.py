@@ -205,7 +205,7 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(trained, tmp_path, capsy
     assert "broken.png" in capsys.readouterr().err and not out.exists()
     assert main(args + ["--skip-bad-images"]) == 0
     printed = capsys.readouterr().out
-    assert "skipped broken.png" in printed and "skipped 1 unreadable images" in printed
+    assert "skipped broken.png" in printed and "skipped 1 unreadable image (listed" in printed
     preds = load_predictions(out)
     assert preds.ids.tolist() == ["cat.png", "emu.png"]
     assert [b["path"] for b in preds.metadata["skipped_images"]] == ["broken.png"]

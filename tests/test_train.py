@@ -226,7 +226,7 @@ def test_a_batch_larger_than_the_train_set_is_stated(tmp_path, image_folder, cap
     cfg = load_config(None, [*TINY, "epochs=1", "batch_size=64"], {"data": {"name": str(image_folder)}})
     train(cfg, tmp_path / "run", progress=True)
     out = capsys.readouterr().out
-    assert "1 epochs x 1 steps = 1 steps (batch_size 64 > 24 train images: one step of all of them)" in out, out
+    assert "1 epoch x 1 step = 1 step (batch_size 64 > 24 train images: one step of all of them)" in out, out
 
 
 def test_precise_bn_passes_over_a_last_batch_of_one_image():

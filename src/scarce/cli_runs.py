@@ -108,7 +108,11 @@ def cmd_predict(args) -> int:
     print(
         f"{summarize(preds)}; wrote {args.out}"
         + (f" and {args.csv}" if args.csv else "")
-        + (f"; skipped {len(skipped)} unreadable images (listed in the metadata)" if skipped else "")
+        + (
+            f"; skipped {len(skipped)} unreadable image{'' if len(skipped) == 1 else 's'} (listed in the metadata)"
+            if skipped
+            else ""
+        )
     )
     return 0
 

@@ -169,9 +169,14 @@ def describe_schedule(run: Run) -> str:
         else ""
     )
     return (
-        f"schedule: {cfg.sched.name}, {cfg.epochs} epochs x {updates} steps = {total} steps{batch}, "
+        f"schedule: {cfg.sched.name}, {_count(cfg.epochs, 'epoch')} x {_count(updates, 'step')} = "
+        f"{_count(total, 'step')}{batch}, "
         f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps {kept}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def describe_regularisation(cfg: Config) -> str:
@@ -224,7 +229,8 @@ def write_run_info(run: Run) -> None:
     write_environment(run)
     if run.cfg.data.skip_bad_images:
         atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
-        print(f"skipped {len(run.bad_images)} unreadable images (list: {run.run_dir / 'bad_images.json'})", flush=True)
+        skipped = _count(len(run.bad_images), "unreadable image")
+        print(f"skipped {skipped} (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 
 def write_environment(run: Run) -> None:
