@@ -311,8 +311,12 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data, spawn, ref
 
 def test_resume_before_first_checkpoint_starts_fresh(data, reference, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--resume", str(out)]) == 2  # nothing there yet: not a run
+    assert main(["train", "--resume", str(out)]) == 2  # nothing there yet
+    assert f"--resume {out}: no such run directory" in _one_line(capsys.readouterr().err)
+    out.mkdir()
+    assert main(["train", "--resume", str(out)]) == 2  # a folder, but not a run
     assert "no config.yaml there" in _one_line(capsys.readouterr().err)
+    out.rmdir()
     from scarce.config import load_config
 
     cfg = load_config(None, ARGS, {"data": {"name": str(data)}})

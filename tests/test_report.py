@@ -151,7 +151,7 @@ def test_report_cli_and_bad_input(tiny_run, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
     assert main(["report"]) == 2
-    assert "either RUN_DIR or --ensemble" in capsys.readouterr().err
+    assert "give a RUN_DIR, or --ensemble FINAL_NPZ" in capsys.readouterr().err
 
 
 def test_tensorboard_logs_the_metrics_rows(tiny_run):

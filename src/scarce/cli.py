@@ -90,6 +90,8 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if args.recipe or args.out:
             raise UserError("--resume takes its recipe and directory from RUN_DIR; drop --recipe/--out")
+        if not run_dir.is_dir():
+            raise UserError(f"--resume {run_dir}: no such run directory")
         if not (run_dir / "config.yaml").is_file():
             raise UserError(
                 f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "

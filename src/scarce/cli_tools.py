@@ -34,7 +34,8 @@ def _add_data(sub) -> None:
         "check",
         help="scan a dataset: unreadable files, modes, sizes, class counts, duplicates across splits",
         description="Exit status: 0 no problem found, 1 problems found (unreadable images, "
-        "duplicates across splits, manifest paths outside the root, fewer than 2 classes), "
+        "duplicates across splits, identical images within a split, manifest paths outside the root, "
+        "fewer than 2 classes), "
         "2 usage error (missing folder, empty class folder, classes differing between splits).",
     )
     c.add_argument(
@@ -117,8 +118,10 @@ def _add_report(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    if (args.run_dir is None) == (args.ensemble is None):
-        raise UserError("give either RUN_DIR or --ensemble FINAL_NPZ (not both)")
+    if args.run_dir is not None and args.ensemble is not None:
+        raise UserError("give either RUN_DIR or --ensemble FINAL_NPZ, not both")
+    if args.run_dir is None and args.ensemble is None:
+        raise UserError("give a RUN_DIR, or --ensemble FINAL_NPZ for an ensemble's report")
     if args.members and args.ensemble is None:
         raise UserError("--members goes with --ensemble FINAL_NPZ")
     if args.run_dir is not None and str(args.run_dir).lower().endswith(".npz"):
