@@ -98,6 +98,15 @@ def test_predict_refuses_other_arrays_in_one_line(run, image, message):
         run.load(device="cpu").predict([image])
 
 
+def test_predict_of_one_image_not_in_a_list_says_to_wrap_it(run):
+    from PIL import Image
+
+    model = run.load(device="cpu")
+    for one in ("shoe.png", Path("shoe.png"), Image.new("L", (8, 8))):
+        with pytest.raises(UserError, match=r"^images: expected a list of images, got one .*; give \[image\]$"):
+            model.predict(one)
+
+
 def test_cli_predict_without_images_or_out_says_what_to_give(run, capsys):
     assert main(["predict", str(run.path)]) == 2
     err = capsys.readouterr().err

@@ -137,6 +137,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
         (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
         (["batch_size=1"], "batch_size=1: the model has BatchNorm layers, which need at least 2 images a batch"),
         (["--data", "/no/such/folder"], "not a built-in dataset"),
+        (["--data", "fashion-mnis"], "nor a folder with a train/ subfolder (close: fashion-mnist)"),
         (["--recipe", "nope"], "built-in recipes:"),
     ],
 )

@@ -183,6 +183,8 @@ class Classifier:
 
         if tta < 1:
             raise UserError(f"tta: expected a number of views >= 1, got {tta}")
+        if isinstance(images, (str, os.PathLike)) or hasattr(images, "getpixel"):  # one image, not a list
+            raise UserError(f"images: expected a list of images, got one ({images!r:.60}); give [image]")
         if batch_size < 1:
             raise UserError(f"batch_size: expected >= 1, got {batch_size}")
         run = self.run

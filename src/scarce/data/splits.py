@@ -3,6 +3,7 @@ taken from train, and the one decision of which images ``evaluate`` / ``predict`
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -53,9 +54,11 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
         )
     if cfg.train is None and not (root / "train").is_dir():
         has_classes = is_class_folder_root(root)
+        close = difflib.get_close_matches(root.name, BUILTIN_DATASETS, n=1) if not root.exists() else []
         raise UserError(
             f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a "
             f"train/ subfolder"
+            + (f" (close: {close[0]})" if close else "")
             + (
                 f"; for a folder of <class>/<image> give --train {cfg.name} (val is then taken from it)"
                 if has_classes
