@@ -113,6 +113,8 @@ def test_cli_predict_without_images_or_out_says_what_to_give(run, capsys):
     assert (
         err == "scarce predict: error: give image files to print their labels, or --out FILE.npz to predict a split\n"
     )
+    assert main(["predict", str(run.path), "--csv", "p.csv"]) == 2
+    assert "--csv p.csv goes with --out FILE.npz" in capsys.readouterr().err
 
 
 def test_version(capsys):

@@ -85,6 +85,8 @@ def cmd_predict(args) -> int:
 
     if args.images:
         return _predict_images(args)
+    if args.out is None and args.csv is not None:
+        raise UserError(f"--csv {args.csv} goes with --out FILE.npz: the predictions archive is written beside it")
     if args.out is None:
         raise UserError("give image files to print their labels, or --out FILE.npz to predict a split")
     check_output_names(args.out, args.csv)
