@@ -27,8 +27,10 @@ def epoch_seconds(run_dir: Path) -> float | None:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
-    per_epoch = {r["epoch"]: r["seconds"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
-    return round(sum(per_epoch.values()), 1)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows or any("seconds" not in r for r in rows):  # not a training's metrics (or a torn one)
+        return None
+    return round(sum({r["epoch"]: r["seconds"] for r in rows}.values()), 1)
 
 
 def cell_metrics(run_dir: Path) -> dict | None:

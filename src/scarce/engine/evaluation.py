@@ -174,7 +174,8 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         if split not in bundle.splits:
             raise missing_split_error(data, split, bundle.splits)
         val = bundle.splits.get("val")
-        check_val_as_drawn(run.run_dir, val.ids if val is not None and val.from_train else None, data_label(data))
+        if val is not None and val.from_train:
+            check_val_as_drawn(run.run_dir, val.ids, data_label(data))
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))
