@@ -200,6 +200,11 @@ def test_a_changed_train_folder_cannot_redraw_a_runs_val_split(tmp_path, capsys)
     assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "val images differ from classes.json's val_from_train" in capsys.readouterr().err
     assert (tmp_path / "run" / "classes.json").read_text() == recorded  # the record is not overwritten
+    other = make_image_folder(tmp_path / "other", per_split={"train": 10}, seed=1)  # another dataset's val: no record
+    from scarce.config import DataConfig
+
+    scored = evaluate_run(tmp_path / "run", DataConfig(name=str(other)), "val", tmp_path / "o.json", num_workers=0)
+    assert scored["count"] == 3  # drawn from its own train folder (val_fraction 0.1 of 10 per class)
     shutil.move(tmp_path / "aside.png", root / "train" / first_val)
     assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
 

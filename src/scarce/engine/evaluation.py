@@ -163,6 +163,15 @@ def in_run_class_order(split: Split, classes: list[str], name: str) -> Split:
     return replace(split, targets=[index[t] for t in split.targets], classes=list(classes))
 
 
+def _same_folders(a: DataConfig, b: DataConfig) -> bool:
+    """Whether ``a`` and ``b`` name the same data (its name and train folder, paths resolved)."""
+
+    def where(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).resolve()) if Path(value).exists() else value
+
+    return (where(a.name), where(a.train)) == (where(b.name), where(b.train))
+
+
 def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
     data = with_run_view(run, data)
@@ -174,7 +183,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         if split not in bundle.splits:
             raise missing_split_error(data, split, bundle.splits)
         val = bundle.splits.get("val")
-        if val is not None and val.from_train:
+        if val is not None and val.from_train and _same_folders(data, run.cfg.data):  # another dataset's val: no record
             check_val_as_drawn(run.run_dir, val.ids, data_label(data))
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
