@@ -4,6 +4,7 @@ paths, a resume that refuses other classes or a missing config."""
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -269,3 +270,17 @@ def test_default_run_dirs_of_one_second_differ_and_a_refused_run_leaves_none(tmp
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun: each process would claim its own folder
     assert main(["train", *TINY, "--no-progress"]) == 2
     assert "under torchrun, give --out RUN_DIR" in capsys.readouterr().err
+
+
+def test_val_check_passes_any_val_not_taken_from_train(tmp_path):
+    from scarce.data.datasets import Split
+    from scarce.engine.resume import check_val_as_drawn
+
+    (tmp_path / "classes.json").write_text(json.dumps({"classes": ["a"], "val_from_train": ["a/1.png", "a/2.png"]}))
+    redrawn = Split(ids=["a/2.png", "a/3.png"], targets=[0, 0], classes=["a"], from_train=True)
+    with pytest.raises(UserError, match=r"evaluate: the train folder changed .*\(2 val images differ"):
+        check_val_as_drawn(tmp_path, redrawn, "evaluate")
+    check_val_as_drawn(tmp_path, replace(redrawn, ids=["a/2.png", "a/1.png"]), "evaluate")  # same draw, any order
+    check_val_as_drawn(tmp_path, replace(redrawn, from_train=False), "evaluate")  # a val folder of its own
+    check_val_as_drawn(tmp_path, None, "evaluate")
+    check_val_as_drawn(tmp_path / "none", redrawn, "evaluate")  # a run from before classes.json

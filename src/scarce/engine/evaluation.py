@@ -21,7 +21,7 @@ from scarce.engine.checkpoint import load_weights
 from scarce.engine.eval_files import eval_file_name, free_eval_path, scored_source
 from scarce.engine.factories import prediction_source
 from scarce.engine.hardware import device_name, scoring_speed
-from scarce.engine.run_dir import check_val_as_drawn
+from scarce.engine.resume import check_val_as_drawn
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g
@@ -182,9 +182,8 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         bundle = build_data(replace(data, channels=channels, normalize="imagenet"), only=split)
         if split not in bundle.splits:
             raise missing_split_error(data, split, bundle.splits)
-        val = bundle.splits.get("val")
-        if val is not None and val.from_train and _same_folders(data, run.cfg.data):  # another dataset's val: no record
-            check_val_as_drawn(run.run_dir, val.ids, data_label(data))
+        if _same_folders(data, run.cfg.data):  # another dataset's val: no record
+            check_val_as_drawn(run.run_dir, bundle.splits.get("val"), data_label(data))
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))

@@ -30,7 +30,7 @@ from scarce.engine.hardware import (
     settings_from_record,
 )
 from scarce.engine.loop import TrainStep
-from scarce.engine.run_dir import check_same_classes, check_val_as_drawn
+from scarce.engine.resume import check_same_classes, check_val_as_drawn
 from scarce.engine.saving import resolve_select
 from scarce.engine.startup import check_batch_for_batch_norm, check_input_size, scan_data, validate_config
 from scarce.errors import UserError
@@ -213,8 +213,7 @@ def add_eval_loaders(run: Run) -> None:
 def restore_checkpoint(run: Run) -> None:
     """Weights, optimizer moments, EMA, scaler and counters from the run directory's last checkpoint."""
     check_same_classes(run.run_dir, run.data.classes)
-    val = run.data.splits.get("val")
-    check_val_as_drawn(run.run_dir, val.ids if val is not None and val.from_train else None, f"--resume {run.run_dir}")
+    check_val_as_drawn(run.run_dir, run.data.splits.get("val"), f"--resume {run.run_dir}")
     config_groups = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
     state = load_checkpoint(run.run_dir, run.model, run.optimizer, run.ema, run.step.scaler)
     run.start_epoch, run.global_step, run.best = state["epoch"] + 1, state["global_step"], state["best"]

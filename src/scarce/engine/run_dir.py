@@ -4,14 +4,13 @@
   user's is never written into, so no file of theirs is replaced or deleted.
 * One process trains into a run directory at a time (an exclusive lock on ``.lock``).
 * The data paths a run stores are absolute, so ``evaluate``/``report`` from another working
-  directory read the same files; a resume refuses other classes than the run's.
+  directory read the same files. What a resume may change: :mod:`scarce.engine.resume`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,10 +20,8 @@ from typing import IO
 
 from scarce.config import Config
 from scarce.errors import UserError
-from scarce.io import atomic_write_text, read_json, read_jsonl
 
 LOCK_FILE = ".lock"
-RESUMES_FILE = "resumes.jsonl"  # one line per resume that changed the config: {"start_epoch", "changed"}
 
 
 def default_run_dir(name: str, parent: Path = Path("runs")) -> Path:
@@ -92,29 +89,6 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
         print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
         return False
     return resume
-
-
-def _saved_epochs(run_dir: Path) -> int | str | None:
-    import yaml
-
-    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("epochs")
-
-
-def finished_run(run_dir: Path, resume: bool, cfg: Config) -> dict | None:
-    """The summary of a finished run that ``--resume`` asks for with the epochs it trained
-    (a resume that lands after the run ended, e.g. a job requeued at its end): nothing to do.
-    Its config is checked as any resume's is (a key it keeps is refused); others are ignored, and said so."""
-    if not (resume and (run_dir / "summary.json").is_file() and not (run_dir / "state.json").is_file()):
-        return None
-    saved = _saved_epochs(run_dir)
-    if isinstance(saved, int) and isinstance(cfg.epochs, int) and cfg.epochs < saved:
-        raise UserError(f"--resume {run_dir}: epochs={cfg.epochs} is fewer than the {saved} the run trained")
-    if saved != cfg.epochs:
-        return None
-    changes = check_resume_config(run_dir, cfg)
-    ignored = f" (ignored: {describe_changes(changes)})" if changes else ""
-    print(f"--resume {run_dir}: the run has finished ({cfg.epochs} epochs); nothing to do{ignored}", flush=True)
-    return read_json(run_dir / "summary.json")
 
 
 def _scarce_leftover(name: str) -> bool:
@@ -198,105 +172,3 @@ def absolute_data_paths(cfg: Config) -> Config:
             root=absolute(data.root),
         ),
     )
-
-
-def check_same_classes(run_dir: Path, classes: list[str]) -> None:
-    """A resume trains on the classes the run was started with, in the same order."""
-    path = run_dir / "classes.json"
-    if not path.is_file():
-        return
-    saved = read_json(path).get("classes")
-    if saved != classes:
-        raise UserError(
-            f"--resume {run_dir}: the data's classes {classes[:5]}... differ from the run's "
-            f"{(saved or [])[:5]}... (classes.json); resume with the run's data"
-        )
-
-
-def check_val_as_drawn(run_dir: Path, val_ids: list[str] | None, what: str) -> None:
-    """A val split taken from the train folder is drawn again from the folder as it is now. When
-    that draw differs from the one the run recorded (classes.json ``val_from_train``), the folder
-    changed: the new val would hold images the run trained on. ``val_ids`` None: val not taken from train."""
-    path = run_dir / "classes.json"
-    if val_ids is None or not path.is_file():
-        return
-    recorded = read_json(path).get("val_from_train")
-    if recorded is None or sorted(val_ids) == sorted(recorded):
-        return
-    changed = len(set(val_ids) ^ set(recorded))
-    raise UserError(
-        f"{what}: the train folder changed since the run took its val split from it ({changed} val images differ "
-        f"from classes.json's val_from_train), so val would now hold trained images; restore the folder as it was, "
-        f"or give a folder of unseen images (--split FOLDER)"
-    )
-
-
-def trim_metrics(run_dir: Path, start_epoch: int) -> None:
-    """Drop metrics rows of epochs that will be trained again (after a kill or a fault) and a
-    torn last line, which the next append would otherwise run into."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return
-    keep = [r for r in read_jsonl(path) if isinstance(r.get("epoch"), int) and r["epoch"] < start_epoch]
-    text = "".join(json.dumps(r) + "\n" for r in keep)
-    if text != path.read_text(encoding="utf-8"):
-        atomic_write_text(path, text)
-
-
-# What a resumed run keeps: the weights' shapes (model), which images in which form (data),
-# what the outputs mean (loss), the steps per epoch (batch size) and its random streams (seed).
-# Epochs, lr, augmentation, threads and checkpoint settings may change (to extend a run, or to
-# recover from a fault); such changes are printed and recorded in resumes.jsonl.
-FIXED_ON_RESUME = (
-    "model.",
-    "batch_size",
-    "seed",
-    "loss.name",
-    *(
-        f"data.{k}"
-        for k in (
-            "name",
-            "train",
-            "val",
-            "test",
-            "root",
-            "img_size",
-            "crop_pct",
-            "small_images",
-            "channels",
-            "normalize",
-            "per_class",
-            "val_per_class",
-            "split_seed",
-            "val_fraction",
-            "bit_depth",
-        )
-    ),
-)
-
-
-def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
-    """Refuse a resume whose config changes what the checkpoint was trained as (one line
-    naming the first such key), before anything is loaded or written; returns the keys it
-    may change that it does change, ``{key: [saved, new]}``."""
-    from scarce.config import config_to_dict, flat_keys, saved_config
-
-    # read as saved, without load_config's checks: runs from before data.per_class was refused
-    # beside a folder saved it there, where it never had an effect
-    saved_cfg = saved_config(run_dir / "config.yaml")
-    if saved_cfg.data.name != "fashion-mnist":
-        saved_cfg.data = replace(saved_cfg.data, per_class=None, val_per_class=None)
-    saved = flat_keys(config_to_dict(absolute_data_paths(saved_cfg)))
-    new = flat_keys(config_to_dict(absolute_data_paths(cfg)))
-    for key, value in saved.items():
-        if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:
-            raise UserError(
-                f"--resume {run_dir}: {key}={new.get(key)!r} differs from the run's {value!r}; a resumed run keeps "
-                f"its model, data, loss, batch size and seed (train a new run with --out instead)"
-            )
-    return {key: [value, new.get(key)] for key, value in saved.items() if new.get(key) != value}
-
-
-def describe_changes(changes: dict[str, list]) -> str:
-    """``key saved -> new, ...`` for :func:`check_resume_config`'s changes."""
-    return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())

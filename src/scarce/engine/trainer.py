@@ -24,17 +24,8 @@ from scarce.engine.faults import (
 )
 from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluate, recompute_bn_stats, train_one_epoch
 from scarce.engine.prepare import Run, prepare_run
-from scarce.engine.run_dir import (
-    RESUMES_FILE,
-    RunLock,
-    absolute_data_paths,
-    check_not_running,
-    check_resume_config,
-    check_run_dir,
-    describe_changes,
-    finished_run,
-    trim_metrics,
-)
+from scarce.engine.resume import RESUMES_FILE, check_resume_config, describe_changes, finished_run, trim_metrics
+from scarce.engine.run_dir import RunLock, absolute_data_paths, check_not_running, check_run_dir
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal, settle_clear_best
 from scarce.engine.startup import (
     describe_data_and_model,

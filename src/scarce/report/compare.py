@@ -18,7 +18,7 @@ from pathlib import Path
 
 from scarce.config import config_to_dict, flat_keys, saved_config
 from scarce.data.splits import split_seed_samples
-from scarce.engine.run_dir import RESUMES_FILE
+from scarce.engine.resume import RESUMES_FILE
 from scarce.errors import UserError
 from scarce.io import read_jsonl
 
