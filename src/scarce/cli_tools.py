@@ -65,21 +65,18 @@ def cmd_data(args) -> int:
 
 def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
-    from dataclasses import replace
 
     from scarce.config import DataConfig
     from scarce.data.check import check_dataset
     from scarce.data.duplicates import NEAR_MAE
-    from scarce.data.splits import BUILTIN_DATASETS, DEMO_ROOT, is_class_folder_root, resolve_splits
+    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits
     from scarce.io import atomic_write_json
 
     if args.max_mae is not None and not 0 <= args.max_mae <= 255:
         raise UserError(f"--max-mae: expected grey levels in [0, 255] (0: exact duplicates only), got {args.max_mae}")
     root = DEMO_ROOT if args.data == "demo" else Path(args.data)
     # the folders as they are: no val split drawn from train (its images would be listed twice)
-    data = DataConfig(name=args.data, val_fraction=0.0)
-    if args.data not in BUILTIN_DATASETS and is_class_folder_root(root):
-        data = replace(data, train=args.data)
+    data = DataConfig(**data_fields(args.data), val_fraction=0.0)
     report = check_dataset(
         resolve_splits(data),
         NEAR_MAE if args.max_mae is None else args.max_mae,
@@ -213,12 +210,9 @@ def cmd_augment(args) -> int:
 
     if args.images < 1 or args.views < 1:
         raise UserError(f"--images and --views: expected >= 1, got {args.images} and {args.views}")
-    from scarce.data.splits import BUILTIN_DATASETS, is_class_folder_root
+    from scarce.data.splits import data_fields
 
-    data = {"name": args.data}
-    if args.data not in BUILTIN_DATASETS and is_class_folder_root(args.data):
-        data["train"] = args.data  # a folder of <class>/<image>: its images are the train split
-    cfg = load_config(args.recipe, args.overrides, {"data": data})
+    cfg = load_config(args.recipe, args.overrides, {"data": data_fields(args.data)})
     print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
     return 0
 

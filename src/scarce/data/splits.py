@@ -89,6 +89,14 @@ def is_class_folder_root(path: str | os.PathLike) -> bool:
     return any(p.is_dir() and p.name not in SPLIT_NAMES for p in path.iterdir())
 
 
+def data_fields(name: str) -> dict[str, str]:
+    """The ``data`` keys for a tool's one data argument: a built-in dataset or image-folder root is
+    ``data.name``; a folder of ``<class>/<image>`` is also the train split (as ``--train`` gives it)."""
+    if name not in BUILTIN_DATASETS and is_class_folder_root(name):
+        return {"name": name, "train": name}
+    return {"name": name}
+
+
 def val_taken_from_train(data: DataConfig) -> bool:
     """An image-folder dataset whose val split training takes from train (no val folder given or
     beside train/, and ``val_fraction`` > 0)."""
