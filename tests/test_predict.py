@@ -201,8 +201,15 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(trained, tmp_path, capsy
     (flat / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "p.npz"
     args = ["predict", str(trained["plain"]), "--split", str(flat), "--out", str(out), "--workers", "0"]
-    assert main(args) == 2  # without the flag: one line naming the file
-    assert "broken.png" in capsys.readouterr().err and not out.exists()
+    assert main(args) == 2  # without the flag: one line naming the file and the flag
+    err = capsys.readouterr().err
+    assert "broken.png: cannot be read" in err and "--skip-bad-images" in err and not out.exists()
+    labelled = tmp_path / "labelled"
+    shutil.copytree(trained["data"] / "test", labelled)
+    shutil.copy(flat / "broken.png", labelled / "cat" / "broken.png")
+    assert main(["evaluate", str(trained["plain"]), "--split", str(labelled), "--workers", "0"]) == 2
+    err = capsys.readouterr().err  # evaluate scores every image: no skipping there
+    assert "broken.png: cannot be read" in err and "scarce data check" in err and "--skip" not in err
     assert main(args + ["--skip-bad-images"]) == 0
     printed = capsys.readouterr().out
     assert "skipped broken.png" in printed and "skipped 1 unreadable image (listed" in printed

@@ -200,6 +200,7 @@ class ImageDataset(torch.utils.data.Dataset):
     and index so sample-stage augmentations (LSB Swap's partner) can draw other images.
     An item is an index, or ``(epoch, index)`` (from ``EpochSampler``): then the random
     generators are seeded from ``(self.seed, epoch, index)`` for this sample alone.
+    ``unreadable_hint`` ends the error of an image that cannot be read (what the caller's user can do).
     """
 
     def __init__(self, split: Split, mode: str, transform: Callable | None = None, seed: int = 0):
@@ -207,6 +208,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.mode = mode
         self.transform = transform
         self.seed = seed
+        self.unreadable_hint = ""
 
     @property
     def classes(self) -> list[str]:
@@ -228,7 +230,10 @@ class ImageDataset(torch.utils.data.Dataset):
             return to_mode(Image.fromarray(self.split.cache[index]), self.mode)
         if self.split.array is not None:
             return to_mode(Image.fromarray(self.split.array[index]), self.mode)
-        return read_image(Path(self.split.root) / self.split.ids[index], self.mode, self.split.full_scale)
+        try:
+            return read_image(Path(self.split.root) / self.split.ids[index], self.mode, self.split.full_scale)
+        except UserError as exc:
+            raise UserError(f"{exc}{self.unreadable_hint}") from None
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(item, tuple):

@@ -189,7 +189,10 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))
         if -1 in s.targets:
             raise UserError(f"image folder {source.folder}: no class folders; scoring needs <class>/<image> labels")
-    return ImageDataset(s, run.mode, EvalTransform(data))
+    dataset = ImageDataset(s, run.mode, EvalTransform(data))
+    # a score over fewer images than the split holds would not compare with other runs' scores
+    dataset.unreadable_hint = "; fix or remove it (scarce data check lists every such file in a folder)"
+    return dataset
 
 
 CLASSES_SCHEMA = {"classes": list, "mode": str, "in_chans": int, "mean": list, "std": list}

@@ -118,6 +118,8 @@ def predict_run(
     skipped: list[dict] = []
     if skip_bad_images:
         dataset, ids, skipped = drop_bad_images(dataset, ids, with_run_view(run, data))
+    else:
+        dataset.unreadable_hint = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
