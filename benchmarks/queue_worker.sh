@@ -9,7 +9,12 @@
 #   WORK64=/work/bench16 DEADLINE=07:38 bash benchmarks/queue_worker.sh /work/wtM /tmp/q.txt &   # lane 2
 # Edit the queue file while it runs to reorder what is left. Optional third argument: a PID to wait
 # for first (a cell already running outside the queue).
+# LANE_CPU=N pins the lane (and its cells) to CPU N. Give each lane its own: unpinned, the two cells
+# were seen sharing CPU 0 at ~53 % each while a helper's process had CPU 1 (session 24).
+# Linux autogroups: processes of another session (a helper's shell, CI started elsewhere) get an
+# equal share as a group, whatever their `nice`; lower such a group with `echo 10 > /proc/PID/autogroup`.
 QUEUE=$(realpath "$2")
+if [ -n "${LANE_CPU:-}" ]; then taskset -pc "$LANE_CPU" $$ > /dev/null || exit 2; fi
 source "$(dirname "$0")/queue_lib.sh" "$1"
 DEADLINE=${DEADLINE:-23:59}
 # A DEADLINE earlier in the day than now means tomorrow's (a session that crosses midnight).

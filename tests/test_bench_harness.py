@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -456,3 +457,26 @@ def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
         "done good 2 10",
     ]
     assert queue.read_text() == ""  # every line taken
+
+
+def test_queue_worker_pins_its_cells_to_lane_cpu(tmp_path):
+    """LANE_CPU=N runs every cell of the lane on CPU N (two unpinned lanes were seen sharing one CPU)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    fake_python = tmp_path / "python"
+    # the stand-in trainer records the CPUs it may run on
+    fake_python.write_text(f"#!/usr/bin/env bash\ntaskset -pc $$ >> {tmp_path / 'cpus.txt'}\n")
+    fake_python.chmod(0o755)
+    queue = tmp_path / "q.txt"
+    queue.write_text("a 0\nb 1\n")
+    cpu = sorted(os.sched_getaffinity(0))[-1]  # one this test may use
+    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w"), "LANE_CPU": str(cpu)}
+    cmd = ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)]
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    lines = (tmp_path / "cpus.txt").read_text().splitlines()
+    assert len(lines) == 2 and all(line.endswith(f"affinity list: {cpu}") for line in lines), lines
+    env["LANE_CPU"] = "999"  # no such CPU: the lane refuses to start rather than run unpinned
+    queue.write_text("a 0\n")
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 2
+    assert queue.read_text() == "a 0\n"
