@@ -269,3 +269,30 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch, cap
 def test_predict_negative_workers_is_one_line(tiny_run, tmp_path, capsys):
     assert main(["predict", str(tiny_run), "--workers", "-1", "--out", str(tmp_path / "p.npz")]) == 2
     assert "--workers -1" in capsys.readouterr().err
+
+
+def test_weights_files_write_their_metadata_in_key_order(tmp_path):
+    """safetensors orders metadata by a per-process hash, so equal weights of two runs differed
+    byte for byte; the header is rewritten sorted (here: written reversed by hand first)."""
+    import json
+    import struct
+
+    from safetensors.torch import load_file, safe_open
+
+    from scarce.io import _sort_metadata, save_tensors
+
+    header = {
+        "__metadata__": {"source": "model", "epoch": "7"},
+        "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+    }
+    text = json.dumps(header, separators=(",", ":")).encode().ljust(112, b" ")  # padded as safetensors pads
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + struct.pack("<2f", 1.5, -2.0))
+    _sort_metadata(path)
+    raw = path.read_bytes()
+    assert raw[8:].startswith(b'{"__metadata__":{"epoch":"7","source":"model"},"w":') and len(raw) == 8 + 112 + 8
+    assert load_file(str(path))["w"].tolist() == [1.5, -2.0]
+    save_tensors(tmp_path / "s.safetensors", {"w": torch.ones(2)}, {"source": "ema", "epoch": 3, "b": "ñ"})
+    with safe_open(str(tmp_path / "s.safetensors"), "pt") as fh:
+        assert fh.metadata() == {"b": "ñ", "epoch": "3", "source": "ema"}
+    assert b'{"__metadata__":{"b":"\xc3\xb1","epoch":"3","source":"ema"}' in (tmp_path / "s.safetensors").read_bytes()

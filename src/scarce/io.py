@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,6 +143,23 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: str | os.PathLike) -> None:
+    """safetensors writes the metadata in a per-process hash order, so two runs' equal weights
+    differed byte for byte (``cmp``, ``sha256sum``); rewritten in key order, in place (offsets
+    count from the header's end, and the sorted header is no longer: padded to its length)."""
+    with open(path, "r+b") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        if len(header.get("__metadata__") or {}) < 2:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= size:  # compact JSON of the same content: always; a longer one would move the data
+            f.seek(8)
+            f.write(text.ljust(size, b" "))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
