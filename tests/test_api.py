@@ -180,3 +180,13 @@ def test_torchscript_export_prints_no_deprecation_warning(run, tmp_path):
         torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2))  # silenced around export's trace only
     assert exported == []
     assert any("torch.jit.trace" in str(w.message) for w in caught if issubclass(w.category, FutureWarning))
+
+
+def test_train_resume_of_no_run_says_what_out_holds(tmp_path):
+    """As ``scarce train --resume``, not a recipe error listing the built-in recipes."""
+    with pytest.raises(UserError, match=r"scarce.train\(resume=True, out='.*gone'\): no such run directory$"):
+        scarce.train(out=str(tmp_path / "gone"), resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"out='.*empty'\): no config.yaml there \(not a scarce run directory"):
+        scarce.train(recipe="demo", out=str(tmp_path / "empty"), resume=True)
+    assert list((tmp_path / "empty").iterdir()) == []

@@ -54,9 +54,11 @@ def train(
 ) -> TrainedRun:
     """Train like ``scarce train``; ``recipe`` a built-in name or YAML file (None: the built-in
     defaults, as the command without ``--recipe``); ``settings`` are config keys (``epochs=30``,
-    or dotted keys through a dict: ``**{"optim.lr": 0.01}``). Returns the run directory and its
-    summary."""
+    or dotted keys through a dict: ``**{"optim.lr": 0.01}``). ``resume=True`` continues the run in
+    ``out`` from its own config.yaml (``recipe`` is not read then, so one call serves a first start and
+    a requeue). Returns the run directory and its summary."""
     from scarce.config import _merge, load_config
+    from scarce.engine.resume import resume_config_path
     from scarce.engine.run_dir import new_run_dir
     from scarce.engine.trainer import train as train_run
 
@@ -66,7 +68,7 @@ def train(
     if resume:
         if out is None:
             raise UserError("scarce.train(resume=True) needs out= (the run directory to continue)")
-        cfg = load_config(str(Path(out) / "config.yaml"), None, extra)
+        cfg = load_config(resume_config_path(Path(out), f"scarce.train(resume=True, out={str(out)!r})"), None, extra)
     else:
         cfg = load_config(recipe, None, extra)
     with new_run_dir(out, Path(recipe).stem if recipe else "run") as run_dir:

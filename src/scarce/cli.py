@@ -71,6 +71,7 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from scarce.config import load_config
+    from scarce.engine.resume import resume_config_path
     from scarce.engine.run_dir import new_run_dir
     from scarce.engine.trainer import train
 
@@ -90,14 +91,7 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if args.recipe or args.out:
             raise UserError("--resume takes its recipe and directory from RUN_DIR; drop --recipe/--out")
-        if not run_dir.is_dir():
-            raise UserError(f"--resume {run_dir}: no such run directory")
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(
-                f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
-                f"stopped before it started: run the original command again)"
-            )
-        cfg = load_config(str(run_dir / "config.yaml"), args.overrides, extra)
+        cfg = load_config(resume_config_path(run_dir, f"--resume {run_dir}"), args.overrides, extra)
     else:
         cfg = load_config(args.recipe, args.overrides, extra)
     name = Path(args.recipe).stem if args.recipe else "run"
