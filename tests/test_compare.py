@@ -83,6 +83,26 @@ def test_older_configs_and_weight_choice(runs, tmp_path, capsys):
     assert rows["checkpoint.select=last"]["val top-1 %"] == "-"
 
 
+def test_runs_on_another_number_of_processes_are_another_row(runs, tmp_path, capsys):
+    """batch_size is per process: a torchrun run on 2 processes trained another setting (its
+    environment.json says so); a run from before environment.json counts as 1 process."""
+    import shutil
+
+    arms = tmp_path / "arms"
+    for name in ("ce-s0", "ce-s1"):
+        shutil.copytree(runs / "arms" / name, arms / name)
+    env = json.loads((arms / "ce-s1" / "environment.json").read_text())
+    (arms / "ce-s1" / "environment.json").write_text(json.dumps({**env, "world_size": 2}))
+    shutil.copytree(runs / "arms" / "ce-s1", arms / "older")
+    (arms / "older" / "environment.json").unlink()
+    assert main(["compare", str(arms), "--out", str(tmp_path / "t.json")]) == 0
+    rows = {row["config"]: (row["n"], row["seeds"]) for row in json.loads((tmp_path / "t.json").read_text())}
+    assert rows == {"processes=1": (2, "0 1"), "processes=2": (1, "1")}
+    (arms / "older" / "environment.json").write_text("{not json")
+    assert main(["compare", str(arms)]) == 2
+    assert "environment.json: cannot read its world_size" in capsys.readouterr().err
+
+
 def test_split_seeds_are_shown_and_resumed_runs_marked(tmp_path, capsys):
     """A row pools runs of other samples too (data.split_seed): the seeds column says which, where
     the split seed chooses images (here val taken from a train folder; not the demo's val/ folder);

@@ -3,9 +3,11 @@
 Runs whose configs differ only in ``seed`` / ``data.split_seed`` (and in keys that do not change
 what is trained: threads, device, loader workers, checkpoint timing) form one row, with the mean
 and standard deviation over them; each row is named by the config keys that set it apart from
-the others; a run resumed with other settings is marked ``*`` (``resumes.jsonl``). What is read:
-``config.yaml``, ``summary.json`` and ``resumes.jsonl`` of each run, and whether its data folder
-has a ``val/`` (where not, the split seed draws val from train); nothing is loaded or scored.
+the others; a run resumed with other settings is marked ``*`` (``resumes.jsonl``). Runs on another
+number of processes (``torchrun``; ``processes`` from ``environment.json``) are another row: the
+batch size is per process. What is read: ``config.yaml``, ``summary.json``, ``resumes.jsonl`` and
+``environment.json`` of each run, and whether its data folder has a ``val/`` (where not, the split
+seed draws val from train); nothing is loaded or scored.
 """
 
 from __future__ import annotations
@@ -67,13 +69,26 @@ def read_run(run: Path) -> dict | None:
         raise UserError(f"{run}: cannot read its summary.json ({exc})") from None
     # built as a Config, so a key an older run's file lacks reads as its default (not as a difference)
     cfg = saved_config(run / "config.yaml")
-    config = flat_keys(config_to_dict(cfg))
+    # batch_size is per process: a run on 2 processes trained with twice the global batch
+    config = {**flat_keys(config_to_dict(cfg)), "processes": _processes(run)}
     # config.yaml holds a resumed run's new values: the keys changed mid-run mark its seed
     # (a requeue with other threads or workers trains the same: not a mark)
     entries = [e for e in read_jsonl(run / RESUMES_FILE) if isinstance(e, dict) and isinstance(e.get("changed"), dict)]
     changed = sorted({key for e in entries for key in e["changed"] if not key.startswith(RUN_ONLY_KEYS)})
     samples = split_seed_samples(cfg.data)  # else its split seed is no difference worth showing
     return {"run": run, "config": config, "summary": summary, "changed_on_resume": changed, "split_sampled": samples}
+
+
+def _processes(run: Path) -> int:
+    """The run's number of training processes (environment.json; runs from before it: 1)."""
+    path = run / "environment.json"
+    if not path.is_file():
+        return 1
+    try:
+        size = json.loads(path.read_text(encoding="utf-8")).get("world_size", 1)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UserError(f"{path}: cannot read its world_size ({type(exc).__name__})") from None
+    return size if isinstance(size, int) and size >= 1 else 1
 
 
 def _setting(config: dict) -> tuple:
