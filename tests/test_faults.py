@@ -233,6 +233,7 @@ def test_signal_exits_cleanly_and_resume_is_bit_identical(sig, data, spawn, refe
     last = log.strip().splitlines()[-1]
     assert last.startswith(f"scarce train: interrupted by {sig.name}") and "--resume" in last, log
     assert _checkpoint_epoch(out) is not None
+    assert ("the epoch in progress was abandoned" in last) == (_checkpoint_epoch(out) < 3), log  # of 4 epochs
     resumed = spawn(["train", "--resume", str(out), "--no-progress"], tmp_path / "log2")
     resumed.join(300)
     assert resumed.exitcode == 0, (tmp_path / "log2").read_text()

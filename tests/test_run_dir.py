@@ -284,3 +284,25 @@ def test_val_check_passes_any_val_not_taken_from_train(tmp_path):
     check_val_as_drawn(tmp_path, replace(redrawn, from_train=False), "evaluate")  # a val folder of its own
     check_val_as_drawn(tmp_path, None, "evaluate")
     check_val_as_drawn(tmp_path / "none", redrawn, "evaluate")  # a run from before classes.json
+
+
+def test_a_signal_after_the_last_epoch_says_the_end_of_the_run_was_not_done(tmp_path, monkeypatch, capsys):
+    """No epoch was in progress: the message says what is left (calibration, test) instead."""
+    import signal
+
+    from scarce.engine import trainer
+    from scarce.engine.faults import Interrupted
+
+    def interrupted(*args):
+        raise Interrupted("SIGTERM", signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "finish_run", interrupted)
+    root = make_image_folder(tmp_path / "d")
+    with pytest.raises(Interrupted) as caught:
+        train(load_config(None, [*TINY, "epochs=1"], {"data": {"name": str(root)}}), tmp_path / "run", progress=False)
+    message = str(caught.value)
+    assert message.startswith("interrupted by SIGTERM; the end of the run (calibration, test) was not done and ")
+    assert "the checkpoint of epoch 0 is kept" in message and "abandoned" not in message
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0  # only the end is left
+    assert (tmp_path / "run" / "summary.json").is_file()

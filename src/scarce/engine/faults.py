@@ -54,13 +54,23 @@ def resume_command(run_dir: Path, world_size: int = 1, per_node: int | None = No
     return f"torchrun --nproc_per_node {per_node} -m scarce train --resume {run_dir}{nodes}"
 
 
+def checkpoint_epoch(run_dir: Path) -> int | None:
+    """The epoch of ``run_dir``'s checkpoint; None without one (or with an unreadable state.json)."""
+    if not (run_dir / "state.json").is_file():
+        return None
+    try:
+        epoch = read_json(run_dir / "state.json")["epoch"]
+    except (UserError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
 def kept_checkpoint(run_dir: Path) -> str:
     """What survives in ``run_dir``, for the one-line messages."""
     if not (run_dir / "state.json").is_file():
         return "no epoch had finished, so there is no checkpoint"
-    try:
-        epoch = read_json(run_dir / "state.json")["epoch"]
-    except (UserError, KeyError, TypeError):
+    epoch = checkpoint_epoch(run_dir)
+    if epoch is None:
         return f"{run_dir / 'state.json'} is kept as it was"
     return f"the checkpoint of epoch {epoch} is kept ({run_dir / 'state.json'})"
 

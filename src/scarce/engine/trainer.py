@@ -18,6 +18,7 @@ from scarce.engine.faults import (
     Interrupted,
     RunFault,
     SignalGuard,
+    checkpoint_epoch,
     kept_checkpoint,
     resume_command,
     write_errors_stop_run,
@@ -204,8 +205,14 @@ def train(
         ) from None
     except Interrupted as exc:
         save_on_signal(run)
+        epoch = checkpoint_epoch(run_dir)
+        trained = run.stopped_early is not None or (epoch is not None and epoch + 1 >= run.cfg.epochs)
+        # a signal after the last epoch stops the end of the run (calibration, test), not an epoch
+        lost = (
+            "the end of the run (calibration, test) was not done" if trained else "the epoch in progress was abandoned"
+        )
         raise Interrupted(
-            f"interrupted by {exc}; the epoch in progress was abandoned and {kept_checkpoint(run_dir)}; "
+            f"interrupted by {exc}; {lost} and {kept_checkpoint(run_dir)}; "
             f"continue with: {resume_command(run_dir, run.info.world_size)}",
             exc.signum,
             quiet=not run.info.is_main,
