@@ -430,6 +430,7 @@ def test_same_classes_in_another_order_are_matched_by_name(tmp_path):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[:30])
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[:30])
     data = DataConfig(name="fashion-mnist", root=str(tmp_path), per_class=5, val_per_class=3, img_size=28)
-    run = SimpleNamespace(cfg=SimpleNamespace(data=data), classes=sorted(CLASSES), mode="L")
+    # a stand-in LoadedRun: its run_dir holds no classes.json, so no val draw is on record
+    run = SimpleNamespace(cfg=SimpleNamespace(data=data), classes=sorted(CLASSES), mode="L", run_dir=tmp_path / "run")
     dataset = eval_dataset(run, data, "test")
     assert [run.classes[t] for t in dataset.split.targets] == [CLASSES[t] for t in labels[:30]]
