@@ -100,7 +100,7 @@ def test_runs_on_another_number_of_processes_are_another_row(runs, tmp_path, cap
     assert rows == {"processes=1": (2, "0 1"), "processes=2": (1, "1")}
     (arms / "older" / "environment.json").write_text("{not json")
     assert main(["compare", str(arms)]) == 2
-    assert "environment.json: cannot read its world_size" in capsys.readouterr().err
+    assert "environment.json: not valid JSON" in capsys.readouterr().err
 
 
 def test_split_seeds_are_shown_and_resumed_runs_marked(tmp_path, capsys):

@@ -22,7 +22,7 @@ from scarce.config import config_to_dict, flat_keys, saved_config
 from scarce.data.splits import split_seed_samples
 from scarce.engine.resume import RESUMES_FILE
 from scarce.errors import UserError
-from scarce.io import read_jsonl
+from scarce.io import read_json, read_jsonl
 
 SEED_KEYS = ("seed", "data.split_seed")
 # how a run was computed, not what: never a reason for another row (checkpoint.select is: it
@@ -82,12 +82,8 @@ def read_run(run: Path) -> dict | None:
 def _processes(run: Path) -> int:
     """The run's number of training processes (environment.json; runs from before it: 1)."""
     path = run / "environment.json"
-    if not path.is_file():
-        return 1
-    try:
-        size = json.loads(path.read_text(encoding="utf-8")).get("world_size", 1)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UserError(f"{path}: cannot read its world_size ({type(exc).__name__})") from None
+    env = read_json(path) if path.is_file() else {}
+    size = env.get("world_size", 1) if isinstance(env, dict) else 1
     return size if isinstance(size, int) and size >= 1 else 1
 
 
