@@ -73,11 +73,10 @@ def check_val_as_drawn(run_dir: Path, val: Split | None, what: str) -> None:
     path = run_dir / "classes.json"
     if val is None or not val.from_train or not path.is_file():
         return
-    val_ids = val.ids
     recorded = read_json(path).get("val_from_train")
-    if recorded is None or sorted(val_ids) == sorted(recorded):
+    if recorded is None or sorted(val.ids) == sorted(recorded):
         return
-    changed = len(set(val_ids) ^ set(recorded))
+    changed = len(set(val.ids) ^ set(recorded))
     raise UserError(
         f"{what}: the train folder changed since the run took its val split from it ({changed} val images differ "
         f"from classes.json's val_from_train), so val would now hold trained images; restore the folder as it was, "
