@@ -103,6 +103,23 @@ def test_runs_on_another_number_of_processes_are_another_row(runs, tmp_path, cap
     assert "environment.json: not valid JSON" in capsys.readouterr().err
 
 
+def test_skipping_bad_images_is_another_row_only_where_it_left_images_out(runs, tmp_path):
+    """data.skip_bad_images over clean data trains on the same images as without it: same row;
+    a run that did leave images out (bad_images.json not empty) is another row."""
+    import shutil
+
+    arms = tmp_path / "arms"
+    shutil.copytree(runs / "arms" / "ce-s0", arms / "ce-s0")
+    train(load_config(None, [*TINY, "epochs=1", "seed=1", "data.skip_bad_images=true"]), arms / "skip", progress=False)
+    assert json.loads((arms / "skip" / "bad_images.json").read_text()) == []
+    shutil.copytree(arms / "skip", arms / "skipped")
+    left_out = [{"split": "train", "path": "x.png", "reason": "cannot identify image file"}]
+    (arms / "skipped" / "bad_images.json").write_text(json.dumps(left_out))
+    assert main(["compare", str(arms), "--out", str(tmp_path / "t.json")]) == 0
+    rows = {row["config"]: (row["n"], row["seeds"]) for row in json.loads((tmp_path / "t.json").read_text())}
+    assert rows == {"data.skip_bad_images=false": (2, "0 1"), "data.skip_bad_images=true": (1, "1")}
+
+
 def test_split_seeds_are_shown_and_resumed_runs_marked(tmp_path, capsys):
     """A row pools runs of other samples too (data.split_seed): the seeds column says which, where
     the split seed chooses images (here val taken from a train folder; not the demo's val/ folder);

@@ -5,8 +5,9 @@ what is trained: threads, device, loader workers, checkpoint timing) form one ro
 and standard deviation over them; each row is named by the config keys that set it apart from
 the others; a run resumed with other settings is marked ``*`` (``resumes.jsonl``). Runs on another
 number of processes (``torchrun``; ``processes`` from ``environment.json``) are another row: the
-batch size is per process. What is read: ``config.yaml``, ``summary.json``, ``resumes.jsonl`` and
-``environment.json`` of each run, and whether its data folder has a ``val/`` (where not, the split
+batch size is per process. ``data.skip_bad_images`` marks a row only where it left images out. What
+is read: ``config.yaml``, ``summary.json``, ``resumes.jsonl``, ``environment.json`` and
+``bad_images.json`` of each run, and whether its data folder has a ``val/`` (where not, the split
 seed draws val from train); nothing is loaded or scored.
 """
 
@@ -71,6 +72,7 @@ def read_run(run: Path) -> dict | None:
     cfg = saved_config(run / "config.yaml")
     # batch_size is per process: a run on 2 processes trained with twice the global batch
     config = {**flat_keys(config_to_dict(cfg)), "processes": _processes(run)}
+    config["data.skip_bad_images"] = _skipped_any(run, cfg.data.skip_bad_images)
     # config.yaml holds a resumed run's new values: the keys changed mid-run mark its seed
     # (a requeue with other threads or workers trains the same: not a mark)
     entries = [e for e in read_jsonl(run / RESUMES_FILE) if isinstance(e, dict) and isinstance(e.get("changed"), dict)]
@@ -85,6 +87,15 @@ def _processes(run: Path) -> int:
     env = read_json(path) if path.is_file() else {}
     size = env.get("world_size", 1) if isinstance(env, dict) else 1
     return size if isinstance(size, int) and size >= 1 else 1
+
+
+def _skipped_any(run: Path, skip_bad_images: bool) -> bool:
+    """Whether the run left images out: skipping switched on over clean data trained on the same
+    images as without it (bad_images.json empty), so it is no reason for another row."""
+    path = run / "bad_images.json"
+    if not skip_bad_images or not path.is_file():  # a run from before the file: as configured
+        return skip_bad_images
+    return read_json(path) != []
 
 
 def _setting(config: dict) -> tuple:
