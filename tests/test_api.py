@@ -148,6 +148,27 @@ def test_export_matches_scarce_probabilities(run, tmp_path, fmt):
     assert (meta["crop_pct"], meta["small_images"]) == (data.crop_pct, data.small_images)
     assert f"centre-crop {data.img_size} x {data.img_size}" in meta["preprocess"]
     assert meta["colour"].startswith(f"images converted to {loaded.mode}")
+    assert (meta["bit_depth"], meta["computes_in"], meta["scarce_predict_amp"]) == (
+        data.bit_depth,
+        "float32",
+        loaded.amp,
+    )
+
+
+def test_export_writes_only_its_own_kind_of_file(run, tmp_path, capsys):
+    """--out of another kind (an image, the other format) is refused before anything is written;
+    a new folder given with a trailing slash gets model.pt inside it, not a file named like it."""
+    image = tmp_path / "shoe.png"
+    image.write_bytes(b"an image a user keeps")
+    for fmt, out in (("onnx", image), ("torchscript", tmp_path / "m.onnx")):
+        assert main(["export", str(run.path), "--format", fmt, "--out", str(out)]) == 2
+        assert (
+            f"--out {out}: expected a file name ending in .{'onnx' if fmt == 'onnx' else 'pt'}"
+            in capsys.readouterr().err
+        )
+    assert image.read_bytes() == b"an image a user keeps" and not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(run.path), "--format", "torchscript", "--out", f"{tmp_path / 'new'}/"]) == 0
+    assert (tmp_path / "new" / "model.pt").is_file() and (tmp_path / "new" / "model.pt.json").is_file()
 
 
 def test_export_states_the_evaluation_view():

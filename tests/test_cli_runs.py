@@ -34,8 +34,20 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     assert main(["evaluate", str(run), "--split", "val", "--workers", "0", "--device", "cpu"]) == 0
     first, *per_class, wrote = capsys.readouterr().out.strip().splitlines()
     printed = json.loads(first)
-    assert list(printed) == ["split", "top1", "count"] and printed["split"] == "val" and printed["count"] == 12
+    assert list(printed) == ["split", "top1", "balanced_accuracy", "macro_f1", "count"]
+    assert printed["split"] == "val" and printed["count"] == 12
     assert [line.split()[0] for line in per_class] == ["cat", "dog", "emu"]
+    saved = json.loads((run / "eval_val.json").read_text())
+    assert (printed["balanced_accuracy"], printed["macro_f1"]) == (saved["balanced_accuracy"], saved["macro_f1"])
+    for line, name in zip(per_class, ["cat", "dog", "emu"]):  # each class's images and F1 beside its accuracy
+        assert line.split() == [
+            name,
+            f"{saved['per_class'][name]:.4f}",
+            str(int(saved["support"][name])),
+            "images,",
+            "F1",
+            f"{saved['f1'][name]:.4f}",
+        ]
     assert wrote == f"wrote {run / 'eval_val.json'}"
     own = (run / "eval_val.json").read_text()
     # other weights of the run get a file of their own: the best weights' score is not replaced

@@ -172,10 +172,13 @@ def test_plurality_end_to_end(files, capsys):
     assert "probs" not in final and final["ids"].tolist() == IDS
     meta = json.loads(str(final["metadata"]))
     assert meta["method"] == "plurality" and meta["threshold"] == 0.7 and len(meta["members"]) == 3
+    assert meta["threshold_source"] == "default"  # nothing given: not reported as the user's choice
     assert report["replaced"] == 2
     assert report["accuracy"] == pytest.approx({"base": 0.75, "plurality": 0.75, "soft": 0.75, "oracle": 1.0})
     printed = capsys.readouterr().out
     assert "| oracle (any member right) | 1.0000 |" in printed and "replaced 2 of 4" in printed
+    assert "threshold 0.7 (default)" in printed
+    assert _run(files, threshold=0.7)[0]["threshold_source"] == "given"
     rows = list(csv.DictReader(open(files["tmp"] / "final.csv", encoding="utf-8")))
     assert [r["label"] for r in rows] == ["cat", "dog", "dog", "dog"]
 
@@ -356,7 +359,7 @@ def test_soft_vote_refuses_a_threshold_and_ignores_validation_files(files):
     )
     assert final["pred"].tolist() == [0, 1, 1, 1]  # as without them
     assert not any(line.startswith("threshold auto") for line in lines), lines
-    assert report["threshold"] is None and report["threshold_source"] == "given"
+    assert report["threshold"] is None and report["threshold_source"] is None  # soft: no threshold
 
 
 def test_predictions_file_without_images_is_refused_by_name(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,11 +38,18 @@ def cmd_evaluate(args) -> int:
     check_suffix("--out", args.out, ".json")
     data = DataConfig(name=args.data) if args.data else None
     result = evaluate_run(args.path, data, args.split, args.out, args.device, args.batch_size, args.workers)
-    # top-5 of 5 classes or fewer is 1.0 by construction: shown only where it can say something
-    keys = ("split", "top1", "top5", "count") if len(result["per_class"]) > 5 else ("split", "top1", "count")
-    print(json.dumps({k: result[k] for k in keys}))
+    # top-5 of 5 classes or fewer is 1.0 by construction: shown only where it can say something;
+    # balanced accuracy and macro-F1: what top-1 hides on imbalanced data
+    keys = ("split", "top1", "top5", "balanced_accuracy", "macro_f1", "count")
+    shown = [k for k in keys if k in result and (k != "top5" or len(result["per_class"]) > 5)]
+    print(json.dumps({k: result[k] for k in shown}))
+    support, f1 = result.get("support", {}), result.get("f1", {})
     for name, acc in result["per_class"].items():
-        print(f"  {name:<24} " + ("no image" if acc is None else f"{acc:.4f}"))
+        if acc is None:
+            print(f"  {name:<24} no image")
+            continue
+        counted = f"  {int(support[name])} images, F1 {f1[name]:.4f}" if f1.get(name) is not None else ""
+        print(f"  {name:<24} {acc:.4f}{counted}")
     if "file" in result:
         print(f"wrote {result['file']}")
     return 0
@@ -227,7 +235,9 @@ def _add_export(sub) -> None:
     p.add_argument("path", metavar="RUN_DIR_OR_WEIGHTS")
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     p.add_argument(
-        "--out", default=None, help="output file or existing folder (default: RUN_DIR/model.onnx or model.pt)"
+        "--out",
+        default=None,
+        help="output file (.onnx / .pt), or a folder (existing, or ending in /) for model.onnx / model.pt in it (default: RUN_DIR)",
     )
 
 
@@ -237,6 +247,9 @@ def cmd_export(args) -> int:
     run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
     name = "model.onnx" if args.format == "onnx" else "model.pt"
     out = Path(args.out) if args.out else run_dir / name
-    out = out / name if out.is_dir() else out  # --out FOLDER: the default name inside it
+    # --out FOLDER (an existing one, or a new one written with a trailing slash): the default name inside it
+    folder = out.is_dir() or (args.out is not None and args.out.endswith(("/", os.sep)))
+    out = out / name if folder else out
+    check_suffix("--out", str(out), Path(name).suffix)  # never over an image or a file of the other format
     print(describe_export(export_run(args.path, out, args.format)))
     return 0

@@ -129,6 +129,7 @@ def run_ensemble(
     """
     if threshold is not None and method != "plurality":
         raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
+    threshold_source = _threshold_source(method, threshold)
     threshold = _parse_threshold(0.7 if threshold is None else threshold)
     members = [str(m) for m in member_paths]
     _check_base(method, base_path is not None, val_base)
@@ -158,7 +159,7 @@ def run_ensemble(
         "members": [os.path.abspath(m) for m in order],
         "weights": w,
         "threshold": threshold_used if method == "plurality" else None,
-        "threshold_source": "auto" if "threshold" in val else "given",
+        "threshold_source": threshold_source,
     }
     meta.update({k: val[k] for k in ("threshold_table",) if k in val})
     _write_outputs(base, pred, final_probs, {**meta, "replaced": replaced}, out_path, csv_path)
@@ -174,6 +175,16 @@ def run_ensemble(
     }
     _print_report(report, log)
     return report
+
+
+def _threshold_source(method: str, threshold: float | str | None) -> str | None:
+    """Where a plurality vote's threshold comes from: ``auto`` (chosen on val), ``given`` or
+    ``default`` (0.7, nothing given); None for the rules that have no threshold."""
+    if method != "plurality":
+        return None
+    if threshold is None:
+        return "default"
+    return "auto" if str(threshold).strip().lower() == "auto" else "given"
 
 
 def _accuracies(base: Predictions, stack: np.ndarray, answers: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 The exported model takes normalised float images ``[B, C, H, W]`` (``(x / 255 - mean) / std``
 with the mean and std in ``classes.json``, at ``data.img_size``) and returns calibrated
 probabilities ``[B, num_classes]``: the run's prediction source and fitted temperature are
-part of the graph, so its answers equal ``scarce predict``'s.
+part of the graph, so its answers equal ``scarce predict``'s where that scores in float32. The
+export always computes in float32; a run that ``scarce predict`` scores under bf16 autocast (as it
+trained, on a CPU with native bf16) differs from it by the rounding of bf16 (up to ~1e-2 in a
+probability): the ``.json`` names both (``computes_in``, ``scarce_predict_amp``).
 """
 
 from __future__ import annotations
@@ -81,13 +84,17 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx
             "mode": run.mode,
             "crop_pct": run.cfg.data.crop_pct,
             "small_images": run.cfg.data.small_images,
+            "bit_depth": run.cfg.data.bit_depth,
             "preprocess": eval_view_recipe(size, run.cfg.data.crop_pct, run.cfg.data.small_images),
             "input": "float [B, C, img_size, img_size] = (uint8 / 255 - mean) / std",
             "colour": f"images converted to {run.mode} (EXIF orientation applied; transparency composited "
-            "on white; 16-bit scaled to 8-bit by its bit depth)",
+            "on white; 16-bit scaled to 8-bit: 2^bit_depth - 1 is white; bit_depth null: per image, the smallest "
+            "of 8/10/12/14/16 bits that holds its largest value)",
             "output": "probabilities [B, K]",
             "source": prediction_source(run.cfg),
             "temperature": run.temperature,
+            "computes_in": "float32",
+            "scarce_predict_amp": run.amp,  # on this machine's CPU: bf16 where the run trained so
             "weights": str(run.weights),
         },
     )
