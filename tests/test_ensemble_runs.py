@@ -82,6 +82,12 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     assert made == ["0-r0-test-tta1.npz", "1-r2_last-test-tta1.npz"]
     # another dataset's val voted, the threshold chosen on each run's own val: two files, neither overwritten
     other = make_image_folder(tmp_path / "other", per_split={"train": 2, "val": 3}, seed=1)
+    # a split the data lacks: the error names the member (one of many) and what to give instead
+    no_test = ["ensemble", "--members", r0, r1, "--method", "soft", "--data", str(other), "--out", out]
+    assert main(no_test) == 2
+    assert f"member {r0}: data '{other}': has no test/ folder (it has train/, val/); give --split FOLDER" in (
+        capsys.readouterr().err
+    )
     out = str(tmp_path / "o.npz")
     assert (
         main(

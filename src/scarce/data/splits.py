@@ -159,7 +159,11 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     if (root / split).is_dir():
         return SplitSource(root / split, root)
     if has_train:
-        raise UserError(f"data '{data_label(data)}': has no {split}/ folder")
+        found = [f"{name}/" for name in SPLIT_NAMES if (root / name).is_dir() or getattr(data, name, None)]
+        raise UserError(
+            f"data '{data_label(data)}': has no {split}/ folder (it has {', '.join(found)}); "
+            "give --split FOLDER, or --data a dataset with one"
+        )
     return SplitSource(root, root)  # a plain folder of images (or of class folders)
 
 

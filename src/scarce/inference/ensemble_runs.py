@@ -84,9 +84,12 @@ def predict_runs(
             folder.mkdir(parents=True, exist_ok=True)
             data = None if own_data else options.data
             target = folder / _file_name(len(done), str(path), split, options.tta, data)
-            preds = predict_run(
-                path, data, split, options.tta, options.device, options.batch_size, options.workers, options.seed
-            )
+            try:
+                preds = predict_run(
+                    path, data, split, options.tta, options.device, options.batch_size, options.workers, options.seed
+                )
+            except UserError as exc:  # among several members, say which one's data lacks the split
+                raise UserError(f"member {path}: {exc}") from None
             write_predictions(preds, target)
             log(f"predicted {path} on {split} ({options.tta} view{'s' if options.tta > 1 else ''}): {target}")
             done[key] = str(target)
