@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from scarce.config import Config, available_recipes, build, describe, load_config, parse_overrides
@@ -28,13 +30,41 @@ def test_int_is_accepted_as_float_but_not_the_reverse():
 
 
 def test_unknown_key_lists_valid_ones():
-    with pytest.raises(UserError, match=r"unknown config key 'optim.lrr'; valid keys here: optim.name, optim.lr"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown config key 'optim.lrr' \(did you mean 'optim.lr'\?\); valid keys here: optim.name, optim.lr",
+    ):
         load_config(None, ["optim.lrr=0.1"])
 
 
 def test_unknown_top_level_key():
-    with pytest.raises(UserError, match="unknown config key 'epoch'"):
+    with pytest.raises(UserError, match="unknown config key 'epoch' \\(did you mean 'epochs'\\?\\); valid keys"):
         load_config(None, ["epoch=1"])
+
+
+def test_unknown_key_hints_at_the_key_meant(tmp_path):
+    """A key one level too high names where it lives; a dotted key in a recipe file says to nest it;
+    a file named without its .yaml is pointed at."""
+    with pytest.raises(
+        UserError, match=r"^unknown config key 'augment.mixup_alpha' \(did you mean 'augment.mix.mixup_alpha'\?\)"
+    ):
+        load_config(None, ["augment.mixup_alpha=0.8"])
+    path = tmp_path / "mine.yaml"
+    path.write_text("optim.lr: 0.01\n")
+    with pytest.raises(
+        UserError,
+        match=r"mine\.yaml: unknown config key 'optim.lr' \(in a recipe file, nest it: 'optim:' then '  lr: \.\.\.'",
+    ):
+        load_config(str(path))
+    with pytest.raises(UserError, match=r"^unknown config key 'zzz'; valid keys here"):  # nothing close: no guess
+        load_config(None, ["zzz=1"])
+    with pytest.raises(
+        UserError,
+        match=re.escape(
+            f"recipe '{tmp_path / 'mine'}': no such file or built-in recipe (did you mean {tmp_path / 'mine.yaml'}?)"
+        ),
+    ):
+        load_config(str(tmp_path / "mine"))
 
 
 def test_choices_are_enforced():

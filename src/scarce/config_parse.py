@@ -5,6 +5,7 @@ The config's fields themselves are in :mod:`scarce.config`."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -71,8 +72,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise UserError(f"config key '{key}': expected {' or '.join(_type_name(a) for a in members)}, got {value!r}")
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
-            import difflib
-
             close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
             hint = f" (close: {', '.join(close)})" if close else ""
             raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
@@ -101,6 +100,28 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return float(value) if tp is float else value
 
 
+def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
+    """Every key below dataclass ``cls``, dotted (``mix.mixup_alpha``)."""
+    paths = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        below = _leaf_paths(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else []
+        paths += below or [prefix + f.name]
+    return paths
+
+
+def _key_hint(cls: type, key: str, prefix: str) -> str:
+    """What the writer of an unknown key likely meant: a dotted key written in YAML (which nests),
+    a key that lives one level further down, or a near spelling."""
+    leaves = _leaf_paths(cls)
+    if key in leaves:  # "optim.lr: 0.01" at the top of a recipe file
+        section, _, rest = key.partition(".")
+        return f" (in a recipe file, nest it: '{prefix}{section}:' then '  {rest}: ...'; dotted keys are for overrides)"
+    deeper = [path for path in leaves if path.rsplit(".", 1)[-1] == key]
+    close = deeper or difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1, cutoff=0.75)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
 def build(cls: type, values: dict, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict, validating keys, types and choices."""
     hints = typing.get_type_hints(cls)
@@ -108,7 +129,8 @@ def build(cls: type, values: dict, prefix: str = "") -> Any:
     unknown = [k for k in values if k not in fields]
     if unknown:
         raise UserError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(prefix + k for k in fields)}"
+            f"unknown config key '{prefix}{unknown[0]}'{_key_hint(cls, unknown[0], prefix)}; "
+            f"valid keys here: {', '.join(prefix + k for k in fields)}"
         )
     kwargs = {}
     for name, value in values.items():
@@ -223,12 +245,11 @@ def _safe_load_unique(text: str):
 def read_recipe(recipe: str) -> dict:
     """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
     path = Path(recipe)
-    if not path.is_file():
+    if not path.is_file() and path.name == recipe:  # a bare name: a built-in recipe (a path stays a path)
         path = RECIPES_DIR / f"{recipe}.yaml"
     if not path.is_file():
-        import difflib
-
-        close = difflib.get_close_matches(recipe, available_recipes(), n=1)
+        with_suffix = [f"{recipe}{suffix}" for suffix in (".yaml", ".yml") if Path(f"{recipe}{suffix}").is_file()]
+        close = with_suffix or difflib.get_close_matches(recipe, available_recipes(), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise UserError(
             f"recipe '{recipe}': no such file or built-in recipe{hint}; built-in recipes: "
