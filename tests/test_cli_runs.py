@@ -57,7 +57,9 @@ def test_evaluate_of_three_classes_prints_no_top5(tmp_path, image_folder, capsys
     # another dataset's split goes to its own file: the run's score is not replaced
     other = shutil.copytree(image_folder, tmp_path / "other set")
     assert main(["evaluate", str(run), "--data", str(other), "--split", "test", "--workers", "0"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {run / 'eval_other_set_test.json'}"
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == f"wrote {run / 'eval_other_set_test.json'}"
+    assert json.loads(printed[0])["data"] == str(other)  # the console names what was scored
     assert json.loads((run / "eval_other_set_test.json").read_text())["data"] == str(other)
     assert (run / "eval_val.json").read_text() == own
     # a second folder of the same name gets a file of its own; scoring the first again replaces its file

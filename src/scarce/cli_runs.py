@@ -42,7 +42,7 @@ def cmd_evaluate(args) -> int:
     # balanced accuracy and macro-F1: what top-1 hides on imbalanced data
     keys = ("split", "top1", "top5", "balanced_accuracy", "macro_f1", "count")
     shown = [k for k in keys if k in result and (k != "top5" or len(result["per_class"]) > 5)]
-    print(json.dumps({k: result[k] for k in shown}))
+    print(json.dumps({**({"data": args.data} if args.data else {}), **{k: result[k] for k in shown}}))
     support, f1 = result.get("support", {}), result.get("f1", {})
     for name, acc in result["per_class"].items():
         if acc is None:

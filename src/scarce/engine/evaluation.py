@@ -149,15 +149,16 @@ def _names(classes: list[str], shown: int = 5) -> str:
 
 
 def in_run_class_order(split: Split, classes: list[str], name: str) -> Split:
-    """``split`` with targets indexing the run's ``classes``: the same class names in another
-    order (a built-in dataset's label order vs a folder's sorted names) are matched by name."""
+    """``split`` with targets indexing the run's ``classes``, matched by name: the same names in
+    another order (a built-in dataset's label order vs a folder's sorted names), or some of them
+    (a class without images is scored as such, as with ``--split FOLDER``)."""
     if split.classes == classes:
         return split
-    if sorted(split.classes) != sorted(classes):
-        unknown = [c for c in split.classes if c not in classes]
-        missing = [c for c in classes if c not in split.classes]
+    unknown = [c for c in split.classes if c not in classes]
+    if unknown:
         raise UserError(
-            f"data '{name}': classes differ from the run's (unknown: {_names(unknown)}, missing: {_names(missing)})"
+            f"data '{name}': classes the run was not trained on: {_names(unknown)} (the run's: {_names(classes)}); "
+            "a model can only be scored on its own classes"
         )
     index = [classes.index(c) for c in split.classes]
     return replace(split, targets=[index[t] for t in split.targets], classes=list(classes))
