@@ -210,7 +210,9 @@ def test_weighted_from_validation_accuracy(files):
         files, method="weighted", val_base=files["val_base"], val_members=[files["val_m1"], files["val_m2"]]
     )
     assert report["weights"] == pytest.approx([0.375, 0.25, 0.375])  # val accuracy 3/4, 2/4, 3/4
+    assert report["weights_source"] == "val" and json.loads(str(final["metadata"]))["weights_source"] == "val"
     assert final["pred"].tolist() == [0, 1, 1, 1]
+    assert _run(files, method="weighted", weights=[1, 1, 1])[0]["weights_source"] == "given"
     with pytest.raises(UserError, match="weighted needs --weights"):
         _run(files, method="weighted")
 

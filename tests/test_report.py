@@ -210,6 +210,15 @@ def test_ensemble_report_sections_and_images(ensemble):
         assert f'<section id="{section}">' in html, section
     _check_self_contained(html)
     _check_images(html, out, 2)  # confidence bins, threshold curve
+    assert "weights (" not in html  # a plurality vote has none
+
+
+def test_ensemble_report_shows_a_weighted_votes_weights(ensemble, tmp_path):
+    _, paths, _ = ensemble
+    weighted = tmp_path / "weighted.npz"
+    run_ensemble(None, paths, method="weighted", weights=[2, 1, 1], out_path=weighted, log=lambda s: None)
+    html = build_ensemble_report(weighted).read_text()
+    assert "weights (given)" in html and "m0.npz=0.500, m1.npz=0.250, m2.npz=0.250" in html
 
 
 def test_ensemble_analysis_agrees_with_the_vote(ensemble):

@@ -158,6 +158,7 @@ def run_ensemble(
         "base": os.path.abspath(order[base_index]) if base_path is not None else None,
         "members": [os.path.abspath(m) for m in order],
         "weights": w,
+        "weights_source": None if w is None else "given" if weights else "val",
         "threshold": threshold_used if method == "plurality" else None,
         "threshold_source": threshold_source,
     }
@@ -249,7 +250,8 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
     log(f"ensemble: {len(report['members'])} models, {report['n']} samples, method {report['method']}, {rule}")
     if report.get("weights"):
         pairs = zip(report["members"], report["weights"])
-        log("weights: " + ", ".join(f"{Path(m).name}={x:.3f}" for m, x in pairs))
+        source = "given" if report.get("weights_source") == "given" else "chosen on val"
+        log(f"weights ({source}): " + ", ".join(f"{Path(m).name}={x:.3f}" for m, x in pairs))
     if "accuracy" in report:
         names = {
             "base": f"base ({Path(report['base'] or '').name})",  # no base row without a base

@@ -164,6 +164,9 @@ def _breakdown_section(e: dict, a: dict) -> Section:
             "samples": a["n"],
             "answers replaced": changed,
         }
+    if meta.get("weights"):  # a weighted vote: each member's weight, and where it came from
+        source = "given" if meta.get("weights_source") == "given" else "chosen on val"
+        rows[f"weights ({source})"] = ", ".join(f"{Path(p).name}={w:.3f}" for p, w in zip(e["paths"], meta["weights"]))
     parts = [key_values(rows)]
     if "accuracy" not in a:
         parts.append(paragraph("no labels in the ensemble output: accuracies cannot be shown", "note"))
