@@ -102,9 +102,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
     """Every key below dataclass ``cls``, dotted (``mix.mixup_alpha``)."""
-    paths = []
+    paths, hints = [], typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
+        tp = hints[f.name]
         below = _leaf_paths(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else []
         paths += below or [prefix + f.name]
     return paths

@@ -129,8 +129,12 @@ def run_ensemble(
     """
     if threshold is not None and method != "plurality":
         raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
-    threshold_source = _threshold_source(method, threshold)
+    given = threshold
     threshold = _parse_threshold(0.7 if threshold is None else threshold)
+    # where a plurality vote's threshold comes from (the other rules have none)
+    threshold_source = (
+        None if method != "plurality" else "default" if given is None else "auto" if threshold == "auto" else "given"
+    )
     members = [str(m) for m in member_paths]
     _check_base(method, base_path is not None, val_base)
     reference = str(base_path) if base_path is not None else members[0] if members else ""
@@ -178,14 +182,10 @@ def run_ensemble(
     return report
 
 
-def _threshold_source(method: str, threshold: float | str | None) -> str | None:
-    """Where a plurality vote's threshold comes from: ``auto`` (chosen on val), ``given`` or
-    ``default`` (0.7, nothing given); None for the rules that have no threshold."""
-    if method != "plurality":
-        return None
-    if threshold is None:
-        return "default"
-    return "auto" if str(threshold).strip().lower() == "auto" else "given"
+def describe_weights(members: Sequence[str], weights: Sequence[float], source: str | None) -> tuple[str, str]:
+    """``("weights (chosen on val)", "a.npz=0.600, b.npz=0.400")``: a weighted vote's weights by member."""
+    shown = ", ".join(f"{Path(m).name}={w:.3f}" for m, w in zip(members, weights))
+    return f"weights ({'given' if source == 'given' else 'chosen on val'})", shown
 
 
 def _accuracies(base: Predictions, stack: np.ndarray, answers: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -249,9 +249,7 @@ def _print_report(report: dict[str, Any], log: Log) -> None:
     rule = f"threshold {thr:g} ({report['threshold_source']})" if thr is not None else "no threshold"
     log(f"ensemble: {len(report['members'])} models, {report['n']} samples, method {report['method']}, {rule}")
     if report.get("weights"):
-        pairs = zip(report["members"], report["weights"])
-        source = "given" if report.get("weights_source") == "given" else "chosen on val"
-        log(f"weights ({source}): " + ", ".join(f"{Path(m).name}={x:.3f}" for m, x in pairs))
+        log(": ".join(describe_weights(report["members"], report["weights"], report.get("weights_source"))))
     if "accuracy" in report:
         names = {
             "base": f"base ({Path(report['base'] or '').name})",  # no base row without a base

@@ -19,6 +19,7 @@ import numpy as np
 
 from scarce.errors import UserError
 from scarce.inference import align_predictions, choose_threshold, load_predictions
+from scarce.inference.ensemble import describe_weights
 from scarce.inference.predictions import Predictions
 from scarce.inference.voting import oracle_accuracy
 from scarce.report import plots
@@ -165,8 +166,8 @@ def _breakdown_section(e: dict, a: dict) -> Section:
             "answers replaced": changed,
         }
     if meta.get("weights"):  # a weighted vote: each member's weight, and where it came from
-        source = "given" if meta.get("weights_source") == "given" else "chosen on val"
-        rows[f"weights ({source})"] = ", ".join(f"{Path(p).name}={w:.3f}" for p, w in zip(e["paths"], meta["weights"]))
+        label, shown = describe_weights(e["paths"], meta["weights"], meta.get("weights_source"))
+        rows[label] = shown
     parts = [key_values(rows)]
     if "accuracy" not in a:
         parts.append(paragraph("no labels in the ensemble output: accuracies cannot be shown", "note"))
