@@ -274,7 +274,7 @@ def test_locate_split_is_one_decision_for_every_layout(tmp_path):
     images = make_image_folder(tmp_path / "explicit", per_split={"imgs": 2})
     assert locate_split(DataConfig(name=str(images), train=str(images / "imgs")), "val") == SplitSource(None, images)
     train_only = make_image_folder(tmp_path / "train_only", per_split={"train": 2})
-    with pytest.raises(UserError, match=r"has no test/ folder \(it has train/\); give --split FOLDER, or --data"):
+    with pytest.raises(UserError, match=r"has no test split \(found: train\); give --split FOLDER, or --data"):
         locate_split(DataConfig(name=str(train_only)), "test")
     with pytest.raises(UserError, match="--split 'nowhere'"):
         locate_split(DataConfig(name=str(full)), "nowhere")

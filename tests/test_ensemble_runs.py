@@ -85,7 +85,7 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     # a split the data lacks: the error names the member (one of many) and what to give instead
     no_test = ["ensemble", "--members", r0, r1, "--method", "soft", "--data", str(other), "--out", out]
     assert main(no_test) == 2
-    assert f"member {r0}: data '{other}': has no test/ folder (it has train/, val/); give --split FOLDER" in (
+    assert f"member {r0}: data '{other}': has no test split (found: train, val); give --split FOLDER" in (
         capsys.readouterr().err
     )
     out = str(tmp_path / "o.npz")

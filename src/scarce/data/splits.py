@@ -112,14 +112,14 @@ def split_seed_samples(data: DataConfig) -> bool:
     return data.name == "fashion-mnist" or val_taken_from_train(data)
 
 
-def missing_split_error(cfg: DataConfig, split: str, read: Iterable[str]) -> UserError:
+def missing_split_error(cfg: DataConfig, split: str, read: Iterable[str], hint: str = "") -> UserError:
     """``split`` is not among the splits ``read`` of ``cfg``: the message lists every split there is,
-    the folders that ``only=`` left unread included."""
+    the folders that ``only=`` left unread included (and ends with ``hint``, what to give instead)."""
     root = dataset_root(cfg) if cfg.name not in BUILTIN_DATASETS else None
     given = {name for name in SPLIT_NAMES if getattr(cfg, name, None)}
     folders = {name for name in SPLIT_NAMES if root is not None and (root / name).is_dir()}
     found = [name for name in SPLIT_NAMES if name in {*read, *given, *folders}]
-    return UserError(f"data '{data_label(cfg)}': has no {split} split (found: {', '.join(found)})")
+    return UserError(f"data '{data_label(cfg)}': has no {split} split (found: {', '.join(found)}){hint}")
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,7 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
     if (root / split).is_dir():
         return SplitSource(root / split, root)
     if has_train:
-        found = [f"{name}/" for name in SPLIT_NAMES if (root / name).is_dir() or getattr(data, name, None)]
-        raise UserError(
-            f"data '{data_label(data)}': has no {split}/ folder (it has {', '.join(found)}); "
-            "give --split FOLDER, or --data a dataset with one"
-        )
+        raise missing_split_error(data, split, [], hint="; give --split FOLDER, or --data a dataset with one")
     return SplitSource(root, root)  # a plain folder of images (or of class folders)
 
 
