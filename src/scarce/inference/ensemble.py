@@ -94,6 +94,39 @@ def _check_request(
         raise UserError("--method weighted needs --weights, or --val-members to weight by validation accuracy")
 
 
+def _threshold_request(method: str, threshold: float | str | None) -> tuple[float | str, str | None]:
+    """The plurality threshold asked for (a number, or "auto"; 0.7 when not given) and where it comes
+    from: "default", "given" or "auto" (None for soft and weighted votes, which have no threshold)."""
+    if threshold is not None and method != "plurality":
+        raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
+    parsed = _parse_threshold(0.7 if threshold is None else threshold)
+    if method != "plurality":
+        return parsed, None
+    return parsed, "default" if threshold is None else "auto" if parsed == "auto" else "given"
+
+
+def _metadata(
+    method: str,
+    order: list[str],
+    base: str | None,
+    weights: list[float] | None,
+    weights_given: bool,
+    threshold: float,
+    threshold_source: str | None,
+) -> dict[str, Any]:
+    """What the ensemble file and the report record of how it voted."""
+    # absolute: `scarce report --ensemble` reads the members back from any working directory
+    return {
+        "method": method,
+        "base": base and os.path.abspath(base),
+        "members": [os.path.abspath(m) for m in order],
+        "weights": weights,
+        "weights_source": None if weights is None else "given" if weights_given else "val",
+        "threshold": threshold if method == "plurality" else None,
+        "threshold_source": threshold_source,
+    }
+
+
 def validation_needs(method: str, threshold: float | str | None, weights: Sequence[float] | None) -> tuple[bool, bool]:
     """Whether the plurality threshold, and whether the weights, are chosen on validation predictions."""
     auto = threshold is not None and _parse_threshold(threshold) == "auto"  # "AUTO" too, as run_ensemble reads it
@@ -127,14 +160,7 @@ def run_ensemble(
     for ``soft``/``weighted``: then ``base`` and ``replaced`` are None and accuracy has no base
     or plurality entry.
     """
-    if threshold is not None and method != "plurality":
-        raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
-    given = threshold
-    threshold = _parse_threshold(0.7 if threshold is None else threshold)
-    # where a plurality vote's threshold comes from (the other rules have none)
-    threshold_source = (
-        None if method != "plurality" else "default" if given is None else "auto" if threshold == "auto" else "given"
-    )
+    threshold, threshold_source = _threshold_request(method, threshold)
     members = [str(m) for m in member_paths]
     _check_base(method, base_path is not None, val_base)
     reference = str(base_path) if base_path is not None else members[0] if members else ""
@@ -156,16 +182,8 @@ def run_ensemble(
     if base_path is None:  # the first member only stood in for a base: no answer of its own to report
         answers = {rule: answer for rule, answer in answers.items() if rule not in ("base", "plurality")}
 
-    # absolute: `scarce report --ensemble` reads the members back from any working directory
-    meta: dict[str, Any] = {
-        "method": method,
-        "base": os.path.abspath(order[base_index]) if base_path is not None else None,
-        "members": [os.path.abspath(m) for m in order],
-        "weights": w,
-        "weights_source": None if w is None else "given" if weights else "val",
-        "threshold": threshold_used if method == "plurality" else None,
-        "threshold_source": threshold_source,
-    }
+    base_file = order[base_index] if base_path is not None else None
+    meta = _metadata(method, order, base_file, w, weights is not None, threshold_used, threshold_source)
     meta.update({k: val[k] for k in ("threshold_table",) if k in val})
     _write_outputs(base, pred, final_probs, {**meta, "replaced": replaced}, out_path, csv_path)
     report = {
