@@ -49,3 +49,20 @@ def test_two_process_ddp_on_cpu(tmp_path):
     env_info = json.loads((out / "environment.json").read_text())
     assert env_info["world_size"] == 2
     assert result.stdout.count("timed s/step") == 1  # timed (rank 0), broadcast: both ranks trained on
+
+
+def test_early_stop_under_torchrun_stops_every_rank(tmp_path):
+    # rank 0 alone decides (it alone records the epoch): the other rank must stop with it, or its
+    # next gradient all-reduce would wait for a rank that is already scoring the run (a hang)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "scarce", "train", "--recipe", "demo", "--out", str(out), "--no-progress", *TINY]
+    # val top-1 stays put at this lr, so patience runs out before the last epoch
+    cmd += ["epochs=6", "patience=1", "optim.lr=1e-6", "sched.name=constant"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("early stop after epoch")
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) < 6 and result.stdout.count("early stop after epoch") == 1

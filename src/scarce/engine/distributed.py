@@ -77,15 +77,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
-    """Rank 0's decision, shared with every rank (e.g. "stop now")."""
-    if not info.enabled:
-        return value
-    flag = torch.tensor([1 if value else 0], device=device)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
-
-
 def broadcast_object(value, info: DistInfo):
     """Rank 0's picklable ``value`` (e.g. a timed choice of speed settings), on every rank."""
     if not info.enabled:

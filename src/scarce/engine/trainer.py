@@ -12,7 +12,7 @@ from scarce.data import set_loader_epoch
 from scarce.data.loader import epoch_seed, sample_seed, seed_everything
 from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
-from scarce.engine.distributed import barrier, broadcast_buffers, cleanup
+from scarce.engine.distributed import barrier, broadcast_buffers, broadcast_object, cleanup
 from scarce.engine.factories import probs_function
 from scarce.engine.faults import (
     Interrupted,
@@ -75,23 +75,27 @@ def run_epochs(
     tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
     run.checkpoint_time = time.monotonic()
     keep_initial_state(run)
-    for epoch in range(run.start_epoch, end):
-        stats = train_epoch(run, epoch, progress)
-        broadcast_buffers(run.model, run.info)
-        if run.ema is not None:
-            broadcast_buffers(run.ema.module, run.info)
-        evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-        began = time.perf_counter()
-        scores = validate_epoch(run) if evaluate_now else {}
-        run.timings["val"] += time.perf_counter() - began
-        run.timings["train"] += stats["seconds"]
-        if run.info.is_main:
-            tb.log(record_epoch(run, epoch, stats, scores, end, guard))
-        barrier(run.info)
-        if run.stopped_early:
-            print(run.stopped_early, flush=True)
-            break
-    tb.close()
+    try:
+        for epoch in range(run.start_epoch, end):
+            stats = train_epoch(run, epoch, progress)
+            broadcast_buffers(run.model, run.info)
+            if run.ema is not None:
+                broadcast_buffers(run.ema.module, run.info)
+            evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+            began = time.perf_counter()
+            scores = validate_epoch(run) if evaluate_now else {}
+            run.timings["val"] += time.perf_counter() - began
+            run.timings["train"] += stats["seconds"]
+            if run.info.is_main:
+                tb.log(record_epoch(run, epoch, stats, scores, end, guard))
+            # rank 0 alone decides (it alone records the epoch); sharing the decision is also the sync point
+            run.stopped_early = broadcast_object(run.stopped_early, run.info)
+            if run.stopped_early:
+                if run.info.is_main:
+                    print(run.stopped_early, flush=True)
+                break
+    finally:  # a fault or a signal must not leave the writer's file and thread open
+        tb.close()
 
 
 def train_epoch(run: Run, epoch: int, progress: bool) -> dict:
@@ -99,13 +103,15 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> dict:
     ``amp=auto`` chose trains the epoch again from its start in fp32
     (:mod:`scarce.engine.amp_fallback`); otherwise they stop the run."""
     try:
-        return _train_epoch_once(run, epoch, progress)
+        stats = _train_epoch_once(run, epoch, progress)
     except NonFiniteLossError as exc:
         if not can_fall_back(run):
             raise
         with write_errors_stop_run(run.run_dir, "environment.json"):
             print(fall_back_to_fp32(run, epoch, str(exc)), flush=True)
-    return _train_epoch_once(run, epoch, progress)
+        stats = _train_epoch_once(run, epoch, progress)
+    run.initial_state = None  # a copy of the whole state, needed only to retry epoch 0
+    return stats
 
 
 def _train_epoch_once(run: Run, epoch: int, progress: bool) -> dict:
