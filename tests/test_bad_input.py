@@ -462,3 +462,32 @@ def test_lab_images_are_read_as_their_srgb_colours(tmp_path):
     assert np.abs(back - np.asarray(rgb, dtype=np.int16)).max() <= 8  # 8-bit L*a*b* and its D50 white
     grey = np.asarray(read_image(tmp_path / "lab.tif", "L"), dtype=np.int16)
     assert np.abs(grey - np.asarray(rgb.convert("L"), dtype=np.int16)).max() <= 8  # luma, as for RGB files
+
+
+def test_unreadable_files_leave_train_before_val_is_drawn_from_it(tmp_path, capsys):
+    from scarce.data.datasets import folder_split
+    from scarce.data.splits import split_off_val
+    from scarce.engine.evaluation import evaluate_run
+
+    root = make_image_folder(tmp_path / "data", per_split={"train": 3, "test": 1})  # no val/: drawn from train
+    # the image of each class that the val draw takes: made unreadable, a class would have no val image
+    drawn = split_off_val(folder_split(root / "train"), 0.1, 0)[1].ids
+    for name in drawn:
+        (root / "train" / name).write_bytes(b"")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(root), "--out", str(out), "--no-progress", *TINY, "epochs=1", "--skip-bad-images"]
+    assert main(args) == 0
+    out_text = capsys.readouterr().out
+    assert "no image of" not in out_text
+    # 1 of the 2 readable images of each class: the console says how far that is from val_fraction 0.1
+    assert "3 train images (data.val_fraction=0.1" in out_text and "that is 50% of the train folder" in out_text
+    record = json.loads((out / "classes.json").read_text())
+    assert record["split_sizes"] == {"train": 3, "val": 3, "test": 3}  # of 2 readable per class, 1 to val
+    assert not set(record["val_from_train"]) & set(drawn)
+    listed = json.loads((out / "bad_images.json").read_text())
+    assert sorted(b["path"] for b in listed) == sorted(str(root / "train" / name) for name in drawn)
+    assert {b["split"] for b in listed} == {"train"}
+    # evaluate draws val again, leaving out the same files: the draw matches the record
+    scored = evaluate_run(out, None, "val", tmp_path / "v.json", num_workers=0)
+    assert scored["count"] == 3
+    assert evaluate_run(out, None, "test", tmp_path / "t.json", num_workers=0)["count"] == 3

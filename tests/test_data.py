@@ -249,6 +249,27 @@ def test_balanced_sampler_draws_classes_equally_and_reproducibly():
     assert sorted(i for h in halves for _, i in h) == sorted(drawn)  # ranks split one draw
 
 
+def test_epoch_sampler_orders_differ_between_seeds_and_ranks_split_one_order():
+    from scarce.data.datasets import ImageDataset, Split
+    from scarce.data.loader import EpochSampler
+
+    ds = ImageDataset(Split(ids=[str(i) for i in range(101)], targets=[0] * 101, classes=["a"], root="."), "L")
+
+    def order(seed: int, epoch: int, rank: int = 0, ranks: int = 1) -> list[int]:
+        sampler = EpochSampler(ds, num_replicas=ranks, rank=rank, seed=seed)
+        sampler.set_epoch(epoch)
+        assert all(e == epoch for e, _ in sampler)
+        return [i for _, i in sampler]
+
+    assert sorted(order(0, 0)) == list(range(101)) and order(0, 0) == order(0, 0)
+    # torch's own DistributedSampler seeds seed + epoch: seed 0's epoch 1 was seed 1's epoch 0
+    assert order(0, 1) != order(1, 0) and order(0, 1) != order(0, 0)
+    shards = [order(0, 1, rank, 2) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 51  # 101 padded to 102 by repeating the order's start
+    interleaved = [i for pair in zip(*shards) for i in pair]
+    assert interleaved == order(0, 1) + order(0, 1)[:1]
+
+
 def test_locate_split_is_one_decision_for_every_layout(tmp_path):
     from scarce.config import DataConfig
     from scarce.data.splits import DEMO_ROOT, SplitSource, locate_split

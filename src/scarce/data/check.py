@@ -127,6 +127,12 @@ def check_split(
         return [check for part in parts for check in part]
 
 
+def unreadable_train_files(bad_images: list[dict]) -> list[str]:
+    """The train-folder files among :func:`preflight`'s skipped ones, where val is drawn from train
+    (its files are train's), as :func:`preflight` records them: the train folder / the id."""
+    return [b["path"] for b in bad_images if b["split"] in ("train", "val")]
+
+
 def preflight(
     splits: dict[str, Split],
     mode: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,10 +85,11 @@ def _sniff_mode(split: Split, probe: int = 16) -> str:
     return "L"
 
 
-def build_data(cfg: DataConfig, only: str | None = None) -> DataBundle:
-    """The splits of ``cfg`` (with ``only``: that split, see :func:`resolve_splits`), image mode and normalisation."""
+def build_data(cfg: DataConfig, only: str | None = None, unreadable: Collection[str] = ()) -> DataBundle:
+    """The splits of ``cfg`` (with ``only``: that split; ``unreadable``: train files left out of a val
+    draw; see :func:`resolve_splits`), image mode and normalisation."""
     scale = full_scale_of(cfg.bit_depth)
-    splits = {name: replace(split, full_scale=scale) for name, split in resolve_splits(cfg, only).items()}
+    splits = {name: replace(split, full_scale=scale) for name, split in resolve_splits(cfg, only, unreadable).items()}
     mode = {"gray": "L", "rgb": "RGB"}.get(cfg.channels) or _sniff_mode(splits["train"])
     if cfg.normalize == "train":
         from scarce.data.image_stats import pixel_mean_std
@@ -154,10 +155,18 @@ def seeded_rngs(seed: int) -> Iterator[None]:
 class EpochSampler(DistributedSampler):
     """A :class:`DistributedSampler` that yields ``(epoch, index)``: the dataset seeds each
     sample's augmentation from them, so workers can live for the whole run and the number
-    of workers changes no result."""
+    of workers changes no result.
+
+    The order is seeded by ``epoch_seed(seed, epoch)``, not torch's ``seed + epoch``: with that,
+    seed s at epoch e + 1 shuffles as seed s + 1 at epoch e, and runs of seeds 0, 1, 2 would
+    share all but one epoch's order. Padding and rank slicing are torch's."""
 
     def __iter__(self):
-        return ((self.epoch, index) for index in super().__iter__())
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        # every rank the same number of samples: the order repeats from its start
+        order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
+        return ((self.epoch, index) for index in order[self.rank : self.total_size : self.num_replicas])
 
 
 class BalancedEpochSampler(EpochSampler):

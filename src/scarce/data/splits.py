@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,10 +32,12 @@ def dataset_root(cfg: DataConfig) -> Path | None:
     return DEMO_ROOT if name == "demo" else Path(name)
 
 
-def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]:
+def resolve_splits(cfg: DataConfig, only: str | None = None, unreadable: Collection[str] = ()) -> dict[str, Split]:
     """train (required), val and test (optional) splits of a built-in dataset or a folder; with
     ``only``, the folders of the other splits are not read (train's is: it names the classes), so a
-    problem in a split not asked for does not block this one."""
+    problem in a split not asked for does not block this one. ``unreadable``: paths of train files
+    (the up-front scan could not decode them, and skipped them) left out before a val split is drawn
+    from train."""
     paths = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     if cfg.name == "fashion-mnist":
         if any(paths.values()):
@@ -77,7 +79,12 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
         if path is not None and (only is None or name == only):
             splits[name] = folder_split(path, classes)
     if not val_folder and cfg.val_fraction > 0:
-        splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
+        train = splits["train"]
+        if unreadable:  # else a class whose val draw is a bad file has no val image, and its train one image less
+            left_out = {Path(path) for path in unreadable}
+            keep = [i for i, name in enumerate(train.ids) if Path(train.root or "") / name not in left_out]
+            train = replace(train, ids=[train.ids[i] for i in keep], targets=[train.targets[i] for i in keep])
+        splits["train"], splits["val"] = split_off_val(train, cfg.val_fraction, cfg.split_seed)
     return splits
 
 

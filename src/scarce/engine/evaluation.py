@@ -21,7 +21,7 @@ from scarce.engine.checkpoint import load_weights
 from scarce.engine.eval_files import eval_file_name, free_eval_path, scored_source
 from scarce.engine.factories import prediction_source
 from scarce.engine.hardware import device_name, scoring_speed
-from scarce.engine.resume import check_val_as_drawn
+from scarce.engine.resume import check_val_as_drawn, recorded_unreadable
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json
 from scarce.losses import loss_requires_head_g
@@ -180,10 +180,12 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
     if source.folder is None:
         # the run's saved mean/std normalise its input: the train images' statistics are not measured again
         channels = {"L": "gray", "RGB": "rgb"}[run.mode]
-        bundle = build_data(replace(data, channels=channels, normalize="imagenet"), only=split)
+        same = _same_folders(data, run.cfg.data)  # another dataset's val: no record
+        unreadable = recorded_unreadable(run.run_dir) if same else ()
+        bundle = build_data(replace(data, channels=channels, normalize="imagenet"), only=split, unreadable=unreadable)
         if split not in bundle.splits:
             raise missing_split_error(data, split, bundle.splits)
-        if _same_folders(data, run.cfg.data):  # another dataset's val: no record
+        if same:
             check_val_as_drawn(run.run_dir, bundle.splits.get("val"), data_label(data))
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels

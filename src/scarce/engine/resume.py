@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from scarce.config import Config
+from scarce.data.check import unreadable_train_files
 from scarce.data.datasets import Split
 from scarce.engine.run_dir import absolute_data_paths
 from scarce.errors import UserError
@@ -63,6 +64,20 @@ def check_same_classes(run_dir: Path, classes: list[str]) -> None:
             f"--resume {run_dir}: the data's classes {classes[:5]}... differ from the run's "
             f"{(saved or [])[:5]}... (classes.json); resume with the run's data"
         )
+
+
+def recorded_unreadable(run_dir: Path) -> list[str]:
+    """The train-folder files a run skipped as unreadable (``bad_images.json``): its val draw from
+    train left them out, so a draw made again must leave them out too."""
+    path = run_dir / "bad_images.json"
+    if not path.is_file():
+        return []
+    records = read_json(path)
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("split"), str) and isinstance(r.get("path"), str) for r in records
+    ):
+        raise UserError(f"{path}: expected a list of {{split, path, reason}} records (a damaged or edited file?)")
+    return unreadable_train_files(records)
 
 
 def check_val_as_drawn(run_dir: Path, val: Split | None, what: str) -> None:

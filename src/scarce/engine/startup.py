@@ -14,7 +14,7 @@ import torch.nn as nn
 from scarce.augment.mix import describe_mix
 from scarce.config import Config, save_config
 from scarce.data import DataBundle, build_data
-from scarce.data.check import preflight
+from scarce.data.check import preflight, unreadable_train_files
 from scarce.data.loader import decoded_cache_sides
 from scarce.engine.factories import schedule_steps
 from scarce.errors import UserError
@@ -54,21 +54,29 @@ def check_batch_for_batch_norm(model: nn.Module, batch_size: int) -> None:
 
 def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     """The up-front scan (fail fast, before any epoch; decoded images kept when they fit). With
-    ``data.channels=auto`` the mode is decided on every image, not on the first few."""
+    ``data.channels=auto`` the mode is decided on every image, not on the first few. Skipped
+    unreadable files of a train folder that val is drawn from leave it before the draw."""
     keep_sides = decoded_cache_sides(cfg.data, data.splits)
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
     colour = sum(s.colour_images for s in splits.values())
     files = sum(len(s.ids) for s in splits.values() if s.array is None)
+    redo = {}
     if cfg.data.channels == "auto" and data.mode == "L" and colour:
         print(
             f"data: {colour} of {files} images are in colour (the first ones were gray): training in RGB "
             f"(set data.channels=gray to train in grayscale)",
             flush=True,
         )
-        data = build_data(replace(cfg.data, channels="rgb"))
-        splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
+        redo["channels"] = "rgb"
     elif cfg.data.channels == "auto" and data.mode == "RGB" and files and colour < files:
         print(f"data: mixes modes ({files - colour} of {files} images gray); training in RGB", flush=True)
+    val = data.splits.get("val")
+    unreadable = unreadable_train_files(bad_images) if val is not None and val.from_train else []
+    if redo or unreadable:
+        data = build_data(replace(cfg.data, **redo), unreadable=unreadable)
+        splits, _ = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
+        # the files left out before the val draw were all in the train folder
+        bad_images = [{**b, "split": "train"} if b["path"] in unreadable else b for b in bad_images]
     return replace(data, splits=splits), bad_images
 
 
@@ -218,9 +226,18 @@ def write_run_info(run: Run) -> None:
         },
     )
     if val is not None and val.from_train:
+        fraction = run.cfg.data.val_fraction
+        share = len(val.ids) / max(1, len(val.ids) + len(run.data.splits["train"].ids))
+        # one image of each class is held out however few it has: with tiny classes that is far more
+        more = (
+            f"; that is {share:.0%} of the train folder, not {fraction:.0%}: every class with two images or "
+            f"more gives at least one (give a val/ folder, or data.val_fraction=0 to train on every image)"
+            if share > 1.5 * fraction
+            else ""
+        )
         print(
-            f"no val/ folder: {len(val.ids)} train images (data.val_fraction={run.cfg.data.val_fraction:g}, "
-            f"stratified, seed data.split_seed) are the val split; listed in classes.json",
+            f"no val/ folder: {len(val.ids)} train images (data.val_fraction={fraction:g}, "
+            f"stratified, seed data.split_seed) are the val split; listed in classes.json{more}",
             flush=True,
         )
         alone = [c for i, c in enumerate(run.data.classes) if i not in set(val.targets)]

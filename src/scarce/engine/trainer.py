@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scarce.config import Config
 from scarce.data import set_loader_epoch
-from scarce.data.loader import epoch_seed, sample_seed, seed_everything
+from scarce.data.loader import sample_seed, seed_everything
 from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.distributed import barrier, broadcast_buffers, broadcast_object, cleanup
@@ -117,10 +117,11 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> dict:
 def _train_epoch_once(run: Run, epoch: int, progress: bool) -> dict:
     """Seeded by the epoch alone, so a retry repeats the epoch's data order and augmentation."""
     cfg = run.cfg
-    seed_everything(epoch_seed(cfg.seed, epoch))  # dropout, drop path, main-process augmentation
-    run.preprocess.seed(epoch_seed(cfg.seed + 1, epoch))
-    if run.step.mixer is not None:  # each rank its own pairs
-        run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, run.info.rank))
+    rank = run.info.rank  # each rank its own draws: the same masks on every shard would correlate them
+    seed_everything(sample_seed(cfg.seed, epoch, rank))  # dropout, drop path, main-process augmentation
+    run.preprocess.seed(sample_seed(cfg.seed + 1, epoch, rank))  # batch-stage LSB Swap, random erasing
+    if run.step.mixer is not None:
+        run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, rank))
     set_loader_epoch(run.loaders["train"], epoch)
     stats, global_step = train_one_epoch(
         run.step, run.loaders["train"], run.preprocess, epoch, run.global_step, progress and run.info.is_main
