@@ -117,3 +117,22 @@ def test_auto_select_settles_at_the_end_of_a_run(val_scores, kept, saved_epoch, 
     assert summary["select"] == kept and summary["best"]["epoch"] == saved_epoch and summary["select_note"]
     with safe_open(out / "last.safetensors", "pt") as fh:
         assert int(fh.metadata()["epoch"]) == 2
+
+
+def test_an_extended_run_keeps_the_record_of_the_weights_its_first_end_kept(tmp_path, monkeypatch):
+    """The first end keeps the final weights (epoch 2) over a peak within noise (epoch 1); extending
+    the run must start from that, not from the checkpoint's older record of epoch 1, or a later
+    end could report epoch 1 while best.safetensors holds epoch 2."""
+    import scarce.engine.saving as saving
+    import scarce.engine.trainer as trainer
+
+    monkeypatch.setattr(saving, "MIN_VAL_PER_CLASS_TO_SELECT", 0)
+    epochs = iter([0.5, 0.52, 0.5, 0.2, 0.2])  # the extension's epochs 3 and 4 score far lower
+    monkeypatch.setattr(trainer, "validate_epoch", lambda run: {"val_top1": next(epochs)})
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--no-progress", "--keep-checkpoint", *TINY, "epochs=3"]) == 0
+    assert json.loads((out / "state.json").read_text())["best"]["epoch"] == 2
+    assert main(["train", "--resume", str(out), "--no-progress", "epochs=5"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    with safe_open(out / "best.safetensors", "pt") as fh:
+        assert summary["best"]["epoch"] == int(fh.metadata()["epoch"]) == 2 and summary["select"] == "best"

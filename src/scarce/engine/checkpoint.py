@@ -161,6 +161,15 @@ def write_checkpoint(run_dir: Path, snapshot: dict) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def record_best_in_checkpoint(run_dir: Path, best: dict) -> None:
+    """After the end of a run wrote other weights to best.safetensors: the kept checkpoint's record
+    of the best epoch says so too, or extending the run (``--resume RUN epochs=N``) would restore
+    the old record beside the new file and could report one epoch while scoring another."""
+    path = run_dir / "state.json"
+    if path.is_file():
+        atomic_write_json(path, {**read_json(path, STATE_SCHEMA), "best": dict(best)})
+
+
 def save_checkpoint(
     run_dir: Path, epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None
 ) -> None:

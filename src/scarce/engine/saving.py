@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from scarce.engine.checkpoint import save_checkpoint, save_weights, write_checkpoint
+from scarce.engine.checkpoint import record_best_in_checkpoint, save_checkpoint, save_weights, write_checkpoint
 from scarce.engine.faults import SignalGuard, write_errors_stop_run
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def settle_clear_best(run: Run, final: dict) -> str | None:
         f"{run.best['epoch']} ({run.best['top1']:.4f}) is within {margin:.4f} of it, noise for {n_val} val images"
     )
     run.select, run.best = "last", {"top1": top1, "epoch": final["epoch"], "weights": name}
+    record_best_in_checkpoint(run.run_dir, run.best)
     return note
 
 
