@@ -404,3 +404,20 @@ def test_tta_beyond_the_views_a_run_can_make_is_noted(trained, tmp_path, capsys)
     for run, tta in ((plain, "2"), (fancy, "4")):
         assert main(["predict", run, "--split", "test", "--tta", tta, "--out", out, "--workers", "0"]) == 0
         assert "--tta" not in capsys.readouterr().err
+
+
+def test_a_run_trained_channels_last_is_scored_channels_last_in_model_and_batches(trained, tmp_path):
+    from scarce.engine.evaluation import evaluate_run
+
+    run_dir = tmp_path / "cl"
+    shutil.copytree(trained["plain"], run_dir)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("channels_last: false", "channels_last: true"))
+    run = load_run(run_dir, "cpu")
+    conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert run.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert run.preprocessor().memory_format == torch.channels_last
+    # evaluate and predict go through the same loaded run: the same probabilities
+    preds = predict_run(run_dir, DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4)
+    scored = evaluate_run(run_dir, None, "test", tmp_path / "e.json", num_workers=0)
+    assert scored["top1"] == pytest.approx(float((preds.probs.argmax(1) == preds.targets).mean()))

@@ -128,14 +128,13 @@ class Classifier:
     def __init__(self, path: str | os.PathLike, device: str = "auto"):
         import torch
 
-        from scarce.engine.batch import BatchPreprocessor
         from scarce.engine.evaluation import load_run
         from scarce.engine.hardware import device_name
 
         self.device = torch.device(device_name(device))
         self.run = load_run(path, self.device)
         self.classes = self.run.classes
-        self._preprocess = BatchPreprocessor(self.run.mean, self.run.std, self.device)
+        self._preprocess = self.run.preprocessor()
 
     def _image(self, item: Any, index: int):
         import torch

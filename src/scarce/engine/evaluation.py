@@ -68,6 +68,11 @@ class LoadedRun:
     def channels_last(self) -> bool:
         return self.speed[1]
 
+    def preprocessor(self) -> BatchPreprocessor:
+        """Normalisation and memory format of the batches to score with (:func:`load_run` put the
+        model in the same format): evaluate, predict, report and the API score alike."""
+        return BatchPreprocessor(self.mean, self.std, self.device, channels_last=self.channels_last)
+
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
     """A run directory (-> its best.safetensors) or a weights file -> absolute (run dir, weights):
@@ -96,7 +101,7 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
         cfg.model, len(info["classes"]), info["in_chans"], cfg.data.img_size, head_g=loss_requires_head_g(cfg.loss.name)
     )
     load_weights(model, weights)
-    return LoadedRun(
+    run = LoadedRun(
         run_dir,
         weights,
         cfg,
@@ -108,6 +113,9 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
         read_temperature(run_dir),
         info.get("fill"),
     )
+    if run.channels_last:  # the memory format it trained in, as its batches (preprocessor) get
+        run.model.to(memory_format=torch.channels_last)
+    return run
 
 
 def with_run_view(run: LoadedRun, data: DataConfig) -> DataConfig:
@@ -206,7 +214,7 @@ def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torc
     """After training, one pass over val and test with the best weights: fit the temperature
     on val (calibration.json), score test from the same outputs (autocast as it trained)."""
     loaded = load_run(run_dir / "best.safetensors", device)
-    preprocess = BatchPreprocessor(loaded.mean, loaded.std, loaded.device)
+    preprocess = loaded.preprocessor()
     source = prediction_source(cfg)
     scores = {
         split: collect_scores(
@@ -246,7 +254,7 @@ def _json_number(value):
 
 def _score(run: LoadedRun, loader) -> dict:
     """One pass of ``loader`` through the run's model, scored as at the end of training."""
-    preprocess = BatchPreprocessor(run.mean, run.std, run.device)
+    preprocess = run.preprocessor()
     return _metrics_record(run, *collect_scores(run.model, loader, preprocess, prediction_source(run.cfg), run.amp))
 
 

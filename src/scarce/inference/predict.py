@@ -29,7 +29,6 @@ from scarce.config import DataConfig, data_label
 from scarce.data.datasets import ImageDataset, full_scale_of
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
 from scarce.data.splits import folder_of_run_classes, locate_split
-from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.evaluation import (
     LoadedRun,
     check_loader_options,
@@ -124,10 +123,13 @@ def predict_run(
         raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
-    preprocess = BatchPreprocessor(run.mean, run.std, dev, channels_last=run.channels_last)
-    amp = run.amp
     probs, _ = tta_predict(
-        run.model, loader, preprocess, probs_function(run.cfg, run.temperature), chunk_size=batch_size, amp=amp
+        run.model,
+        loader,
+        run.preprocessor(),
+        probs_function(run.cfg, run.temperature),
+        chunk_size=batch_size,
+        amp=run.amp,
     )
     metadata = {
         "run_dir": str(run.run_dir),

@@ -63,7 +63,6 @@ def split_scores(
     Also returns ``temperature`` (calibration.json, else 1) and ``source``; cached in the run dir.
     """
     from scarce.data import build_eval_loader
-    from scarce.engine.batch import BatchPreprocessor
     from scarce.engine.calibrate import collect_scores
     from scarce.engine.evaluation import eval_dataset, load_run
     from scarce.engine.factories import prediction_source
@@ -76,7 +75,7 @@ def split_scores(
     found = _read_cache(cache, key)
     if found is None:
         loader = build_eval_loader(dataset, batch_size, num_workers)
-        preprocess = BatchPreprocessor(run.mean, run.std, run.device)
+        preprocess = run.preprocessor()
         scores, targets = collect_scores(run.model, loader, preprocess, source, run.amp)
         found = {"scores": scores.float(), "targets": targets.long()}
         try:  # a cache is best-effort: a read-only run directory still gets its report elsewhere
