@@ -181,8 +181,9 @@ def _same_folders(a: DataConfig, b: DataConfig) -> bool:
     return (where(a.name), where(a.train)) == (where(b.name), where(b.train))
 
 
-def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
-    """``split`` of ``data`` (built-in or folder), checked against the run's classes."""
+def eval_dataset(run: LoadedRun, data: DataConfig, split: str, labels_required: bool = True) -> ImageDataset:
+    """``split`` of ``data`` (built-in or folder), checked against the run's classes. Without
+    ``labels_required`` (predict), a folder may also be a flat one of unlabelled images."""
     data = with_run_view(run, data)
     source = locate_split(data, split)
     if source.folder is None:
@@ -198,7 +199,7 @@ def eval_dataset(run: LoadedRun, data: DataConfig, split: str) -> ImageDataset:
         s = in_run_class_order(bundle.splits[split], run.classes, data_label(data))
     else:  # any of the run's classes, as predict reads a folder; scoring needs the labels
         s = replace(folder_of_run_classes(source.folder, run.classes), full_scale=full_scale_of(data.bit_depth))
-        if -1 in s.targets:
+        if labels_required and -1 in s.targets:
             raise UserError(f"image folder {source.folder}: no class folders; scoring needs <class>/<image> labels")
     dataset = ImageDataset(s, run.mode, EvalTransform(data))
     # a score over fewer images than the split holds would not compare with other runs' scores

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from scarce.config import DataConfig, data_label
-from scarce.data.datasets import ImageDataset, full_scale_of
+from scarce.data.datasets import ImageDataset
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
-from scarce.data.splits import folder_of_run_classes, locate_split
+from scarce.data.splits import locate_split
 from scarce.engine.evaluation import (
     LoadedRun,
     check_loader_options,
@@ -46,13 +46,8 @@ from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predi
 
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
     """The images to predict (no transform set yet) and their ids (see module docstring)."""
-    source = locate_split(data, split)
-    if source.folder is None:
-        dataset = eval_dataset(run, data, split)
-    else:  # labels optional here: a flat folder of images is predicted too
-        split = folder_of_run_classes(source.folder, run.classes)
-        dataset = ImageDataset(replace(split, full_scale=full_scale_of(run.cfg.data.bit_depth)), run.mode)
-    data_root = source.root
+    dataset = eval_dataset(run, data, split, labels_required=False)  # a flat folder of images is predicted too
+    data_root = locate_split(data, split).root
     ids = list(dataset.ids)
     if data_root is not None and dataset.split.root is not None:
         prefix = Path(os.path.relpath(Path(dataset.split.root).resolve(), data_root.resolve()))
