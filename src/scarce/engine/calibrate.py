@@ -13,7 +13,7 @@ import torch
 
 from scarce.calibration import expected_calibration_error, fit_temperature, nll
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.loop import predict_outputs
+from scarce.engine.loop import accuracy_counts, accuracy_from_counts, predict_outputs
 from scarce.io import atomic_write_json
 from scarce.models.heads import prediction_scores
 
@@ -71,20 +71,12 @@ def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str,
 
 def accuracy_metrics(scores: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
     """top-1, top-5 and per-class accuracy of ``scores [N, C]`` (any monotone transform of the
-    probabilities ranks the same) against ``targets [N]``; the fields of ``engine.loop.evaluate``."""
-    top = scores.topk(min(5, num_classes), dim=1).indices
-    hit1 = top[:, 0] == targets
-    count = len(targets)
-    per_class = [
-        int(hit1[targets == c].sum()) / int((targets == c).sum()) if bool((targets == c).any()) else float("nan")
-        for c in range(num_classes)
-    ]
+    probabilities ranks the same) against ``targets [N]``, as ``engine.loop.evaluate`` counts them,
+    with balanced accuracy, macro-F1 and per-class precision / recall / F1 / support."""
+    top1 = scores.topk(min(5, num_classes), dim=1).indices[:, 0]  # ties broken as accuracy_counts breaks them
     return {
-        "top1": int(hit1.sum()) / count,
-        "top5": int((top == targets[:, None]).any(1).sum()) / count,
-        "per_class": per_class,
-        "count": count,
-        **class_metrics(top[:, 0], targets, num_classes),
+        **accuracy_from_counts(accuracy_counts(scores, targets, num_classes), num_classes),
+        **class_metrics(top1, targets, num_classes),
     }
 
 

@@ -178,27 +178,35 @@ def evaluate(
     ``probs_fn(outputs) -> [B, C]`` gives the scores to rank; default: the logits.
     """
     device = preprocess.device
-    correct1 = torch.zeros((), dtype=torch.float64, device=device)
-    correct5 = torch.zeros((), dtype=torch.float64, device=device)
-    per_class = torch.zeros(2, num_classes, dtype=torch.float64, device=device)  # [correct; count]
+    counts = torch.zeros(2 + 2 * num_classes, dtype=torch.float64, device=device)
     for outputs, target in predict_outputs(model, loader, preprocess, amp):
         scores = probs_fn(outputs) if probs_fn is not None else logits_of(outputs)
-        target = target.to(device)
-        top = scores.topk(min(5, num_classes), dim=1).indices
-        hit1 = top[:, 0] == target
-        correct1 += hit1.sum()
-        correct5 += (top == target[:, None]).any(dim=1).sum()
-        per_class[1].index_add_(0, target, torch.ones_like(target, dtype=torch.float64))
-        per_class[0].index_add_(0, target, hit1.double())
-    stats = all_reduce_sum(torch.cat([correct1[None], correct5[None], per_class.flatten()]), info).cpu()
-    counts = stats[2 + num_classes :]
-    total = float(counts.sum())
+        counts += accuracy_counts(scores, target.to(device), num_classes)
+    return accuracy_from_counts(all_reduce_sum(counts, info).cpu(), num_classes)
+
+
+def accuracy_counts(scores: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[2 + 2C]`` float64 sums of ``scores [N, C]`` against ``targets [N]``: top-1 hits, top-5
+    hits, then per class its top-1 hits and its images; they add up over batches and ranks."""
+    top = scores.topk(min(5, num_classes), dim=1).indices
+    hit1 = top[:, 0] == targets
+    per_class = torch.zeros(2, num_classes, dtype=torch.float64, device=scores.device)
+    per_class[0].index_add_(0, targets, hit1.double())
+    per_class[1].index_add_(0, targets, torch.ones_like(targets, dtype=torch.float64))
+    hits = torch.stack([hit1.sum(), (top == targets[:, None]).any(dim=1).sum()]).double()
+    return torch.cat([hits, per_class.flatten()])
+
+
+def accuracy_from_counts(counts: torch.Tensor, num_classes: int) -> dict:
+    """top-1, top-5, per-class accuracy (NaN for a class with no image) and count from
+    :func:`accuracy_counts`."""
+    images = counts[2 + num_classes :]
+    total = float(images.sum())
     if total == 0:
         raise UserError("evaluation set is empty")
-    per_class_acc = [float(c / n) if n > 0 else math.nan for c, n in zip(stats[2 : 2 + num_classes], counts)]
     return {
-        "top1": float(stats[0]) / total,
-        "top5": float(stats[1]) / total,
-        "per_class": per_class_acc,
+        "top1": float(counts[0]) / total,
+        "top5": float(counts[1]) / total,
+        "per_class": [float(c / n) if n > 0 else math.nan for c, n in zip(counts[2 : 2 + num_classes], images)],
         "count": int(total),
     }
