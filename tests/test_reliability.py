@@ -208,15 +208,25 @@ def test_help_does_not_import_torch():
 
 
 def test_channels_auto_decides_on_every_image(tmp_path, capsys):
-    root = make_image_folder(tmp_path / "d", mode="L")  # cat, dog, emu: 8 train images each, gray
-    for path in (root / "train" / "emu").glob("*.png"):  # past the first 16: colour
-        Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(path)
-    run = tmp_path / "run"
-    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), run, progress=False)
-    assert "8 of 48 images are in colour" in capsys.readouterr().out
     import json
 
+    from scarce.data.datasets import spread_picks
+
+    root = make_image_folder(tmp_path / "d", mode="L")  # cat, dog, emu: 8 train images each, gray
+    names = sorted(str(p.relative_to(root / "train")) for p in (root / "train").glob("*/*.png"))
+    unseen = sorted(set(range(len(names))) - set(spread_picks(len(names), 16)))[-1]
+    red = Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8))
+    red.save(root / "train" / names[unseen])  # one colour image the 16 sampled at the start do not see
+    run = tmp_path / "run"
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), run, progress=False)
+    assert "1 of 48 images are in colour" in capsys.readouterr().out
     assert json.loads((run / "classes.json").read_text())["mode"] == "RGB"
+    # a colour class is among the images sampled over the split: RGB from the start, no second scan
+    for path in (root / "train" / "emu").glob("*.png"):
+        red.save(path)
+    train(load_config(None, TINY + ["epochs=1"], {"data": {"name": str(root)}}), tmp_path / "run2", progress=False)
+    out = capsys.readouterr().out
+    assert "data: mixes modes (40 of 48 images gray); training in RGB" in out and "are in colour" not in out
 
 
 @pytest.mark.parametrize("target", ["config.yaml", "calibration.json"])

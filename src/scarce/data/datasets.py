@@ -178,6 +178,12 @@ def read_image(path: str | os.PathLike, mode: str, full_scale: float | None = No
         raise UserError(f"image {path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
+def spread_picks(n: int, k: int) -> list[int]:
+    """Up to ``k`` evenly spaced indices of ``range(n)``, first and last included: a deterministic
+    sample that reaches every class of a split sorted by class."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)).tolist() if n else []
+
+
 @dataclass
 class Split:
     """What a dataset split is made of, before any transform."""

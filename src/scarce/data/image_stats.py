@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from scarce.data.datasets import ImageDataset, Split
+from scarce.data.datasets import ImageDataset, Split, spread_picks
 from scarce.errors import UserError
 
 # Enough images for a stable median border colour; reading them costs well under a second.
@@ -34,8 +34,7 @@ def sample_images(split: Split, mode: str, max_images: int) -> Iterator[np.ndarr
     """Up to ``max_images`` images of ``split``, evenly spaced (a deterministic pick), as uint8
     ``[H, W, C]`` arrays in ``mode``; unreadable ones are passed over (the up-front scan reports them)."""
     dataset = ImageDataset(split, mode)
-    picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_images, len(dataset))).round().astype(int))
-    for i in picks:
+    for i in spread_picks(len(dataset), max_images):
         try:
             image = np.asarray(dataset.load(int(i)))
         except UserError:

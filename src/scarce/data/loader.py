@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from scarce.config import AugmentConfig, DataConfig
-from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image
+from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image, spread_picks
 from scarce.data.splits import missing_split_error, resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
 
@@ -72,12 +72,14 @@ def decoded_cache_sides(cfg: DataConfig, splits: dict[str, Split]) -> dict[str, 
 
 
 def _sniff_mode(split: Split, probe: int = 16) -> str:
-    """'L' when the first images are all grayscale, else 'RGB'."""
+    """'L' when ``probe`` images spread over the split (so over its classes) are all grayscale, else
+    'RGB'. The up-front scan looks at every image and switches to RGB for any colour one: a colour
+    class caught here spares that second pass."""
     if split.array is not None:
         return "L" if split.array.ndim == 3 else "RGB"
-    for rel in split.ids[:probe]:
+    for i in spread_picks(len(split.ids), probe):
         try:
-            with Image.open(Path(split.root) / rel) as img:
+            with Image.open(Path(split.root) / split.ids[i]) as img:
                 if not is_gray_image(img):
                     return "RGB"
         except (OSError, Image.DecompressionBombError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from scarce.config import Config
-from scarce.data.datasets import Split
+from scarce.data.datasets import Split, spread_picks
 from scarce.data.loader import steps_per_epoch
 
 # The Fashion-MNIST 50/class budget (BENCHMARKS.md, session 15): 300 epochs of 8 steps (the best
@@ -50,11 +50,8 @@ def train_short_sides(split: Split, limit: int = SIZE_SAMPLE) -> list[int]:
     """Shorter sides of up to ``limit`` evenly spaced train images (headers only: no decoding)."""
     if split.array is not None:
         return [min(split.array.shape[1:3])]
-    n = len(split.ids)
-    k = min(limit, n)
-    picks = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})  # spread over every class
     sides = []
-    for i in picks:
+    for i in spread_picks(len(split.ids), limit):
         try:
             with Image.open(Path(split.root) / split.ids[i]) as img:
                 sides.append(min(img.size))
