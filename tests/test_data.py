@@ -339,7 +339,7 @@ def test_a_train_folder_without_data_is_saved_as_no_dataset_and_reads_the_same(t
 
 
 def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
-    from scarce.data.loader import KeptBatches
+    from scarce.data.loader import KeptBatches, keeps_batches
 
     reads = []
 
@@ -352,16 +352,17 @@ def test_kept_batches_replay_the_first_pass_exactly_and_respect_the_budget():
             return torch.full((1, 2, 2), i, dtype=torch.uint8), i
 
     loader = torch.utils.data.DataLoader(Counting(), batch_size=4)
-    kept = KeptBatches(loader)
+    kept = KeptBatches(loader, keep=keeps_batches(10, 4, max_bytes=40))  # 10 images of 4 bytes fit in 40
     first = [(x.clone(), t.clone()) for x, t in kept]
     assert len(reads) == 10 and len(kept) == 3
     second = list(kept)
     assert len(reads) == 10  # replayed, not read again
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
-    partial = KeptBatches(loader)
+    partial = KeptBatches(loader, keep=True)
     next(iter(partial))
     assert partial.batches is None  # an interrupted pass keeps nothing
-    small = KeptBatches(loader, max_bytes=20)  # 16 bytes per full batch: only the first fits
+    assert not keeps_batches(10, 4, max_bytes=39)
+    small = KeptBatches(loader, keep=False)  # too large: every pass reads, and nothing is held
     list(small), list(small)
     assert small.batches is None and len(reads) == 10 + 4 + 20
 

@@ -240,13 +240,20 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
 KEEP_BATCHES_BYTES = 512 * 2**20
 
 
+def keeps_batches(images: int, image_bytes: int, max_bytes: int = KEEP_BATCHES_BYTES) -> bool:
+    """Whether :class:`KeptBatches` keeps ``images`` evaluation images of ``image_bytes`` each
+    (uint8: channels x side x side): decided before the loader is built, so a loader whose batches
+    are kept needs no persistent workers and one whose are not holds none of them."""
+    return images * image_bytes <= max_bytes
+
+
 class KeptBatches:
     """An evaluation loader (deterministic transform, fixed order) whose batches are kept after
-    the first complete pass and replayed: later passes decode and resize nothing. Keeps none
-    when they would exceed ``max_bytes``."""
+    the first complete pass and replayed when ``keep`` (:func:`keeps_batches`): later passes
+    decode and resize nothing."""
 
-    def __init__(self, loader: DataLoader, max_bytes: int = KEEP_BATCHES_BYTES):
-        self.loader, self.max_bytes = loader, max_bytes
+    def __init__(self, loader: DataLoader, keep: bool):
+        self.loader, self.keep = loader, keep
         self.batches: list | None = None
 
     @property
@@ -260,14 +267,13 @@ class KeptBatches:
         if self.batches is not None:
             yield from self.batches
             return
-        kept, size = [], 0
-        for x, target in self.loader:
-            size += x.nbytes
-            if kept is not None and size <= self.max_bytes:
-                kept.append((x, target))
-            else:
-                kept = None
-            yield x, target
+        if not self.keep:
+            yield from self.loader
+            return
+        kept = []
+        for batch in self.loader:
+            kept.append(batch)
+            yield batch
         self.batches = kept  # only once a pass has completed
 
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 from scarce.config import Config, data_label
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.check import class_count_problem
-from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, keeps_batches, seed_everything
 from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
@@ -200,14 +200,19 @@ def build_train_step(
 def add_eval_loaders(run: Run) -> None:
     """The val loader and, with precise BN, the train images without augmentation (every rank
     all of them); both replay their first pass (:class:`KeptBatches`)."""
-    cfg, data, workers = run.cfg, run.data, run.hardware.workers
+    cfg, data, workers, info = run.cfg, run.data, run.hardware.workers, run.info
     batch = cfg.batch_size * EVAL_BATCH_FACTOR
+    image_bytes = data.in_chans * cfg.data.img_size**2
     if wants_precise_bn(cfg, len(run.loaders["train"])):
-        run.loaders["bn"] = KeptBatches(build_eval_loader(build_dataset(data, "train", cfg.data, None), batch, workers))
+        train_set = build_dataset(data, "train", cfg.data, None)
+        keep = keeps_batches(len(train_set), image_bytes)
+        run.loaders["bn"] = KeptBatches(build_eval_loader(train_set, batch, workers), keep)
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
-        loader = build_eval_loader(val_set, batch, workers, run.info.rank, run.info.world_size, persistent=True)
-        run.loaders["val"] = KeptBatches(loader)
+        keep = keeps_batches(len(range(info.rank, len(val_set), info.world_size)), image_bytes)  # this rank's shard
+        # workers that live for the run only where every pass reads the images again
+        loader = build_eval_loader(val_set, batch, workers, info.rank, info.world_size, persistent=not keep)
+        run.loaders["val"] = KeptBatches(loader, keep)
 
 
 def restore_checkpoint(run: Run) -> None:
