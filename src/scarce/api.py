@@ -58,8 +58,7 @@ def train(
     ``out`` from its own config.yaml (``recipe`` is not read then, so one call serves a first start and
     a requeue). Returns the run directory and its summary."""
     from scarce.config import _merge, load_config
-    from scarce.engine.resume import resume_config_path
-    from scarce.engine.run_dir import new_run_dir
+    from scarce.engine.run_dir import new_run_dir, resume_config_path
     from scarce.engine.trainer import train as train_run
 
     extra = _nested(settings)

@@ -71,8 +71,7 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from scarce.config import load_config
-    from scarce.engine.resume import resume_config_path
-    from scarce.engine.run_dir import new_run_dir
+    from scarce.engine.run_dir import new_run_dir, resume_config_path
     from scarce.engine.trainer import train
 
     extra: dict = {}

@@ -17,19 +17,6 @@ from scarce.io import atomic_write_text, read_json, read_jsonl
 RESUMES_FILE = "resumes.jsonl"  # one line per resume that changed the config: {"start_epoch", "changed"}
 
 
-def resume_config_path(run_dir: Path, what: str) -> str:
-    """``run_dir``'s config.yaml, which a resume trains on; one line naming ``what`` (the option or
-    argument that gave ``run_dir``) when there is no such run directory."""
-    if not run_dir.is_dir():
-        raise UserError(f"{what}: no such run directory")
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(
-            f"{what}: no config.yaml there (not a scarce run directory, or the run was "
-            f"stopped before it started: run the original command again)"
-        )
-    return str(run_dir / "config.yaml")
-
-
 def _saved_epochs(run_dir: Path) -> int | str | None:
     import yaml
 

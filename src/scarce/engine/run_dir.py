@@ -76,10 +76,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
     if not resume and ((run_dir / "state.json").exists() or finished):
         raise UserError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out")
     if resume and not is_run:
-        raise UserError(
-            f"--resume {run_dir}: no config.yaml there (not a scarce run directory, or the run was "
-            f"stopped before it started: run the original command again)"
-        )
+        resume_config_path(run_dir, f"--resume {run_dir}")  # says why
     if resume and not (run_dir / "state.json").is_file() and finished:
         raise UserError(
             f"--resume {run_dir}: the run finished and dropped its resumable checkpoint; to extend "
@@ -89,6 +86,19 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
         print(f"--resume {run_dir}: no epoch had finished; starting from epoch 0", flush=True)
         return False
     return resume
+
+
+def resume_config_path(run_dir: Path, what: str) -> str:
+    """``run_dir``'s config.yaml, which a resume trains on; one line naming ``what`` (the option or
+    argument that gave ``run_dir``) when there is no such run directory."""
+    if not run_dir.is_dir():
+        raise UserError(f"{what}: no such run directory")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(
+            f"{what}: no config.yaml there (not a scarce run directory, or the run was "
+            f"stopped before it started: run the original command again)"
+        )
+    return str(run_dir / "config.yaml")
 
 
 def _scarce_leftover(name: str) -> bool:
