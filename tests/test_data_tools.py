@@ -61,6 +61,27 @@ def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys)
     assert out.endswith("problems: 0\n") and "a classifier needs" not in out
 
 
+def test_data_check_sees_images_upright_as_training_reads_them(tmp_path):
+    from PIL import Image
+
+    from scarce.data.check import check_dataset
+    from scarce.data.splits import resolve_splits
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1, "test": 1}, size=8)
+    leaked = Image.new("RGB", (6, 10), (200, 30, 30))  # 6 wide x 10 high, upright
+    leaked.paste((10, 10, 240), (0, 0, 6, 5))  # blue top half
+    leaked.save(root / "train" / "cat" / "leaked.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated (10 wide), turned back upright by the tag, as a camera does
+    leaked.transpose(Image.Transpose.ROTATE_90).save(root / "test" / "dog" / "copy.png", exif=exif)
+    report = check_dataset(resolve_splits(load_config(None, [], {"data": {"name": str(root)}}).data))
+    leak = [d for d in report["duplicates"] if d["splits"] == ["train", "test"]]
+    assert [(Path(d["train"]).name, Path(d["test"]).name, d["kind"]) for d in leak] == [
+        ("leaked.png", "copy.png", "exact")
+    ]
+    assert report["splits"]["test"]["sizes"]["max"] == [8, 10]  # the copy is 6 x 10 upright, not 10 x 6
+
+
 @pytest.mark.parametrize(
     ("key", "option"), [("per_class", "--per-class"), ("val_per_class", "--val-per-class")], ids=["train", "val"]
 )
