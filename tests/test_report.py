@@ -144,6 +144,24 @@ def test_run_report_without_calibration_or_data_says_so(tiny_run, tmp_path, caps
     _check_images(html, out, 2)  # curves and timings still render
 
 
+def test_report_of_a_run_without_a_test_split_scores_the_folder_given_with_split(tiny_run, tmp_path, capsys):
+    from scarce.data.splits import DEMO_ROOT
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / CACHE_FILE).unlink()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["name"] = None  # trained on its own train folder: no test split known
+    cfg["data"]["train"] = str(DEMO_ROOT / "train")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["report", str(run), "--workers", "0"]) == 0
+    assert "give --split FOLDER" in capsys.readouterr().out
+    assert main(["report", str(run), "--split", str(DEMO_ROOT / "test"), "--workers", "0"]) == 0
+    html = (run / "report.html").read_text()
+    assert f"Confusion matrix (folder {DEMO_ROOT / 'test'}, best weights)" in html
+    assert "(1000 of 1000)" not in html and re.search(r"\(\d+ of 1000\)", html)
+    assert "unavailable" not in html
+
+
 def test_report_cli_and_bad_input(tiny_run, tmp_path, capsys):
     out = tmp_path / "sub" / "mine.html"
     assert main(["report", str(tiny_run), "--out", str(out), "--workers", "0"]) == 0

@@ -109,6 +109,13 @@ def _add_report(sub) -> None:
         default=None,
         help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)",
     )
+    p.add_argument(
+        "--split",
+        default="test",
+        metavar="SPLIT|FOLDER",
+        help="what the confusion matrix, per-class accuracy and reliability score: train, val, test (default), "
+        "or an image folder of class subfolders (a run trained without a test split)",
+    )
     p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -132,7 +139,7 @@ def cmd_report(args) -> int:
     else:
         from scarce.report import build_run_report
 
-        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers)
+        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers, args.split)
     print(f"wrote {out} (and its PNGs beside it)")
     return 0
 

@@ -116,17 +116,22 @@ def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Sec
     return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
 
 
-def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **eval_kwargs) -> list[Section]:
-    """Confusion matrix, per-class accuracy and reliability diagrams from the test scores."""
-    confusion = Section("confusion", "Confusion matrix (test split, best weights)")
-    per_class = Section("per-class", "Per-class accuracy (test split)")
-    reliability = Section("reliability", "Reliability (test split)")
+def _prediction_sections(
+    run_dir: Path, figs: Figures, has_calibration: bool, split: str = "test", **eval_kwargs
+) -> list[Section]:
+    """Confusion matrix, per-class accuracy and reliability diagrams from the scores on ``split``
+    (a split name or an image folder, as ``evaluate --split`` takes it)."""
+    named = split in ("train", "val", "test")
+    label, what = (f"{split} split", split) if named else (f"folder {split}",) * 2
+    confusion = Section("confusion", f"Confusion matrix ({label}, best weights)")
+    per_class = Section("per-class", f"Per-class accuracy ({label})")
+    reliability = Section("reliability", f"Reliability ({label})")
     try:
-        got = split_scores(run_dir, **eval_kwargs)
+        got = split_scores(run_dir, split, **eval_kwargs)
     except UserError as exc:
         # the curves and summary still make a report; the terminal is told what it lacks
-        print(f"report: test predictions unavailable ({exc}); those sections say so", flush=True)
-        note = paragraph(f"test predictions unavailable: {exc}", "note")
+        print(f"report: {what} predictions unavailable ({exc}); those sections say so", flush=True)
+        note = paragraph(f"{what} predictions unavailable: {exc}", "note")
         return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
     from scarce.calibration import reliability_bins
 
@@ -183,9 +188,15 @@ def _calibration_table(calibration: dict) -> str:
 
 
 def build_run_report(
-    run_dir: str | Path, out: str | Path | None = None, device: str = "auto", batch_size: int = 64, num_workers: int = 0
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    split: str = "test",
 ) -> Path:
-    """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path."""
+    """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path.
+    The prediction sections score ``split`` (default test; an image folder for a run without one)."""
     run_dir = Path(run_dir)
     for name in ("config.yaml", "metrics.jsonl"):
         if not (run_dir / name).is_file():
@@ -209,7 +220,7 @@ def build_run_report(
             ),
         )
     predictions = _prediction_sections(
-        run_dir, figs, calibration is not None, device=device, batch_size=batch_size, num_workers=num_workers
+        run_dir, figs, calibration is not None, split, device=device, batch_size=batch_size, num_workers=num_workers
     )
     if calibration is not None:
         predictions[-1].parts.insert(0, _calibration_table(calibration))
