@@ -397,6 +397,16 @@ def test_augment_preview_cli(tmp_path, capsys):
         assert img.format == "JPEG"  # the suffix names the format
 
 
+def test_augment_preview_refuses_a_config_train_refuses(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    swap = ["augment.lsb_swap.enabled=true", "augment.lsb_swap.stage=batch"]
+    argv = ["augment", "preview", "demo", *swap, "augment.lsb_swap.placement=before_randaugment", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "placement before_randaugment needs stage sample" in err[0]
+    assert not out.exists()
+
+
 def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeypatch):
     from PIL import Image
 
