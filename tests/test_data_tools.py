@@ -82,6 +82,19 @@ def test_data_check_sees_images_upright_as_training_reads_them(tmp_path):
     assert report["splits"]["test"]["sizes"]["max"] == [8, 10]  # the copy is 6 x 10 upright, not 10 x 6
 
 
+@pytest.mark.parametrize("name", ["valid", "validation"])
+def test_a_val_folder_under_another_name_is_named_by_data_check_and_refused_by_train(tmp_path, capsys, name):
+    root = make_image_folder(tmp_path / "d", per_split={"train": 3, name: 1, "test": 1}, size=8)
+    message = f"data '{root}': {name}/ is not read: scarce reads val/; rename it to val/, or give --val {root / name}"
+    assert main(["data", "check", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [message, "problems: 1"]
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert capsys.readouterr().err.strip() == f"scarce train: error: {message}"
+    assert not (tmp_path / "run").exists()
+    (root / name).rename(root / "val")
+    assert main(["data", "check", str(root)]) == 0
+
+
 @pytest.mark.parametrize(
     ("key", "option"), [("per_class", "--per-class"), ("val_per_class", "--val-per-class")], ids=["train", "val"]
 )

@@ -69,7 +69,7 @@ def cmd_data_check(args) -> int:
     from scarce.config import DataConfig
     from scarce.data.check import check_dataset
     from scarce.data.duplicates import NEAR_MAE
-    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits
+    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits, unread_val_folder
     from scarce.io import atomic_write_json
 
     if args.max_mae is not None and not 0 <= args.max_mae <= 255:
@@ -83,6 +83,8 @@ def cmd_data_check(args) -> int:
         manifest_root=None if args.data == "fashion-mnist" else str(root),
         data_name=args.data,
     )
+    report["unread_folders"] = [line for line in [unread_val_folder(data)] if line]  # train refuses these
+    report["problems"] += len(report["unread_folders"])
     print(format_report(report, args.limit))
     if args.json:
         atomic_write_json(args.json, report)
@@ -286,6 +288,6 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += [f"  {r['split']}: {r['labels'][0]}: {'  '.join(r['paths'])}" for r in repeats[:limit]]
         lines += [f"  ... {len(repeats) - limit} more"] if len(repeats) > limit else []
     lines += [f"manifest: {m}" for m in report["manifest"]]
-    lines += report["too_few_classes"]
+    lines += report["too_few_classes"] + report.get("unread_folders", [])
     lines.append(f"problems: {report['problems']}")
     return "\n".join(lines)

@@ -106,6 +106,24 @@ def val_taken_from_train(data: DataConfig) -> bool:
     return not (root is not None and (root / "val").is_dir())
 
 
+VAL_FOLDER_NAMES = ("valid", "validation")  # Kaggle's and Roboflow's names for it
+
+
+def unread_val_folder(data: DataConfig) -> str:
+    """One line for a val folder beside train/ under another name (``valid/``, ``validation/``),
+    which would be passed over while val is taken from train; '' when there is none."""
+    root = dataset_root(data)
+    if data.name in BUILTIN_DATASETS or data.val is not None or root is None or (root / "val").is_dir():
+        return ""
+    for name in VAL_FOLDER_NAMES:
+        if (root / name).is_dir():
+            return (
+                f"data '{data_label(data)}': {name}/ is not read: scarce reads val/; rename it to val/, "
+                f"or give --val {root / name}"
+            )
+    return ""
+
+
 def split_seed_samples(data: DataConfig) -> bool:
     """Whether ``data.split_seed`` chooses images: fashion-mnist's per-class samples, or the val
     split taken from a train folder (a folder with val/ is the same images under any split seed)."""
