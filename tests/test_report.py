@@ -438,6 +438,23 @@ def test_report_of_an_unfinished_run_says_so(tiny_run, tmp_path):
     assert "This run is unfinished" not in build_run_report(tiny_run, tmp_path / "done.html", num_workers=0).read_text()
 
 
+def test_report_of_a_run_stopped_before_its_first_epoch_gives_the_resume_command(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "config.yaml", run)  # what a run stopped during its first epoch leaves
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"scarce report: error: {run}: no finished epoch yet, so nothing to report; "
+        f"continue it with: scarce train --resume {run}"
+    ]
+    (run / "environment.json").write_text(json.dumps({"world_size": 4, "local_world_size": 2}))
+    (run / "metrics.jsonl").write_text("")
+    assert main(["report", str(run)]) == 2
+    assert f"torchrun --nproc_per_node 2 -m scarce train --resume {run} on each of 2 nodes" in capsys.readouterr().err
+    assert not (run / "report.html").exists()
+
+
 def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewhere(tiny_run, tmp_path, monkeypatch):
     import scarce.report.run as report_run
 

@@ -198,13 +198,16 @@ def build_run_report(
     """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path.
     The prediction sections score ``split`` (default test; an image folder for a run without one)."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "metrics.jsonl"):
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir}: no {name} (expected a scarce run directory)")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: no config.yaml (expected a scarce run directory)")
+    rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    if not rows:  # stopped before its first epoch ended: no weights, no curves
+        raise UserError(
+            f"{run_dir}: no finished epoch yet, so nothing to report; continue it with: {_resume_command(run_dir)}"
+        )
     out = Path(out) if out else run_dir / "report.html"
     figs = Figures(out.parent, out.stem + "_")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    rows = read_jsonl(run_dir / "metrics.jsonl")
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     test = read_json(run_dir / "test_metrics.json") if (run_dir / "test_metrics.json").is_file() else {}
     calibration = read_json(run_dir / "calibration.json") if (run_dir / "calibration.json").is_file() else None
@@ -215,7 +218,7 @@ def build_run_report(
             0,
             paragraph(
                 f"This run is unfinished: no summary.json; {len(rows)} of {cfg.get('epochs', '?')} epochs recorded. "
-                f"Continue it with: scarce train --resume {run_dir}",
+                f"Continue it with: {_resume_command(run_dir)}",
                 "note",
             ),
         )
@@ -233,6 +236,16 @@ def build_run_report(
         Section("environment", "Environment", [key_values(env) if env else paragraph("no environment.json", "note")])
     )
     return write_page(out, f"scarce run report: {run_dir.name}", str(run_dir.resolve()), sections)
+
+
+def _resume_command(run_dir: Path) -> str:
+    """The command that continues ``run_dir``: under torchrun as it trained (environment.json)."""
+    from scarce.engine.faults import resume_command
+
+    env = read_json(run_dir / "environment.json") if (run_dir / "environment.json").is_file() else {}
+    world_size = env.get("world_size") if isinstance(env.get("world_size"), int) else 1
+    per_node = env.get("local_world_size") if isinstance(env.get("local_world_size"), int) else None
+    return resume_command(run_dir, world_size, per_node)
 
 
 def _curves_section(figs: Figures, rows: list[dict], best_epoch: int | None) -> Section:
