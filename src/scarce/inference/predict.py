@@ -44,6 +44,8 @@ from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
 
+UNREADABLE_HINT = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
+
 
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
     """The images to predict (no transform set yet) and their ids (see module docstring)."""
@@ -119,7 +121,7 @@ def predict_run(
     if skip_bad_images:
         dataset, ids, skipped = drop_bad_images(dataset, ids, with_run_view(run, data))
     else:
-        dataset.unreadable_hint = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
+        dataset.unreadable_hint = UNREADABLE_HINT
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
