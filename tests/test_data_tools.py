@@ -47,6 +47,13 @@ def _help(args: list[str], capsys) -> str:
     return " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize(("argv", "listed"), [(["data"], "{subset,check}"), (["augment"], "{preview}")])
+def test_a_missing_subcommand_is_named_by_the_list_of_them(capsys, argv, listed):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip().endswith(f"error: the following arguments are required: {listed}")
+
+
 def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys):
     root = make_image_folder(tmp_path / "one", classes=("Bag",), per_split={"train": 3, "test": 1}, size=8)
     message = f"data '{root}': 1 class (Bag); a classifier needs at least 2 class folders"

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 
 
 def _add_evaluate(sub) -> None:
@@ -48,8 +48,8 @@ def cmd_evaluate(args) -> int:
         if acc is None:
             print(f"  {name:<24} no image")
             continue
-        counted = f"  {int(support[name])} images, F1 {f1[name]:.4f}" if f1.get(name) is not None else ""
-        print(f"  {name:<24} {acc:.4f}{counted}")
+        support_f1 = f"  {counted(int(support[name]), 'image')}, F1 {f1[name]:.4f}" if f1.get(name) is not None else ""
+        print(f"  {name:<24} {acc:.4f}{support_f1}")
     if "file" in result:
         print(f"wrote {result['file']}")
     return 0

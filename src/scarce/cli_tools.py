@@ -9,6 +9,12 @@ from pathlib import Path
 from scarce.errors import UserError
 
 
+def name_subcommands(sub) -> None:
+    """A missing subcommand is then named by the list of them ("required: {subset,check}"), not by
+    argparse's dest ("required: data_command"). Call after the subcommands are added."""
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -46,6 +52,7 @@ def _add_data(sub) -> None:
     )
     c.add_argument("--json", default=None, help="also write the full report as JSON here")
     c.add_argument("--limit", type=int, default=20, help="rows listed per table (default 20)")
+    name_subcommands(dsub)
 
 
 def cmd_data(args) -> int:
@@ -211,6 +218,7 @@ def _add_augment(sub) -> None:
     s.add_argument("--views", type=int, default=3, help="random training views per image (default 3)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. augment.re_prob=0.5")
+    name_subcommands(asub)
 
 
 def cmd_augment(args) -> int:

@@ -40,7 +40,7 @@ from scarce.engine.evaluation import (
 )
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
 
@@ -163,7 +163,7 @@ def write_predictions(preds: Predictions, out: str | os.PathLike, csv_path: str 
 def summarize(preds: Predictions) -> str:
     """One line: count, mean confidence and, with labels, top-1 accuracy."""
     conf = preds.probs.max(axis=1)
-    line = f"{len(preds.ids)} images, {len(preds.classes)} classes, mean confidence {conf.mean():.4f}"
+    line = f"{counted(len(preds.ids), 'image')}, {len(preds.classes)} classes, mean confidence {conf.mean():.4f}"
     mask = preds.labelled
     if mask.any():
         acc = float((preds.probs[mask].argmax(axis=1) == preds.targets[mask]).mean())
