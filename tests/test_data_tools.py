@@ -41,6 +41,19 @@ def test_subset_copies_by_default_and_hard_links_only_with_link_hard(tmp_path, c
     assert "hard (hard links" in _help(["data", "subset", "--help"], capsys)
 
 
+def test_subset_draws_readable_images_only_and_says_what_it_passed_over(tmp_path, capsys):
+    src = make_image_folder(tmp_path / "src", per_split={"train": 3}, size=8)
+    for i in range(3, 6):  # cat: 3 images and 3 that train's scan would refuse
+        (src / "train" / "cat" / f"{i}.png").write_bytes(b"" if i == 3 else b"not an image")
+    assert main(["data", "subset", str(src), str(tmp_path / "sub"), "--per-class", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"wrote {tmp_path / 'sub'}: 3 classes, 9 train") and out[1].startswith("passed over ")
+    assert sorted(p.name for p in (tmp_path / "sub" / "train" / "cat").iterdir()) == ["0.png", "1.png", "2.png"]
+    assert main(["data", "subset", str(src), str(tmp_path / "sub2"), "--per-class", "4"]) == 2
+    assert "class 'cat' has 3 readable images (3 unreadable), 4 asked" in capsys.readouterr().err
+    assert not (tmp_path / "sub2").exists()
+
+
 def _help(args: list[str], capsys) -> str:
     with pytest.raises(SystemExit):
         main(args)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 
 
 def name_subcommands(sub) -> None:
@@ -65,6 +65,13 @@ def cmd_data(args) -> int:
             f"wrote {args.dst}: {made['classes']} classes, {made['train']} train, {made['val']} val, "
             f"{made['test']} test images ({how}, seed {made['seed']}); list of sources: {made['manifest']}"
         )
+        skipped = made.get("skipped", [])  # fashion-mnist's arrays have no unreadable files
+        if skipped:
+            first = skipped[0]
+            print(
+                f"passed over {counted(len(skipped), 'unreadable image')} when sampling, drawing others "
+                f"instead: {first['path']} ({first['reason']}){' ...' if len(skipped) > 1 else ''}"
+            )
     if args.data_command == "check":
         return cmd_data_check(args)
     return 0
