@@ -67,6 +67,14 @@ def test_a_missing_subcommand_is_named_by_the_list_of_them(capsys, argv, listed)
     assert capsys.readouterr().err.strip().endswith(f"error: the following arguments are required: {listed}")
 
 
+def test_data_check_of_a_folder_it_cannot_read_names_the_layouts_it_reads(tmp_path, capsys):
+    loose = make_image_folder(tmp_path / "d", per_split={"train": 1}, size=8) / "train" / "cat"  # images, no classes
+    assert main(["data", "check", str(loose)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its images are not in class folders" in err[0]
+    assert "<root>/train/<class>/<image>" in err[0] and "<class>/<image>, given as --train" in err[0]
+
+
 def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys):
     root = make_image_folder(tmp_path / "one", classes=("Bag",), per_split={"train": 3, "test": 1}, size=8)
     message = f"data '{root}': 1 class (Bag); a classifier needs at least 2 class folders"

@@ -53,18 +53,7 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
             f"--train it names the folder whose val/ and test/ fill in {missing}: fix the path, or leave --data out"
         )
     if cfg.train is None and not (root / "train").is_dir():
-        has_classes = is_class_folder_root(root)
-        close = difflib.get_close_matches(root.name, BUILTIN_DATASETS, n=1) if not root.exists() else []
-        raise UserError(
-            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a "
-            f"train/ subfolder"
-            + (f" (close: {close[0]})" if close else "")
-            + (
-                f"; for a folder of <class>/<image> give --train {cfg.name} (val is then taken from it)"
-                if has_classes
-                else ""
-            )
-        )
+        raise _no_dataset_error(cfg.name, root)
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
     val_folder = False  # a val folder, read or not: then none is taken from train
@@ -79,6 +68,28 @@ def resolve_splits(cfg: DataConfig, only: str | None = None) -> dict[str, Split]
     if not val_folder and cfg.val_fraction > 0:
         splits["train"], splits["val"] = split_off_val(splits["train"], cfg.val_fraction, cfg.split_seed)
     return splits
+
+
+def _no_dataset_error(name: str, root: Path) -> UserError:
+    """``--data`` names neither a built-in dataset nor a folder with train/: what it is instead, and
+    the layouts that are read."""
+    close = difflib.get_close_matches(root.name, BUILTIN_DATASETS, n=1) if not root.exists() else []
+    if not root.exists():
+        hint = ""  # a typo: the close match, if any, says more than the layouts
+    elif is_class_folder_root(root):
+        hint = f"; for a folder of <class>/<image> give --train {name} (val is then taken from it)"
+    else:
+        loose = root.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir())
+        hint = (
+            f"{'; its images are not in class folders' if loose else ''}; the layouts read are "
+            f"<root>/train/<class>/<image> (val/ and test/ beside train/ optional), given as --data, and "
+            f"<class>/<image>, given as --train (data check and augment preview take either)"
+        )
+    return UserError(
+        f"data '{name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a train/ subfolder"
+        + (f" (close: {close[0]})" if close else "")
+        + hint
+    )
 
 
 def is_class_folder_root(path: str | os.PathLike) -> bool:
