@@ -60,6 +60,19 @@ def test_predict_takes_pil_images_and_uint8_tensors(run):
         model.predict([3.5])
 
 
+def test_a_pil_image_with_an_exif_orientation_is_turned_upright_as_its_file_is(run):
+    import io
+
+    path = sorted(DEMO_TEST.glob("Bag/*.png"))[0]
+    stored = io.BytesIO()  # a camera's way: pixels stored rotated, plus the tag that turns them back
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.open(path).transpose(Image.Transpose.ROTATE_90).save(stored, "PNG", exif=exif)
+    model = run.load(device="cpu")
+    by_path, by_pil = (model.predict([x]).probs for x in (str(path), Image.open(stored)))
+    np.testing.assert_allclose(by_pil, by_path, atol=1e-6)
+
+
 def test_cli_prints_label_confidence_and_top3_per_image(run, capsys):
     files = [str(p) for p in sorted(DEMO_TEST.glob("Coat/*.png"))[:2]]
     assert main(["predict", str(run.path), *files, "--device", "cpu"]) == 0

@@ -40,6 +40,15 @@ def test_resolve_reads_the_folder_and_says_how(tmp_path):
     assert none == [] and unchanged.epochs == 3
 
 
+def test_one_step_per_epoch_is_said_in_the_singular(tmp_path):
+    from scarce.engine.auto_budget import resolve_auto_epochs
+
+    root = make_image_folder(tmp_path / "data", per_split={"train": 3, "val": 1}, size=8)
+    cfg = load_config(None, ["epochs=auto", "batch_size=8"], {"data": {"name": str(root)}})
+    _, notes = resolve_auto_epochs(cfg, build_data(cfg.data).splits["train"])
+    assert notes[0].startswith("epochs auto: 2400 (1 step per epoch;"), notes
+
+
 def test_a_run_saves_the_resolved_numbers(tmp_path, capsys):
     root = make_image_folder(tmp_path / "data", per_split={"train": 6, "val": 2}, size=20)
     out = tmp_path / "run"

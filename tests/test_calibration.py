@@ -129,3 +129,27 @@ def test_calibrate_keeps_the_model_confidence_when_the_fit_runs_to_its_bound(tmp
     z, y = _synthetic(3.0, n=2000, seed=2)
     fitted = calibrate({"val": (z.float(), y)}, "logits", tmp_path)
     assert fitted["note"] is None and fitted["temperature"] == fitted["temperature_fitted"] > 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"temperature": 1.', "not valid JSON"),
+        ('{"T": 1.5}', "key 'temperature' should be int/float, got nothing"),
+        ('{"temperature": "1.5"}', "key 'temperature' should be int/float, got str"),
+        ('{"temperature": 0}', "key 'temperature' should be a positive number, got 0.0"),
+        ("[1.5]", "expected a JSON object"),
+    ],
+)
+def test_a_damaged_calibration_file_is_one_line_naming_it(tmp_path, text, said):
+    from scarce.engine.calibrate import read_temperature
+    from scarce.errors import UserError
+
+    assert read_temperature(tmp_path) == 1.0  # none: no val split, nothing fitted
+    (tmp_path / "calibration.json").write_text(text)
+    with pytest.raises(UserError) as caught:
+        read_temperature(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'calibration.json'}: ") and said in message and "\n" not in message
+    (tmp_path / "calibration.json").write_text('{"temperature": 1.5}')
+    assert read_temperature(tmp_path) == 1.5

@@ -41,10 +41,38 @@ def test_subset_copies_by_default_and_hard_links_only_with_link_hard(tmp_path, c
     assert "hard (hard links" in _help(["data", "subset", "--help"], capsys)
 
 
+def test_subset_draws_readable_images_only_and_says_what_it_passed_over(tmp_path, capsys):
+    src = make_image_folder(tmp_path / "src", per_split={"train": 3}, size=8)
+    for i in range(3, 6):  # cat: 3 images and 3 that train's scan would refuse
+        (src / "train" / "cat" / f"{i}.png").write_bytes(b"" if i == 3 else b"not an image")
+    assert main(["data", "subset", str(src), str(tmp_path / "sub"), "--per-class", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"wrote {tmp_path / 'sub'}: 3 classes, 9 train") and out[1].startswith("passed over ")
+    assert sorted(p.name for p in (tmp_path / "sub" / "train" / "cat").iterdir()) == ["0.png", "1.png", "2.png"]
+    assert main(["data", "subset", str(src), str(tmp_path / "sub2"), "--per-class", "4"]) == 2
+    assert "class 'cat' has 3 readable images (3 unreadable), 4 asked" in capsys.readouterr().err
+    assert not (tmp_path / "sub2").exists()
+
+
 def _help(args: list[str], capsys) -> str:
     with pytest.raises(SystemExit):
         main(args)
     return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(("argv", "listed"), [(["data"], "{subset,check}"), (["augment"], "{preview}")])
+def test_a_missing_subcommand_is_named_by_the_list_of_them(capsys, argv, listed):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip().endswith(f"error: the following arguments are required: {listed}")
+
+
+def test_data_check_of_a_folder_it_cannot_read_names_the_layouts_it_reads(tmp_path, capsys):
+    loose = make_image_folder(tmp_path / "d", per_split={"train": 1}, size=8) / "train" / "cat"  # images, no classes
+    assert main(["data", "check", str(loose)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its images are not in class folders" in err[0]
+    assert "<root>/train/<class>/<image>" in err[0] and "<class>/<image>, given as --train" in err[0]
 
 
 def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys):
@@ -59,6 +87,40 @@ def test_data_check_reports_a_single_class_as_train_refuses_it(tmp_path, capsys)
     assert main(["data", "check", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.endswith("problems: 0\n") and "a classifier needs" not in out
+
+
+def test_data_check_sees_images_upright_as_training_reads_them(tmp_path):
+    from PIL import Image
+
+    from scarce.data.check import check_dataset
+    from scarce.data.splits import resolve_splits
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1, "test": 1}, size=8)
+    leaked = Image.new("RGB", (6, 10), (200, 30, 30))  # 6 wide x 10 high, upright
+    leaked.paste((10, 10, 240), (0, 0, 6, 5))  # blue top half
+    leaked.save(root / "train" / "cat" / "leaked.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated (10 wide), turned back upright by the tag, as a camera does
+    leaked.transpose(Image.Transpose.ROTATE_90).save(root / "test" / "dog" / "copy.png", exif=exif)
+    report = check_dataset(resolve_splits(load_config(None, [], {"data": {"name": str(root)}}).data))
+    leak = [d for d in report["duplicates"] if d["splits"] == ["train", "test"]]
+    assert [(Path(d["train"]).name, Path(d["test"]).name, d["kind"]) for d in leak] == [
+        ("leaked.png", "copy.png", "exact")
+    ]
+    assert report["splits"]["test"]["sizes"]["max"] == [8, 10]  # the copy is 6 x 10 upright, not 10 x 6
+
+
+@pytest.mark.parametrize("name", ["valid", "validation"])
+def test_a_val_folder_under_another_name_is_named_by_data_check_and_refused_by_train(tmp_path, capsys, name):
+    root = make_image_folder(tmp_path / "d", per_split={"train": 3, name: 1, "test": 1}, size=8)
+    message = f"data '{root}': {name}/ is not read: scarce reads val/; rename it to val/, or give --val {root / name}"
+    assert main(["data", "check", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [message, "problems: 1"]
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert capsys.readouterr().err.strip() == f"scarce train: error: {message}"
+    assert not (tmp_path / "run").exists()
+    (root / name).rename(root / "val")
+    assert main(["data", "check", str(root)]) == 0
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,13 @@
+import errno
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 from scarce.engine.evaluation import evaluate_run
+from scarce.engine.faults import RunFault, write_errors_stop_run
 from tests.conftest import TINY
 
 
@@ -66,3 +70,15 @@ def test_early_stop_under_torchrun_stops_every_rank(tmp_path):
     assert summary["stopped_early"].startswith("early stop after epoch")
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) < 6 and result.stdout.count("early stop after epoch") == 1
+
+
+def test_a_failed_write_under_torchrun_says_to_resume_under_torchrun(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(RunFault) as caught, write_errors_stop_run(tmp_path, "the checkpoint of epoch 3", 2):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(caught.value).endswith(
+        f"free space and resume with: torchrun --nproc_per_node 2 -m scarce train --resume {tmp_path}"
+    )
+    with pytest.raises(RunFault) as caught, write_errors_stop_run(tmp_path, "environment.json", 1):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(caught.value).endswith(f"free space and resume with: scarce train --resume {tmp_path}")

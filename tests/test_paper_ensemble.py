@@ -73,6 +73,47 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 2 and "--data" in err[0] and "--base 'b9'" in err[1]
 
 
+def _fake_member(out, data, scale):
+    """A member run directory as training leaves it (config.yaml), without training it."""
+    from scarce.config import save_config
+    from scarce.engine.run_dir import absolute_data_paths
+    from scarce.workflows.paper import _member_config
+
+    cfg = absolute_data_paths(_member_config(MEMBERS[0], 0, scale, str(data)))
+    save_config(cfg, out / "members" / MEMBERS[0].name / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [({"data": "other"}, "was made with --data"), ({"scale": "full"}, "was made with --scale small")],
+)
+def test_rerun_with_other_data_or_scale_is_refused(tmp_path, capsys, change, named):
+    first = make_image_folder(tmp_path / "data", per_split={"train": 2, "test": 1}, size=8)
+    other = make_image_folder(tmp_path / "other", per_split={"train": 2, "test": 1}, size=8)
+    out = tmp_path / "paper"
+    _fake_member(out, first, "small")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    data = other if change.get("data") else first
+    assert main(["--scale", change.get("scale", "small"), "--data", str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and str(out) in err[0], err
+    if change.get("data"):
+        assert str(other) in err[0] and str(first) in err[0]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing trained or written
+
+
+def test_cheap_arguments_are_checked_before_any_training(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_split={"train": 2}, size=8)
+    out = tmp_path / "paper"
+    assert main(["--scale", "small", "--out", str(out), "--threshold", "abc"]) == 2
+    assert main(["--scale", "small", "--out", str(out), "--data", str(tmp_path / "missing")]) == 2
+    assert main(["--scale", "small", "--out", str(out), "--data", str(data)]) == 2  # no test/ to vote on
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--threshold" in err[0] and "missing" in err[1], err
+    assert "has no test split" in err[2], err
+    assert not out.exists()
+
+
 def test_script_shows_help():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "paper_ensemble.py"), "--help"],

@@ -224,6 +224,13 @@ def test_skip_bad_images_with_image_files_on_the_command_line(trained, tmp_path,
     broken.write_bytes(b"not an image")
     assert main(["predict", str(trained["plain"]), str(good), str(broken)]) == 2
     assert "broken.png" in capsys.readouterr().err
+    empty = tmp_path / "zero.jpg"
+    empty.write_bytes(b"")
+    assert main(["predict", str(trained["plain"]), str(empty), str(good), str(broken)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"scarce predict: error: image {empty}: empty file (0 bytes) (and 1 more); fix or remove it, "
+        f"or leave such images out: scarce predict --skip-bad-images"
+    ]
     assert main(["predict", str(trained["plain"]), str(good), str(broken), "--skip-bad-images"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"skipped {broken}") and len(printed) == 2 and str(good) in printed[1]

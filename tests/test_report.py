@@ -144,6 +144,24 @@ def test_run_report_without_calibration_or_data_says_so(tiny_run, tmp_path, caps
     _check_images(html, out, 2)  # curves and timings still render
 
 
+def test_report_of_a_run_without_a_test_split_scores_the_folder_given_with_split(tiny_run, tmp_path, capsys):
+    from scarce.data.splits import DEMO_ROOT
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / CACHE_FILE).unlink()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["name"] = None  # trained on its own train folder: no test split known
+    cfg["data"]["train"] = str(DEMO_ROOT / "train")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["report", str(run), "--workers", "0"]) == 0
+    assert "give --split FOLDER" in capsys.readouterr().out
+    assert main(["report", str(run), "--split", str(DEMO_ROOT / "test"), "--workers", "0"]) == 0
+    html = (run / "report.html").read_text()
+    assert f"Confusion matrix (folder {DEMO_ROOT / 'test'}, best weights)" in html
+    assert "(1000 of 1000)" not in html and re.search(r"\(\d+ of 1000\)", html)
+    assert "unavailable" not in html
+
+
 def test_report_cli_and_bad_input(tiny_run, tmp_path, capsys):
     out = tmp_path / "sub" / "mine.html"
     assert main(["report", str(tiny_run), "--out", str(out), "--workers", "0"]) == 0
@@ -379,6 +397,16 @@ def test_augment_preview_cli(tmp_path, capsys):
         assert img.format == "JPEG"  # the suffix names the format
 
 
+def test_augment_preview_refuses_a_config_train_refuses(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    swap = ["augment.lsb_swap.enabled=true", "augment.lsb_swap.stage=batch"]
+    argv = ["augment", "preview", "demo", *swap, "augment.lsb_swap.placement=before_randaugment", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "placement before_randaugment needs stage sample" in err[0]
+    assert not out.exists()
+
+
 def test_prediction_cache_is_stale_when_the_test_images_change(tmp_path, monkeypatch):
     from PIL import Image
 
@@ -408,6 +436,23 @@ def test_report_of_an_unfinished_run_says_so(tiny_run, tmp_path):
     html = build_run_report(run, tmp_path / "r.html", num_workers=0).read_text()
     assert "This run is unfinished" in html and f"scarce train --resume {run}" in html
     assert "This run is unfinished" not in build_run_report(tiny_run, tmp_path / "done.html", num_workers=0).read_text()
+
+
+def test_report_of_a_run_stopped_before_its_first_epoch_gives_the_resume_command(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "config.yaml", run)  # what a run stopped during its first epoch leaves
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"scarce report: error: {run}: no finished epoch yet, so nothing to report; "
+        f"continue it with: scarce train --resume {run}"
+    ]
+    (run / "environment.json").write_text(json.dumps({"world_size": 4, "local_world_size": 2}))
+    (run / "metrics.jsonl").write_text("")
+    assert main(["report", str(run)]) == 2
+    assert f"torchrun --nproc_per_node 2 -m scarce train --resume {run} on each of 2 nodes" in capsys.readouterr().err
+    assert not (run / "report.html").exists()
 
 
 def test_a_read_only_run_directory_still_gets_its_report_and_evaluation_elsewhere(tiny_run, tmp_path, monkeypatch):

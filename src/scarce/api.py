@@ -139,13 +139,13 @@ class Classifier:
         import torch
         from PIL import Image
 
-        from scarce.data.datasets import full_scale_of, read_image, to_mode
+        from scarce.data.datasets import full_scale_of, read_image, to_mode, upright_in_mode
 
         full_scale = full_scale_of(self.run.cfg.data.bit_depth)
         if isinstance(item, (str, os.PathLike)):
             return read_image(item, self.run.mode, full_scale)
         if isinstance(item, Image.Image):
-            return to_mode(item, self.run.mode, full_scale)
+            return upright_in_mode(item, self.run.mode, full_scale)  # as a file of it would be read
         if isinstance(item, (torch.Tensor, np.ndarray)):
             return to_mode(Image.fromarray(array_image(item, index)), self.run.mode)
         raise UserError(

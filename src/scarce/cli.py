@@ -22,8 +22,9 @@ from scarce.cli_tools import (
     cmd_compare,
     cmd_data,
     cmd_report,
+    name_subcommands,
 )
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 
 
 def _config_help() -> str:
@@ -118,7 +119,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         top5 = f"  top-5: {test['top5']:.4f}" if len(classes) > 5 else ""  # with 5 classes or fewer it is 1
         print(
             f"test top-1: {test['top1']:.4f}{top5}  balanced accuracy: "
-            f"{test['balanced_accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  ({test['count']} images)"
+            f"{test['balanced_accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  ({counted(test['count'], 'image')})"
         )
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
         recalls = [(name, r) for name, r in metrics["recall"].items() if r is not None]  # None: no test image
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)
+    name_subcommands(sub)
     return parser
 
 

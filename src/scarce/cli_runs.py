@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 
 
 def _add_evaluate(sub) -> None:
@@ -48,8 +48,8 @@ def cmd_evaluate(args) -> int:
         if acc is None:
             print(f"  {name:<24} no image")
             continue
-        counted = f"  {int(support[name])} images, F1 {f1[name]:.4f}" if f1.get(name) is not None else ""
-        print(f"  {name:<24} {acc:.4f}{counted}")
+        support_f1 = f"  {counted(int(support[name]), 'image')}, F1 {f1[name]:.4f}" if f1.get(name) is not None else ""
+        print(f"  {name:<24} {acc:.4f}{support_f1}")
     if "file" in result:
         print(f"wrote {result['file']}")
     return 0
@@ -185,6 +185,24 @@ def options_set(args, defaults: dict[str, object]) -> list[str]:
     return [flag for flag, default in defaults.items() if getattr(args, flag[2:].replace("-", "_")) != default]
 
 
+def _drop_bad_images(args) -> None:
+    """Each image decoded once up front, so an unreadable one is named with train's reason (an empty
+    file, a truncated one) and the way past it; with --skip-bad-images it is left out and said so."""
+    from scarce.data.check import check_image
+    from scarce.inference.predict import UNREADABLE_HINT
+
+    checks = {image: check_image(image) for image in args.images}
+    bad = [image for image, check in checks.items() if not check.ok]
+    if bad and not args.skip_bad_images:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"image {bad[0]}: {checks[bad[0]].reason}{more}{UNREADABLE_HINT}")
+    for image in bad:
+        print(f"skipped {image}: {checks[image].reason}")
+    args.images = [image for image in args.images if checks[image].ok]
+    if not args.images:
+        raise UserError("none of the images could be read")
+
+
 def _predict_images(args) -> int:
     from scarce.api import load
 
@@ -203,16 +221,7 @@ def _predict_images(args) -> int:
             f"{folders[0]}: a folder, not an image file; to predict the images in it: "
             f"scarce predict RUN --split {folders[0]} --out FILE.npz"
         )
-    if args.skip_bad_images:
-        from scarce.data.check import check_image
-
-        checks = {image: check_image(image) for image in args.images}
-        for image, check in checks.items():
-            if not check.ok:
-                print(f"skipped {image}: {check.reason}")
-        args.images = [image for image in args.images if checks[image].ok]
-        if not args.images:
-            raise UserError("none of the images could be read")
+    _drop_bad_images(args)
     if args.tta < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {args.tta}")
     result = load(args.path, args.device).predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
+
+
+def name_subcommands(sub) -> None:
+    """A missing subcommand is then named by the list of them ("required: {subset,check}"), not by
+    argparse's dest ("required: data_command"). Call after the subcommands are added."""
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
 
 
 def _add_data(sub) -> None:
@@ -46,6 +52,7 @@ def _add_data(sub) -> None:
     )
     c.add_argument("--json", default=None, help="also write the full report as JSON here")
     c.add_argument("--limit", type=int, default=20, help="rows listed per table (default 20)")
+    name_subcommands(dsub)
 
 
 def cmd_data(args) -> int:
@@ -58,6 +65,13 @@ def cmd_data(args) -> int:
             f"wrote {args.dst}: {made['classes']} classes, {made['train']} train, {made['val']} val, "
             f"{made['test']} test images ({how}, seed {made['seed']}); list of sources: {made['manifest']}"
         )
+        skipped = made.get("skipped", [])  # fashion-mnist's arrays have no unreadable files
+        if skipped:
+            first = skipped[0]
+            print(
+                f"passed over {counted(len(skipped), 'unreadable image')} when sampling, drawing others "
+                f"instead: {first['path']} ({first['reason']}){' ...' if len(skipped) > 1 else ''}"
+            )
     if args.data_command == "check":
         return cmd_data_check(args)
     return 0
@@ -69,7 +83,7 @@ def cmd_data_check(args) -> int:
     from scarce.config import DataConfig
     from scarce.data.check import check_dataset
     from scarce.data.duplicates import NEAR_MAE
-    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits
+    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits, unread_val_folder
     from scarce.io import atomic_write_json
 
     if args.max_mae is not None and not 0 <= args.max_mae <= 255:
@@ -83,6 +97,8 @@ def cmd_data_check(args) -> int:
         manifest_root=None if args.data == "fashion-mnist" else str(root),
         data_name=args.data,
     )
+    report["unread_folders"] = [line for line in [unread_val_folder(data)] if line]  # train refuses these
+    report["problems"] += len(report["unread_folders"])
     print(format_report(report, args.limit))
     if args.json:
         atomic_write_json(args.json, report)
@@ -109,6 +125,13 @@ def _add_report(sub) -> None:
         default=None,
         help="HTML file; PNGs are written beside it (default: RUN_DIR/report.html, <final>_report.html)",
     )
+    p.add_argument(
+        "--split",
+        default="test",
+        metavar="SPLIT|FOLDER",
+        help="what the confusion matrix, per-class accuracy and reliability score: train, val, test (default), "
+        "or an image folder of class subfolders (a run trained without a test split)",
+    )
     p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -132,7 +155,7 @@ def cmd_report(args) -> int:
     else:
         from scarce.report import build_run_report
 
-        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers)
+        out = build_run_report(args.run_dir, args.out, args.device, args.batch_size, args.workers, args.split)
     print(f"wrote {out} (and its PNGs beside it)")
     return 0
 
@@ -202,6 +225,7 @@ def _add_augment(sub) -> None:
     s.add_argument("--views", type=int, default=3, help="random training views per image (default 3)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. augment.re_prob=0.5")
+    name_subcommands(asub)
 
 
 def cmd_augment(args) -> int:
@@ -279,6 +303,6 @@ def format_report(report: dict, limit: int = 20) -> str:
         lines += [f"  {r['split']}: {r['labels'][0]}: {'  '.join(r['paths'])}" for r in repeats[:limit]]
         lines += [f"  ... {len(repeats) - limit} more"] if len(repeats) > limit else []
     lines += [f"manifest: {m}" for m in report["manifest"]]
-    lines += report["too_few_classes"]
+    lines += report["too_few_classes"] + report.get("unread_folders", [])
     lines.append(f"problems: {report['problems']}")
     return "\n".join(lines)

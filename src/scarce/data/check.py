@@ -56,11 +56,15 @@ def _inspect(
     keep_side: int | None = None,
     full_scale: float | None = None,
 ) -> None:
-    check.mode, check.size = img.mode, img.size
+    check.mode = img.mode
     img.load()
     check.gray = is_gray_image(img)  # decodes every byte: truncation surfaces here, not in a worker mid-epoch
+    # sizes, hashes and pixels of the image as training reads it: a copy stored rotated with an
+    # EXIF tag is the same image, and its size is the upright one
+    img = ImageOps.exif_transpose(img)
+    check.size = img.size
     if mode is not None:
-        converted = to_mode(ImageOps.exif_transpose(img), mode, full_scale)  # as the dataset reads it
+        converted = to_mode(img, mode, full_scale)
         if keep_side is not None:  # the decoded-image cache: shrunk (never enlarged) to keep_side
             if min(converted.size) > keep_side:  # torchvision's Resize, as the evaluation transform does it
                 converted = T.Resize(keep_side, interpolation=T.InterpolationMode.BILINEAR, antialias=True)(converted)

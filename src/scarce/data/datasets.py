@@ -166,14 +166,19 @@ def to_mode(img: Image.Image, mode: str, full_scale: float | None = None) -> Ima
     return img if img.mode == mode else img.convert(mode)
 
 
+def upright_in_mode(img: Image.Image, mode: str, full_scale: float | None = None) -> Image.Image:
+    """``img`` turned upright per its EXIF orientation (cameras store rotated pixels plus a tag),
+    converted to ``mode`` (deep images scaled by ``full_scale``: :func:`to_mode`): what a model
+    sees of an image, whether it came as a file or as a PIL image."""
+    return to_mode(ImageOps.exif_transpose(img), mode, full_scale)
+
+
 def read_image(path: str | os.PathLike, mode: str, full_scale: float | None = None) -> Image.Image:
-    """Open and fully decode ``path`` (so truncation is caught here), turned upright per its
-    EXIF orientation (cameras store rotated pixels plus a tag), converted to ``mode``
-    (deep images scaled by ``full_scale``: :func:`to_mode`)."""
+    """Open and fully decode ``path`` (so truncation is caught here): :func:`upright_in_mode`."""
     try:
         with Image.open(path) as img:
             img.load()
-            return to_mode(ImageOps.exif_transpose(img), mode, full_scale)
+            return upright_in_mode(img, mode, full_scale)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise UserError(f"image {path}: cannot be read ({type(exc).__name__}: {exc})") from None
 

@@ -55,18 +55,7 @@ def resolve_splits(cfg: DataConfig, only: str | None = None, unreadable: Collect
             f"--train it names the folder whose val/ and test/ fill in {missing}: fix the path, or leave --data out"
         )
     if cfg.train is None and not (root / "train").is_dir():
-        has_classes = is_class_folder_root(root)
-        close = difflib.get_close_matches(root.name, BUILTIN_DATASETS, n=1) if not root.exists() else []
-        raise UserError(
-            f"data '{cfg.name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a "
-            f"train/ subfolder"
-            + (f" (close: {close[0]})" if close else "")
-            + (
-                f"; for a folder of <class>/<image> give --train {cfg.name} (val is then taken from it)"
-                if has_classes
-                else ""
-            )
-        )
+        raise _no_dataset_error(cfg.name, root)
     splits = {"train": folder_split(cfg.train or root / "train")}
     classes = splits["train"].classes
     val_folder = False  # a val folder, read or not: then none is taken from train
@@ -86,6 +75,28 @@ def resolve_splits(cfg: DataConfig, only: str | None = None, unreadable: Collect
             train = replace(train, ids=[train.ids[i] for i in keep], targets=[train.targets[i] for i in keep])
         splits["train"], splits["val"] = split_off_val(train, cfg.val_fraction, cfg.split_seed)
     return splits
+
+
+def _no_dataset_error(name: str, root: Path) -> UserError:
+    """``--data`` names neither a built-in dataset nor a folder with train/: what it is instead, and
+    the layouts that are read."""
+    close = difflib.get_close_matches(root.name, BUILTIN_DATASETS, n=1) if not root.exists() else []
+    if not root.exists():
+        hint = ""  # a typo: the close match, if any, says more than the layouts
+    elif is_class_folder_root(root):
+        hint = f"; for a folder of <class>/<image> give --train {name} (val is then taken from it)"
+    else:
+        loose = root.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir())
+        hint = (
+            f"{'; its images are not in class folders' if loose else ''}; the layouts read are "
+            f"<root>/train/<class>/<image> (val/ and test/ beside train/ optional), given as --data, and "
+            f"<class>/<image>, given as --train (data check and augment preview take either)"
+        )
+    return UserError(
+        f"data '{name}': not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder with a train/ subfolder"
+        + (f" (close: {close[0]})" if close else "")
+        + hint
+    )
 
 
 def is_class_folder_root(path: str | os.PathLike) -> bool:
@@ -111,6 +122,24 @@ def val_taken_from_train(data: DataConfig) -> bool:
         return False
     root = dataset_root(data)
     return not (root is not None and (root / "val").is_dir())
+
+
+VAL_FOLDER_NAMES = ("valid", "validation")  # Kaggle's and Roboflow's names for it
+
+
+def unread_val_folder(data: DataConfig) -> str:
+    """One line for a val folder beside train/ under another name (``valid/``, ``validation/``),
+    which would be passed over while val is taken from train; '' when there is none."""
+    root = dataset_root(data)
+    if data.name in BUILTIN_DATASETS or data.val is not None or root is None or (root / "val").is_dir():
+        return ""
+    for name in VAL_FOLDER_NAMES:
+        if (root / name).is_dir():
+            return (
+                f"data '{data_label(data)}': {name}/ is not read: scarce reads val/; rename it to val/, "
+                f"or give --val {root / name}"
+            )
+    return ""
 
 
 def split_seed_samples(data: DataConfig) -> bool:

@@ -59,16 +59,18 @@ def make_subset(
     pool_root = src / "train" if (src / "train").is_dir() else src
     samples, classes = scan_image_folder(pool_root)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, skipped = [], []
     for index, name in enumerate(classes):
         files = [rel for rel, c in samples if c == index]
         need = per_class + val_per_class
-        if need > len(files):
+        order, bad = _readable_draw(pool_root, files, rng.permutation(len(files)), need)
+        skipped += bad
+        if need > len(order):
+            unreadable = f" readable images ({len(bad)} unreadable)" if bad else " images"
             raise UserError(
-                f"{pool_root}: class '{name}' has {len(files)} images, {need} asked "
+                f"{pool_root}: class '{name}' has {len(order)}{unreadable}, {need} asked "
                 f"(--per-class {per_class} + --val-per-class {val_per_class})"
             )
-        order = rng.permutation(len(files))
         picks = {"train": order[:per_class], "val": order[per_class:need]}
         for split, chosen in picks.items():
             rows += [(split, name, str(pool_root / files[i]), f"{split}/{files[i]}") for i in sorted(chosen)]
@@ -79,7 +81,27 @@ def make_subset(
         _place(Path(source), dst / target, link)
     _write_manifest(dst, rows)
     counts = {s: sum(1 for r in rows if r[0] == s) for s in ("train", "val", "test")}
-    return {"classes": len(classes), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
+    summary = {"classes": len(classes), **counts, "seed": seed, "manifest": str(dst / "manifest.csv")}
+    return {**summary, "skipped": skipped}
+
+
+def _readable_draw(root: Path, files: list[str], order: np.ndarray, need: int) -> tuple[list[int], list[dict]]:
+    """The first ``need`` files of ``order`` that decode (all readable ones when fewer), and the
+    unreadable ones passed over: a 0-byte or broken file sampled into the subset would leave its
+    class short when train's scan refuses or skips it. Only drawn files are decoded, so a folder
+    without bad files gives the same sample as a plain draw."""
+    from scarce.data.check import check_image  # check imports this module (read_manifest)
+
+    kept, bad = [], []
+    for i in order:
+        if len(kept) == need:
+            break
+        check = check_image(root / files[i])
+        if check.ok:
+            kept.append(int(i))
+        else:
+            bad.append({"path": str(root / files[i]), "reason": check.reason})
+    return kept, bad
 
 
 def _write_manifest(dst: Path, rows: list[tuple]) -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 from scarce.config import Config
 from scarce.data.datasets import Split, spread_picks
 from scarce.data.loader import steps_per_epoch
+from scarce.errors import counted
 
 # The Fashion-MNIST 50/class budget (BENCHMARKS.md, session 15): 300 epochs of 8 steps (the best
 # config at 64 px: +1.5 test points over 100 epochs on each of 3 seeds, held-out too). Smaller
@@ -87,7 +88,7 @@ def resolve_auto_epochs(cfg: Config, train: Split, world_size: int = 1) -> tuple
         steps = steps_per_epoch(len(train.ids), cfg.batch_size, world_size, cfg.data.keep_last_batch)
         epochs = auto_epochs(steps)
         notes.append(
-            f"epochs auto: {epochs} ({steps} steps per epoch; at least {AUTO_MIN_EPOCHS} epochs "
+            f"epochs auto: {epochs} ({counted(steps, 'step')} per epoch; at least {AUTO_MIN_EPOCHS} epochs "
             f"and {AUTO_MIN_STEPS} steps)"
         )
         cfg = replace(cfg, epochs=epochs)

@@ -14,7 +14,8 @@ import torch
 from scarce.calibration import expected_calibration_error, fit_temperature, nll
 from scarce.engine.batch import BatchPreprocessor
 from scarce.engine.loop import accuracy_counts, accuracy_from_counts, predict_outputs
-from scarce.io import atomic_write_json
+from scarce.errors import UserError
+from scarce.io import atomic_write_json, read_json
 from scarce.models.heads import prediction_scores
 
 CALIBRATION_FILE = "calibration.json"
@@ -102,8 +103,14 @@ def class_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -
 
 
 def read_temperature(run_dir: Path) -> float:
-    """The fitted temperature of a run, 1.0 when it has none (no val split)."""
-    import json
+    """The fitted temperature of a run, 1.0 when it has none (no val split); a damaged
+    calibration.json is one line naming it (every evaluate, predict and report reads it)."""
+    import math
 
     path = Path(run_dir) / CALIBRATION_FILE
-    return float(json.loads(path.read_text())["temperature"]) if path.is_file() else 1.0
+    if not path.is_file():
+        return 1.0
+    temperature = float(read_json(path, {"temperature": (int, float)})["temperature"])
+    if not (math.isfinite(temperature) and temperature > 0):  # probabilities would be NaN or flipped
+        raise UserError(f"{path}: key 'temperature' should be a positive number, got {temperature} (a damaged file?)")
+    return temperature

@@ -92,9 +92,10 @@ def remove_torn_checkpoints(run_dir: Path) -> None:
 
 
 @contextmanager
-def write_errors_stop_run(run_dir: Path, what: str) -> Iterator[None]:
+def write_errors_stop_run(run_dir: Path, what: str, world_size: int) -> Iterator[None]:
     """Turn a failed write (``OSError``; safetensors reports I/O as ``SafetensorError``) into
-    :class:`RunFault`, after removing the torn checkpoint folder."""
+    :class:`RunFault`, after removing the torn checkpoint folder; ``world_size``: the run's
+    processes, so that a torchrun run is told to resume under torchrun."""
     try:
         yield
     except (OSError, SafetensorError) as exc:
@@ -103,7 +104,7 @@ def write_errors_stop_run(run_dir: Path, what: str) -> Iterator[None]:
         detail = "no space left on device" if full else str(exc).splitlines()[0]
         raise RunFault(
             f"cannot write {what} in {run_dir}: {detail}; {kept_checkpoint(run_dir)}; "
-            f"free space and resume with: scarce train --resume {run_dir}"
+            f"free space and resume with: {resume_command(run_dir, world_size)}"
         ) from None
 
 

@@ -134,7 +134,7 @@ def save_on_signal(run: Run) -> None:
     with (
         SignalGuard() as guard,
         guard.writing(),
-        write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}"),
+        write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}", run.info.world_size),
     ):
         write_checkpoint(run.run_dir, run.snapshot)
     run.snapshot = None

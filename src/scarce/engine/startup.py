@@ -17,7 +17,7 @@ from scarce.data import DataBundle, build_data
 from scarce.data.check import preflight, unreadable_train_files
 from scarce.data.loader import decoded_cache_sides
 from scarce.engine.factories import schedule_steps
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 from scarce.io import atomic_write_json
 
 if TYPE_CHECKING:
@@ -177,14 +177,10 @@ def describe_schedule(run: Run) -> str:
         else ""
     )
     return (
-        f"schedule: {cfg.sched.name}, {_count(cfg.epochs, 'epoch')} x {_count(updates, 'step')} = "
-        f"{_count(total, 'step')}{batch}, "
-        f"warmup {warmup} steps{clipped}, peak lr {cfg.optim.lr:g}; keeps {kept}"
+        f"schedule: {cfg.sched.name}, {counted(cfg.epochs, 'epoch')} x {counted(updates, 'step')} = "
+        f"{counted(total, 'step')}{batch}, "
+        f"warmup {counted(warmup, 'step')}{clipped}, peak lr {cfg.optim.lr:g}; keeps {kept}"
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def describe_regularisation(cfg: Config) -> str:
@@ -246,7 +242,7 @@ def write_run_info(run: Run) -> None:
     write_environment(run)
     if run.cfg.data.skip_bad_images:
         atomic_write_json(run.run_dir / "bad_images.json", run.bad_images)
-        skipped = _count(len(run.bad_images), "unreadable image")
+        skipped = counted(len(run.bad_images), "unreadable image")
         print(f"skipped {skipped} (list: {run.run_dir / 'bad_images.json'})", flush=True)
 
 

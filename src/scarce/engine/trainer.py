@@ -107,7 +107,7 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> dict:
     except NonFiniteLossError as exc:
         if not can_fall_back(run):
             raise
-        with write_errors_stop_run(run.run_dir, "environment.json"):
+        with write_errors_stop_run(run.run_dir, "environment.json", run.info.world_size):
             print(fall_back_to_fp32(run, epoch, str(exc)), flush=True)
         stats = _train_epoch_once(run, epoch, progress)
     run.initial_state = None  # a copy of the whole state, needed only to retry epoch 0
@@ -148,7 +148,7 @@ def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guar
     # it closes, and the saved epoch's line would be lost) but outside the write-error handler (a
     # closed stdout is not a failed checkpoint)
     with guard.writing():
-        with write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}"):
+        with write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {epoch}", run.info.world_size):
             append_jsonl(run.run_dir / "metrics.jsonl", record)
             save_best(run, epoch, scores)
             run.stopped_early = early_stop_reason(run, epoch, scores)
@@ -231,7 +231,7 @@ def train(
 def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float) -> dict:
     """The part of :func:`train` that writes into the run directory (under its lock)."""
     if run.info.is_main:
-        with write_errors_stop_run(run.run_dir, "the run's record (config.yaml, classes.json)"):
+        with write_errors_stop_run(run.run_dir, "the run's record (config.yaml, classes.json)", run.info.world_size):
             write_run_info(run)
             trim_metrics(run.run_dir, run.start_epoch)
             if run.resume_changes:  # config.yaml now holds the new values: the old ones are kept here
@@ -253,7 +253,9 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
         finished = stop_after is None or stop_after >= run.cfg.epochs or run.stopped_early is not None
         if not (run.info.is_main and finished):
             return {}
-        with write_errors_stop_run(run.run_dir, "the end-of-run results (calibration, test scores)"):
+        with write_errors_stop_run(
+            run.run_dir, "the end-of-run results (calibration, test scores)", run.info.world_size
+        ):
             summary = finish_run(run, time.perf_counter() - start)
         if not run.cfg.checkpoint.keep_at_end:
             drop_checkpoint(run.run_dir)

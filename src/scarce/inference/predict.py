@@ -39,9 +39,11 @@ from scarce.engine.evaluation import (
 )
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name
-from scarce.errors import UserError
+from scarce.errors import UserError, counted
 from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
+
+UNREADABLE_HINT = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
 
 
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
@@ -113,7 +115,7 @@ def predict_run(
     if skip_bad_images:
         dataset, ids, skipped = drop_bad_images(dataset, ids, with_run_view(run, data))
     else:
-        dataset.unreadable_hint = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
+        dataset.unreadable_hint = UNREADABLE_HINT
     if len(dataset) == 0:
         raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
@@ -158,7 +160,7 @@ def write_predictions(preds: Predictions, out: str | os.PathLike, csv_path: str 
 def summarize(preds: Predictions) -> str:
     """One line: count, mean confidence and, with labels, top-1 accuracy."""
     conf = preds.probs.max(axis=1)
-    line = f"{len(preds.ids)} images, {len(preds.classes)} classes, mean confidence {conf.mean():.4f}"
+    line = f"{counted(len(preds.ids), 'image')}, {len(preds.classes)} classes, mean confidence {conf.mean():.4f}"
     mask = preds.labelled
     if mask.any():
         acc = float((preds.probs[mask].argmax(axis=1) == preds.targets[mask]).mean())

@@ -170,7 +170,11 @@ def preview_panels(
 
 def augment_preview(cfg: Config, out: str | Path, n_images: int = 8, views: int = 3, seed: int = 0) -> Path:
     """Write the preview grid to ``out`` (atomically) in the format its suffix names (.png, .jpg,
-    .jpeg, .pdf, .svg; PNG otherwise); return its path."""
+    .jpeg, .pdf, .svg; PNG otherwise); return its path. A config train refuses is refused here
+    too: the grid would show a pipeline no run can train with."""
+    from scarce.engine.startup import validate_config
+
+    validate_config(cfg)
     fig = image_grid_figure(preview_panels(cfg, n_images, views, seed))
     out = Path(out)
     fmt = out.suffix.lower().lstrip(".")

@@ -115,17 +115,22 @@ def _summary_section(run_dir: Path, cfg: dict, summary: dict, test: dict) -> Sec
     return Section("summary", "Summary", [key_values({k: v for k, v in rows.items() if v is not None})])
 
 
-def _prediction_sections(run_dir: Path, figs: Figures, has_calibration: bool, **eval_kwargs) -> list[Section]:
-    """Confusion matrix, per-class accuracy and reliability diagrams from the test scores."""
-    confusion = Section("confusion", "Confusion matrix (test split, best weights)")
-    per_class = Section("per-class", "Per-class accuracy (test split)")
-    reliability = Section("reliability", "Reliability (test split)")
+def _prediction_sections(
+    run_dir: Path, figs: Figures, has_calibration: bool, split: str = "test", **eval_kwargs
+) -> list[Section]:
+    """Confusion matrix, per-class accuracy and reliability diagrams from the scores on ``split``
+    (a split name or an image folder, as ``evaluate --split`` takes it)."""
+    named = split in ("train", "val", "test")
+    label, what = (f"{split} split", split) if named else (f"folder {split}",) * 2
+    confusion = Section("confusion", f"Confusion matrix ({label}, best weights)")
+    per_class = Section("per-class", f"Per-class accuracy ({label})")
+    reliability = Section("reliability", f"Reliability ({label})")
     try:
-        got = split_scores(run_dir, **eval_kwargs)
+        got = split_scores(run_dir, split, **eval_kwargs)
     except UserError as exc:
         # the curves and summary still make a report; the terminal is told what it lacks
-        print(f"report: test predictions unavailable ({exc}); those sections say so", flush=True)
-        note = paragraph(f"test predictions unavailable: {exc}", "note")
+        print(f"report: {what} predictions unavailable ({exc}); those sections say so", flush=True)
+        note = paragraph(f"{what} predictions unavailable: {exc}", "note")
         return [Section(s.id, s.title, [note]) for s in (confusion, per_class, reliability)]
     from scarce.calibration import reliability_bins
 
@@ -182,17 +187,26 @@ def _calibration_table(calibration: dict) -> str:
 
 
 def build_run_report(
-    run_dir: str | Path, out: str | Path | None = None, device: str = "auto", batch_size: int = 64, num_workers: int = 0
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    split: str = "test",
 ) -> Path:
-    """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path."""
+    """Write ``out`` (default ``RUN_DIR/report.html``) and its PNGs beside it; return the HTML path.
+    The prediction sections score ``split`` (default test; an image folder for a run without one)."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "metrics.jsonl"):
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir}: no {name} (expected a scarce run directory)")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: no config.yaml (expected a scarce run directory)")
+    rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    if not rows:  # stopped before its first epoch ended: no weights, no curves
+        raise UserError(
+            f"{run_dir}: no finished epoch yet, so nothing to report; continue it with: {_resume_command(run_dir)}"
+        )
     out = Path(out) if out else run_dir / "report.html"
     figs = Figures(out.parent, out.stem + "_")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    rows = read_jsonl(run_dir / "metrics.jsonl")
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     test = read_json(run_dir / "test_metrics.json") if (run_dir / "test_metrics.json").is_file() else {}
     calibration = read_json(run_dir / "calibration.json") if (run_dir / "calibration.json").is_file() else None
@@ -203,12 +217,12 @@ def build_run_report(
             0,
             paragraph(
                 f"This run is unfinished: no summary.json; {len(rows)} of {cfg.get('epochs', '?')} epochs recorded. "
-                f"Continue it with: scarce train --resume {run_dir}",
+                f"Continue it with: {_resume_command(run_dir)}",
                 "note",
             ),
         )
     predictions = _prediction_sections(
-        run_dir, figs, calibration is not None, device=device, batch_size=batch_size, num_workers=num_workers
+        run_dir, figs, calibration is not None, split, device=device, batch_size=batch_size, num_workers=num_workers
     )
     if calibration is not None:
         predictions[-1].parts.insert(0, _calibration_table(calibration))
@@ -221,6 +235,16 @@ def build_run_report(
         Section("environment", "Environment", [key_values(env) if env else paragraph("no environment.json", "note")])
     )
     return write_page(out, f"scarce run report: {run_dir.name}", str(run_dir.resolve()), sections)
+
+
+def _resume_command(run_dir: Path) -> str:
+    """The command that continues ``run_dir``: under torchrun as it trained (environment.json)."""
+    from scarce.engine.faults import resume_command
+
+    env = read_json(run_dir / "environment.json") if (run_dir / "environment.json").is_file() else {}
+    world_size = env.get("world_size") if isinstance(env.get("world_size"), int) else 1
+    per_node = env.get("local_world_size") if isinstance(env.get("local_world_size"), int) else None
+    return resume_command(run_dir, world_size, per_node)
 
 
 def _curves_section(figs: Figures, rows: list[dict], best_epoch: int | None) -> Section:

@@ -23,7 +23,8 @@ demo data (or ``--data``), for tests and a dry run. Layout of ``--out``::
 
 Resuming: a member whose run dir has ``summary.json`` is not retrained (one with only
 ``state.json`` resumes training); existing predictions files are not recomputed; the
-vote (seconds) is always redone.
+vote (seconds) is always redone. A rerun with another ``--data`` or ``--scale`` on the same
+``--out`` is refused (its members were trained on other data, or at another scale).
 
     python -m scarce.workflows.paper --data /data/imagenet-50 --out runs/paper
 """
@@ -83,6 +84,49 @@ def member_overrides(member: Member, index: int, scale: str) -> list[str]:
     return [f"model.name={member.model}", f"data.img_size={member.img_size}", *member.overrides]
 
 
+def _member_config(member: Member, index: int, scale: str, data: str):
+    return load_config(RECIPE, member_overrides(member, index, scale), {"data": {"name": data}})
+
+
+def check_same_inputs(data: str, scale: str, out: Path) -> None:
+    """Refuse to reuse members of ``out`` trained on other data or at another scale (their run
+    directories' config.yaml tell), before anything is trained or written."""
+    from scarce.config import saved_config
+    from scarce.engine.run_dir import absolute_data_paths
+
+    for index, member in enumerate(MEMBERS):
+        saved_path = out / "members" / member.name / "config.yaml"
+        if not saved_path.is_file():
+            continue
+        saved = saved_config(saved_path)
+        had_data = absolute_data_paths(saved).data.name
+        wanted = absolute_data_paths(_member_config(member, index, scale, data)).data.name
+        if had_data != wanted:
+            raise UserError(
+                f"--data {wanted}: {out} was made with --data {had_data} ({saved_path}); rerun with that "
+                f"--data to resume, or give another --out"
+            )
+        had_scale = "small" if saved.model.name == member.small_model else "full"
+        if had_scale != scale:
+            raise UserError(
+                f"--scale {scale}: {out} was made with --scale {had_scale} ({saved_path}); rerun with "
+                f"--scale {had_scale} to resume, or give another --out"
+            )
+
+
+def check_data(data: str, scale: str) -> None:
+    """The data folder exists with the test split the vote is scored on (val may come from train):
+    found before five members train rather than after."""
+    from scarce.data.splits import BUILTIN_DATASETS, missing_split_error, resolve_splits
+
+    if data in BUILTIN_DATASETS:  # fashion-mnist would be read (or fetched) here, not checked
+        return
+    cfg = _member_config(MEMBERS[0], 0, scale, data)
+    splits = resolve_splits(cfg.data)
+    if "test" not in splits:
+        raise missing_split_error(cfg.data, "test", splits, ": the ensemble votes on test/")
+
+
 def train_member(member: Member, index: int, scale: str, data: str, out: Path, log=print) -> Path:
     """Train (or resume, or skip) one member; returns its run directory."""
     from scarce.engine.trainer import train
@@ -91,7 +135,7 @@ def train_member(member: Member, index: int, scale: str, data: str, out: Path, l
     if (run_dir / "summary.json").is_file():
         log(f"[{member.name}] trained already ({run_dir / 'summary.json'})")
         return run_dir
-    cfg = load_config(RECIPE, member_overrides(member, index, scale), {"data": {"name": data}})
+    cfg = _member_config(member, index, scale, data)
     save_config(cfg, out / "recipes" / f"{member.name}.yaml")
     resume = (run_dir / "state.json").is_file()
     log(f"[{member.name}] {'resuming' if resume else 'training'} {cfg.model.name} at {cfg.data.img_size} px")
@@ -129,7 +173,7 @@ def run_paper_ensemble(
     log=print,
 ) -> dict:
     """Train the members, predict val/test with and without TTA, vote; returns the report."""
-    from scarce.inference.ensemble import run_ensemble
+    from scarce.inference.ensemble import run_ensemble, validation_needs
 
     if scale not in ("full", "small"):
         raise UserError(f"--scale: expected full or small, got {scale!r}")
@@ -138,7 +182,10 @@ def run_paper_ensemble(
         raise UserError(f"--base '{base}': expected one of {', '.join(names)} (optionally with _tta)")
     if tta_views < 2:
         raise UserError(f"--tta: the paper's members need TTA views >= 2, got {tta_views}")
+    validation_needs("plurality", threshold, None)  # a bad --threshold is refused here, not after training
     out = Path(out)
+    check_same_inputs(data, scale, out)
+    check_data(data, scale)
     files: dict[str, dict[str, Path]] = {"val": {}, "test": {}}
     for index, member in enumerate(MEMBERS):
         run_dir = train_member(member, index, scale, data, out, log)
