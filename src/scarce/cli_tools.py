@@ -99,6 +99,8 @@ def cmd_data_check(args) -> int:
     )
     report["unread_folders"] = [line for line in [unread_val_folder(data)] if line]  # train refuses these
     report["problems"] += len(report["unread_folders"])
+    from scarce.data.check_text import format_report
+
     print(format_report(report, args.limit))
     if args.json:
         atomic_write_json(args.json, report)
@@ -239,70 +241,3 @@ def cmd_augment(args) -> int:
     cfg = load_config(args.recipe, args.overrides, {"data": data_fields(args.data)})
     print(f"wrote {augment_preview(cfg, args.out, args.images, args.views, args.seed)}")
     return 0
-
-
-def _size_text(sizes: dict) -> str:
-    if sizes["min"] is None:
-        return "-"
-    (w_lo, h_lo), (w_hi, h_hi) = sizes["min"], sizes["max"]
-    if (w_lo, h_lo) == (w_hi, h_hi):
-        return f"{w_lo}x{h_lo}"
-    return f"{w_lo}..{w_hi} x {h_lo}..{h_hi}"
-
-
-def format_report(report: dict, limit: int = 20) -> str:
-    """The report as fixed-width tables (at most ``limit`` rows of each listing)."""
-    from scarce.data.datasets import IMAGE_EXTENSIONS
-
-    splits = report["splits"]
-    lines = [f"{'split':<6} {'images':>7} {'bad':>5}  {'sizes (w x h)':<22} modes"]
-    for name, s in splits.items():
-        modes = ", ".join(f"{m}:{n}" for m, n in sorted(s["modes"].items()))
-        lines.append(f"{name:<6} {s['images']:>7} {len(s['bad']):>5}  {_size_text(s['sizes']):<22} {modes}")
-    classes = list(next(iter(splits.values()))["classes"])
-    width = max(len(c) for c in classes + ["class"])
-    lines += ["", f"{'class':<{width}} " + " ".join(f"{n:>6}" for n in splits)]
-    lines += [f"{c:<{width}} " + " ".join(f"{s['classes'].get(c, 0):>6}" for s in splits.values()) for c in classes]
-    bad = [(name, b) for name, s in splits.items() for b in s["bad"]]
-    if bad:
-        lines += ["", f"unreadable images: {len(bad)}"]
-        lines += [f"  {b['path']}: {b['reason']}" for _, b in bad[:limit]]
-        lines += [f"  ... {len(bad) - limit} more"] if len(bad) > limit else []
-    skipped = [path for s in splits.values() for path in s.get("skipped_files", [])]
-    if skipped:
-        lines += [
-            "",
-            f"files not read as images (extension not {'/'.join(IMAGE_EXTENSIONS)}, or hidden): {len(skipped)}",
-        ]
-        lines += [f"  {path}" for path in skipped[:limit]] + (
-            [f"  ... {len(skipped) - limit} more"] if len(skipped) > limit else []
-        )
-    nested = [(name, cls, subs) for name, s in splits.items() for cls, subs in s.get("nested_folders", {}).items()]
-    if nested:  # a note, not a problem: grouped photos are a class's own sub-folders
-        lines += ["", f"class folders with sub-folders (their images are read as the class): {len(nested)}"]
-        lines += [f"  {name}/{cls}: {', '.join(subs)}" for name, cls, subs in nested[:limit]]
-        lines += [f"  ... {len(nested) - limit} more"] if len(nested) > limit else []
-    dups = report["duplicates"]
-    lines += [
-        "",
-        f"duplicates across splits (dHash <= {report['max_hamming']} of 64 bits and thumbnail "
-        f"difference <= {report['max_mae']:g} grey levels): {len(dups)}",
-    ]
-    for d in dups[:limit]:
-        a, b = d["splits"]
-        lines.append(f"  {d['kind']:<5} bits={d['hamming']:<2} mae={d['mae']:<5g} {a}: {d[a]}  {b}: {d[b]}")
-    lines += [f"  ... {len(dups) - limit} more"] if len(dups) > limit else []
-    conflicts = report["label_conflicts"]
-    if conflicts:
-        lines += ["", f"identical images under different labels: {len(conflicts)}"]
-        lines += [f"  {c['split']}: {', '.join(c['labels'])}: {'  '.join(c['paths'])}" for c in conflicts[:limit]]
-        lines += [f"  ... {len(conflicts) - limit} more"] if len(conflicts) > limit else []
-    repeats = report.get("repeats", [])
-    if repeats:
-        lines += ["", f"identical images repeated under one label (counted twice): {len(repeats)}"]
-        lines += [f"  {r['split']}: {r['labels'][0]}: {'  '.join(r['paths'])}" for r in repeats[:limit]]
-        lines += [f"  ... {len(repeats) - limit} more"] if len(repeats) > limit else []
-    lines += [f"manifest: {m}" for m in report["manifest"]]
-    lines += report["too_few_classes"] + report.get("unread_folders", [])
-    lines.append(f"problems: {report['problems']}")
-    return "\n".join(lines)
