@@ -111,16 +111,18 @@ def test_data_check_sees_images_upright_as_training_reads_them(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["valid", "validation"])
-def test_a_val_folder_under_another_name_is_named_by_data_check_and_refused_by_train(tmp_path, capsys, name):
-    root = make_image_folder(tmp_path / "d", per_split={"train": 3, name: 1, "test": 1}, size=8)
-    message = f"data '{root}': {name}/ is not read: scarce reads val/; rename it to val/, or give --val {root / name}"
-    assert main(["data", "check", str(root)]) == 1
-    assert capsys.readouterr().out.splitlines()[-2:] == [message, "problems: 1"]
-    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 2
-    assert capsys.readouterr().err.strip() == f"scarce train: error: {message}"
-    assert not (tmp_path / "run").exists()
-    (root / name).rename(root / "val")
+def test_a_val_folder_under_kaggles_or_roboflows_name_is_the_val_split(tmp_path, capsys, name):
+    import json
+
+    from scarce.engine.evaluation import evaluate_run
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 3, name: 2, "test": 1}, size=8)
     assert main(["data", "check", str(root)]) == 0
+    assert any(line.split()[:2] == ["val", "6"] for line in capsys.readouterr().out.splitlines())
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--no-progress", *TINY]) == 0
+    record = json.loads((tmp_path / "run" / "classes.json").read_text())
+    assert record["split_sizes"] == {"train": 9, "val": 6, "test": 3} and record["val_from_train"] is None
+    assert evaluate_run(tmp_path / "run", None, "val", tmp_path / "v.json", num_workers=0)["count"] == 6
 
 
 @pytest.mark.parametrize(

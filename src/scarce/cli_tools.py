@@ -79,11 +79,11 @@ def cmd_data(args) -> int:
 
 def cmd_data_check(args) -> int:
     """Exit 1 when the scan found problems, 0 when clean (usage errors: 2, via UserError)."""
-
     from scarce.config import DataConfig
     from scarce.data.check import check_dataset
+    from scarce.data.check_text import format_report
     from scarce.data.duplicates import NEAR_MAE
-    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits, unread_val_folder
+    from scarce.data.splits import DEMO_ROOT, data_fields, resolve_splits
     from scarce.io import atomic_write_json
 
     if args.max_mae is not None and not 0 <= args.max_mae <= 255:
@@ -97,10 +97,6 @@ def cmd_data_check(args) -> int:
         manifest_root=None if args.data == "fashion-mnist" else str(root),
         data_name=args.data,
     )
-    report["unread_folders"] = [line for line in [unread_val_folder(data)] if line]  # train refuses these
-    report["problems"] += len(report["unread_folders"])
-    from scarce.data.check_text import format_report
-
     print(format_report(report, args.limit))
     if args.json:
         atomic_write_json(args.json, report)

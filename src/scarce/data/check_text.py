@@ -70,6 +70,6 @@ def format_report(report: dict, limit: int = 20) -> str:
     if repeats:
         lines += _listing(f"identical images repeated under one label (counted twice): {len(repeats)}", repeats, limit)
     lines += [f"manifest: {m}" for m in report["manifest"]]
-    lines += report["too_few_classes"] + report.get("unread_folders", [])
+    lines += report["too_few_classes"]
     lines.append(f"problems: {report['problems']}")
     return "\n".join(lines)

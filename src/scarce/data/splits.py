@@ -21,6 +21,17 @@ BUILTIN_DATASETS = ("demo", "fashion-mnist")
 
 
 SPLIT_NAMES = ("train", "val", "test")
+# The names a val folder goes by beside train/ (timm's synonyms; Kaggle and Roboflow export valid/)
+VAL_FOLDER_NAMES = ("val", "valid", "validation")
+
+
+def split_folder(root: Path | None, split: str) -> Path | None:
+    """``root``'s folder of ``split`` (val: ``val/``, ``valid/`` or ``validation/``, the first there
+    is); None where it has none."""
+    if root is None:
+        return None
+    names = VAL_FOLDER_NAMES if split == "val" else (split,)
+    return next((root / name for name in names if (root / name).is_dir()), None)
 
 
 def dataset_root(cfg: DataConfig) -> Path | None:
@@ -60,7 +71,7 @@ def resolve_splits(cfg: DataConfig, only: str | None = None, unreadable: Collect
     classes = splits["train"].classes
     val_folder = False  # a val folder, read or not: then none is taken from train
     for name in ("val", "test"):
-        path = paths[name] or (root / name if root is not None and (root / name).is_dir() else None)
+        path = paths[name] or split_folder(root, name)
         shapes_the_split = only is None or name == only or (name == "val" and only == "train")
         if paths[name] is not None and not Path(paths[name]).is_dir() and shapes_the_split:
             raise UserError(f"data.{name} {paths[name]}: folder not found")
@@ -104,7 +115,7 @@ def is_class_folder_root(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not path.is_dir() or (path / "train").is_dir():
         return False
-    return any(p.is_dir() and p.name not in SPLIT_NAMES for p in path.iterdir())
+    return any(p.is_dir() and p.name not in SPLIT_NAMES + VAL_FOLDER_NAMES for p in path.iterdir())
 
 
 def data_fields(name: str) -> dict[str, str]:
@@ -120,26 +131,7 @@ def val_taken_from_train(data: DataConfig) -> bool:
     beside train/, and ``val_fraction`` > 0)."""
     if data.name == "fashion-mnist" or data.val is not None or data.val_fraction <= 0:
         return False
-    root = dataset_root(data)
-    return not (root is not None and (root / "val").is_dir())
-
-
-VAL_FOLDER_NAMES = ("valid", "validation")  # Kaggle's and Roboflow's names for it
-
-
-def unread_val_folder(data: DataConfig) -> str:
-    """One line for a val folder beside train/ under another name (``valid/``, ``validation/``),
-    which would be passed over while val is taken from train; '' when there is none."""
-    root = dataset_root(data)
-    if data.name in BUILTIN_DATASETS or data.val is not None or root is None or (root / "val").is_dir():
-        return ""
-    for name in VAL_FOLDER_NAMES:
-        if (root / name).is_dir():
-            return (
-                f"data '{data_label(data)}': {name}/ is not read: scarce reads val/; rename it to val/, "
-                f"or give --val {root / name}"
-            )
-    return ""
+    return split_folder(dataset_root(data), "val") is None
 
 
 def split_seed_samples(data: DataConfig) -> bool:
@@ -153,7 +145,7 @@ def missing_split_error(cfg: DataConfig, split: str, read: Iterable[str], hint: 
     the folders that ``only=`` left unread included (and ends with ``hint``, what to give instead)."""
     root = dataset_root(cfg) if cfg.name not in BUILTIN_DATASETS else None
     given = {name for name in SPLIT_NAMES if getattr(cfg, name, None)}
-    folders = {name for name in SPLIT_NAMES if root is not None and (root / name).is_dir()}
+    folders = {name for name in SPLIT_NAMES if split_folder(root, name) is not None}
     found = [name for name in SPLIT_NAMES if name in {*read, *given, *folders}]
     return UserError(f"data '{data_label(cfg)}': has no {split} split (found: {', '.join(found)}){hint}")
 
@@ -190,10 +182,11 @@ def locate_split(data: DataConfig, split: str) -> SplitSource:
             raise UserError(f"data.test: the run was given no test folder (train: {data.train}); give --split FOLDER")
         return SplitSource(None, None)
     has_train = data.train is not None or (root / "train").is_dir()
-    if has_train and ((root / split).is_dir() or split == "val"):  # no val/: training took val from train
+    folder = split_folder(root, split)
+    if has_train and (folder is not None or split == "val"):  # no val/: training took val from train
         return SplitSource(None, root)
-    if (root / split).is_dir():
-        return SplitSource(root / split, root)
+    if folder is not None:
+        return SplitSource(folder, root)
     if has_train:
         raise missing_split_error(data, split, [], hint="; give --split FOLDER, or --data a dataset with one")
     return SplitSource(root, root)  # a plain folder of images (or of class folders)

@@ -14,7 +14,6 @@ from scarce.config import Config, data_label
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.check import class_count_problem
 from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, keeps_batches, seed_everything
-from scarce.data.splits import unread_val_folder
 from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
@@ -80,9 +79,6 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool = False) -> Run:
     """The run of ``cfg`` in ``run_dir`` (``auto`` budgets resolved on the data), restored from
     its last checkpoint when ``resume``."""
     validate_config(cfg)
-    unread = "" if resume else unread_val_folder(cfg.data)  # a resume keeps the val split it was given
-    if unread:
-        raise UserError(unread)
     info = init_distributed(device_name(cfg.device))
     if resume:
         check_resume_world_size(run_dir, info.world_size, cfg.batch_size)
