@@ -38,7 +38,9 @@ from scarce.io import atomic_paths
 METHODS = ("plurality", "soft", "weighted")
 
 
-def _parse_threshold(threshold: float | str) -> float | str:
+def parse_threshold(threshold: float | str) -> float | str:
+    """A plurality threshold as given (a number, or "auto" in any case) -> a float or "auto"; a
+    value outside [0, 1.01] is one line naming ``--threshold``."""
     if isinstance(threshold, str) and threshold.strip().lower() == "auto":
         return "auto"
     try:
@@ -99,7 +101,7 @@ def _threshold_request(method: str, threshold: float | str | None) -> tuple[floa
     from: "default", "given" or "auto" (None for soft and weighted votes, which have no threshold)."""
     if threshold is not None and method != "plurality":
         raise UserError(f"--threshold applies to --method plurality; a {method} vote has none")
-    parsed = _parse_threshold(0.7 if threshold is None else threshold)
+    parsed = parse_threshold(0.7 if threshold is None else threshold)
     if method != "plurality":
         return parsed, None
     return parsed, "default" if threshold is None else "auto" if parsed == "auto" else "given"
@@ -129,7 +131,7 @@ def _metadata(
 
 def validation_needs(method: str, threshold: float | str | None, weights: Sequence[float] | None) -> tuple[bool, bool]:
     """Whether the plurality threshold, and whether the weights, are chosen on validation predictions."""
-    auto = threshold is not None and _parse_threshold(threshold) == "auto"  # "AUTO" too, as run_ensemble reads it
+    auto = threshold is not None and parse_threshold(threshold) == "auto"  # "AUTO" too, as run_ensemble reads it
     return auto and method == "plurality", method == "weighted" and weights is None  # soft / weighted: no threshold
 
 

@@ -173,7 +173,7 @@ def run_paper_ensemble(
     log=print,
 ) -> dict:
     """Train the members, predict val/test with and without TTA, vote; returns the report."""
-    from scarce.inference.ensemble import run_ensemble, validation_needs
+    from scarce.inference.ensemble import parse_threshold, run_ensemble
 
     if scale not in ("full", "small"):
         raise UserError(f"--scale: expected full or small, got {scale!r}")
@@ -182,7 +182,8 @@ def run_paper_ensemble(
         raise UserError(f"--base '{base}': expected one of {', '.join(names)} (optionally with _tta)")
     if tta_views < 2:
         raise UserError(f"--tta: the paper's members need TTA views >= 2, got {tta_views}")
-    validation_needs("plurality", threshold, None)  # a bad --threshold is refused here, not after training
+    if threshold is not None:
+        parse_threshold(threshold)  # a bad --threshold is refused here, not after training
     out = Path(out)
     check_same_inputs(data, scale, out)
     check_data(data, scale)
