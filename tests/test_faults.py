@@ -361,3 +361,19 @@ def test_a_signal_while_saving_an_epoch_keeps_its_console_line(data, tmp_path, m
     assert main(_argv(data, out)) == 128 + signal.SIGTERM
     printed = capsys.readouterr().out
     assert "epoch=1 train_loss=" in printed and _checkpoint_epoch(out) == 1, printed
+
+
+def test_sigterm_before_training_starts_is_one_line_and_143(data, tmp_path, monkeypatch, capsys):
+    """During the up-front scan no training handler is installed yet: SIGTERM must still end the
+    command as Ctrl-C does (one line), not kill it silently, and the previous handler comes back."""
+    import scarce.engine.prepare as prepare
+
+    def scan_then_signal(cfg, found):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the scan")
+
+    monkeypatch.setattr(prepare, "scan_data", scan_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(_argv(data, tmp_path / "run")) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == "scarce train: interrupted (SIGTERM)"
+    assert signal.getsignal(signal.SIGTERM) is before

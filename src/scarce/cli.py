@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from scarce.cli_ensemble import _add_ensemble, cmd_ensemble
@@ -193,8 +195,18 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
+def _terminated(signum: int, frame) -> None:
+    from scarce.engine.faults import Interrupted
+
+    raise Interrupted(f"interrupted ({signal.Signals(signum).name})", signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(build_parser(), argv)
+    # SIGTERM (a scheduler, `kill`, torchrun stopping its workers) ends any command as Ctrl-C does:
+    # one line and exit 143, also before training's own handler is installed (the up-front scan)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         code = COMMANDS[args.command][1](args)
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
@@ -215,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(exc, "quiet", False):
             print(f"scarce {args.command}: {str(exc) or 'interrupted (SIGINT)'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
