@@ -244,3 +244,13 @@ def test_precise_bn_passes_over_a_last_batch_of_one_image():
     batches = [(torch.tensor([1.0, 3.0]).view(2, 1, 1, 1), None), (torch.full((1, 1, 1, 1), 50.0), None)]
     recompute_bn_stats(model, batches, lambda x, train: x)
     assert model[1].running_mean.tolist() == [2.0, 2.0]  # the pair's mean; the single image left out
+
+
+def test_each_epoch_line_but_the_last_says_how_long_the_rest_takes(tmp_path, capsys):
+    from scarce.errors import duration_text
+
+    assert [duration_text(s) for s in (0.4, 59.6, 185, 7620, -3)] == ["0s", "1m00s", "3m05s", "2h07m", "0s"]
+    _train(tmp_path, "epochs=3")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch=")]
+    assert len(lines) == 3 and all(" eta=" in line for line in lines[:2]) and " eta=" not in lines[2]
+    assert all("eta" not in json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())

@@ -36,6 +36,7 @@ from scarce.engine.startup import (
     write_run_info,
 )
 from scarce.engine.tensorboard import open_tensorboard
+from scarce.errors import duration_text
 from scarce.io import append_jsonl, atomic_write_json, check_writable_dir, read_jsonl
 
 
@@ -75,6 +76,7 @@ def run_epochs(
     tb = open_tensorboard(cfg.log.tensorboard, run.run_dir, run.info.is_main)  # a no-op unless enabled
     run.checkpoint_time = time.monotonic()
     keep_initial_state(run)
+    loop_start = time.perf_counter()
     try:
         for epoch in range(run.start_epoch, end):
             stats = train_epoch(run, epoch, progress)
@@ -87,7 +89,9 @@ def run_epochs(
             run.timings["val"] += time.perf_counter() - began
             run.timings["train"] += stats["seconds"]
             if run.info.is_main:
-                tb.log(record_epoch(run, epoch, stats, scores, end, guard))
+                # what is left of this segment at its mean pace so far (a one-epoch bar says nothing of it)
+                left = (time.perf_counter() - loop_start) / (epoch + 1 - run.start_epoch) * (end - epoch - 1)
+                tb.log(record_epoch(run, epoch, stats, scores, end, guard, left))
             # rank 0 alone decides (it alone records the epoch); sharing the decision is also the sync point
             run.stopped_early = broadcast_object(run.stopped_early, run.info)
             if run.stopped_early:
@@ -131,9 +135,12 @@ def _train_epoch_once(run: Run, epoch: int, progress: bool) -> dict:
     return stats
 
 
-def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guard: SignalGuard) -> dict:
+def record_epoch(
+    run: Run, epoch: int, stats: dict, scores: dict, end: int, guard: SignalGuard, seconds_left: float | None = None
+) -> dict:
     """Main process: the epoch's metrics row, best weights, early-stop decision and checkpoint
-    (or its in-memory snapshot), then the one printed line; returns the row."""
+    (or its in-memory snapshot), then the one printed line (with ``seconds_left``: the estimated
+    time to the end, printed only); returns the row."""
     began = time.perf_counter()
     record = {
         "epoch": epoch,
@@ -159,7 +166,9 @@ def record_epoch(run: Run, epoch: int, stats: dict, scores: dict, end: int, guar
                     epoch, run.model, run.optimizer, run.ema, run.step.scaler, extra_state(run), copy=True
                 )
         run.timings["save"] += time.perf_counter() - began
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+        line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        eta = f" eta={duration_text(seconds_left)}" if seconds_left and epoch + 1 < end else ""
+        print(line + eta, flush=True)
     return record
 
 
