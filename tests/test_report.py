@@ -157,7 +157,7 @@ def test_report_of_a_run_without_a_test_split_scores_the_folder_given_with_split
     assert "give --split FOLDER" in capsys.readouterr().out
     assert main(["report", str(run), "--split", str(DEMO_ROOT / "test"), "--workers", "0"]) == 0
     html = (run / "report.html").read_text()
-    assert f"Confusion matrix (folder {DEMO_ROOT / 'test'}, best weights)" in html
+    assert f"Confusion matrix (folder {DEMO_ROOT / 'test'}, the weights kept in best.safetensors)" in html
     assert "(1000 of 1000)" not in html and re.search(r"\(\d+ of 1000\)", html)
     assert "unavailable" not in html
 

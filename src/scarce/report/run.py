@@ -122,7 +122,7 @@ def _prediction_sections(
     (a split name or an image folder, as ``evaluate --split`` takes it)."""
     named = split in ("train", "val", "test")
     label, what = (f"{split} split", split) if named else (f"folder {split}",) * 2
-    confusion = Section("confusion", f"Confusion matrix ({label}, best weights)")
+    confusion = Section("confusion", f"Confusion matrix ({label}, the weights kept in best.safetensors)")
     per_class = Section("per-class", f"Per-class accuracy ({label})")
     reliability = Section("reliability", f"Reliability ({label})")
     try:
