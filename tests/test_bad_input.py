@@ -272,12 +272,13 @@ def test_data_check_clean_dataset_exits_0(tmp_path, capsys):
     (root / "train" / "cat" / "notes.txt").write_text("x")
     (root / "train" / "cat" / ".hidden.png").write_bytes((root / "train" / "cat" / "0.png").read_bytes())
     (root / "test" / "dog" / "noext").write_bytes((root / "test" / "dog" / "0.png").read_bytes())
+    Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(root / "val" / "emu" / "photo.jfif", "JPEG")  # read
     assert main(["data", "check", str(root), "--json", str(tmp_path / "r.json")]) == 0  # listed, not problems
     out = capsys.readouterr().out
     assert "files not read as images (extension not .jpg/" in out and "hidden): 3" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["splits"]["train"]["skipped_files"] == ["cat/.hidden.png", "cat/notes.txt"]
-    assert report["splits"]["test"]["skipped_files"] == ["dog/noext"]
+    assert report["splits"]["test"]["skipped_files"] == ["dog/noext"] and report["splits"]["val"]["images"] == 7
     assert "sub-folders" not in out and report["splits"]["train"]["nested_folders"] == {}
     # a class folder holding sub-folders of images: read as the class, and shown (a folder one level too high?)
     (root / "train" / "emu" / "young").mkdir()

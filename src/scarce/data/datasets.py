@@ -19,7 +19,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from scarce.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def scan_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], list[str]]:
