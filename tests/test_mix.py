@@ -139,7 +139,7 @@ def test_an_unmixed_batch_still_calls_the_loss_twice():
 
 
 def test_the_run_log_names_every_regulariser_that_is_on():
-    from scarce.engine.startup import describe_regularisation
+    from scarce.engine.describe import describe_regularisation
 
     cfg = load_config(
         "fashion-mnist-50",
@@ -160,7 +160,7 @@ def test_the_run_log_names_every_regulariser_that_is_on():
 
 def test_settings_of_a_switched_off_part_are_noted_and_loss_settings_shown():
     """A sweep of ema.decay with EMA off (or of loss.gamma on CE) trains one run N times: said at start."""
-    from scarce.engine.startup import describe_regularisation, inert_settings, loss_settings
+    from scarce.engine.describe import describe_regularisation, inert_settings, loss_settings
 
     cfg = load_config(
         None, ["ema.decay=0.9", "loss.gamma=5", "augment.mix.prob=0.5", "augment.lsb_swap.partner=same_class"]

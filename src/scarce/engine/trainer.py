@@ -12,6 +12,7 @@ from scarce.data import set_loader_epoch
 from scarce.data.loader import sample_seed, seed_everything
 from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
+from scarce.engine.describe import startup_lines
 from scarce.engine.distributed import barrier, broadcast_buffers, broadcast_object, cleanup
 from scarce.engine.factories import probs_function
 from scarce.engine.faults import (
@@ -28,13 +29,7 @@ from scarce.engine.prepare import Run, prepare_run
 from scarce.engine.resume import RESUMES_FILE, check_resume_config, describe_changes, finished_run, trim_metrics
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_not_running, check_run_dir
 from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal, settle_clear_best
-from scarce.engine.startup import (
-    describe_data_and_model,
-    describe_regularisation,
-    describe_schedule,
-    inert_settings,
-    write_run_info,
-)
+from scarce.engine.startup import write_run_info
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import duration_text
 from scarce.io import append_jsonl, atomic_write_json, check_writable_dir, read_jsonl
@@ -248,14 +243,7 @@ def _train_locked(run: Run, progress: bool, stop_after: int | None, start: float
                 append_jsonl(run.run_dir / RESUMES_FILE, record)
         if run.resume_changes:
             print(f"resumed at epoch {run.start_epoch} with {describe_changes(run.resume_changes)}", flush=True)
-        print(run.hardware.describe(), flush=True)
-        for note in run.auto_notes:
-            print(note, flush=True)
-        print(describe_data_and_model(run), flush=True)
-        print(describe_regularisation(run.cfg), flush=True)
-        for note in inert_settings(run.cfg):
-            print(note, flush=True)
-        print(describe_schedule(run), flush=True)
+        print("\n".join(startup_lines(run)), flush=True)
     run.timings["startup"] += time.perf_counter() - start
     with SignalGuard() as guard:
         run_epochs(run, progress, stop_after, guard)
