@@ -61,7 +61,7 @@ def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     redo = {}
     if cfg.data.channels == "auto" and data.mode == "L" and colour:
         print(
-            f"data: {colour} of {files} images are in colour (the first ones were gray): training in RGB "
+            f"data: {colour} of {files} images are in colour (the ones sampled to decide were gray): training in RGB "
             f"(set data.channels=gray to train in grayscale)",
             flush=True,
         )
