@@ -130,7 +130,7 @@ def _add_report(sub) -> None:
         help="what the confusion matrix, per-class accuracy and reliability score: train, val, test (default), "
         "or an image folder of class subfolders (a run trained without a test split)",
     )
-    p.add_argument("--device", default="auto", help="device for the test-split predictions (default: auto)")
+    p.add_argument("--device", default="auto", help="device for the predictions on --split (default: auto)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
 
