@@ -391,7 +391,9 @@ def test_bit_depth_reads_a_12_bit_dataset_alike_in_training_predict_and_the_api(
     cached = check_split(bundle.splits["test"], "L", keep_side=16)[index].pixels  # the scan's decode cache
     assert np.abs(cached.astype(np.int16) - as_12_bit).max() <= 1
     train(cfg, tmp_path / "run", progress=False)
-    split = predict_run(tmp_path / "run", None, str(root / "test"), num_workers=0)  # a folder: the run's depth
+    split = predict_run(
+        tmp_path / "run", None, str(root / "test"), num_workers=0, device="cpu"
+    )  # a folder: the run's depth
     model = scarce.load(tmp_path / "run", device="cpu")
     assert np.abs(np.asarray(model._image(str(dim), 0), dtype=np.int16) - as_12_bit).max() <= 1
     assert np.abs(np.asarray(model._image(Image.open(dim), 0), dtype=np.int16) - as_12_bit).max() <= 1

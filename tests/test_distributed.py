@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from scarce.engine.evaluation import evaluate_run
 from scarce.engine.faults import RunFault, write_errors_stop_run
@@ -82,3 +83,15 @@ def test_a_failed_write_under_torchrun_says_to_resume_under_torchrun(tmp_path, m
     with pytest.raises(RunFault) as caught, write_errors_stop_run(tmp_path, "environment.json", 1):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert str(caught.value).endswith(f"free space and resume with: scarce train --resume {tmp_path}")
+
+
+def test_more_processes_than_gpus_is_one_clear_error(monkeypatch):
+    from scarce.engine.distributed import check_gpu_per_process
+    from scarce.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_gpu_per_process(0, 2)  # rank 0 has its GPU
+    with pytest.raises(
+        UserError, match=r"torchrun started 2 processes on this machine but it has 1 GPU; start at most 1 "
+    ):
+        check_gpu_per_process(1, 2)

@@ -38,6 +38,12 @@ def test_workers_auto(monkeypatch):
     assert hw.resolve_workers("auto", threads=8, in_memory=False) == 1
     assert hw.resolve_workers("auto", threads=4, in_memory=False) == 4
     assert hw.resolve_workers(3, threads=8, in_memory=True) == 3
+    # a GPU leaves the cores to augmentation, in memory too: this process's share less one
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert hw.resolve_workers("auto", threads=8, in_memory=True, device_type="cuda") == 7
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes share the 8 cores
+    assert hw.resolve_workers("auto", threads=2, in_memory=False, device_type="cuda") == 1
+    assert hw.resolve_workers(0, threads=2, in_memory=False, device_type="cuda") == 0
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def trained(tmp_path_factory, one_thread):
 
 def _plain_probs(run_dir, data, split):
     """Reference: the evaluation loader, the model, the run's calibrated probabilities."""
-    run = load_run(run_dir)
+    run = load_run(run_dir, "cpu")
     loader = build_eval_loader(eval_dataset(run, DataConfig(name=str(data)), split), 5, 0)
     pre = BatchPreprocessor(run.mean, run.std, torch.device("cpu"))
     probs_fn = probs_function(run.cfg, run.temperature)
@@ -51,7 +51,9 @@ def _plain_probs(run_dir, data, split):
 
 @pytest.mark.parametrize("name", ["plain", "fancy"])
 def test_no_tta_equals_plain_calibrated_prediction(trained, name):
-    preds = predict_run(trained[name], DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4)
+    preds = predict_run(
+        trained[name], DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4, device="cpu"
+    )
     expected, run = _plain_probs(trained[name], trained["data"], "test")
     np.testing.assert_allclose(preds.probs, expected, rtol=1e-5, atol=1e-6)
     calibration = json.loads((trained[name] / "calibration.json").read_text())

@@ -41,6 +41,35 @@ def test_per_step_lr_reaches_peak_within_warmup_then_decays():
     assert lrs[-1] < 0.0015 and lrs[-1] >= 0.0001
 
 
+def test_constant_holds_the_peak_after_warmup_in_any_timm_version():
+    # built as a step schedule that never decays: timm before 1.0.31 has no 'constant' and
+    # returned no scheduler at all (seen on a GPU machine's timm 1.0.29)
+    lrs = _lrs(
+        [
+            "epochs=4",
+            "optim.lr=0.05",
+            "sched.name=constant",
+            "sched.warmup_epochs=1",
+            "sched.warmup_lr=0.001",
+            "sched.decay_epochs=0.5",
+            "sched.decay_rate=0.1",
+        ],
+        updates_per_epoch=5,
+    )
+    assert lrs[0] == pytest.approx(0.001) and lrs[3] < 0.05  # warmup: 4 steps (a fifth of the run)
+    assert lrs[4:] == pytest.approx([0.05] * 16)  # decay_* are the step schedule's, not constant's
+
+
+def test_a_scheduler_timm_cannot_build_is_one_clear_error(monkeypatch):
+    import timm.scheduler
+
+    from scarce.errors import UserError
+
+    monkeypatch.setattr(timm.scheduler, "create_scheduler_v2", lambda *a, **k: (None, 0))
+    with pytest.raises(UserError, match=r"sched.name 'cosine': timm \S+ builds no such scheduler"):
+        _lrs(["epochs=2"], updates_per_epoch=4)
+
+
 def test_one_epoch_run_with_long_warmup_is_clipped_and_reaches_peak():
     lrs = _lrs(["epochs=1", "optim.lr=0.01", "sched.warmup_epochs=5"], updates_per_epoch=15)
     assert len(lrs) == 15

@@ -75,7 +75,7 @@ def test_saved_weights_rebuild_with_timm_plus_adapt(tmp_path, one_thread):
     adapt_to_small_input(model)
     model.load_state_dict(load_file(str(tmp_path / "run" / "best.safetensors")))
     model.eval()
-    loaded = load_run(tmp_path / "run")
+    loaded = load_run(tmp_path / "run", "cpu")
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), loaded.model(x))

@@ -63,8 +63,8 @@ class DataConfig:
     crop_pct: float = opt(1.0, "evaluation: resize to img_size/crop_pct then center-crop img_size", range="(0, 1]")
     num_workers: int | Literal["auto"] = opt(
         "auto",
-        "data-loading worker processes (0: in the main process); auto: 0 for "
-        "in-memory images, else the cores the compute threads leave",
+        "data-loading worker processes (0: in the main process); auto: on a CPU 0 for in-memory "
+        "images, else the cores the compute threads leave; on a GPU this process's cores less one (max 8)",
         range="[0, 256]",
     )
     keep_last_batch: bool = opt(

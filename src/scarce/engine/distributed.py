@@ -39,9 +39,23 @@ def init_distributed(device: str) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
+            check_gpu_per_process(info.local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
     return info
+
+
+def check_gpu_per_process(local_rank: int, local_processes: int) -> None:
+    """Each process trains on its own GPU (``cuda:LOCAL_RANK``): more processes than GPUs would
+    fail inside CUDA with an invalid-device error, so say it plainly first."""
+    gpus = torch.cuda.device_count()
+    if local_rank >= gpus:
+        from scarce.errors import UserError
+
+        raise UserError(
+            f"torchrun started {local_processes} processes on this machine but it has {gpus} GPU"
+            f"{'' if gpus == 1 else 's'}; start at most {gpus} (--nproc_per_node {gpus}), or set device=cpu"
+        )
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:

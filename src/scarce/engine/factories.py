@@ -81,13 +81,16 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
     if s.name not in SCHEDULERS:
         raise _unknown("sched.name", s.name, list(SCHEDULERS))
     total, warmup = schedule_steps(cfg, updates_per_epoch)
+    # timm before 1.0.31 has no 'constant' (create_scheduler_v2 returned None): a step schedule
+    # that never decays is the same lr curve in every timm version
+    constant = s.name == "constant"
     scheduler, _ = create_scheduler_v2(
         optimizer,
-        sched=s.name,
+        sched="step" if constant else s.name,
         num_epochs=max(total - warmup, 1),
         decay_epochs=s.decay_epochs * updates_per_epoch,
         decay_milestones=[round(m * updates_per_epoch) for m in s.decay_milestones],
-        decay_rate=s.decay_rate,
+        decay_rate=1.0 if constant else s.decay_rate,
         min_lr=s.min_lr,
         warmup_lr=s.warmup_lr,
         warmup_epochs=warmup,
@@ -95,6 +98,10 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
         step_on_epochs=False,
         updates_per_epoch=1,
     )
+    if scheduler is None:  # timm returns None for a name it does not know
+        import timm
+
+        raise UserError(f"sched.name '{s.name}': timm {timm.__version__} builds no such scheduler; upgrade timm")
     return scheduler
 
 

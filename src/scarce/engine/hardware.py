@@ -119,12 +119,17 @@ def resolve_threads(setting: int | None) -> int:
     return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def resolve_workers(setting: int | str, threads: int, in_memory: bool) -> int:
-    """Loader worker processes. ``auto``: none when the images are in memory (augmenting a
-    decoded uint8 image is cheaper than a worker stealing a core from the compute threads),
-    else the cores left beside the compute threads, at least 1, at most 8."""
+def resolve_workers(setting: int | str, threads: int, in_memory: bool, device_type: str = "cpu") -> int:
+    """Loader worker processes. ``auto`` on a CPU: none when the images are in memory (augmenting
+    a decoded uint8 image is cheaper than a worker stealing a core from the compute threads), else
+    the cores left beside the compute threads. On a GPU the cores are free for augmentation
+    whatever the threads: this process's share of them less one (on an H200 the fashion-mnist-50
+    recipe trained 962 images/s with 0 workers, 2021 with 2, 2749 with 4, 2751 with 8). At least
+    1, at most 8."""
     if setting != "auto":
         return int(setting)
+    if device_type == "cuda":
+        return max(1, min(8, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
     if in_memory:
         return 0
     return max(1, min(8, available_cores() - threads))
@@ -169,7 +174,7 @@ def resolve_hardware(cfg, device: torch.device, in_memory: bool, choose_cpu_spee
         amp=amp,
         channels_last=channels_last,
         threads=threads,
-        workers=resolve_workers(cfg.data.num_workers, threads, in_memory),
+        workers=resolve_workers(cfg.data.num_workers, threads, in_memory, device.type),
         cpu_native_bf16=native_bf16(torch.device("cpu")),
         probe=probe,
     )
