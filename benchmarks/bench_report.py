@@ -30,7 +30,7 @@ def epoch_seconds(run_dir: Path) -> float | None:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows or any("seconds" not in r for r in rows):  # not a training's metrics (or a torn one)
         return None
-    return round(sum({r["epoch"]: r["seconds"] for r in rows}.values()), 1)
+    return round(sum({r["epoch"]: r["seconds"] for r in rows}.values()), 3)
 
 
 def cell_metrics(run_dir: Path) -> dict | None:

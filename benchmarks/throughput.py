@@ -37,7 +37,7 @@ from scarce.engine.loop import TrainStep, train_one_epoch  # noqa: E402
 RESULTS = HERE / "results"
 
 
-def scarce_side(workers: int, batch: int):
+def scarce_side(workers: int, batch: int, device: str = "cpu", overrides: tuple[str, ...] = ()):
     """The trainer's pieces for fashion-mnist-50 with augmentation off -> (epoch fn, uint8 data)."""
     cfg = load_config(
         "fashion-mnist-50",
@@ -47,14 +47,15 @@ def scarce_side(workers: int, batch: int):
             "augment.hflip=0.0",
             f"data.num_workers={workers}",
             f"batch_size={batch}",
-            "device=cpu",
+            f"device={device}",
+            *overrides,
         ],
     )
     data = build_data(cfg.data)
     dataset = build_dataset(data, "train", cfg.data, cfg.augment)
     loader = build_train_loader(dataset, batch, cfg.seed, workers)
-    parts = build_components(cfg, data, torch.device("cpu"), updates_per_epoch=len(loader))
-    preprocess = BatchPreprocessor(data.mean, data.std, torch.device("cpu"), cfg.augment)
+    parts = build_components(cfg, data, torch.device(device), updates_per_epoch=len(loader))
+    preprocess = BatchPreprocessor(data.mean, data.std, torch.device(device), cfg.augment)
     state = {"epoch": 0, "step": 0}
 
     def epoch() -> int:
@@ -69,18 +70,20 @@ def scarce_side(workers: int, batch: int):
     return epoch, images, torch.tensor(data.splits["train"].targets), cfg, data
 
 
-def bare_side(images: torch.Tensor, targets: torch.Tensor, cfg, data, batch: int):
-    """A plain PyTorch loop: shuffle, slice, normalise, forward, backward, step."""
-    model = timm.create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.in_chans)
+def bare_side(images: torch.Tensor, targets: torch.Tensor, cfg, data, batch: int, device: str = "cpu"):
+    """A plain PyTorch loop: shuffle, slice, normalise, forward, backward, step (the images stay
+    on ``device``, as a bare loop over a small set would keep them)."""
+    model = timm.create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.in_chans).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1) * 255
-    std = torch.tensor(data.std).view(1, -1, 1, 1) * 255
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1) * 255
+    images, targets = images.to(device), targets.to(device)
     generator = torch.Generator().manual_seed(0)
     steps = len(images) // batch  # drop_last, as the trainer's loader
 
     def epoch() -> int:
         model.train()
-        order = torch.randperm(len(images), generator=generator)
+        order = torch.randperm(len(images), generator=generator).to(device)
         for s in range(steps):
             idx = order[s * batch : (s + 1) * batch]
             x = (images[idx].float() - mean) / std
@@ -88,6 +91,7 @@ def bare_side(images: torch.Tensor, targets: torch.Tensor, cfg, data, batch: int
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        float(loss)  # a bare loop logs its last loss; on a GPU this waits for the queued steps
         return steps * batch
 
     return epoch
