@@ -15,7 +15,6 @@ Writes ``gpu_check.{md,json}``; ends with one ``name: value`` line per headline 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
-from throughput import bare_side, scarce_side  # noqa: E402
+from throughput import bare_side, interleaved, scarce_side  # noqa: E402
 
 from scarce.engine.hardware import resolve_amp, resolve_channels_last  # noqa: E402
 
@@ -63,19 +62,6 @@ def step_fn(name: str, amp: str, channels_last: bool, px: int, batch: int, chans
     return fn
 
 
-def timed(fns: dict, repeats: int) -> dict:
-    """Median images/s per candidate over interleaved repeats (after one warm-up each)."""
-    for fn in fns.values():
-        fn()
-    rates: dict = {key: [] for key in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            n = fn()
-            rates[key].append(n / (time.perf_counter() - start))
-    return {key: statistics.median(v) for key, v in rates.items()}
-
-
 def amp_rows(models: list[str], amps: list[str], repeats: int, device: str) -> list[dict]:
     """One row per model x shape x autocast x memory format, printed as measured (a time-boxed
     run that is cut short still shows what it got)."""
@@ -88,7 +74,7 @@ def amp_rows(models: list[str], amps: list[str], repeats: int, device: str) -> l
                 for cl in (False, True)
             }
             started = time.perf_counter()
-            rates = timed(fns, repeats)
+            rates = interleaved(fns, repeats)
             base = rates[("fp32", False)]
             print(
                 f"{name} {px} px ({time.perf_counter() - started:.0f} s): "
@@ -121,7 +107,7 @@ def loop_rates(batch: int, repeats: int, device: str, workers: int, overrides: t
         torch.cuda.synchronize()
         return n
 
-    return timed({"scarce": synced_epoch, "bare": bare}, repeats)
+    return interleaved({"scarce": synced_epoch, "bare": bare}, repeats)
 
 
 def report(rows: list[dict], rates: dict, resolved: dict, args) -> str:
