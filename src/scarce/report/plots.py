@@ -8,6 +8,7 @@ Every function takes plain numbers (lists / numpy arrays) and returns a ``Figure
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -21,6 +22,56 @@ from matplotlib.ticker import MaxNLocator
 MAX_LABELLED_CLASSES = 30
 #: Per-class bars shown at most (the worst classes first).
 MAX_BARS = 40
+
+
+def _font(path: str) -> tuple[str, frozenset[int]] | None:
+    """(family, code points) of a font file, or None where FreeType cannot open it."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return font_manager.FontProperties(fname=path).get_name(), frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _default_font() -> tuple[str, frozenset[int]]:
+    from matplotlib import font_manager
+
+    return _font(font_manager.findfont(font_manager.FontProperties(family=["sans-serif"]))) or (
+        "sans-serif",
+        frozenset(),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _fallback_fonts() -> tuple[tuple[str, frozenset[int]], ...]:
+    """The other installed fonts (read only when a name needs them: seconds for a hundred files).
+    'Last Resort' fonts are left out: they map every character to a box."""
+    from matplotlib import font_manager
+
+    paths = sorted({f.fname for f in font_manager.fontManager.ttflist if not f.name.startswith("Last Resort")})
+    return tuple(font for font in map(_font, paths) if font is not None and font[0] != _default_font()[0])
+
+
+def figure_labels(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Class names as a figure can draw them -> (labels, font families to draw them with).
+
+    A name with a character that no installed font has is drawn as ``#i``, its index (the report's
+    tables give the name): matplotlib would draw empty boxes and warn once per glyph. Characters
+    the default font lacks (CJK, say) fall back to an installed font that has them.
+    """
+    default_family, default_chars = _default_font()
+    families, labels = [default_family], []
+    for i, name in enumerate(names):
+        missing = {ord(ch) for ch in name if not ch.isspace()} - default_chars
+        for family, chars in _fallback_fonts() if missing else ():
+            if missing & chars and family not in families:
+                families.append(family)
+            missing -= chars
+        labels.append(name if not missing else f"#{i}")
+    return labels, families
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -86,9 +137,12 @@ def confusion_matrix_figure(cm: np.ndarray, classes: Sequence[str]) -> Figure:
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the true class")
+    axis = "class index (the per-class table lists them)"
     if c <= MAX_LABELLED_CLASSES:
-        ax.set_xticks(range(c), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(c), classes, fontsize=8)
+        labels, families = figure_labels(classes)
+        ax.set_xticks(range(c), labels, rotation=45, ha="right", fontsize=8, fontfamily=families)
+        ax.set_yticks(range(c), labels, fontsize=8, fontfamily=families)
+        axis = "class" if labels == list(classes) else "class (#: index in the per-class table)"
         for i in range(c):
             for j in range(c):
                 if cm[i, j]:
@@ -101,7 +155,10 @@ def confusion_matrix_figure(cm: np.ndarray, classes: Sequence[str]) -> Figure:
                         fontsize=7,
                         color="white" if rates[i, j] > 0.5 else "black",
                     )
-    ax.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix ({int(cm.sum())} images)")
+    else:  # too many to name: indices, as integers
+        for locator in (ax.xaxis, ax.yaxis):
+            locator.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=f"predicted {axis}", ylabel=f"true {axis}", title=f"confusion matrix ({int(cm.sum())} images)")
     return fig
 
 
@@ -114,7 +171,8 @@ def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], counts: 
     y = np.arange(len(shown))
     values = [accuracy[i] for i in shown]
     ax.barh(y, values, color=["tab:red" if v < np.nanmean(accuracy) else "tab:blue" for v in values])
-    ax.set_yticks(y, [f"{classes[i]} (n={counts[i]})" for i in shown], fontsize=8)
+    labels, families = figure_labels(classes)
+    ax.set_yticks(y, [f"{labels[i]} (n={counts[i]})" for i in shown], fontsize=8, fontfamily=families)
     ax.invert_yaxis()
     ax.axvline(float(np.nanmean(accuracy)), color="gray", linestyle=":", label="mean over classes")
     for yi, v in zip(y, values):

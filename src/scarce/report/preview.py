@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from scarce.augment.mix import describe_mix
 from scarce.config import Config, data_label
 from scarce.io import atomic_path
-from scarce.report.plots import new_figure
+from scarce.report.plots import figure_labels, new_figure
 
 Image = np.ndarray | tuple[np.ndarray, str]
 
@@ -58,8 +58,8 @@ def image_grid_figure(
                     continue
                 img, caption = images[c] if isinstance(images[c], tuple) else (images[c], None)
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-                if caption:
-                    ax.set_title(caption, fontsize=7)
+                if caption:  # drawn with a fallback font where the default lacks a character
+                    ax.set_title(caption, fontsize=7, fontfamily=figure_labels([caption])[1])
             axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         sub.suptitle(textwrap.fill(title, int(width * 12)), fontsize=10)  # ~12 characters per inch at 10 pt
     return fig
@@ -144,8 +144,9 @@ def preview_panels(
     if mixer is not None:
         mixer.seed(seed)
     originals = torch.stack([eval_set[i][0] for i in picks])
+    names = figure_labels(train_set.classes)[0]  # '#i' for a name no installed font can draw
     rows: list[tuple[str, list[Image]]] = [
-        ("original", [(to_display(x), train_set.classes[train_set.targets[i]]) for x, i in zip(originals, picks)])
+        ("original", [(to_display(x), names[train_set.targets[i]]) for x, i in zip(originals, picks)])
     ]
     last_uint8 = originals
     for v in range(views):

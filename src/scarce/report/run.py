@@ -146,15 +146,23 @@ def _prediction_sections(
         ),
         figs.add(plots.confusion_matrix_figure(cm, classes), "confusion", "confusion matrix"),
     ]
+    many = len(classes) > plots.MAX_LABELLED_CLASSES
+    if many:  # the matrix names no class and shows no counts: its largest cells as a table
+        confusion.parts.append(_top_confusions(cm, classes))
+    # where a figure shows class indices (many classes, or a name no installed font can draw)
+    indexed = many or plots.figure_labels(classes)[0] != list(classes)
     per_class.parts += [
         figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
         details(
             "per-class table",
             table(
-                ["class", "images", "accuracy", "most confused with"],
-                [(c, int(counts[i]), acc[i], _confused_with(cm, i, classes)) for i, c in enumerate(classes)],
+                ["#"] * indexed + ["class", "images", "accuracy", "most confused with"],
+                [
+                    (i,) * indexed + (c, int(counts[i]), acc[i], _confused_with(cm, i, classes))
+                    for i, c in enumerate(classes)
+                ],
             ),
-            open_=len(classes) <= 30,
+            open_=not many,
         ),
     ]
     before = reliability_bins(scores.softmax(1), targets)
@@ -164,6 +172,18 @@ def _prediction_sections(
         reliability.parts.append(paragraph("no calibration.json (no val split): only T=1 is shown", "note"))
     reliability.parts.append(figs.add(plots.reliability_figure(before, after, temp), "reliability", "reliability"))
     return [confusion, per_class, reliability]
+
+
+def _top_confusions(cm: np.ndarray, classes: list[str], most: int = 15) -> str:
+    """The ``most`` largest off-diagonal cells of ``cm`` as a table."""
+    off = cm * (1 - np.eye(len(classes), dtype=cm.dtype))
+    cells = [divmod(int(k), len(classes)) for k in np.argsort(-off, axis=None, kind="stable")[:most]]
+    rows = [
+        (f"{classes[i]} (#{i})", f"{classes[j]} (#{j})", int(cm[i, j]), cm[i, j] / max(cm[i].sum(), 1))
+        for i, j in cells
+        if off[i, j]
+    ]
+    return table(["true class", "predicted as", "images", "share of the true class"], rows) if rows else ""
 
 
 def _confused_with(cm: np.ndarray, i: int, classes: list[str]) -> str:
