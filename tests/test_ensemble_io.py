@@ -157,6 +157,18 @@ def test_csv_columns(tmp_path, files):
     }
 
 
+def test_csv_class_names_with_a_colon_split_at_the_last_one(tmp_path):
+    from scarce.inference.predictions import Predictions
+
+    preds = Predictions(
+        np.array([[0.25, 0.75]], np.float32), np.array(["x.png"]), np.array(["12:30", "a:b:c"]), np.array([-1])
+    )
+    write_predictions_csv(tmp_path / "p.csv", preds, top_k=2)
+    row = next(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    assert (row["label"], row["top1"], row["top2"]) == ("a:b:c", "a:b:c:0.750000", "12:30:0.250000")
+    assert [row[f"top{j}"].rsplit(":", 1) for j in (1, 2)] == [["a:b:c", "0.750000"], ["12:30", "0.250000"]]
+
+
 def _run(files, members=("m1", "m2"), **kw):
     kw.setdefault("log", lambda line: None)
     out = files["tmp"] / "final.npz"

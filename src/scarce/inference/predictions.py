@@ -209,7 +209,8 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
 def write_predictions_csv(
     path: str | os.PathLike, preds: Predictions, top_k: int = 5, labels: np.ndarray | None = None, atomic: bool = True
 ) -> Path:
-    """Write ``id,label,confidence,top1..top{k}`` rows (class names; ``top`` as ``name:prob``).
+    """Write ``id,label,confidence,top1..top{k}`` rows (class names; ``top`` as ``name:prob``, to
+    be split at the last ``:``, since a class name may hold one).
 
     ``labels`` (``[N]`` class indices) overrides the answer, e.g. a plurality vote;
     ``confidence`` is then the probability ``preds.probs`` gives that class. ``atomic=False``:
