@@ -1,6 +1,9 @@
 """checkpoint.select: which weights a run scores and ships."""
 
 import json
+import os
+import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +13,7 @@ from safetensors.torch import load_file
 
 from scarce.cli import main
 from scarce.engine.saving import MIN_VAL_PER_CLASS_TO_SELECT, clear_margin, resolve_select, settle_clear_best
-from tests.conftest import TINY
+from tests.conftest import TINY, make_image_folder
 
 
 def test_auto_keeps_the_last_weights_when_val_is_too_small_else_decides_at_the_end():
@@ -136,3 +139,60 @@ def test_an_extended_run_keeps_the_record_of_the_weights_its_first_end_kept(tmp_
     summary = json.loads((out / "summary.json").read_text())
     with safe_open(out / "best.safetensors", "pt") as fh:
         assert summary["best"]["epoch"] == int(fh.metadata()["epoch"]) == 2 and summary["select"] == "best"
+
+
+# no checkpoint is due before the last epoch: best.safetensors waits for it (or for a signal)
+TIMED_ONLY = ["checkpoint.every_epochs=0", "checkpoint.every_seconds=100000"]
+
+
+def _record_best_writes(monkeypatch) -> list[int]:
+    """The epochs written to best.safetensors, in order, from now on."""
+    import scarce.engine.checkpoint as checkpoint
+
+    written: list[int] = []
+    real = checkpoint.save_tensors
+
+    def save_tensors(path, tensors, metadata=None):
+        if Path(path).name == "best.safetensors":
+            written.append(int(metadata["epoch"]))
+        real(path, tensors, metadata)
+
+    monkeypatch.setattr(checkpoint, "save_tensors", save_tensors)
+    return written
+
+
+@pytest.mark.parametrize("extra", [["checkpoint.select=last"], ["data.val_fraction=0"]], ids=["last", "no_val"])
+def test_final_weights_are_written_to_best_once_not_every_epoch(extra, image_folder, tmp_path, monkeypatch):
+    """Where best.safetensors holds the latest weights, each epoch's write (45 MB for a ResNet-18)
+    was replaced by the next: it is written with the checkpoint of its epoch only."""
+    if "data.val_fraction=0" in extra:
+        image_folder = make_image_folder(tmp_path / "train_only", per_split={"train": 8, "test": 4})
+    written = _record_best_writes(monkeypatch)
+    out = tmp_path / "r"
+    argv = ["train", "--data", str(image_folder), "--out", str(out), "--no-progress", *TINY, "epochs=3"]
+    assert main([*argv, *TIMED_ONLY, *extra]) == 0
+    assert written == [2]
+    with safe_open(out / "best.safetensors", "pt") as fh:
+        assert fh.metadata()["epoch"] == "2"
+
+
+def test_a_signal_writes_the_latest_weights_to_best_with_the_checkpoint(image_folder, tmp_path, monkeypatch):
+    """SIGTERM after epoch 1, before any checkpoint was due: best.safetensors is written from the
+    same in-memory snapshot as the checkpoint, so the two hold the same weights."""
+    import scarce.engine.trainer as trainer
+
+    real = trainer.append_jsonl
+
+    def append_then_signal(path, record):
+        real(path, record)
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "append_jsonl", append_then_signal)
+    written = _record_best_writes(monkeypatch)
+    out = tmp_path / "r"
+    argv = ["train", "--data", str(image_folder), "--out", str(out), "--no-progress", *TINY, "epochs=3", *TIMED_ONLY]
+    assert main([*argv, "checkpoint.select=last"]) == 128 + signal.SIGTERM
+    assert written == [1] and json.loads((out / "state.json").read_text())["epoch"] == 1
+    best, kept = load_file(out / "best.safetensors"), load_file(out / "checkpoints/epoch-0001/model.safetensors")
+    assert best.keys() == kept.keys() and all(torch.equal(best[k], kept[k]) for k in best)

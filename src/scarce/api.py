@@ -143,7 +143,10 @@ class Classifier:
 
         full_scale = full_scale_of(self.run.cfg.data.bit_depth)
         if isinstance(item, (str, os.PathLike)):
-            return read_image(item, self.run.mode, full_scale)
+            try:
+                return read_image(item, self.run.mode, full_scale)
+            except UserError as exc:
+                raise _unreadable(item, exc) from None
         if isinstance(item, Image.Image):
             return upright_in_mode(item, self.run.mode, full_scale)  # as a file of it would be read
         if isinstance(item, (torch.Tensor, np.ndarray)):
@@ -202,6 +205,20 @@ class Classifier:
         probs, _ = tta_predict(run.model, batches(), self._preprocess, probs_fn, chunk_size=batch_size, amp=run.amp)
         probs = probs.numpy().astype(np.float32) if len(images) else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
+
+
+UNREADABLE_HINT = "; fix or remove it, or leave it out of the images to predict"
+
+
+def _unreadable(path: str | os.PathLike, exc: UserError) -> UserError:
+    """The CLI's one line for an image file that cannot be read (why: an empty file, a truncated
+    one), where Pillow's own error does not say (an empty file "cannot identify image file");
+    ``exc`` itself where the file scans as readable (it failed later, e.g. converting its mode)."""
+    from scarce.data.check import check_image
+    from scarce.inference.predict import unreadable_image_message
+
+    check = check_image(path)
+    return exc if check.ok else UserError(unreadable_image_message(path, check.reason, hint=UNREADABLE_HINT))
 
 
 @dataclass

@@ -189,13 +189,12 @@ def _drop_bad_images(args) -> None:
     """Each image decoded once up front, so an unreadable one is named with train's reason (an empty
     file, a truncated one) and the way past it; with --skip-bad-images it is left out and said so."""
     from scarce.data.check import check_image
-    from scarce.inference.predict import UNREADABLE_HINT
+    from scarce.inference.predict import unreadable_image_message
 
     checks = {image: check_image(image) for image in args.images}
     bad = [image for image, check in checks.items() if not check.ok]
     if bad and not args.skip_bad_images:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise UserError(f"image {bad[0]}: {checks[bad[0]].reason}{more}{UNREADABLE_HINT}")
+        raise UserError(unreadable_image_message(bad[0], checks[bad[0]].reason, len(bad) - 1))
     for image in bad:
         print(f"skipped {image}: {checks[image].reason}")
     args.images = [image for image in args.images if checks[image].ok]

@@ -277,6 +277,11 @@ class KeptBatches:
         self.batches = kept  # only once a pass has completed
 
 
+def eval_shard(samples: int, rank: int = 0, world_size: int = 1) -> range:
+    """The indices of this rank's evaluation shard of ``samples`` (``rank::world_size``)."""
+    return range(rank, samples, world_size)
+
+
 def build_eval_loader(
     dataset: ImageDataset,
     batch_size: int,
@@ -285,9 +290,9 @@ def build_eval_loader(
     world_size: int = 1,
     persistent: bool = False,
 ) -> DataLoader:
-    """In-order loader over this rank's shard (``rank::world_size``): no sample is padded or
+    """In-order loader over this rank's shard (:func:`eval_shard`): no sample is padded or
     counted twice, so summed metrics are exact."""
-    shard = dataset if world_size == 1 else Subset(dataset, list(range(rank, len(dataset), world_size)))
+    shard = dataset if world_size == 1 else Subset(dataset, list(eval_shard(len(dataset), rank, world_size)))
     return DataLoader(
         shard,
         batch_size=batch_size,

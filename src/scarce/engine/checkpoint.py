@@ -29,11 +29,9 @@ HEAD_G_SUFFIX = ".head_g.safetensors"
 STATE_SCHEMA = {"epoch": int, "checkpoint": str, "optimizer": dict, "global_step": int, "best": dict}
 
 
-def split_weights(model: nn.Module) -> tuple[dict, dict]:
-    """(timm backbone state dict, head-g state dict) of a plain or head-g model."""
-    model = getattr(model, "module", model)  # DDP
-    state = model.state_dict()
-    if not isinstance(model, CosineHeadModel):
+def split_state(state: dict, head_g: bool) -> tuple[dict, dict]:
+    """(timm backbone state dict, head-g state dict) of a plain or (``head_g``) head-g model's state."""
+    if not head_g:
         return state, {}
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     head = {k: v for k, v in state.items() if not k.startswith("backbone.")}
@@ -42,7 +40,14 @@ def split_weights(model: nn.Module) -> tuple[dict, dict]:
 
 def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
     """Write timm-loadable weights to ``path``; head g (if any) beside it."""
-    backbone, head = split_weights(model)
+    model = getattr(model, "module", model)  # DDP
+    save_state_weights(model.state_dict(), isinstance(model, CosineHeadModel), path, metadata)
+
+
+def save_state_weights(state: dict, head_g: bool, path: Path, metadata: dict | None = None) -> None:
+    """:func:`save_weights` of a state dict (e.g. a :func:`capture_state` snapshot's, after the live
+    model has moved on); ``head_g``: the state is a head-g model's."""
+    backbone, head = split_state(state, head_g)
     save_tensors(path, backbone, metadata)
     if head:
         save_tensors(path.with_suffix("").with_suffix(HEAD_G_SUFFIX), head, metadata)

@@ -65,11 +65,12 @@ def checkpoint_epoch(run_dir: Path) -> int | None:
     return epoch if isinstance(epoch, int) else None
 
 
-def kept_checkpoint(run_dir: Path) -> str:
-    """What survives in ``run_dir``, for the one-line messages."""
+def kept_checkpoint(run_dir: Path, epoch: int | None = None) -> str:
+    """What survives in ``run_dir``, for the one-line messages; ``epoch``: its
+    :func:`checkpoint_epoch` where the caller has read it already (None: read here)."""
     if not (run_dir / "state.json").is_file():
         return "no epoch had finished, so there is no checkpoint"
-    epoch = checkpoint_epoch(run_dir)
+    epoch = checkpoint_epoch(run_dir) if epoch is None else epoch
     if epoch is None:
         return f"{run_dir / 'state.json'} is kept as it was"
     return f"the checkpoint of epoch {epoch} is kept ({run_dir / 'state.json'})"

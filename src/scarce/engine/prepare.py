@@ -13,7 +13,7 @@ import torch.nn as nn
 from scarce.config import Config, data_label
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.check import class_count_problem
-from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, keeps_batches, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, eval_shard, keeps_batches, seed_everything
 from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor
@@ -60,6 +60,7 @@ class Run:
     timings: dict = field(default_factory=lambda: dict.fromkeys(("startup", "train", "val", "save", "final"), 0.0))
     stopped_early: str | None = None  # why the run ended before cfg.epochs (patience)
     select: str = "best"  # checkpoint.select resolved: which weights best.safetensors holds
+    best_unsaved: bool = False  # ``best`` is the latest epoch's, not yet in best.safetensors (saving.keep_latest)
     auto_notes: list = field(default_factory=list)  # how each `auto` budget value was chosen
     resume_changes: dict = field(default_factory=dict)  # {key: [saved, new]} this resume changed
     segment_start: float = 0.0  # time.perf_counter() when this process began the run
@@ -209,7 +210,7 @@ def add_eval_loaders(run: Run) -> None:
         run.loaders["bn"] = KeptBatches(build_eval_loader(train_set, batch, workers), keep)
     if "val" in data.splits:
         val_set = build_dataset(data, "val", cfg.data, None)
-        keep = keeps_batches(len(range(info.rank, len(val_set), info.world_size)), image_bytes)  # this rank's shard
+        keep = keeps_batches(len(eval_shard(len(val_set), info.rank, info.world_size)), image_bytes)
         # workers that live for the run only where every pass reads the images again
         loader = build_eval_loader(val_set, batch, workers, info.rank, info.world_size, persistent=not keep)
         run.loaders["val"] = KeptBatches(loader, keep)

@@ -6,10 +6,18 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from scarce.engine.checkpoint import record_best_in_checkpoint, save_checkpoint, save_weights, write_checkpoint
+from scarce.engine.checkpoint import (
+    record_best_in_checkpoint,
+    save_checkpoint,
+    save_state_weights,
+    save_weights,
+    write_checkpoint,
+)
 from scarce.engine.faults import SignalGuard, write_errors_stop_run
+from scarce.models.heads import CosineHeadModel
 
 if TYPE_CHECKING:
+    from scarce.config import Config
     from scarce.engine.prepare import Run
 
 
@@ -75,28 +83,59 @@ def kept_weights(summary: dict) -> str:
     return "last" if summary.get("select") == "last" else "best"
 
 
+def evaluated_epoch(cfg: Config, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) is scored on val: every ``eval_every``-th and the last."""
+    return (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+
+
 def save_best(run: Run, epoch: int, scores: dict) -> None:
     """best.safetensors, written when an evaluated epoch beats the best so far (raw or EMA
-    weights, whichever scored higher), or at every evaluated epoch with ``run.select ==
-    'last'``; without a val split, the weights of every epoch."""
+    weights, whichever scored higher). With ``run.select == 'last'`` every evaluated epoch, and
+    without a val split every epoch, is the best: see :func:`keep_latest`."""
     if "val_top1" not in scores:
         if "val" in run.loaders:
             return  # an epoch without evaluation (eval_every > 1) cannot be "best"
-        name, module = ("ema", run.ema.module) if run.ema is not None else ("model", run.model)
-        run.best = {"top1": -1.0, "epoch": epoch, "weights": name}
-        save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
+        keep_latest(run, epoch, "ema" if run.ema is not None else "model", -1.0)
         return
     candidates = [("model", run.model, scores["val_top1"])]
     if run.ema is not None:
         candidates.append(("ema", run.ema.module, scores["val_top1_ema"]))
     name, module, top1 = max(candidates, key=lambda c: c[2])
-    if top1 > run.best["top1"] or run.select == "last":  # clear_best: as best until the end
+    if run.select == "last":
+        keep_latest(run, epoch, name, top1)
+    elif top1 > run.best["top1"]:  # clear_best: as best until the end
         run.best = {"top1": top1, "epoch": epoch, "weights": name}
         save_weights(module, run.run_dir / "best.safetensors", {"epoch": epoch, "source": name})
 
 
+def keep_latest(run: Run, epoch: int, name: str, top1: float) -> None:
+    """Record ``epoch``'s weights as the best. The next epoch's would overwrite the file (45 MB
+    for a ResNet-18, a large share of a fast epoch), so it is written with the epoch's checkpoint
+    (:func:`save_last`, :func:`save_on_signal`): only if the next epoch is not scored (its
+    weights are never the best), it is written now, while the epoch's weights are at hand."""
+    run.best, run.best_unsaved = {"top1": top1, "epoch": epoch, "weights": name}, True
+    if "val" in run.loaders and not evaluated_epoch(run.cfg, epoch + 1):
+        write_unsaved_best(run)
+
+
+def write_unsaved_best(run: Run, snapshot: dict | None = None) -> None:
+    """best.safetensors from the live weights (those of the epoch :func:`keep_latest` recorded), or
+    from ``snapshot`` (:func:`capture_state` of that epoch) once training has moved past it."""
+    if not run.best_unsaved:
+        return
+    name, path = run.best["weights"], run.run_dir / "best.safetensors"
+    metadata = {"epoch": run.best["epoch"], "source": name}
+    if snapshot is None:
+        save_weights(run.ema.module if name == "ema" else run.model, path, metadata)
+    else:
+        save_state_weights(snapshot[name], isinstance(run.model, CosineHeadModel), path, metadata)
+    run.best_unsaved = False
+
+
 def save_last(run: Run, epoch: int) -> None:
-    """last(_ema).safetensors and the resumable checkpoint of the end of ``epoch``."""
+    """best.safetensors if unsaved, last(_ema).safetensors and the resumable checkpoint of the end
+    of ``epoch``; best first, so that state.json never records a best its file does not hold yet."""
+    write_unsaved_best(run)
     save_weights(run.model, run.run_dir / "last.safetensors", {"epoch": epoch, "source": "model"})
     if run.ema is not None:
         save_weights(run.ema.module, run.run_dir / "last_ema.safetensors", {"epoch": epoch, "source": "ema"})
@@ -136,5 +175,7 @@ def save_on_signal(run: Run) -> None:
         guard.writing(),
         write_errors_stop_run(run.run_dir, f"the checkpoint of epoch {run.snapshot['epoch']}", run.info.world_size),
     ):
+        # an unsaved best is the snapshot's epoch: a later epoch would have replaced or written it
+        write_unsaved_best(run, run.snapshot)
         write_checkpoint(run.run_dir, run.snapshot)
     run.snapshot = None

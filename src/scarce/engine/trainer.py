@@ -28,7 +28,15 @@ from scarce.engine.loop import NonFiniteLossError, check_finite_weights, evaluat
 from scarce.engine.prepare import Run, prepare_run
 from scarce.engine.resume import RESUMES_FILE, check_resume_config, describe_changes, finished_run, trim_metrics
 from scarce.engine.run_dir import RunLock, absolute_data_paths, check_not_running, check_run_dir
-from scarce.engine.saving import checkpoint_due, extra_state, save_best, save_last, save_on_signal, settle_clear_best
+from scarce.engine.saving import (
+    checkpoint_due,
+    evaluated_epoch,
+    extra_state,
+    save_best,
+    save_last,
+    save_on_signal,
+    settle_clear_best,
+)
 from scarce.engine.startup import write_run_info
 from scarce.engine.tensorboard import open_tensorboard
 from scarce.errors import duration_text
@@ -78,9 +86,8 @@ def run_epochs(
             broadcast_buffers(run.model, run.info)
             if run.ema is not None:
                 broadcast_buffers(run.ema.module, run.info)
-            evaluate_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
             began = time.perf_counter()
-            scores = validate_epoch(run) if evaluate_now else {}
+            scores = validate_epoch(run) if evaluated_epoch(cfg, epoch) else {}
             run.timings["val"] += time.perf_counter() - began
             run.timings["train"] += stats["seconds"]
             if run.info.is_main:
@@ -223,7 +230,7 @@ def train(
             "the end of the run (calibration, test) was not done" if trained else "the epoch in progress was abandoned"
         )
         raise Interrupted(
-            f"interrupted by {exc}; {lost} and {kept_checkpoint(run_dir)}; "
+            f"interrupted by {exc}; {lost} and {kept_checkpoint(run_dir, epoch)}; "
             f"continue with: {resume_command(run_dir, run.info.world_size)}",
             exc.signum,
             quiet=not run.info.is_main,

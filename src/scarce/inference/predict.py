@@ -46,6 +46,13 @@ from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predi
 UNREADABLE_HINT = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
 
 
+def unreadable_image_message(image: str | os.PathLike, reason: str, more: int = 0, hint: str = UNREADABLE_HINT) -> str:
+    """One line for an image file that cannot be read: the file, why (``check_image``'s reason: an
+    empty file, a truncated one), how many ``more`` files failed too, and ``hint``: what to do."""
+    others = f" (and {more} more)" if more else ""
+    return f"image {image}: {reason}{others}{hint}"
+
+
 def prediction_dataset(run: LoadedRun, data: DataConfig, split: str) -> tuple[ImageDataset, list[str]]:
     """The images to predict (no transform set yet) and their ids (see module docstring)."""
     dataset = eval_dataset(run, data, split, labels_required=False)  # a flat folder of images is predicted too
