@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 # `make test` runs with OMP_NUM_THREADS=1. A bare `pytest -n 2` without it oversubscribed the cores
@@ -65,3 +66,17 @@ def one_thread():
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")
+
+
+def sigterm_after_epoch(monkeypatch, epoch: int = 1) -> None:
+    """Send this process SIGTERM right after the trainer logs ``epoch`` to metrics.jsonl."""
+    import scarce.engine.trainer as trainer
+
+    real = trainer.append_jsonl
+
+    def append_then_signal(path, record):
+        real(path, record)
+        if record["epoch"] == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "append_jsonl", append_then_signal)

@@ -30,7 +30,7 @@ import scarce.engine.factories as factories
 import scarce.engine.trainer as trainer
 from scarce.cli import main
 from scarce.io import read_jsonl
-from tests.conftest import TINY, make_image_folder
+from tests.conftest import TINY, make_image_folder, sigterm_after_epoch
 
 ARGS = TINY + [
     "epochs=4",
@@ -349,14 +349,7 @@ def test_signal_between_timed_checkpoints_saves_the_last_completed_epoch(data, s
 def test_a_signal_while_saving_an_epoch_keeps_its_console_line(data, tmp_path, monkeypatch, capsys):
     """The signal is deferred until the epoch's files are written; its printed line must not be
     lost to the interruption (metrics.jsonl and the checkpoint have the epoch)."""
-    real = trainer.append_jsonl
-
-    def append_then_signal(path, record):
-        real(path, record)
-        if record["epoch"] == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(trainer, "append_jsonl", append_then_signal)
+    sigterm_after_epoch(monkeypatch, 1)
     out = tmp_path / "run"
     assert main(_argv(data, out)) == 128 + signal.SIGTERM
     printed = capsys.readouterr().out

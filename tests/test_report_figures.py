@@ -7,17 +7,17 @@ import warnings
 import numpy as np
 import pytest
 
-from scarce.report import plots
+from scarce.report import fonts, plots
 from scarce.report.run import _top_confusions
 
 LATIN = frozenset(map(ord, "abcdefghijklmnopqrstuvwxyz"))
 
 
 def test_labels_fall_back_to_a_font_with_the_glyphs_else_to_the_index(monkeypatch):
-    monkeypatch.setattr(plots, "_default_font", lambda: ("Plain", LATIN))
-    monkeypatch.setattr(plots, "_fallback_fonts", lambda: (("Other", frozenset()), ("Han", frozenset(map(ord, "猫")))))
-    assert plots.figure_labels(["cat", "猫", "big 漢", "dog"]) == (["cat", "猫", "#2", "dog"], ["Plain", "Han"])
-    assert plots.figure_labels(["cat", "dog cat"]) == (["cat", "dog cat"], ["Plain"])  # spaces need no glyph
+    monkeypatch.setattr(fonts, "_default_font", lambda: ("Plain", LATIN))
+    monkeypatch.setattr(fonts, "_fallback_fonts", lambda: (("Other", frozenset()), ("Han", frozenset(map(ord, "猫")))))
+    assert fonts.figure_labels(["cat", "猫", "big 漢", "dog"]) == (["cat", "猫", "#2", "dog"], ["Plain", "Han"])
+    assert fonts.figure_labels(["cat", "dog cat"]) == (["cat", "dog cat"], ["Plain"])  # spaces need no glyph
 
 
 def test_figures_of_names_no_font_has_draw_without_glyph_warnings():
@@ -52,4 +52,4 @@ def test_many_classes_show_indices_and_the_largest_confusions_as_a_table():
 
 @pytest.mark.parametrize("names", [["ü", "Ω"], ["a b", "c"]])
 def test_names_the_default_font_has_stay_names(names):
-    assert plots.figure_labels(names)[0] == names
+    assert fonts.figure_labels(names)[0] == names

@@ -1,7 +1,6 @@
 """checkpoint.select: which weights a run scores and ships."""
 
 import json
-import os
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ from safetensors.torch import load_file
 
 from scarce.cli import main
 from scarce.engine.saving import MIN_VAL_PER_CLASS_TO_SELECT, clear_margin, resolve_select, settle_clear_best
-from tests.conftest import TINY, make_image_folder
+from tests.conftest import TINY, make_image_folder, sigterm_after_epoch
 
 
 def test_auto_keeps_the_last_weights_when_val_is_too_small_else_decides_at_the_end():
@@ -179,16 +178,7 @@ def test_final_weights_are_written_to_best_once_not_every_epoch(extra, image_fol
 def test_a_signal_writes_the_latest_weights_to_best_with_the_checkpoint(image_folder, tmp_path, monkeypatch):
     """SIGTERM after epoch 1, before any checkpoint was due: best.safetensors is written from the
     same in-memory snapshot as the checkpoint, so the two hold the same weights."""
-    import scarce.engine.trainer as trainer
-
-    real = trainer.append_jsonl
-
-    def append_then_signal(path, record):
-        real(path, record)
-        if record["epoch"] == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(trainer, "append_jsonl", append_then_signal)
+    sigterm_after_epoch(monkeypatch, 1)
     written = _record_best_writes(monkeypatch)
     out = tmp_path / "r"
     argv = ["train", "--data", str(image_folder), "--out", str(out), "--no-progress", *TINY, "epochs=3", *TIMED_ONLY]

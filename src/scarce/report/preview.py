@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from scarce.augment.mix import describe_mix
 from scarce.config import Config, data_label
 from scarce.io import atomic_path
-from scarce.report.plots import figure_labels, new_figure
+from scarce.report.fonts import figure_labels
+from scarce.report.plots import new_figure
 
 Image = np.ndarray | tuple[np.ndarray, str]
 

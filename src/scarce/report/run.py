@@ -19,6 +19,7 @@ import yaml
 from scarce.errors import UserError
 from scarce.io import atomic_path, read_json, read_jsonl
 from scarce.report import plots
+from scarce.report.fonts import figure_labels
 from scarce.report.html import Figures, Section, details, key_values, paragraph, pre, table, write_page
 
 CACHE_FILE = "report_test_scores.npz"
@@ -150,7 +151,7 @@ def _prediction_sections(
     if many:  # the matrix names no class and shows no counts: its largest cells as a table
         confusion.parts.append(_top_confusions(cm, classes))
     # where a figure shows class indices (many classes, or a name no installed font can draw)
-    indexed = many or plots.figure_labels(classes)[0] != list(classes)
+    indexed = many or figure_labels(classes)[0] != list(classes)
     per_class.parts += [
         figs.add(plots.per_class_figure(acc, classes, counts), "per_class", "per-class accuracy"),
         details(
