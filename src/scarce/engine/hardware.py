@@ -116,6 +116,11 @@ def resolve_threads(setting: int | None) -> int:
         return setting
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
+    return cores_per_process()
+
+
+def cores_per_process() -> int:
+    """The available cores shared among the processes ``torchrun`` started on this machine."""
     return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
@@ -129,7 +134,7 @@ def resolve_workers(setting: int | str, threads: int, in_memory: bool, device_ty
     if setting != "auto":
         return int(setting)
     if device_type == "cuda":
-        return max(1, min(8, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
+        return max(1, min(8, cores_per_process() - 1))
     if in_memory:
         return 0
     return max(1, min(8, available_cores() - threads))
