@@ -207,7 +207,7 @@ class Classifier:
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
 
 
-UNREADABLE_HINT = "; fix or remove it, or leave it out of the images to predict"
+API_UNREADABLE_HINT = "; fix or remove it, or leave it out of the images to predict"  # the CLI names --skip-bad-images
 
 
 def _unreadable(path: str | os.PathLike, exc: UserError) -> UserError:
@@ -218,7 +218,7 @@ def _unreadable(path: str | os.PathLike, exc: UserError) -> UserError:
     from scarce.inference.predict import unreadable_image_message
 
     check = check_image(path)
-    return exc if check.ok else UserError(unreadable_image_message(path, check.reason, hint=UNREADABLE_HINT))
+    return exc if check.ok else UserError(unreadable_image_message(path, check.reason, hint=API_UNREADABLE_HINT))
 
 
 @dataclass
