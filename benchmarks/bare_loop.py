@@ -8,6 +8,9 @@ sampling with ``split_seed`` = seed, val drawn and left unused); scored once on 
 10k test set after the last epoch. Nothing of scarce is used except that sampling.
 
     .venv/bin/python benchmarks/bare_loop.py --seeds 0 1 2 --epochs 100 [--randaugment rand-m9-mstd0.5]
+
+``--device cuda`` runs the model on a GPU (augmentation stays on the CPU, with the same random
+draws); ``--root`` reads the Fashion-MNIST files from another folder (e.g. ``gpu_data.py``'s).
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
-def train_epoch(model, opt, sched, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> None:
+def train_epoch(
+    model, opt, sched, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, device: str
+) -> None:
     """One epoch of shuffled batches of 64 through ``augment``; ``sched`` (or None) steps per batch."""
     order = torch.randperm(len(labels), generator=gen)
     for i in range(0, len(order), 64):
         batch = order[i : i + 64]
-        loss = F.cross_entropy(model(augment(images[batch], gen)), labels[batch])
+        loss = F.cross_entropy(model(augment(images[batch], gen).to(device)), labels[batch].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -57,14 +62,16 @@ def train_epoch(model, opt, sched, images: torch.Tensor, labels: torch.Tensor, g
             sched.step()
 
 
-def train_and_test(seed: int, epochs: int, per_class: int, randaugment: str | None) -> dict:
-    train_x, train_y = load_arrays(None, "train")
-    test_x, test_y = load_arrays(None, "test")
+def train_and_test(
+    seed: int, epochs: int, per_class: int, randaugment: str | None, device: str = "cpu", root: str | None = None
+) -> dict:
+    train_x, train_y = load_arrays(root, "train")
+    test_x, test_y = load_arrays(root, "test")
     idx = sample_per_class(train_y, [per_class, per_class], seed)[0]
     images, labels = torch.from_numpy(train_x[idx]).unsqueeze(1), torch.from_numpy(train_y[idx])
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    model = timm.create_model("resnet18", num_classes=10, in_chans=1).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = -(-len(labels) // 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=epochs * steps, pct_start=0.15)
@@ -81,19 +88,20 @@ def train_and_test(seed: int, epochs: int, per_class: int, randaugment: str | No
             epoch_images = torch.stack(
                 [torch.from_numpy(np.asarray(ra(Image.fromarray(im[0].numpy()))))[None] for im in images]
             )
-        train_epoch(model, opt, sched, epoch_images, labels, gen)
+        train_epoch(model, opt, sched, epoch_images, labels, gen, device)
     train_seconds = time.perf_counter() - start
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(test_y), 500):
             x = (F.pad(torch.from_numpy(test_x[i : i + 500]).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN) / STD
-            correct += int((model(x).argmax(1) == torch.from_numpy(test_y[i : i + 500])).sum())
+            correct += int((model(x.to(device)).argmax(1).cpu() == torch.from_numpy(test_y[i : i + 500])).sum())
     return {
         "seed": seed,
         "test_top1": correct / len(test_y),
         "train_seconds": round(train_seconds, 1),
         "seconds_per_epoch": round(train_seconds / epochs, 3),
+        "device": device,
     }
 
 
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--randaugment", default=None, help="timm RandAugment string, e.g. rand-m9-mstd0.5")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--name", default=None, help="results file stem (default bare_loop[_ra]_k<per-class>)")
+    p.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
+    p.add_argument("--root", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             atomic_write_json(
                 done,
                 {
-                    **train_and_test(seed, args.epochs, args.per_class, args.randaugment),
+                    **train_and_test(seed, args.epochs, args.per_class, args.randaugment, args.device, args.root),
                     "threads": torch.get_num_threads(),
                 },
             )

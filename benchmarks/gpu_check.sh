@@ -8,6 +8,10 @@
 #   tests    the test suite (or TESTS=...) with CUDA visible
 #   speed    gpu_check.py: autocast x memory format, trainer vs bare loop
 #   workers  the shipped recipe's training images/s per data.num_workers:threads pair (15 epochs each)
+#   screen   k = 10 cells, seeds 0-2, of SCREEN_CONFIGS at 64 px and of SCREEN32_CONFIGS at 32 px (28 px
+#            framed, as the bare loop), the matrix's cellk settings, all at once, 1 thread each (small_data.py)
+#   bare     bare_loop.py on CUDA at BARE_K images per class, BARE_EPOCHS epochs, seeds 0-2 at once
+# speed runs first, on an idle GPU; the other parts after it.
 # Prepare here, then run there:
 #   .venv/bin/python benchmarks/gpu_data.py --out .gpu/fmnist --seeds 0 1 2     # 5.6 MB, fits the transfer
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .whl "pillow<13"
@@ -36,6 +40,31 @@ if python3 -c "import PIL, sys; sys.exit(int(PIL.__version__.split('.')[0]) < 13
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/pillow-*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 
+if part speed; then
+  log "speed switches (gpu_check.py), on an idle GPU"
+  timeout "${SPEED_S:-200}" python3 benchmarks/gpu_check.py --results "$OUT" --set "${DATA[@]}" || log "gpu_check.py failed or timed out: $?"
+fi
+if part screen; then
+  # data.num_workers=0: a k = 10 epoch is one or two steps, and workers would be started every epoch
+  CELL=(--k 10 --seeds 0 1 2 --threads 1 --set eval_every=5 epochs=auto sched.warmup_epochs=auto data.num_workers=0 "${DATA[@]}" ${TRAIN_EXTRA:-})
+  log "k = 10 screen: ${SCREEN_CONFIGS:=tuned tuned_keeplast tuned_ra9_mixup_wd2e3 tuned_ra9_mixup_wd2e3_keeplast}" \
+    "at 64 px; ${SCREEN32_CONFIGS:=tuned tuned_keeplast} at 32 px"
+  # shellcheck disable=SC2086  # SCREEN_CONFIGS is a list
+  timeout $((BUDGET_S - 30)) python3 benchmarks/small_data.py --matrix mix --configs $SCREEN_CONFIGS --jobs $((3 * $(wc -w <<<"$SCREEN_CONFIGS"))) \
+    --work "$RUNS/screen64" --results "$OUT" --name screen_k10_64px "${CELL[@]}" data.img_size=64 augment.pad=4 \
+    > "$RUNS/screen64.log" 2>&1 &
+  # shellcheck disable=SC2086
+  timeout $((BUDGET_S - 30)) python3 benchmarks/small_data.py --matrix mix --configs $SCREEN32_CONFIGS --jobs $((3 * $(wc -w <<<"$SCREEN32_CONFIGS"))) \
+    --work "$RUNS/screen32" --results "$OUT" --name screen_k10_32px "${CELL[@]}" data.img_size=32 data.small_images=pad \
+    augment.pad=2 > "$RUNS/screen32.log" 2>&1 &
+fi
+if part bare; then
+  log "bare loop on CUDA: ${BARE_K:=100} per class, ${BARE_EPOCHS:=300} epochs, seeds 0 1 2"
+  for s in 0 1 2; do
+    timeout $((BUDGET_S - 30)) python3 benchmarks/bare_loop.py --seeds $s --per-class "$BARE_K" --epochs "$BARE_EPOCHS" \
+      --threads 1 --device "${BARE_DEVICE:-cuda}" --root .gpu/fmnist > "$RUNS/bare_s$s.log" 2>&1 &
+  done
+fi
 if part train; then
   log "fashion-mnist-50, 300 epochs, seeds 0 1 2 in parallel"
   for s in 0 1 2; do
@@ -53,12 +82,6 @@ if part tests; then
   # shellcheck disable=SC2086  # TESTS is a list of paths
   OMP_NUM_THREADS=1 timeout 200 python3 -m pytest -q -n 8 -p no:cacheprovider --timeout 120 $TESTS > "$OUT/tests.txt" 2>&1
   log "pytest exit $?: $(tail -n 1 "$OUT/tests.txt")"
-fi
-if part speed; then
-  # on an idle GPU if the trainings are done in time, else beside them (logged)
-  wait_jobs $((BUDGET_S - 240))
-  log "speed switches (gpu_check.py); trainings still running: $(jobs -r | wc -l)"
-  timeout 200 python3 benchmarks/gpu_check.py --results "$OUT" --set "${DATA[@]}" || log "gpu_check.py failed or timed out: $?"
 fi
 if part workers; then
   wait_jobs $((BUDGET_S - 120))
@@ -81,6 +104,19 @@ if part train; then
     timeout 25 python3 -m scarce ensemble --base "$RUNS/fm50_s0" --members "$RUNS/fm50_s1" "$RUNS/fm50_s2" \
       --method soft --tta 2 --out "$RUNS/soft3.npz"
   fi
+fi
+if part bare; then
+  wait_jobs $((BUDGET_S - 20))
+  done_dir=benchmarks/work/bare_loop/bare_loop_k"$BARE_K"_e"$BARE_EPOCHS"
+  if ls "$done_dir"/seed{0,1,2}.json > /dev/null 2>&1; then   # the table from the seeds' files, nothing retrained
+    python3 benchmarks/bare_loop.py --seeds 0 1 2 --per-class "$BARE_K" --epochs "$BARE_EPOCHS" --root .gpu/fmnist
+  else log "bare loop: not every seed finished"; tail -n 3 "$RUNS"/bare_s*.log; fi
+  cp benchmarks/results/bare_loop_k"$BARE_K"_e"$BARE_EPOCHS".* "$OUT"/ 2>/dev/null
+  cp -r "$done_dir" "$OUT"/bare_loop_seeds 2>/dev/null
+fi
+if part screen; then
+  wait_jobs $((BUDGET_S - 20))
+  tail -n 3 "$RUNS"/screen*.log
 fi
 log "collecting"
 tar -czf "$OUT/runs.tar.gz" -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints --exclude='*_members' . 2>/dev/null
