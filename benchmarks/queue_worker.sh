@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One lane of a benchmark matrix: pulls "CONFIG SEED [K]" lines off a shared queue file (under flock,
-# so two lanes never take the same cell) and trains each as a 64 px / 300-epoch cell (queue_lib.sh's
-# cell300; with K, cellk at K images per class) from the pinned worktree, until the queue is empty
-# or DEADLINE (UTC HH:MM) has passed.
+# One lane of a benchmark matrix: pulls "CONFIG SEED [K [32]]" lines off a shared queue file (under
+# flock, so two lanes never take the same cell) and trains each as a 64 px / 300-epoch cell
+# (queue_lib.sh's cell300; with K, cellk at K images per class, at 32 px with 32) from the pinned
+# worktree, or runs a "bare_loop K EPOCHS SEED" line, until the queue is empty or DEADLINE (UTC
+# HH:MM) has passed.
 # Cells are resumable: a SIGTERM'd cell writes a checkpoint, and putting its line back continues it.
 #   cp benchmarks/queues/session16.txt /tmp/q.txt
 #   WORK64=/work/bench16 DEADLINE=07:38 bash benchmarks/queue_worker.sh /work/wtM /tmp/q.txt &   # lane 1
@@ -27,8 +28,11 @@ while true; do
   line=$(take_line)
   [ -z "$line" ] && break
   echo "$(date -u +%T) start $line"
-  # shellcheck disable=SC2086  # "CONFIG SEED [K]" splits into the cell function's arguments
-  if [ "$(wc -w <<<"$line")" -eq 3 ]; then cellk $line; else cell300 $line; fi
+  # shellcheck disable=SC2086  # a line splits into the cell function's arguments
+  case "$line" in
+    "bare_loop "*) bareloop ${line#bare_loop } ;;
+    *) if [ "$(wc -w <<<"$line")" -ge 3 ]; then cellk $line; else cell300 $line; fi ;;
+  esac
   status=$?  # before the echo: its $(date) would reset $? to 0 (a failed cell was logged as exit 0)
   if [ "$status" -eq 0 ]; then echo "$(date -u +%T) done $line"; else echo "$(date -u +%T) FAILED $line (exit $status)"; fi
 done

@@ -459,6 +459,31 @@ def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
     assert queue.read_text() == ""  # every line taken
 
 
+def test_queue_worker_runs_each_kind_of_line(tmp_path):
+    """A queue line picks its cell: CONFIG SEED (300 epochs), + K (auto budget at 64 px), + K 32 (the
+    bare loop's 32 px frame, in its own work dir), and bare_loop K EPOCHS SEED."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path / "calls.txt"}\n')
+    fake_python.chmod(0o755)
+    queue = tmp_path / "q.txt"
+    queue.write_text("a 0\nb 1 10\nc 2 10 32\nbare_loop 100 300 1\n")
+    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w")}
+    cmd = ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)]
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert len(calls) == 4, calls
+    assert "--configs a --seeds 0 --epochs 300" in calls[0] and f"--work {tmp_path / 'w'}" in calls[0]
+    assert "--configs b --seeds 1 --k 10" in calls[1] and "data.img_size=64 augment.pad=4 --name up64_k10" in calls[1]
+    assert calls[1].endswith(f"--work {tmp_path / 'w'}")
+    assert "--configs c --seeds 2 --k 10" in calls[2]
+    assert "data.img_size=32 data.small_images=pad augment.pad=2 --name up32_k10" in calls[2]
+    assert calls[2].endswith(f"--work {tmp_path / 'w'}_px32")
+    assert calls[3] == "benchmarks/bare_loop.py --per-class 100 --epochs 300 --seeds 1 --threads 1"
+
+
 def test_queue_worker_pins_its_cells_to_lane_cpu(tmp_path):
     """LANE_CPU=N runs every cell of the lane on CPU N (two unpinned lanes were seen sharing one CPU)."""
     import subprocess
