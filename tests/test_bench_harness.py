@@ -427,26 +427,28 @@ def test_kept_cells_keep_an_earlier_best_epoch_and_held_out_images(tmp_path):
         keep_cells.main(["restore", "--work", str(tmp_path / "w"), "--name", "typo", "--kept", str(tmp_path / "kept")])
 
 
-def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
-    """A cell whose trainer exits non-zero is logged FAILED with its status (it was logged exit 0)."""
+def run_queue_worker(tmp_path: Path, trainer: str, lines: str, check: bool = True, **env: str):
+    """A queue worker over ``lines``, its cells run by a stand-in python whose bash body is
+    ``trainer``, with only ``env`` (and PATH, PY, WORK64) set -> (the finished process, the queue file)."""
     import subprocess
 
-    repo = Path(__file__).resolve().parents[1]
     fake_python = tmp_path / "python"
-    # the stand-in trainer fails for config "bad" and succeeds for any other
-    fake_python.write_text('#!/usr/bin/env bash\n[[ " $* " == *" --configs bad "* ]] && exit 3\nexit 0\n')
+    fake_python.write_text(f"#!/usr/bin/env bash\n{trainer}\n")
     fake_python.chmod(0o755)
     queue = tmp_path / "q.txt"
-    queue.write_text("good 0\nbad 1\ngood 2 10\n")
-    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w")}
-    out = subprocess.run(
-        ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    queue.write_text(lines)
+    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w"), **env}
+    repo = Path(__file__).resolve().parents[1]
+    cmd = ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=check), queue
+
+
+def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
+    """A cell whose trainer exits non-zero is logged FAILED with its status (it was logged exit 0)."""
+    # the stand-in trainer fails for config "bad" and succeeds for any other
+    fails_bad = '[[ " $* " == *" --configs bad "* ]] && exit 3\nexit 0'
+    done, queue = run_queue_worker(tmp_path, fails_bad, "good 0\nbad 1\ngood 2 10\n")
+    out = done.stdout
     events = [line.split(" ", 1)[1] for line in out.splitlines()]
     assert events == [
         "start good 0",
@@ -462,17 +464,8 @@ def test_queue_worker_logs_failed_cells_as_failed(tmp_path):
 def test_queue_worker_runs_each_kind_of_line(tmp_path):
     """A queue line picks its cell: CONFIG SEED (300 epochs), + K (auto budget at 64 px), + K 32 (the
     bare loop's 32 px frame, in its own work dir), and bare_loop K EPOCHS SEED."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[1]
-    fake_python = tmp_path / "python"
-    fake_python.write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path / "calls.txt"}\n')
-    fake_python.chmod(0o755)
-    queue = tmp_path / "q.txt"
-    queue.write_text("a 0\nb 1 10\nc 2 10 32\nbare_loop 100 300 1\n")
-    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w")}
-    cmd = ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)]
-    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    lines = "a 0\nb 1 10\nc 2 10 32\nbare_loop 100 300 1\n"
+    run_queue_worker(tmp_path, f'echo "$*" >> {tmp_path / "calls.txt"}', lines)
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     assert len(calls) == 4, calls
     assert "--configs a --seeds 0 --epochs 300" in calls[0] and f"--work {tmp_path / 'w'}" in calls[0]
@@ -486,22 +479,13 @@ def test_queue_worker_runs_each_kind_of_line(tmp_path):
 
 def test_queue_worker_pins_its_cells_to_lane_cpu(tmp_path):
     """LANE_CPU=N runs every cell of the lane on CPU N (two unpinned lanes were seen sharing one CPU)."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[1]
-    fake_python = tmp_path / "python"
-    # the stand-in trainer records the CPUs it may run on
-    fake_python.write_text(f"#!/usr/bin/env bash\ntaskset -pc $$ >> {tmp_path / 'cpus.txt'}\n")
-    fake_python.chmod(0o755)
-    queue = tmp_path / "q.txt"
-    queue.write_text("a 0\nb 1\n")
     cpu = sorted(os.sched_getaffinity(0))[-1]  # one this test may use
-    env = {"PATH": "/usr/bin:/bin", "PY": str(fake_python), "WORK64": str(tmp_path / "w"), "LANE_CPU": str(cpu)}
-    cmd = ["bash", str(repo / "benchmarks" / "queue_worker.sh"), str(repo), str(queue)]
-    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    # the stand-in trainer records the CPUs it may run on
+    trainer = f"taskset -pc $$ >> {tmp_path / 'cpus.txt'}"
+    run_queue_worker(tmp_path, trainer, "a 0\nb 1\n", LANE_CPU=str(cpu))
     lines = (tmp_path / "cpus.txt").read_text().splitlines()
     assert len(lines) == 2 and all(line.endswith(f"affinity list: {cpu}") for line in lines), lines
-    env["LANE_CPU"] = "999"  # no such CPU: the lane refuses to start rather than run unpinned
-    queue.write_text("a 0\n")
-    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 2
+    # no such CPU: the lane refuses to start rather than run unpinned
+    refused, queue = run_queue_worker(tmp_path, trainer, "a 0\n", check=False, LANE_CPU="999")
+    assert refused.returncode == 2
     assert queue.read_text() == "a 0\n"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from scarce.data.seeding import sample_seed, seeded_rngs
 from scarce.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -248,8 +249,6 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(item, tuple):
-            from scarce.data.loader import sample_seed, seeded_rngs
-
             epoch, index = item
             with seeded_rngs(sample_seed(self.seed, epoch, index)):
                 return self[index]

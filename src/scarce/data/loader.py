@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from scarce.config import AugmentConfig, DataConfig
 from scarce.data.datasets import ImageDataset, Split, full_scale_of, is_gray_image, spread_picks
+from scarce.data.seeding import epoch_seed, seed_worker
 from scarce.data.splits import missing_split_error, resolve_splits
 from scarce.data.transforms import EvalTransform, TrainTransform
 
@@ -114,46 +113,6 @@ def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: Aug
     return ImageDataset(bundle.splits[split], bundle.mode, transform)
 
 
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds `random` and itself per worker; timm's RandAugment also draws from numpy.
-    np.random.seed(torch.initial_seed() % 2**32)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of sample ``index``'s augmentation in ``epoch``: the same in any worker."""
-    return (epoch_seed(seed, epoch) * 1_000_033 + index) % 2**63
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@contextmanager
-def seeded_rngs(seed: int) -> Iterator[None]:
-    """Seed python, numpy and torch (CPU) for a block, then restore their previous states, so
-    per-sample seeding in the main process (``num_workers=0``) leaves dropout's stream alone.
-
-    Uses ``torch.default_generator`` directly: ``torch.manual_seed`` also queues a lazy CUDA
-    seed with a stack trace, ~100x slower, per sample.
-    """
-    states = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.default_generator.set_state(states[2])
-
-
 class EpochSampler(DistributedSampler):
     """A :class:`DistributedSampler` that yields ``(epoch, index)``: the dataset seeds each
     sample's augmentation from them, so workers can live for the whole run and the number
@@ -225,7 +184,7 @@ def build_train_loader(
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drops_last_batch(per_rank, batch_size, keep_last_batch),
-        worker_init_fn=_seed_worker,
+        worker_init_fn=seed_worker,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
@@ -298,7 +257,7 @@ def build_eval_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=seed_worker,
         persistent_workers=persistent and num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )

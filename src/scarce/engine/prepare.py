@@ -13,7 +13,8 @@ import torch.nn as nn
 from scarce.config import Config, data_label
 from scarce.data import DataBundle, build_data, build_dataset, build_eval_loader, build_train_loader
 from scarce.data.check import class_count_problem
-from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, eval_shard, keeps_batches, seed_everything
+from scarce.data.loader import EVAL_BATCH_FACTOR, KeptBatches, eval_shard, keeps_batches
+from scarce.data.seeding import seed_everything
 from scarce.engine.amp_fallback import resumed_hardware
 from scarce.engine.auto_budget import resolve_auto_epochs, resolve_auto_size
 from scarce.engine.batch import BatchPreprocessor

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scarce.config import Config
 from scarce.data import set_loader_epoch
-from scarce.data.loader import sample_seed, seed_everything
+from scarce.data.seeding import sample_seed, seed_everything
 from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.describe import startup_lines

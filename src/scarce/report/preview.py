@@ -127,7 +127,7 @@ def preview_panels(
     """Panels for :func:`image_grid_figure`: original + ``views`` seeded training views of
     ``n_images`` images (columns), then the LSB Swap bit-plane panel."""
     from scarce.data import build_data, build_dataset
-    from scarce.data.loader import seed_everything
+    from scarce.data.seeding import seed_everything
     from scarce.engine.auto_budget import resolve_auto_budget
     from scarce.engine.batch import BatchPreprocessor
     from scarce.engine.factories import build_mixer
