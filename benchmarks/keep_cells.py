@@ -151,6 +151,17 @@ def kept_cells(root: Path) -> list[Path]:
     return cells
 
 
+def kept_as_is(cell: Path, kept: Path) -> bool:
+    """``cell`` is kept at ``kept`` from the same finished training (so a second ``keep`` under the
+    same name, as more cells finish, adds only the new ones)."""
+    summary = kept / "summary.json"
+    return (
+        (kept / "predictions.npz").is_file()
+        and summary.is_file()
+        and summary.read_bytes() == (cell / "summary.json").read_bytes()
+    )
+
+
 def kept_row(kept: Path, root: Path) -> dict:
     """Size and test top-1 of the final weights, from the kept (float16) arrays themselves."""
     with np.load(kept / "predictions.npz", allow_pickle=False) as z:
@@ -195,11 +206,16 @@ def main(argv: list[str] | None = None) -> dict:
     passed = [
         c
         for c in cells
-        if not (c / "last.safetensors").is_file() or c.relative_to(args.work / args.tag) in kept_elsewhere
+        if not (c / "last.safetensors").is_file()
+        or c.relative_to(args.work / args.tag) in kept_elsewhere
+        or kept_as_is(c, root / c.relative_to(args.work / args.tag))
     ]
     cells = [c for c in cells if c not in passed]
     if passed:
-        print(f"passed over {len(passed)} cells kept already (restored without weights, or under another --name)")
+        print(
+            f"passed over {len(passed)} cells kept already (restored without weights, under another --name, "
+            "or under this one since they finished)"
+        )
     if not cells:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with weights that is not kept already")
     for cell in cells:

@@ -363,6 +363,11 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
         for work in ("again", "work"):  # restored, or with its weights but kept under "s": kept already
             with pytest.raises(SystemExit, match="no finished cell with weights that is not kept already"):
                 keep_cells.main(["keep", "--work", str(tmp_path / work), "--name", "s2", *common])
+        with pytest.raises(SystemExit, match="no finished cell with weights that is not kept already"):
+            keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", *common])  # kept as it is
+        summary = tmp_path / "work" / "data" / "ce" / "seed0" / "summary.json"
+        summary.write_text(summary.read_text().replace("{", '{"retrained": 1, ', 1))  # another training of it
+        assert keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", *common])["rows"]
         scores = {
             w: select_weights.main(
                 ["--work", str(tmp_path / w), "--tag", "data", "--results", str(tmp_path / w), "--name", "s"]
