@@ -10,8 +10,8 @@ count) and the overrides that tell the variant from the reference::
     .venv/bin/python benchmarks/paired.py --config tuned_ra9_lsb_before --name small_input100 \\
         --variant unchanged=/work/bench_work --variant stem=/work/bench_si_stem --variant up64=/work/bench_si_up64
 
-Writes ``benchmarks/results/<name>.{md,json}``; ends with ``best_variant`` and
-``best_paired_gain_points``.
+Writes ``benchmarks/results/<name>.{md,json}``; ends with ``best_variant`` (the reference when
+no variant is higher on average) and ``best_paired_gain_points`` (the highest variant's gain).
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [variant_row(name, found[name], found[reference]) for name, _, _ in variants]
     gain = lambda r: float("-inf") if r["paired_gain_mean"] is None else r["paired_gain_mean"]  # noqa: E731
     best = max(rows[1:] or rows, key=gain)
+    below = best["paired_gain_mean"] is not None and best["paired_gain_mean"] <= 0
     headlines = {
-        "best_variant": best["variant"],
+        # the headline must not name a variant "best" that scored below the reference
+        "best_variant": f"{reference} (the reference: no variant higher)" if below else best["variant"],
         "best_paired_gain_points": "-" if best["paired_gain_mean"] is None else f"{best['paired_gain_mean']:+.2f}",
     }
     data = {"config": args.config, "reference": reference, "rows": rows, "machine": machine()}

@@ -294,6 +294,14 @@ def test_paired_variants_differ_by_seed_and_by_setting(tmp_path):
     assert ref["epoch_seconds"] == 3.0 and up["epoch_seconds"] == 7.0  # medians: a slow epoch does not count
     assert up["differs_by"] == ["data.img_size=64"]  # seeds are not a difference
     assert data["headlines"] == {"best_variant": "up", "best_paired_gain_points": "+1.67"}
+    swapped = paired.main(  # "up" as the reference: the other variant is lower, and not called best
+        ["--config", "cfg", "--variant", f"up={tmp_path / 'up'}", "--variant", f"ref={tmp_path / 'ref'}"]
+        + ["--results", str(tmp_path / "results"), "--name", "t"]
+    )
+    assert swapped["headlines"] == {
+        "best_variant": "up (the reference: no variant higher)",
+        "best_paired_gain_points": "-1.67",
+    }
 
 
 def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
