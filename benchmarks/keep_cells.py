@@ -152,8 +152,9 @@ def kept_cells(root: Path) -> list[Path]:
 
 
 def kept_as_is(cell: Path, kept: Path) -> bool:
-    """``cell`` is kept at ``kept`` from the same finished training (so a second ``keep`` under the
-    same name, as more cells finish, adds only the new ones)."""
+    """``cell`` is kept at ``kept`` from the same finished training (its summary.json, with run dir
+    and seconds, is the same): a second ``keep`` as more cells finish adds only the new ones, and a
+    cell of the same config and seed from another work dir (another setting) is not taken for it."""
     summary = kept / "summary.json"
     return (
         (kept / "predictions.npz").is_file()
@@ -197,25 +198,19 @@ def main(argv: list[str] | None = None) -> dict:
         return {"cells": len(cells)}
     holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
     cells = [c for c in finished_cells(args.work, args.tag) if args.configs is None or c.parent.name in args.configs]
-    # kept already by the session that trained it: a restored cell (no weights), or one kept under another name
-    kept_elsewhere = {
-        p.parent.relative_to(p.parents[3] / args.tag)
-        for p in args.kept.glob(f"*/{args.tag}/*/seed*/predictions.npz")
-        if p.parents[3].name != args.name
-    }
+    # kept already: a restored cell (no weights), or the same training kept under any name (this
+    # session's earlier keep, or another name); a cell of the same name from another work dir is not
     passed = [
         c
         for c in cells
         if not (c / "last.safetensors").is_file()
-        or c.relative_to(args.work / args.tag) in kept_elsewhere
-        or kept_as_is(c, root / c.relative_to(args.work / args.tag))
+        or any(
+            kept_as_is(c, k.parent) for k in args.kept.glob(f"*/{args.tag}/{c.parent.name}/{c.name}/predictions.npz")
+        )
     ]
     cells = [c for c in cells if c not in passed]
     if passed:
-        print(
-            f"passed over {len(passed)} cells kept already (restored without weights, under another --name, "
-            "or under this one since they finished)"
-        )
+        print(f"passed over {len(passed)} cells kept already (restored without weights, or the same training kept)")
     if not cells:
         raise SystemExit(f"{args.work / args.tag}: no finished cell with weights that is not kept already")
     for cell in cells:

@@ -356,6 +356,8 @@ def test_select_weights_scores_best_last_and_ema_of_each_cell(tmp_path):
 
 
 def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
+    import shutil
+
     import keep_cells
     import numpy as np
     import select_weights
@@ -376,6 +378,11 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
         summary = tmp_path / "work" / "data" / "ce" / "seed0" / "summary.json"
         summary.write_text(summary.read_text().replace("{", '{"retrained": 1, ', 1))  # another training of it
         assert keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", *common])["rows"]
+        # a cell of the same config and seed in another work dir (another setting) is a cell of its own
+        shutil.copytree(tmp_path / "work", tmp_path / "other")
+        other = tmp_path / "other" / "data" / "ce" / "seed0" / "summary.json"
+        other.write_text(other.read_text().replace(str(tmp_path / "work"), str(tmp_path / "other")))
+        assert keep_cells.main(["keep", "--work", str(tmp_path / "other"), "--name", "s3", *common])["rows"]
         scores = {
             w: select_weights.main(
                 ["--work", str(tmp_path / w), "--tag", "data", "--results", str(tmp_path / w), "--name", "s"]
