@@ -94,7 +94,9 @@ def train_and_test(
     correct = 0
     with torch.no_grad():
         for i in range(0, len(test_y), 500):
-            x = (F.pad(torch.from_numpy(test_x[i : i + 500]).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN) / STD
+            x = (
+                F.pad(torch.from_numpy(test_x[i : i + 500].copy()).unsqueeze(1).float() / 255, (2, 2, 2, 2)) - MEAN
+            ) / STD
             correct += int((model(x.to(device)).argmax(1).cpu() == torch.from_numpy(test_y[i : i + 500])).sum())
     return {
         "seed": seed,
