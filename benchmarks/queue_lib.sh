@@ -15,12 +15,9 @@ cell300() { $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --
 # recipes keep the stem), shifts of +-2 px, in WORK32 (default WORK64_px32), results up32_k<K>.
 # bareloop K EPOCHS SEED: bare_loop.py at K images per class (its per-seed files resume it).
 cellk() {
-  if [ "${4:-64}" = 32 ]; then
-    $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --k $3 --threads 1 --set eval_every=5 epochs=auto \
-      sched.warmup_epochs=auto data.img_size=32 data.small_images=pad augment.pad=2 --name up32_k$3 --work "$WORK32"
-  else
-    $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --k $3 --threads 1 --set eval_every=5 epochs=auto \
-      sched.warmup_epochs=auto data.img_size=64 augment.pad=4 --name up64_k$3 --work "$WORK64"
-  fi
+  local size=(data.img_size=64 augment.pad=4) px=64 work=$WORK64
+  if [ "${4:-64}" = 32 ]; then size=(data.img_size=32 data.small_images=pad augment.pad=2) px=32 work=$WORK32; fi
+  $PY benchmarks/small_data.py --matrix mix --configs $1 --seeds $2 --k $3 --threads 1 --set eval_every=5 epochs=auto \
+    sched.warmup_epochs=auto "${size[@]}" --name up${px}_k$3 --work "$work"
 }
 bareloop() { $PY benchmarks/bare_loop.py --per-class $1 --epochs $2 --seeds $3 --threads 1; }
