@@ -12,7 +12,8 @@ as if the weights were there (from the cached predictions they read first)::
     .venv/bin/python benchmarks/keep_cells.py keep --work /work/bench18 --name session18
     .venv/bin/python benchmarks/keep_cells.py restore --name session18 --work /work/bench19
 
-Writes under ``benchmarks/results/cells/<name>/<tag>/<config>/seed<s>/``; ends with ``cells: N``
+Writes under ``benchmarks/results/cells/<name>/<tag>/<config>/seed<s>/`` and lists them in
+``results/kept_<name>[_<tag>].md`` (the tag named unless it is the default); ends with ``cells: N``
 and ``kept_mb: X``.
 """
 
@@ -35,6 +36,7 @@ from small_data_holdout import HOLDOUT_KEY, holdout_images, holdout_top1  # noqa
 from scarce.inference.predictions import Predictions, save_predictions  # noqa: E402
 
 KEPT_DIR = HERE / "results" / "cells"
+DEFAULT_TAG = "fashion-mnist-k50"
 # (weights, split, views): split "holdout" is the held-out images of small_data_holdout.py
 KEPT = [
     ("last", "val", 1),
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("action", choices=["keep", "restore"])
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--name", required=True, help="folder under --kept: one per session's work dir")
-    p.add_argument("--tag", default="fashion-mnist-k50")
+    p.add_argument("--tag", default=DEFAULT_TAG)
     p.add_argument("--kept", type=Path, default=KEPT_DIR)
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--tta", action="store_true", help="also 2-view TTA of the final weights on val and test")
@@ -221,7 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     headline = {"cells": str(len(rows)), "kept_mb": f"{sum(r['kb'] for r in rows) / 1024:.1f}"}
     out = {"rows": rows, "work": str(args.work), "machine": machine()}
-    write_results(args.results, f"kept_{args.name}", out, table + "\n", headline)
+    # one listing per tag: a keep of another tag under the same name must not replace it
+    stem = f"kept_{args.name}" if args.tag == DEFAULT_TAG else f"kept_{args.name}_{args.tag}"
+    write_results(args.results, stem, out, table + "\n", headline)
     return out
 
 

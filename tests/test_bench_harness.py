@@ -369,6 +369,7 @@ def test_kept_cells_restore_as_cells_that_score_without_weights(tmp_path):
         small_data.main(argv)
         common = ["--tag", "data", "--kept", str(tmp_path / "kept"), "--results", str(tmp_path / "res")]
         kept = keep_cells.main(["keep", "--work", str(tmp_path / "work"), "--name", "s", "--tta", *common])
+        assert (tmp_path / "res" / "kept_s_data.md").is_file()  # per tag: another tag's keep leaves it
         keep_cells.main(["restore", "--work", str(tmp_path / "again"), "--name", "s", *common])
         for work in ("again", "work"):  # restored, or with its weights but kept under "s": kept already
             with pytest.raises(SystemExit, match="no finished cell with weights that is not kept already"):
