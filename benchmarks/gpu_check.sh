@@ -49,14 +49,14 @@ if part screen; then
   CELL=(--k 10 --seeds 0 1 2 --threads 1 --set eval_every=5 epochs=auto sched.warmup_epochs=auto data.num_workers=0 "${DATA[@]}" ${TRAIN_EXTRA:-})
   log "k = 10 screen: ${SCREEN_CONFIGS:=tuned tuned_keeplast tuned_ra9_mixup_wd2e3 tuned_ra9_mixup_wd2e3_keeplast}" \
     "at 64 px; ${SCREEN32_CONFIGS:=tuned tuned_keeplast} at 32 px"
-  screen() {  # PX "CONFIGS" SETTINGS...: every cell of CONFIGS x 3 seeds at once, in the background
+  screen_cells() {  # PX "CONFIGS" SETTINGS...: every cell of CONFIGS x 3 seeds at once, in the background
     local px=$1 configs=$2; shift 2
     # shellcheck disable=SC2086  # configs is a list
     timeout $((BUDGET_S - 30)) python3 benchmarks/small_data.py --matrix mix --configs $configs --jobs $((3 * $(wc -w <<<"$configs"))) \
       --work "$RUNS/screen$px" --results "$OUT" --name screen_k10_${px}px "${CELL[@]}" "$@" > "$RUNS/screen$px.log" 2>&1 &
   }
-  screen 64 "$SCREEN_CONFIGS" data.img_size=64 augment.pad=4
-  screen 32 "$SCREEN32_CONFIGS" data.img_size=32 data.small_images=pad augment.pad=2
+  screen_cells 64 "$SCREEN_CONFIGS" data.img_size=64 augment.pad=4
+  screen_cells 32 "$SCREEN32_CONFIGS" data.img_size=32 data.small_images=pad augment.pad=2
 fi
 if part bare; then
   log "bare loop on CUDA: ${BARE_K:=100} per class, ${BARE_EPOCHS:=300} epochs, seeds 0 1 2"
