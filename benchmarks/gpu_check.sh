@@ -24,6 +24,7 @@ TESTS=${TESTS:-tests}
 BUDGET_S=${BUDGET_S:-520}   # collect what there is this long after the start
 # TRAIN_EXTRA (e.g. "epochs=1 device=cpu"): a dry run of the trainings on a CPU machine
 DATA=(data.root=.gpu/fmnist)
+SEEDS="0 1 2"   # of every part; .gpu holds the data of these (gpu_data.py --seeds)
 mkdir -p "$OUT" "$RUNS"
 start=$(date +%s)
 export PYTHONPATH="${SRC:-$PWD/src}" PYTHONUNBUFFERED=1   # SRC: another copy of the package (e.g. one without unfinished edits)
@@ -46,7 +47,7 @@ if part speed; then
 fi
 if part screen; then
   # data.num_workers=0: a k = 10 epoch is one or two steps, and workers would be started every epoch
-  CELL=(--k 10 --seeds 0 1 2 --threads 1 --set eval_every=5 epochs=auto sched.warmup_epochs=auto data.num_workers=0 "${DATA[@]}" ${TRAIN_EXTRA:-})
+  CELL=(--k 10 --seeds $SEEDS --threads 1 --set eval_every=5 epochs=auto sched.warmup_epochs=auto data.num_workers=0 "${DATA[@]}" ${TRAIN_EXTRA:-})
   log "k = 10 screen: ${SCREEN_CONFIGS:=tuned tuned_keeplast tuned_ra9_mixup_wd2e3 tuned_ra9_mixup_wd2e3_keeplast}" \
     "at 64 px; ${SCREEN32_CONFIGS:=tuned tuned_keeplast} at 32 px"
   screen_cells() {  # PX "CONFIGS" SETTINGS...: every cell of CONFIGS x 3 seeds at once, in the background
@@ -59,15 +60,15 @@ if part screen; then
   screen_cells 32 "$SCREEN32_CONFIGS" data.img_size=32 data.small_images=pad augment.pad=2
 fi
 if part bare; then
-  log "bare loop on CUDA: ${BARE_K:=100} per class, ${BARE_EPOCHS:=300} epochs, seeds 0 1 2"
-  for s in 0 1 2; do
+  log "bare loop on CUDA: ${BARE_K:=100} per class, ${BARE_EPOCHS:=300} epochs, seeds $SEEDS"
+  for s in $SEEDS; do
     timeout $((BUDGET_S - 30)) python3 benchmarks/bare_loop.py --seeds $s --per-class "$BARE_K" --epochs "$BARE_EPOCHS" \
       --threads 1 --device "${BARE_DEVICE:-cuda}" --root .gpu/fmnist > "$RUNS/bare_s$s.log" 2>&1 &
   done
 fi
 if part train; then
-  log "fashion-mnist-50, 300 epochs, seeds 0 1 2 in parallel"
-  for s in 0 1 2; do
+  log "fashion-mnist-50, 300 epochs, seeds $SEEDS in parallel"
+  for s in $SEEDS; do
     timeout $((BUDGET_S - 50)) python3 -m scarce train --recipe fashion-mnist-50 --out "$RUNS/fm50_s$s" --no-progress \
       "${DATA[@]}" seed=$s data.split_seed=$s threads=3 ${TRAIN_EXTRA:-} > "$RUNS/fm50_s$s.log" 2>&1 &
   done
@@ -97,7 +98,7 @@ if part workers; then
 fi
 if part train; then
   wait_jobs $((BUDGET_S - 50))
-  for s in 0 1 2; do log "seed $s: $(tail -n 4 "$RUNS/fm50_s$s.log" | tr '\n' ' ')"; done
+  for s in $SEEDS; do log "seed $s: $(tail -n 4 "$RUNS/fm50_s$s.log" | tr '\n' ' ')"; done
   if [ -f "$RUNS/fm50_s0/test_metrics.json" ]; then
     log "evaluate / predict --tta 2 / soft ensemble on CUDA"
     timeout 20 python3 -m scarce evaluate "$RUNS/fm50_s0"
@@ -108,8 +109,9 @@ fi
 if part bare; then
   wait_jobs $((BUDGET_S - 20))
   done_dir=benchmarks/work/bare_loop/bare_loop_k"$BARE_K"_e"$BARE_EPOCHS"
-  if ls "$done_dir"/seed{0,1,2}.json > /dev/null 2>&1; then   # the table from the seeds' files, nothing retrained
-    python3 benchmarks/bare_loop.py --seeds 0 1 2 --per-class "$BARE_K" --epochs "$BARE_EPOCHS" --root .gpu/fmnist
+  # shellcheck disable=SC2046,SC2086  # one file per seed
+  if ls $(printf "$done_dir/seed%s.json " $SEEDS) > /dev/null 2>&1; then   # the table from the seeds' files, nothing retrained
+    python3 benchmarks/bare_loop.py --seeds $SEEDS --per-class "$BARE_K" --epochs "$BARE_EPOCHS" --root .gpu/fmnist
   else log "bare loop: not every seed finished"; tail -n 3 "$RUNS"/bare_s*.log; fi
   cp benchmarks/results/bare_loop_k"$BARE_K"_e"$BARE_EPOCHS".* "$OUT"/ 2>/dev/null
   cp -r "$done_dir" "$OUT"/bare_loop_seeds 2>/dev/null

@@ -37,6 +37,7 @@ from scarce.inference.predictions import Predictions, save_predictions  # noqa: 
 
 KEPT_DIR = HERE / "results" / "cells"
 DEFAULT_TAG = "fashion-mnist-k50"
+HOLDOUT_TAG = "fashion-mnist-k50"  # small_data_holdout.py draws its held-out images for 50/class only
 # (weights, split, views): split "holdout" is the held-out images of small_data_holdout.py
 KEPT = [
     ("last", "val", 1),
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             restore_cell(kept, args.work / args.tag / kept.relative_to(root), args.replace)
         print(f"restored {len(cells)} cells of {root} into {args.work / args.tag}")
         return {"cells": len(cells)}
-    holdout = holdout_images() if args.tag == "fashion-mnist-k50" else None
+    holdout = holdout_images() if args.tag == HOLDOUT_TAG else None
     cells = [c for c in finished_cells(args.work, args.tag) if args.configs is None or c.parent.name in args.configs]
     # kept already: a restored cell (no weights), or the same training kept under any name (this
     # session's earlier keep, or another name); a cell of the same name from another work dir is not
