@@ -186,6 +186,32 @@ def test_folder_without_val_gets_a_stratified_val_split(tmp_path, capsys):
     assert again["count"] == 6
 
 
+def test_a_plain_class_folder_as_data_is_its_own_train_split(tmp_path, capsys):
+    """``--data FOLDER`` of <class>/<image> (no train/) trains as ``--train FOLDER``, from the CLI
+    and the API alike, where it had been refused with a hint; val comes from it, and there is no test."""
+    import scarce
+    from tests.conftest import make_image_folder
+
+    plain = make_image_folder(tmp_path / "d", per_split={"photos": 10}) / "photos"
+    argv = ["train", "--data", str(plain), "--out", str(tmp_path / "cli"), "--no-progress", *TINY, "epochs=1"]
+    assert main(argv) == 0
+    assert "no val/ folder: 3 train images" in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["data"]
+    assert (saved["name"], saved["train"], saved["test"]) == (str(plain), str(plain), None)
+    info = json.loads((tmp_path / "cli" / "classes.json").read_text())
+    assert info["classes"] == ["cat", "dog", "emu"] and info["split_sizes"] == {"train": 27, "val": 3}
+    settings = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in TINY)}
+    api = scarce.train(data=plain, out=tmp_path / "api", **{**settings, "epochs": 1})
+    assert yaml.safe_load((api.path / "config.yaml").read_text())["data"] == saved
+    # the folder is train's: evaluate's default test split is refused, not read from the train images
+    assert main(["evaluate", str(tmp_path / "cli"), "--out", str(tmp_path / "e.json")]) == 2
+    assert "has no test split (found: train" in capsys.readouterr().err
+    # with a train folder given, data stays the root whose val/ and test/ fill in the other splits
+    root = make_image_folder(tmp_path / "r", per_split={"val": 2, "test": 2})
+    beside = scarce.train(data=root, out=tmp_path / "beside", **{**settings, "epochs": 1, "data.train": str(plain)})
+    assert json.loads((beside.path / "classes.json").read_text())["split_sizes"] == {"train": 30, "val": 6, "test": 6}
+
+
 def test_a_changed_train_folder_cannot_redraw_a_runs_val_split(tmp_path, capsys):
     from tests.conftest import make_image_folder
 

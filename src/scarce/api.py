@@ -58,12 +58,14 @@ def train(
     ``out`` from its own config.yaml (``recipe`` is not read then, so one call serves a first start and
     a requeue). Returns the run directory and its summary."""
     from scarce.config import _merge, load_config
+    from scarce.data.splits import data_fields
     from scarce.engine.run_dir import new_run_dir, resume_config_path
     from scarce.engine.trainer import train as train_run
 
     extra = _nested(settings)
-    if data is not None:
-        extra = _merge(extra, {"data": {"name": str(data)}})
+    if data is not None:  # a plain <class>/<image> folder is its own train split, unless one is given
+        given_train = extra.get("data", {}).get("train") is not None
+        extra = _merge(extra, {"data": {"name": str(data)} if given_train else data_fields(str(data))})
     if resume:
         if out is None:
             raise UserError("scarce.train(resume=True) needs out= (the run directory to continue)")

@@ -51,7 +51,12 @@ def _add_train(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", default=None, help="built-in recipe name or YAML file (default: built-in defaults)")
-    p.add_argument("--data", default=None, help="built-in dataset (demo, fashion-mnist) or image-folder root")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="built-in dataset (demo, fashion-mnist), image-folder root with train/ [val/] [test/], or a folder "
+        "of <class>/<image> (then the train split, as --train)",
+    )
     p.add_argument("--train", dest="train_dir", default=None, help="train image folder")
     p.add_argument("--val", dest="val_dir", default=None, help="val image folder")
     p.add_argument("--test", dest="test_dir", default=None, help="test image folder")
@@ -74,6 +79,7 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from scarce.config import load_config
+    from scarce.data.splits import data_fields
     from scarce.engine.run_dir import new_run_dir, resume_config_path
     from scarce.engine.trainer import train
 
@@ -83,6 +89,8 @@ def cmd_train(args) -> int:
         for k, v in (("name", args.data), ("train", args.train_dir), ("val", args.val_dir), ("test", args.test_dir))
         if v is not None
     }
+    if args.data is not None and args.train_dir is None:  # a plain <class>/<image> folder is its own train split
+        data.update(data_fields(args.data))
     if args.skip_bad_images:
         data["skip_bad_images"] = True
     if data:

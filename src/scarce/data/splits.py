@@ -119,8 +119,9 @@ def is_class_folder_root(path: str | os.PathLike) -> bool:
 
 
 def data_fields(name: str) -> dict[str, str]:
-    """The ``data`` keys for a tool's one data argument: a built-in dataset or image-folder root is
-    ``data.name``; a folder of ``<class>/<image>`` is also the train split (as ``--train`` gives it)."""
+    """The ``data`` keys of a ``--data`` argument (train's, the tools', ``scarce.train(data=...)``): a
+    built-in dataset or image-folder root is ``data.name``; a folder of ``<class>/<image>`` is also
+    the train split (as ``--train`` gives it; val is then taken from it, and it has no test split)."""
     if name not in BUILTIN_DATASETS and is_class_folder_root(name):
         return {"name": name, "train": name}
     return {"name": name}
