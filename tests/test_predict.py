@@ -238,6 +238,20 @@ def test_skip_bad_images_with_image_files_on_the_command_line(trained, tmp_path,
     assert printed[0].startswith(f"skipped {broken}") and len(printed) == 2 and str(good) in printed[1]
 
 
+def test_predicting_image_files_decodes_each_once(trained, monkeypatch, capsys):
+    """No up-front check pass: the files are read once, by the prediction; only a failure has them
+    all checked (the test above)."""
+    import scarce.data.check
+    import scarce.data.datasets
+
+    files = [str(trained["data"] / "test" / cls / "0.png") for cls in ("cat", "dog", "emu")]
+    reads, read_image = [], scarce.data.datasets.read_image
+    monkeypatch.setattr(scarce.data.datasets, "read_image", lambda path, *a: reads.append(path) or read_image(path, *a))
+    monkeypatch.setattr(scarce.data.check, "check_image", lambda *a, **k: pytest.fail("an image was decoded twice"))
+    assert main(["predict", str(trained["plain"]), *files, "--tta", "2"]) == 0
+    assert reads == files and len(capsys.readouterr().out.splitlines()) == 3
+
+
 def test_skip_bad_images_decodes_once_and_predicts_as_the_files(trained, tmp_path):
     """The scan keeps the decoded images at the evaluation size, so each file is read once; the
     predictions (clean view and RandAugment views) equal those read from the files."""

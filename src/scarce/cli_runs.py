@@ -185,9 +185,10 @@ def options_set(args, defaults: dict[str, object]) -> list[str]:
     return [flag for flag, default in defaults.items() if getattr(args, flag[2:].replace("-", "_")) != default]
 
 
-def _drop_bad_images(args) -> None:
-    """Each image decoded once up front, so an unreadable one is named with train's reason (an empty
-    file, a truncated one) and the way past it; with --skip-bad-images it is left out and said so."""
+def _drop_bad_images(args) -> bool:
+    """Every image decoded (after a prediction failed), so an unreadable one is named with train's
+    reason (an empty file, a truncated one), how many more there are and the way past them; with
+    --skip-bad-images they are left out and said so. False where every image reads."""
     from scarce.data.check import check_image
     from scarce.inference.predict import unreadable_image_message
 
@@ -200,6 +201,7 @@ def _drop_bad_images(args) -> None:
     args.images = [image for image in args.images if checks[image].ok]
     if not args.images:
         raise UserError("none of the images could be read")
+    return bool(bad)
 
 
 def _predict_images(args) -> int:
@@ -220,10 +222,16 @@ def _predict_images(args) -> int:
             f"{folders[0]}: a folder, not an image file; to predict the images in it: "
             f"scarce predict RUN --split {folders[0]} --out FILE.npz"
         )
-    _drop_bad_images(args)
     if args.tta < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {args.tta}")
-    result = load(args.path, args.device).predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)
+    classifier = load(args.path, args.device)
+    try:  # each image decoded once; only a failure has them all checked (an image's views do not
+        # depend on the others, so predicting the readable ones again gives what they would have got)
+        result = classifier.predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)
+    except UserError:
+        if not _drop_bad_images(args):
+            raise  # not an unreadable file (e.g. a mode that cannot be converted): its own message
+        result = classifier.predict(args.images, args.batch_size, tta=args.tta, seed=args.seed)
     _note_if_uncalibrated(args.path)
     _note_if_views_repeat(args.path, args.tta)
     width = max(len(str(p)) for p in args.images)
