@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -95,3 +96,35 @@ def test_more_processes_than_gpus_is_one_clear_error(monkeypatch):
         UserError, match=r"torchrun started 2 processes on this machine but it has 1 GPU; start at most 1 "
     ):
         check_gpu_per_process(1, 2)
+
+
+def test_a_numbered_gpu_under_torchrun_is_refused_for_the_local_rank_one(monkeypatch):
+    """``device=cuda:0`` would put every process on GPU 0 (NCCL fails on a duplicate GPU)."""
+    from scarce.engine.distributed import DistInfo, resolve_device
+    from scarce.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    second = DistInfo(rank=1, world_size=2, local_rank=1)
+    assert resolve_device("cuda", second) == torch.device("cuda:1")
+    assert resolve_device("cuda:1", DistInfo()) == torch.device("cuda:1")  # one process: as given
+    with pytest.raises(UserError, match=r"^device=cuda:0 under torchrun: each process takes the GPU of its local"):
+        resolve_device("cuda:0", second)
+
+
+def test_every_rank_takes_rank_0s_cpu_speed_choice_even_from_a_record(monkeypatch):
+    """A resumed run's recorded choice: rank 0 decides and broadcasts it, as it does a timed one; a
+    rank that returned the record on its own would skip the broadcast the others wait in."""
+    import scarce.engine.prepare as prepare
+    from scarce.config import load_config
+    from scarce.engine.distributed import DistInfo
+
+    record = {"amp": "none", "channels_last": True}
+    monkeypatch.setattr(prepare, "recorded_cpu_speed", lambda run_dir: record)
+    sent = []
+    monkeypatch.setattr(prepare, "broadcast_object", lambda value, info: sent.append(value) or ("from rank 0",))
+    cfg = load_config(None, [*TINY, "amp=auto", "channels_last=auto"])  # both from the record
+    data = SimpleNamespace(classes=["a", "b"], in_chans=1)
+    for rank in (0, 1):
+        choose = prepare.cpu_speed_chooser(cfg, data, "run", DistInfo(rank=rank, world_size=2))
+        assert choose(True) == ("from rank 0",)
+    assert sent == [("none", True, None), None]  # rank 0 sends the record; rank 1 receives

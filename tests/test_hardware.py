@@ -34,12 +34,15 @@ def test_auto_turns_bf16_on_only_where_native(monkeypatch, flags, amp, channels_
 
 def test_workers_auto(monkeypatch):
     monkeypatch.setattr(hw, "available_cores", lambda: 8)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert hw.resolve_workers("auto", threads=8, in_memory=True) == 0
     assert hw.resolve_workers("auto", threads=8, in_memory=False) == 1
     assert hw.resolve_workers("auto", threads=4, in_memory=False) == 4
     assert hw.resolve_workers(3, threads=8, in_memory=True) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun on CPUs: each process has 4 cores, 2 of them threads
+    assert hw.resolve_workers("auto", threads=2, in_memory=False) == 2
     # a GPU leaves the cores to augmentation, in memory too: this process's share less one
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert hw.resolve_workers("auto", threads=8, in_memory=True, device_type="cuda") == 7
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes share the 8 cores
     assert hw.resolve_workers("auto", threads=2, in_memory=False, device_type="cuda") == 1

@@ -93,6 +93,7 @@ def test_resume_refuses_fewer_epochs_and_another_model_or_input(tmp_path, capsys
         ("data.img_size=24", "data.img_size=24 differs from the run's 16"),
         ("model.name=resnet10t", "model.name='resnet10t' differs"),
         ("batch_size=8", "batch_size=8 differs"),
+        ("data.keep_last_batch=true", "data.keep_last_batch=True differs"),  # the steps per epoch, as batch_size
         ("seed=1", "seed=1 differs from the run's 0"),  # its random streams: the resume would not be the run
     ):
         assert main(["train", "--resume", str(run), override, "--no-progress"]) == 2, override

@@ -23,7 +23,7 @@ def sync_counter(monkeypatch):
     return calls
 
 
-def _epoch(steps: int, log_every: int, loss_fn=None):
+def _epoch(steps: int, log_every: int, loss_fn=None, info=None):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     batches = [
@@ -31,7 +31,7 @@ def _epoch(steps: int, log_every: int, loss_fn=None):
     ]
     step = TrainStep(model, loss_fn or torch.nn.functional.cross_entropy, torch.optim.SGD(model.parameters(), lr=0.1))
     pre = BatchPreprocessor([0.5] * 3, [0.25] * 3, torch.device("cpu"))
-    return train_one_epoch(step, batches, pre, epoch=0, progress=False, log_every=log_every)
+    return train_one_epoch(step, batches, pre, epoch=0, progress=False, info=info, log_every=log_every)
 
 
 def test_no_host_sync_between_logging_intervals(sync_counter):
@@ -50,3 +50,21 @@ def test_non_finite_loss_still_stops_the_epoch():
 
     with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 0"):
         _epoch(steps=10, log_every=5, loss_fn=nan_at_step_3)
+
+
+def test_the_logged_loss_under_torchrun_is_the_mean_over_every_process(monkeypatch):
+    """Rank 0's loss alone was logged; the epoch's sums are all-reduced (here another rank's
+    80 images at mean loss 9.0 are added, as gloo would add them)."""
+    import scarce.engine.loop as loop
+    from scarce.engine.distributed import DistInfo
+
+    alone, _ = _epoch(steps=4, log_every=2)
+
+    def with_another_rank(totals, info):
+        assert info.world_size == 2 and totals.dtype == torch.float64
+        return totals + torch.tensor([9.0 * 80, 80.0], dtype=torch.float64)
+
+    monkeypatch.setattr(loop, "all_reduce_sum", with_another_rank)
+    both, _ = _epoch(steps=4, log_every=2, info=DistInfo(rank=0, world_size=2))
+    assert both["images"] == alone["images"] == 32  # this process's images (images/s is scaled by the world)
+    assert both["loss"] == pytest.approx((alone["loss"] * 32 + 9.0 * 80) / 112)

@@ -63,6 +63,13 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     from scarce.engine.hardware import device_name
 
     name = device_name(name)
+    if name.startswith("cuda:") and info.enabled:
+        from scarce.errors import UserError
+
+        raise UserError(  # every process on that one GPU: NCCL would fail on a duplicate GPU
+            f"device={name} under torchrun: each process takes the GPU of its local rank; give device=cuda "
+            f"(or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
     if name == "cuda" and info.enabled:
         name = f"cuda:{info.local_rank}"
     return torch.device(name)

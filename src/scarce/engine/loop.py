@@ -92,6 +92,7 @@ def train_one_epoch(
     epoch: int,
     global_step: int = 0,
     progress: bool = True,
+    info: DistInfo | None = None,
     log_every: int = 50,
 ) -> tuple[dict, int]:
     """Train for one epoch -> (``{"loss", "images", "seconds", "lr", "updates"}``, new global step).
@@ -99,6 +100,8 @@ def train_one_epoch(
     The loss sum and a non-finite flag stay on the device; the host reads them every
     ``log_every`` steps and at the end of the epoch (so a NaN stops the run within that many
     steps, before anything is saved). ``lr`` is the learning rate the epoch's last update used.
+    ``loss`` is the mean over every process's images (``info``: under torchrun); ``images`` this
+    process's count.
     """
     step.model.train()
     device = preprocess.device
@@ -122,8 +125,13 @@ def train_one_epoch(
             if progress:
                 bar.set_postfix(loss=f"{float(loss_sum) / images:.4f}", lr=f"{lr:.2e}")
     seconds = time.perf_counter() - start
+    if info is not None and info.enabled:
+        totals = torch.stack([loss_sum, torch.tensor(float(images), dtype=torch.float64, device=device)])
+        loss_sum, images_everywhere = all_reduce_sum(totals, info).tolist()
+    else:
+        images_everywhere = images
     return {
-        "loss": float(loss_sum) / max(images, 1),
+        "loss": float(loss_sum) / max(images_everywhere, 1),
         "images": images,
         "seconds": seconds,
         "lr": lr,

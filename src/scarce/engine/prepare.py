@@ -154,18 +154,21 @@ def cpu_speed_chooser(cfg: Config, data: DataBundle, resumed_dir: Path | None, i
     size, n_classes = cfg.data.img_size, len(data.classes)
 
     def choose(native_bf16: bool):
-        if repeatable(recorded, native_bf16):
-            return (*settings_from_record(cfg.amp, cfg.channels_last, recorded), None)
+        # rank 0 decides either way, and every rank takes part in the broadcast: a rank that
+        # returned the record alone (its CPU could repeat it, rank 0's not) would leave the others waiting
         chosen = None
         if info is None or info.rank == 0:
-            chosen = choose_cpu_settings(
-                cfg.amp,
-                cfg.channels_last,
-                native_bf16,
-                lambda: create_model(cfg.model, n_classes, data.in_chans, size, head_g=head_g),
-                (max(2, cfg.batch_size), data.in_chans, size, size),
-                key=(repr(cfg.model), n_classes, data.in_chans, head_g),
-            )
+            if repeatable(recorded, native_bf16):
+                chosen = (*settings_from_record(cfg.amp, cfg.channels_last, recorded), None)
+            else:
+                chosen = choose_cpu_settings(
+                    cfg.amp,
+                    cfg.channels_last,
+                    native_bf16,
+                    lambda: create_model(cfg.model, n_classes, data.in_chans, size, head_g=head_g),
+                    (max(2, cfg.batch_size), data.in_chans, size, size),
+                    key=(repr(cfg.model), n_classes, data.in_chans, head_g),
+                )
         return chosen if info is None else broadcast_object(chosen, info)
 
     return choose

@@ -125,6 +125,7 @@ FIXED_ON_RESUME = (
             "split_seed",
             "val_fraction",
             "bit_depth",
+            "keep_last_batch",  # the steps per epoch, as batch_size
         )
     ),
 )

@@ -124,13 +124,15 @@ def _train_epoch_once(run: Run, epoch: int, progress: bool) -> dict:
     """Seeded by the epoch alone, so a retry repeats the epoch's data order and augmentation."""
     cfg = run.cfg
     rank = run.info.rank  # each rank its own draws: the same masks on every shard would correlate them
-    seed_everything(sample_seed(cfg.seed, epoch, rank))  # dropout, drop path, main-process augmentation
-    run.preprocess.seed(sample_seed(cfg.seed + 1, epoch, rank))  # batch-stage LSB Swap, random erasing
+    # seeds cfg.seed + 1..3: cfg.seed itself, at (epoch, index), seeds train image index's augmentation,
+    # and rank r's dropout masks would replay image r's draws
+    seed_everything(sample_seed(cfg.seed + 3, epoch, rank))  # dropout, drop path, random erasing (timm's)
+    run.preprocess.seed(sample_seed(cfg.seed + 1, epoch, rank))  # batch-stage LSB Swap
     if run.step.mixer is not None:
         run.step.mixer.seed(sample_seed(cfg.seed + 2, epoch, rank))
     set_loader_epoch(run.loaders["train"], epoch)
     stats, global_step = train_one_epoch(
-        run.step, run.loaders["train"], run.preprocess, epoch, run.global_step, progress and run.info.is_main
+        run.step, run.loaders["train"], run.preprocess, epoch, run.global_step, progress and run.info.is_main, run.info
     )
     check_finite_weights(run.model, epoch)
     run.global_step = global_step
