@@ -280,3 +280,16 @@ def test_each_epoch_line_but_the_last_says_how_long_the_rest_takes(tmp_path, cap
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch=")]
     assert len(lines) == 3 and all(" eta=" in line for line in lines[:2]) and " eta=" not in lines[2]
     assert all("eta" not in json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_dropout_is_seeded_apart_from_every_images_augmentation(tmp_path, monkeypatch):
+    """The step's global RNG (dropout, drop path, random erasing) had rank r's seed equal to train
+    image r's per-sample augmentation seed, so the two replayed the same draws."""
+    import scarce.engine.trainer as trainer
+    from scarce.data.seeding import sample_seed
+
+    seeds = []
+    monkeypatch.setattr(trainer, "seed_everything", seeds.append)
+    _train(tmp_path, "epochs=2")
+    per_sample = {sample_seed(0, epoch, index) for epoch in (0, 1) for index in range(500)}  # the demo's train
+    assert len(seeds) == 2 and not per_sample & set(seeds)
