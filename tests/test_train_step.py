@@ -61,6 +61,8 @@ def test_the_logged_loss_under_torchrun_is_the_mean_over_every_process(monkeypat
     alone, _ = _epoch(steps=4, log_every=2)
 
     def with_another_rank(totals, info):
+        if totals.dim() == 0:  # the non-finite flag, at each logging point
+            return totals
         assert info.world_size == 2 and totals.dtype == torch.float64
         return totals + torch.tensor([9.0 * 80, 80.0], dtype=torch.float64)
 
@@ -68,3 +70,21 @@ def test_the_logged_loss_under_torchrun_is_the_mean_over_every_process(monkeypat
     both, _ = _epoch(steps=4, log_every=2, info=DistInfo(rank=0, world_size=2))
     assert both["images"] == alone["images"] == 32  # this process's images (images/s is scaled by the world)
     assert both["loss"] == pytest.approx((alone["loss"] * 32 + 9.0 * 80) / 112)
+
+
+def test_a_non_finite_loss_in_another_process_stops_this_one_too(monkeypatch):
+    """Under torchrun each process checked its own loss: the others went on into the next gradient
+    all-reduce and waited there for the one that had stopped."""
+    import scarce.engine.loop as loop
+    from scarce.engine.distributed import DistInfo
+
+    checks = []
+
+    def another_rank_went_non_finite(tensor, info):
+        checks.append(tensor.dim())
+        return tensor + 1 if tensor.dim() == 0 and len(checks) == 2 else tensor  # its flag, at the 2nd check
+
+    monkeypatch.setattr(loop, "all_reduce_sum", another_rank_went_non_finite)
+    with pytest.raises(NonFiniteLossError, match=r"^loss is not finite in another process at epoch 0 \(by step 10\)$"):
+        _epoch(steps=20, log_every=5, info=DistInfo(rank=0, world_size=2))
+    assert checks == [0, 0]

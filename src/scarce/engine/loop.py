@@ -109,6 +109,7 @@ def train_one_epoch(
     non_finite = torch.zeros((), dtype=torch.bool, device=device)
     first_bad = torch.zeros((), device=device)  # the first non-finite loss, for the message
     images, start, lr = 0, time.perf_counter(), step.optimizer.param_groups[0]["lr"]
+    together = info is not None and info.enabled
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
     for i, (x, target) in enumerate(bar):
         x = preprocess(x, train=True)
@@ -120,12 +121,17 @@ def train_one_epoch(
         loss_sum += loss.double() * x.shape[0]
         images += x.shape[0]
         if (i + 1) % log_every == 0 or i + 1 == len(loader):
-            if bool(non_finite):
-                raise NonFiniteLossError(f"loss is {float(first_bad)} at epoch {epoch} (by step {global_step})")
+            # under torchrun every process stops at once: one that went on would wait in the next
+            # gradient all-reduce for the one that stopped
+            anywhere = all_reduce_sum(non_finite.float(), info) > 0 if together else non_finite
+            if bool(anywhere):
+                here = bool(non_finite)
+                loss_was = f"loss is {float(first_bad)}" if here else "loss is not finite in another process"
+                raise NonFiniteLossError(f"{loss_was} at epoch {epoch} (by step {global_step})")
             if progress:
                 bar.set_postfix(loss=f"{float(loss_sum) / images:.4f}", lr=f"{lr:.2e}")
     seconds = time.perf_counter() - start
-    if info is not None and info.enabled:
+    if together:
         totals = torch.stack([loss_sum, torch.tensor(float(images), dtype=torch.float64, device=device)])
         loss_sum, images_everywhere = all_reduce_sum(totals, info).tolist()
     else:
