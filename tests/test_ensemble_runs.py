@@ -100,3 +100,19 @@ def test_run_options_and_mixed_members_are_checked(runs, tmp_path, capsys):
     assert made == ["0-r0-other_val-tta1.npz", "0-r0-val-tta1.npz", "1-r1-other_val-tta1.npz", "1-r1-val-tta1.npz"]
     assert len(load_predictions(tmp_path / "o_members" / "0-r0-other_val-tta1.npz").ids) == 9
     assert len(load_predictions(tmp_path / "o_members" / "0-r0-val-tta1.npz").ids) == 18
+
+
+def test_a_folder_named_val_as_the_split_keeps_the_runs_own_val_file(runs, tmp_path, capsys):
+    """``--split /data/holdout/val`` was written to the same file as each run's own val predictions
+    (the threshold's), which it then replaced: the held-out check refused the two as one set."""
+    r0, r1 = (str(runs / f"r{i}") for i in range(2))
+    holdout = make_image_folder(tmp_path / "holdout", per_split={"val": 4}, seed=2) / "val"
+    out = tmp_path / "h.npz"
+    args = ["ensemble", "--base", r0, "--members", r1, "--split", str(holdout), "--threshold", "auto"]
+    assert main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+    made = sorted(p.name for p in (tmp_path / "h_members").iterdir())
+    assert len(made) == 4 and sum(name.endswith("-val-tta1.npz") for name in made) == 2, made
+    for name in made:  # the runs' own val (6 a class) beside the folder's (4 a class)
+        own = name.endswith("-val-tta1.npz")
+        assert len(load_predictions(tmp_path / "h_members" / name).ids) == (18 if own else 12)
+    assert len(np.load(out, allow_pickle=False)["ids"]) == 12

@@ -11,12 +11,14 @@ predicted once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from scarce.config import DataConfig, data_label
+from scarce.data.splits import SPLIT_NAMES
 from scarce.engine.eval_files import safe_file_part
 from scarce.errors import UserError
 
@@ -53,8 +55,12 @@ def members_folder(out_path: str | os.PathLike) -> Path:
 def _file_name(index: int, run: str, split: str, tta: int, data: DataConfig | None) -> str:
     path = Path(run).resolve()
     name = safe_file_part(f"{path.parent.name}_{path.stem}" if path.is_file() else path.name, "run")
+    if split not in SPLIT_NAMES:  # a folder: with its path's digest, so that /data/holdout/val never
+        # overwrites the run's own val predictions (the threshold's) beside it
+        digest = hashlib.blake2b(str(Path(split).resolve()).encode(), digest_size=4).hexdigest()
+        split = f"{Path(split).name}-{digest}"
     # another dataset's split is named by it: its val never overwrites the run's own val file
-    split = f"{Path(data_label(data)).name}_{Path(split).name}" if data is not None else Path(split).name or split
+    split = f"{Path(data_label(data)).name}_{split}" if data is not None else split
     return f"{index}-{name}-{safe_file_part(split, 'split')}-tta{tta}.npz"
 
 
