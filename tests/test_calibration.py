@@ -138,6 +138,10 @@ def test_calibrate_keeps_the_model_confidence_when_the_fit_runs_to_its_bound(tmp
         ('{"T": 1.5}', "key 'temperature' should be int/float, got nothing"),
         ('{"temperature": "1.5"}', "key 'temperature' should be int/float, got str"),
         ('{"temperature": 0}', "key 'temperature' should be a positive number, got 0.0"),
+        (
+            '{"temperature": 1.5, "temperatures": {"best.safetensors": "x"}}',
+            "key 'temperatures.best.safetensors' should be a positive number, got 'x'",
+        ),
         ("[1.5]", "expected a JSON object"),
     ],
 )
@@ -153,3 +157,39 @@ def test_a_damaged_calibration_file_is_one_line_naming_it(tmp_path, text, said):
     assert message.startswith(f"{tmp_path / 'calibration.json'}: ") and said in message and "\n" not in message
     (tmp_path / "calibration.json").write_text('{"temperature": 1.5}')
     assert read_temperature(tmp_path) == 1.5
+
+
+def test_each_weights_file_of_a_run_has_its_own_temperature(tmp_path):
+    """calibration.json was fitted on best.safetensors and applied to any weights file of the run:
+    last.safetensors or last_ema.safetensors (another epoch, or EMA) got best's temperature."""
+    import json
+
+    from scarce.config import load_config
+    from scarce.data.loader import build_eval_loader
+    from scarce.engine.calibrate import collect_scores, fitted_temperature
+    from scarce.engine.evaluation import eval_dataset, load_run
+    from scarce.engine.trainer import train
+    from scarce.io import tensors_metadata
+    from tests.conftest import TINY
+
+    run_dir = tmp_path / "run"
+    cfg = load_config(None, [*TINY, "epochs=3", "ema.enabled=true", "ema.decay=0.9", "checkpoint.select=best"])
+    train(cfg, run_dir, progress=False)
+    temperatures = json.loads((run_dir / "calibration.json").read_text())["temperatures"]
+    best = load_run(run_dir, "cpu")
+    assert best.temperature == temperatures["best.safetensors"]
+    refitted = 0
+    for name in ("last.safetensors", "last_ema.safetensors"):
+        final = load_run(run_dir / name, "cpu")
+        if tensors_metadata(run_dir / name) == tensors_metadata(run_dir / "best.safetensors"):
+            assert name not in temperatures and final.temperature == best.temperature  # the same weights
+            continue
+        loader = build_eval_loader(eval_dataset(final, final.cfg.data, "val"), 64, 0)
+        val = collect_scores(final.model, loader, final.preprocessor(), "logits", final.amp)
+        assert final.temperature == temperatures[name] == fitted_temperature(*val)[0] != best.temperature
+        refitted += 1
+    assert refitted >= 1  # with EMA on, the raw and the EMA weights cannot both be best's
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    del calibration["temperatures"]  # a run from before: best's temperature for every file
+    (run_dir / "calibration.json").write_text(json.dumps(calibration))
+    assert load_run(run_dir / "last_ema.safetensors", "cpu").temperature == best.temperature

@@ -146,6 +146,14 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
         _sort_metadata(tmp)
 
 
+def tensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (its header only; no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def _sort_metadata(path: str | os.PathLike) -> None:
     """safetensors writes the metadata in a per-process hash order, so two runs' equal weights
     differed byte for byte (``cmp``, ``sha256sum``); rewritten in key order, in place (offsets

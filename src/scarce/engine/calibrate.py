@@ -45,15 +45,27 @@ def bound_note(fitted: float) -> str:
     return f"the fit ran to its bound (T={fitted:g}: {why}); kept T=1, confidences are the model's own"
 
 
-def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str, run_dir: Path) -> dict:
-    """Fit T on ``scores["val"]`` (``(scores [N, C], targets [N])``); write calibration.json
-    with NLL on val and ECE (15 bins) before and after on every split given."""
-    val_scores, val_targets = scores["val"]
+def fitted_temperature(val_scores: torch.Tensor, val_targets: torch.Tensor) -> tuple[float, float]:
+    """``(temperature kept, temperature fitted)`` on val scores ``[N, C]`` and targets ``[N]``."""
     fitted = fit_temperature(val_scores, val_targets, TEMPERATURE_BOUNDS)
     # At a bound the fit did not find an optimum: T -> 0 when every val image is right with a
     # margin (the NLL falls as confidences approach 1), which would print 1.000 for everything.
     at_bound = not TEMPERATURE_BOUNDS[0] * 1.001 < fitted < TEMPERATURE_BOUNDS[1] * 0.999
-    temperature = 1.0 if at_bound else fitted
+    return (1.0 if at_bound else fitted), fitted
+
+
+def calibrate(
+    scores: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    source: str,
+    run_dir: Path,
+    others: dict[str, float] | None = None,
+) -> dict:
+    """Fit T of best.safetensors on ``scores["val"]`` (``(scores [N, C], targets [N])``); write
+    calibration.json with NLL on val and ECE (15 bins) before and after on every split given, and
+    the temperature of each weights file (``others``: those of the run's other weights files)."""
+    val_scores, val_targets = scores["val"]
+    temperature, fitted = fitted_temperature(val_scores, val_targets)
+    at_bound = temperature != fitted
     result = {
         "source": source,
         "temperature": temperature,
@@ -66,6 +78,7 @@ def calibrate(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str,
     for name, (split_scores, targets) in scores.items():
         result[f"ece_{name}_before"] = expected_calibration_error(split_scores.softmax(1), targets)
         result[f"ece_{name}_after"] = expected_calibration_error((split_scores / temperature).softmax(1), targets)
+    result["temperatures"] = {"best.safetensors": temperature, **(others or {})}
     atomic_write_json(run_dir / CALIBRATION_FILE, result)
     return result
 
@@ -102,15 +115,22 @@ def class_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -
     }
 
 
-def read_temperature(run_dir: Path) -> float:
-    """The fitted temperature of a run, 1.0 when it has none (no val split); a damaged
-    calibration.json is one line naming it (every evaluate, predict and report reads it)."""
+def read_temperature(run_dir: Path, weights: str = "best.safetensors") -> float:
+    """The fitted temperature of a run's ``weights`` file, 1.0 when it has none (no val split); a
+    damaged calibration.json is one line naming it (every evaluate, predict and report reads it).
+    A run from before per-weights temperatures (session 29) has best's alone, used for every file."""
     import math
 
     path = Path(run_dir) / CALIBRATION_FILE
     if not path.is_file():
         return 1.0
-    temperature = float(read_json(path, {"temperature": (int, float)})["temperature"])
+    saved = read_json(path, {"temperature": (int, float)})
+    per_weights = saved.get("temperatures") if isinstance(saved.get("temperatures"), dict) else {}
+    key = f"temperatures.{weights}" if weights in per_weights else "temperature"
+    value = per_weights[weights] if weights in per_weights else saved["temperature"]
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    temperature = float(value) if numeric else math.nan
     if not (math.isfinite(temperature) and temperature > 0):  # probabilities would be NaN or flipped
-        raise UserError(f"{path}: key 'temperature' should be a positive number, got {temperature} (a damaged file?)")
+        shown = temperature if numeric else repr(value)
+        raise UserError(f"{path}: key '{key}' should be a positive number, got {shown} (a damaged file?)")
     return temperature

@@ -16,14 +16,14 @@ from scarce.data.loader import EVAL_BATCH_FACTOR, DataBundle, build_data, build_
 from scarce.data.splits import folder_of_run_classes, locate_split, missing_split_error
 from scarce.data.transforms import EvalTransform
 from scarce.engine.batch import BatchPreprocessor
-from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, read_temperature
+from scarce.engine.calibrate import accuracy_metrics, calibrate, collect_scores, fitted_temperature, read_temperature
 from scarce.engine.checkpoint import load_weights
 from scarce.engine.eval_files import eval_file_name, free_eval_path, scored_source
 from scarce.engine.factories import prediction_source
 from scarce.engine.hardware import device_name, scoring_speed
 from scarce.engine.resume import check_val_as_drawn, recorded_unreadable
 from scarce.errors import UserError
-from scarce.io import atomic_write_json, read_json
+from scarce.io import atomic_write_json, read_json, tensors_metadata
 from scarce.losses import loss_requires_head_g
 from scarce.models.factory import create_model
 
@@ -110,7 +110,7 @@ def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun
         info["mean"],
         info["std"],
         model.to(device).eval(),
-        read_temperature(run_dir),
+        read_temperature(run_dir, weights.name),
         info.get("fill"),
     )
     if run.channels_last:  # the memory format it trained in, as its batches (preprocessor) get
@@ -213,31 +213,45 @@ PER_CLASS_KEYS = ("per_class", "precision", "recall", "f1", "support")
 
 def finish_evaluation(run_dir: Path, cfg: Config, data: DataBundle, device: torch.device, num_workers: int) -> dict:
     """After training, one pass over val and test with the best weights: fit the temperature
-    on val (calibration.json), score test from the same outputs (autocast as it trained)."""
+    on val (calibration.json, with those of the final weights files), score test from the same
+    outputs (autocast as it trained)."""
     loaded = load_run(run_dir / "best.safetensors", device)
     preprocess = loaded.preprocessor()
     source = prediction_source(cfg)
-    scores = {
-        split: collect_scores(
-            loaded.model,
-            build_eval_loader(
-                ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
-                cfg.batch_size * EVAL_BATCH_FACTOR,
-                num_workers,
-            ),
-            preprocess,
-            source,
-            loaded.amp,
+    loaders = {
+        split: build_eval_loader(
+            ImageDataset(data.splits[split], data.mode, EvalTransform(cfg.data)),
+            cfg.batch_size * EVAL_BATCH_FACTOR,
+            num_workers,
         )
         for split in ("val", "test")
         if split in data.splits
     }
+    scores = {
+        split: collect_scores(loaded.model, loader, preprocess, source, loaded.amp) for split, loader in loaders.items()
+    }
     out: dict = {}
     if "val" in scores:
-        out["calibration"] = calibrate(scores, source, run_dir)
+        others = final_weights_temperatures(run_dir, device, loaders["val"], source)
+        out["calibration"] = calibrate(scores, source, run_dir, others)
         loaded.temperature = out["calibration"]["temperature"]
     if "test" in scores:
         out["test"] = _metrics_record(loaded, *scores["test"])
+    return out
+
+
+def final_weights_temperatures(run_dir: Path, device: torch.device, val_loader, source: str) -> dict[str, float]:
+    """The temperatures of the run's final weights (last, last_ema), fitted on val as best's is,
+    so that predicting with one of those files gives its own calibrated confidence; a file that
+    holds best's weights (same epoch and source) is not fitted again, and gets best's."""
+    best = tensors_metadata(run_dir / "best.safetensors")
+    out: dict[str, float] = {}
+    for name in ("last.safetensors", "last_ema.safetensors"):
+        if not (run_dir / name).is_file() or tensors_metadata(run_dir / name) == best:
+            continue
+        final = load_run(run_dir / name, device)
+        val = collect_scores(final.model, val_loader, final.preprocessor(), source, final.amp)
+        out[name] = fitted_temperature(*val)[0]
     return out
 
 
