@@ -64,6 +64,13 @@ def test_small_scale_trains_predicts_votes_and_resumes(tmp_path, capsys, monkeyp
     assert sum("trained already" in line for line in logs) == 4 and "[b7] resuming test_resnet at 16 px" in logs
     assert (out / "members" / "b7" / "summary.json").is_file()
     assert len((out / "members" / "b7" / "metrics.jsonl").read_text().splitlines()) == 1  # no epoch redone
+    # another --tta: the TTA files are predicted again (their names do not say the views), the others kept
+    logs = []
+    report = run_paper_ensemble(str(data), out, "small", 3, log=logs.append)
+    assert (
+        report["tta_views"] == 3 and load_predictions(out / "predictions" / "b3_tta_val.npz").metadata["tta_views"] == 3
+    )
+    assert sum("had 2 views, predicting 3" in line for line in logs) == 10 and kept.stat().st_mtime_ns == kept_mtime
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):

@@ -146,12 +146,16 @@ def train_member(member: Member, index: int, scale: str, data: str, out: Path, l
 def predict_member(
     run_dir: Path, name: str, split: str, views: int, out: Path, device: str, batch_size: int, log=print
 ) -> Path:
-    """Predictions file of one member on one split (skipped when present)."""
+    """Predictions file of one member on one split (skipped when present with ``views`` views)."""
     from scarce.inference.predict import predict_run, summarize, write_predictions
+    from scarce.inference.predictions import load_predictions
 
     path = out / "predictions" / f"{name}{'_tta' if views > 1 else ''}_{split}.npz"
-    if path.is_file():
-        return path
+    if path.is_file():  # a rerun with another --tta predicts again: the name does not say the views
+        had = load_predictions(path).metadata.get("tta_views")
+        if had == views:
+            return path
+        log(f"[{path.stem}] had {had} views, predicting {views}")
     from scarce.engine.hardware import device_name
 
     dev = device_name(device)
