@@ -413,6 +413,15 @@ def test_validation_files_of_other_models_are_refused(files):
     assert report["weights"] == pytest.approx([0.6, 0.4])  # val accuracy 3/4 and 2/4
     with pytest.raises(UserError, match=r"v1.npz was predicted by /r/one/best.safetensors, but the member it pairs"):
         run_ensemble(None, test, method="weighted", val_members=val[::-1], out_path=out, log=lambda line: None)
+    # the same model with another number of TTA views: a threshold from val would not mean the same
+    meta = {"weights": "/r/one/best.safetensors", "tta_views": 1}
+    save_predictions(files["tmp"] / "v1.npz", np.array(M1), [f"v/{i}" for i in IDS], CLASSES, np.array(TARGETS), meta)
+    tta4 = {**meta, "tta_views": 4}
+    save_predictions(files["tmp"] / "t1.npz", np.array(M1), [f"t/{i}" for i in IDS], CLASSES, np.array(TARGETS), tta4)
+    with pytest.raises(
+        UserError, match=r"v1.npz was predicted with 1 TTA view\(s\), the member it pairs with, .*t1.npz"
+    ):
+        run_ensemble(None, test, method="weighted", val_members=val, out_path=out, log=lambda line: None)
     assert report["members"] == [str(files["tmp"] / "t_base.npz"), str(files["tmp"] / "t1.npz")]  # absolute
 
 

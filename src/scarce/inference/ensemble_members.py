@@ -122,22 +122,30 @@ def val_order(base: str, members: Sequence[str], val_base: str | None, val_membe
     return [str(v) for v in val_members]
 
 
-def _model_of(path: str) -> str | None:
+def _model_of(meta: dict) -> str | None:
     """The weights a predictions file was made with, as ``scarce predict`` records them."""
-    meta = read_metadata(path)
     return meta.get("weights") or meta.get("run_dir")
 
 
 def check_val_pairs(order: Sequence[str], val_paths: Sequence[str]) -> None:
     """Validation files are paired with members by position; where both files record the
     model that made them, a pair of two different models is refused (swapped files would give
-    each member another's accuracy weight and move the threshold, silently)."""
+    each member another's accuracy weight and move the threshold, silently), and so is a pair
+    predicted with other numbers of TTA views (a threshold chosen on one-view confidences would
+    be applied to flatter averaged ones)."""
     for member, val in zip(order, val_paths):
-        a, b = _model_of(member), _model_of(val)
+        member_meta, val_meta = read_metadata(member), read_metadata(val)
+        a, b = _model_of(member_meta), _model_of(val_meta)
         if a and b and os.path.realpath(a) != os.path.realpath(b):
             raise UserError(
                 f"{val} was predicted by {b}, but the member it pairs with, {member}, by {a}; "
                 f"give --val-members (and --val-base) in the order of --members"
+            )
+        views = member_meta.get("tta_views"), val_meta.get("tta_views")
+        if None not in views and views[0] != views[1]:
+            raise UserError(
+                f"{val} was predicted with {views[1]} TTA view(s), the member it pairs with, {member}, with "
+                f"{views[0]}: predict both with the same --tta"
             )
 
 
