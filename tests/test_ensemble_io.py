@@ -252,6 +252,12 @@ def test_validation_files_of_the_scored_images_are_refused(files):
     copies = [said("c0", BASE, "/d/c"), said("c1", M1, "/d/c"), said("c2", M2, "/d/c")]
     with pytest.raises(UserError, match="c0.npz shares 4 of its 4 images"):
         run_ensemble(test[0], test[1:], threshold="auto", val_base=copies[0], val_members=copies[1:], out_path=out)
+    # one folder spelled two ways (--split heldout/ and --split ./heldout) is one folder
+    (files["tmp"] / "heldout").mkdir()
+    spelled = [said(f"s{i}", p, f"{files['tmp']}/./heldout/") for i, p in enumerate((BASE, M1, M2))]
+    again = [said(f"a{i}", p, str(files["tmp"] / "heldout")) for i, p in enumerate((BASE, M1, M2))]
+    with pytest.raises(UserError, match="s0.npz shares 4 of its 4 images"):
+        run_ensemble(again[0], again[1:], threshold="auto", val_base=spelled[0], val_members=spelled[1:], out_path=out)
 
 
 def test_auto_threshold(files):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from scarce.data.splits import SPLIT_NAMES
 from scarce.errors import UserError
 from scarce.inference.predictions import Predictions, load_predictions, read_ids, read_metadata
 from scarce.inference.voting import choose_threshold
@@ -166,6 +167,14 @@ def top1_accuracy(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> fl
     return float((pred[mask] == targets[mask]).mean())
 
 
+def _place(said: Any) -> Any:
+    """A recorded data or split folder as one spelling (``heldout/`` and ``./heldout`` are one
+    folder); split names and dataset names as they are."""
+    if isinstance(said, str) and said not in SPLIT_NAMES and os.path.isdir(said):
+        return os.path.realpath(said)
+    return said
+
+
 def check_held_out(val: Predictions, val_name: str, member_name: str) -> None:
     """Refuse validation predictions of the images the ensemble scores (the test files given
     again as --val-*): a threshold or weights chosen on them are tuned on the test answers.
@@ -173,7 +182,9 @@ def check_held_out(val: Predictions, val_name: str, member_name: str) -> None:
     given apart, ``--train a/ --val b/ --test c/``, may number their files alike)."""
     # ids and metadata only: the member's probabilities are read once, by load_stack
     shared = int(np.isin(val.ids, read_ids(member_name)).sum())
-    said = [(meta.get("data"), meta.get("split")) for meta in (val.metadata, read_metadata(member_name))]
+    said = [
+        (_place(meta.get("data")), _place(meta.get("split"))) for meta in (val.metadata, read_metadata(member_name))
+    ]
     same_file = os.path.realpath(val_name) == os.path.realpath(member_name)
     if shared and (same_file or None in said[0] or None in said[1] or said[0] == said[1]):
         raise UserError(

@@ -28,7 +28,7 @@ import torch
 from scarce.config import DataConfig, data_label
 from scarce.data.datasets import ImageDataset
 from scarce.data.loader import build_eval_loader, decoded_cache_sides
-from scarce.data.splits import locate_split
+from scarce.data.splits import SPLIT_NAMES, locate_split
 from scarce.engine.evaluation import (
     LoadedRun,
     check_loader_options,
@@ -144,7 +144,7 @@ def predict_run(
         "tta_views": tta_views,
         "tta_seed": seed,
         "tta_randaugment": run.cfg.augment.randaugment if tta_views > first_randaugment_view(run.cfg.augment) else None,
-        "split": split,
+        "split": split if split in SPLIT_NAMES else os.path.abspath(split),  # a folder: as one spelling
         "data": data_label(data),
         "skipped_images": skipped,
     }
