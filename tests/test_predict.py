@@ -444,3 +444,27 @@ def test_a_run_trained_channels_last_is_scored_channels_last_in_model_and_batche
     preds = predict_run(run_dir, DataConfig(name=str(trained["data"])), "test", num_workers=0, batch_size=4)
     scored = evaluate_run(run_dir, None, "test", tmp_path / "e.json", num_workers=0)
     assert scored["top1"] == pytest.approx(float((preds.probs.argmax(1) == preds.targets).mean()))
+
+
+def test_a_failed_csv_write_keeps_the_previous_npz_and_csv_together(tmp_path, monkeypatch):
+    """The npz was replaced before the CSV was written: a CSV that failed left a new npz beside
+    the old CSV."""
+    import scarce.inference.predict as predict
+    from scarce.inference.predictions import Predictions
+
+    def preds(p0):
+        probs = np.array([[p0, 1 - p0], [0.3, 0.7]], dtype=np.float32)
+        return Predictions(probs, np.array(["a", "b"]), np.array(["x", "y"]), np.array([0, 1]), {})
+
+    out, table = tmp_path / "p.npz", tmp_path / "p.csv"
+    predict.write_predictions(preds(0.9), out, table)
+    before = out.read_bytes(), table.read_bytes()
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict, "write_predictions_csv", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        predict.write_predictions(preds(0.2), out, table)
+    assert (out.read_bytes(), table.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.npz"]  # no temporary left

@@ -31,7 +31,7 @@ import numpy as np
 
 from scarce.errors import UserError
 from scarce.inference.ensemble_members import Log, ensemble_order, load_stack, top1_accuracy, validation_choices
-from scarce.inference.predictions import Predictions, metadata_array, write_predictions_csv
+from scarce.inference.predictions import Predictions, metadata_array, write_npz, write_predictions_csv
 from scarce.inference.voting import oracle_accuracy, plurality_vote, soft_vote
 from scarce.io import atomic_paths
 
@@ -238,8 +238,7 @@ def _write_outputs(
         arrays["probs"] = final_probs.astype(np.float32, copy=False)
     targets = [out_path] + ([csv_path] if csv_path is not None else [])
     with atomic_paths(targets) as tmps:
-        with open(tmps[0], "wb") as f:  # a file object: numpy adds no ".npz" suffix
-            np.savez(f, **arrays)
+        write_npz(tmps[0], arrays)
         if csv_path is not None:
             shown = Predictions(final_probs, base.ids, base.classes, base.targets, meta, str(out_path))
             write_predictions_csv(tmps[1], shown, labels=arrays["pred"], atomic=False)

@@ -40,8 +40,9 @@ from scarce.engine.evaluation import (
 from scarce.engine.factories import prediction_source, probs_function
 from scarce.engine.hardware import device_name
 from scarce.errors import UserError, counted
-from scarce.inference.predictions import Predictions, save_predictions, write_predictions_csv
+from scarce.inference.predictions import Predictions, prediction_arrays, write_npz, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
+from scarce.io import atomic_paths
 
 UNREADABLE_HINT = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
 
@@ -158,10 +159,13 @@ def predict_run(
 
 
 def write_predictions(preds: Predictions, out: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
-    """Save ``preds`` as a predictions file (``.npz``) and optionally as a CSV."""
-    save_predictions(out, preds.probs, preds.ids, preds.classes, preds.targets, preds.metadata)
-    if csv_path is not None:
-        write_predictions_csv(csv_path, preds)
+    """Save ``preds`` as a predictions file (``.npz``) and optionally as a CSV, replaced together
+    (:func:`scarce.io.atomic_paths`): a failed write never leaves a new npz beside a stale CSV."""
+    arrays = prediction_arrays(preds.probs, preds.ids, preds.classes, preds.targets, preds.metadata)
+    with atomic_paths([out] + ([csv_path] if csv_path is not None else [])) as tmps:
+        write_npz(tmps[0], arrays)
+        if csv_path is not None:
+            write_predictions_csv(tmps[1], preds, atomic=False)
 
 
 def summarize(preds: Predictions) -> str:

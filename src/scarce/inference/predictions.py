@@ -56,10 +56,16 @@ class Predictions:
         return self.path or "<predictions>"
 
 
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at exactly ``path`` (a temporary one, renamed after)."""
+    with open(path, "wb") as f:  # a file object: numpy adds no ".npz" suffix
+        np.savez(f, **arrays)
+
+
 def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically (mode per the umask)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" suffix
-        np.savez(f, **arrays)
+    with atomic_path(path) as tmp:
+        write_npz(tmp, arrays)
     return Path(path)
 
 
@@ -88,7 +94,19 @@ def save_predictions(
     targets: Sequence[int] | np.ndarray | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a predictions file (atomically); see the module docstring for the format.
+    """Write a predictions file (atomically); see the module docstring for the format and
+    :func:`prediction_arrays` for the arguments."""
+    return write_npz_atomic(path, prediction_arrays(probs, ids, classes, targets, metadata))
+
+
+def prediction_arrays(
+    probs: np.ndarray,
+    ids: Sequence[str] | np.ndarray,
+    classes: Sequence[str] | np.ndarray,
+    targets: Sequence[int] | np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file, checked.
 
     Args:
         probs: ``[N, C]`` probabilities (a torch tensor is accepted too).
@@ -108,8 +126,7 @@ def save_predictions(
     problem = _probs_problem(probs)
     if problem:
         raise ValueError(f"probs {problem}")
-    arrays = dict(probs=probs, ids=ids_arr, classes=classes_arr, targets=tgt, metadata=metadata_array(metadata))
-    return write_npz_atomic(path, arrays)
+    return dict(probs=probs, ids=ids_arr, classes=classes_arr, targets=tgt, metadata=metadata_array(metadata))
 
 
 def _probs_problem(probs: np.ndarray) -> str | None:
