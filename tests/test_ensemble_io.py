@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,6 +177,13 @@ def _run(files, members=("m1", "m2"), **kw):
     with np.load(out, allow_pickle=False) as data:
         final = {k: data[k] for k in data.files}
     return report, final
+
+
+def test_an_output_that_is_an_input_is_refused_before_it_is_replaced(files):
+    before = Path(files["m1"]).read_bytes()
+    with pytest.raises(UserError, match=r"^--out .*m1.npz: is .*m1.npz, one of the ensemble's inputs; give a new"):
+        run_ensemble(files["base"], [files["m1"], files["m2"]], out_path=files["m1"], log=lambda line: None)
+    assert Path(files["m1"]).read_bytes() == before
 
 
 def test_plurality_end_to_end(files, capsys):

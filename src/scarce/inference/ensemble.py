@@ -96,6 +96,13 @@ def _check_request(
         raise UserError("--method weighted needs --weights, or --val-members to weight by validation accuracy")
 
 
+def _check_out_is_new(out_path: str | os.PathLike, inputs: list[Any]) -> None:
+    """``--out`` naming one of the predictions files voted on would replace it with the vote."""
+    for path in inputs:
+        if path is not None and os.path.realpath(path) == os.path.realpath(out_path):
+            raise UserError(f"--out {out_path}: is {path}, one of the ensemble's inputs; give a new file name")
+
+
 def _threshold_request(method: str, threshold: float | str | None) -> tuple[float | str, str | None]:
     """The plurality threshold asked for (a number, or "auto"; 0.7 when not given) and where it comes
     from: "default", "given" or "auto" (None for soft and weighted votes, which have no threshold)."""
@@ -168,6 +175,7 @@ def run_ensemble(
     reference = str(base_path) if base_path is not None else members[0] if members else ""
     order, base_index = ensemble_order(reference, members)
     _check_request(method, threshold, weights, bool(val_members), order, base_path is not None)
+    _check_out_is_new(out_path, [*order, *(val_members or []), val_base])
     need_threshold, need_weights = validation_needs(method, threshold, weights)
     val = validation_choices(
         reference, members, val_base, val_members, need_threshold, need_weights, log, show_thresholds
