@@ -116,3 +116,11 @@ def test_a_folder_named_val_as_the_split_keeps_the_runs_own_val_file(runs, tmp_p
         own = name.endswith("-val-tta1.npz")
         assert len(load_predictions(tmp_path / "h_members" / name).ids) == (18 if own else 12)
     assert len(np.load(out, allow_pickle=False)["ids"]) == 12
+
+
+def test_options_the_vote_refuses_are_refused_before_any_run_is_predicted(runs, tmp_path, capsys):
+    r0, r1 = (str(runs / f"r{i}") for i in range(2))
+    out = tmp_path / "s.npz"
+    assert main(["ensemble", "--members", r0, r1, "--method", "soft", "--threshold", "auto", "--out", str(out)]) == 2
+    assert "--threshold applies to --method plurality; a soft vote has none" in capsys.readouterr().err
+    assert not (tmp_path / "s_members").exists() and not out.exists()  # nothing predicted first

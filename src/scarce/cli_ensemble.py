@@ -71,7 +71,7 @@ def _add_ensemble(sub) -> None:
 
 def cmd_ensemble(args) -> int:
     from scarce.config import DataConfig
-    from scarce.inference.ensemble import run_ensemble, validation_needs
+    from scarce.inference.ensemble import check_vote_options, run_ensemble, validation_needs
     from scarce.inference.ensemble_runs import (
         PredictOptions,
         check_members_once,
@@ -85,6 +85,7 @@ def cmd_ensemble(args) -> int:
     given = [args.base, *args.members]
     check_paths([*given, args.val_base, *(args.val_members or [])])
     check_members_once(args.members)
+    check_vote_options(args.method, args.threshold, args.out, [*given, args.val_base, *(args.val_members or [])])
     runs = [p for p in given if p is not None and is_run(p)]
     given_options = options_set(args, RUN_ONLY_OPTIONS)
     if given_options and not runs:

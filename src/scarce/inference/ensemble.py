@@ -103,6 +103,12 @@ def _check_out_is_new(out_path: str | os.PathLike, inputs: list[Any]) -> None:
             raise UserError(f"--out {out_path}: is {path}, one of the ensemble's inputs; give a new file name")
 
 
+def check_vote_options(method: str, threshold: float | str | None, out_path: str | os.PathLike, inputs: list) -> None:
+    """What :func:`run_ensemble` refuses of the options alone, checked before any member is predicted."""
+    _threshold_request(method, threshold)
+    _check_out_is_new(out_path, inputs)
+
+
 def _threshold_request(method: str, threshold: float | str | None) -> tuple[float | str, str | None]:
     """The plurality threshold asked for (a number, or "auto"; 0.7 when not given) and where it comes
     from: "default", "given" or "auto" (None for soft and weighted votes, which have no threshold)."""
