@@ -229,6 +229,14 @@ def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
     assert all(torch.equal(plain[i][0], fast[i][0]) for i in range(len(plain)))
 
 
+def sampler_items(ds, seed: int, epoch: int) -> list[tuple[int, int, int]]:
+    from scarce.data.loader import BalancedEpochSampler
+
+    sampler = BalancedEpochSampler(ds, num_replicas=1, rank=0, seed=seed)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
 def test_balanced_sampler_draws_classes_equally_and_reproducibly():
     from scarce.data.datasets import ImageDataset, Split
     from scarce.data.loader import BalancedEpochSampler
@@ -237,16 +245,19 @@ def test_balanced_sampler_draws_classes_equally_and_reproducibly():
     ds = ImageDataset(Split(ids=[str(i) for i in range(1000)], targets=targets, classes=["a", "b", "c"], root="."), "L")
     sampler = BalancedEpochSampler(ds, num_replicas=1, rank=0, seed=3)
     sampler.set_epoch(1)
-    drawn = [i for _, i in sampler]
+    drawn = [i for _, i, _ in sampler]
     counts = np.bincount(np.asarray(targets)[drawn], minlength=3)
     assert len(drawn) == 1000 and all(250 < c < 420 for c in counts), counts
-    assert drawn == [i for _, i in sampler]  # same (seed, epoch): same draws
+    assert drawn == [i for _, i, _ in sampler]  # same (seed, epoch): same draws
+    # an image drawn again is numbered as a new draw (its augmentation is drawn anew)
+    draws = [d for _, _, d in sampler]
+    assert draws == [drawn[:p].count(i) for p, i in enumerate(drawn)] and max(draws) > 0
     sampler.set_epoch(2)
-    assert drawn != [i for _, i in sampler]
+    assert drawn != [i for _, i, _ in sampler]
     halves = [BalancedEpochSampler(ds, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
     for h in halves:
         h.set_epoch(1)
-    assert sorted(i for h in halves for _, i in h) == sorted(drawn)  # ranks split one draw
+    assert sorted(item for h in halves for item in h) == sorted(sampler_items(ds, 3, 1))  # ranks split one draw
 
 
 def test_epoch_sampler_orders_differ_between_seeds_and_ranks_split_one_order():
@@ -258,8 +269,8 @@ def test_epoch_sampler_orders_differ_between_seeds_and_ranks_split_one_order():
     def order(seed: int, epoch: int, rank: int = 0, ranks: int = 1) -> list[int]:
         sampler = EpochSampler(ds, num_replicas=ranks, rank=rank, seed=seed)
         sampler.set_epoch(epoch)
-        assert all(e == epoch for e, _ in sampler)
-        return [i for _, i in sampler]
+        assert all(e == epoch for e, _, _ in sampler)
+        return [i for _, i, _ in sampler]
 
     assert sorted(order(0, 0)) == list(range(101)) and order(0, 0) == order(0, 0)
     # torch's own DistributedSampler seeds seed + epoch: seed 0's epoch 1 was seed 1's epoch 0
@@ -268,6 +279,24 @@ def test_epoch_sampler_orders_differ_between_seeds_and_ranks_split_one_order():
     assert len(shards[0]) == len(shards[1]) == 51  # 101 padded to 102 by repeating the order's start
     interleaved = [i for pair in zip(*shards) for i in pair]
     assert interleaved == order(0, 1) + order(0, 1)[:1]
+    last = EpochSampler(ds, num_replicas=2, rank=1, seed=0)  # takes places 1, 3, ..., 101 of 102
+    last.set_epoch(1)
+    assert [d for _, _, d in last] == [0] * 50 + [1]  # the padding's repeat is a new draw of its image
+
+
+def test_an_image_drawn_twice_in_an_epoch_gets_two_views(tmp_path):
+    """Balanced sampling draws with replacement; every copy of an image had the same crop, flip
+    and RandAugment (one seed per (epoch, index)): the oversampled rare classes lost augmentation."""
+    from scarce.config import AugmentConfig, DataConfig
+    from scarce.data import build_data, build_dataset
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 2}, size=24)
+    data = DataConfig(name=str(root), img_size=24, val_fraction=0)
+    augment = AugmentConfig(randaugment="rand-m9-mstd0.5", crop="pad", pad=4)
+    ds = build_dataset(build_data(data), "train", data, augment)
+    first, again, plain = ds[(3, 1, 0)][0], ds[(3, 1, 1)][0], ds[(3, 1)][0]
+    assert torch.equal(first, plain) and torch.equal(first, ds[(3, 1, 0)][0])  # draw 0: as before, reproducible
+    assert not torch.equal(first, again)
 
 
 def test_locate_split_is_one_decision_for_every_layout(tmp_path):

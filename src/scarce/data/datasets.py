@@ -210,8 +210,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     ``transform(dataset, index, img)`` returns uint8 ``[C, H, W]``; it receives the dataset
     and index so sample-stage augmentations (LSB Swap's partner) can draw other images.
-    An item is an index, or ``(epoch, index)`` (from ``EpochSampler``): then the random
-    generators are seeded from ``(self.seed, epoch, index)`` for this sample alone.
+    An item is an index, or ``(epoch, index[, draw])`` (from ``EpochSampler``): then the random
+    generators are seeded from ``(self.seed, epoch, index)`` for this sample alone (its ``draw``-th
+    repeat in the epoch from ``index + draw * len(self)``: another view).
     ``unreadable_hint`` ends the error of an image that cannot be read (what the caller's user can do).
     """
 
@@ -249,8 +250,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(item, tuple):
-            epoch, index = item
-            with seeded_rngs(sample_seed(self.seed, epoch, index)):
+            epoch, index, *draw = item
+            key = index + (draw[0] * len(self) if draw else 0)  # draw 0: the seed of (epoch, index), as before
+            with seeded_rngs(sample_seed(self.seed, epoch, key)):
                 return self[index]
         index = item
         img = self.load(index)

@@ -113,10 +113,22 @@ def build_dataset(bundle: DataBundle, split: str, data: DataConfig, augment: Aug
     return ImageDataset(bundle.splits[split], bundle.mode, transform)
 
 
+def with_draws(epoch: int, drawn: list[int]) -> list[tuple[int, int, int]]:
+    """``(epoch, index, draw)`` for each index of an epoch's order: ``draw`` counts the index's
+    earlier places in it, so an image drawn again (with replacement, or padding) is augmented
+    anew rather than repeated view for view; 0 for the first, as every image of a plain shuffle."""
+    seen: dict[int, int] = {}
+    out = []
+    for index in drawn:
+        out.append((epoch, index, seen.get(index, 0)))
+        seen[index] = seen.get(index, 0) + 1
+    return out
+
+
 class EpochSampler(DistributedSampler):
-    """A :class:`DistributedSampler` that yields ``(epoch, index)``: the dataset seeds each
-    sample's augmentation from them, so workers can live for the whole run and the number
-    of workers changes no result.
+    """A :class:`DistributedSampler` that yields ``(epoch, index, draw)`` (:func:`with_draws`):
+    the dataset seeds each sample's augmentation from them, so workers can live for the whole run
+    and neither the number of workers nor of processes changes a sample's view.
 
     The order is seeded by ``epoch_seed(seed, epoch)``, not torch's ``seed + epoch``: with that,
     seed s at epoch e + 1 shuffles as seed s + 1 at epoch e, and runs of seeds 0, 1, 2 would
@@ -127,7 +139,8 @@ class EpochSampler(DistributedSampler):
         order = torch.randperm(len(self.dataset), generator=generator).tolist()
         # every rank the same number of samples: the order repeats from its start
         order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
-        return ((self.epoch, index) for index in order[self.rank : self.total_size : self.num_replicas])
+        n = len(self.dataset)  # the repeats are whole copies of the order: draw = place // n
+        return ((self.epoch, order[p], p // n) for p in range(self.rank, self.total_size, self.num_replicas))
 
 
 class BalancedEpochSampler(EpochSampler):
@@ -140,7 +153,7 @@ class BalancedEpochSampler(EpochSampler):
         weights = 1.0 / torch.bincount(targets).double()[targets]
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         drawn = torch.multinomial(weights, self.total_size, replacement=True, generator=generator).tolist()
-        return ((self.epoch, index) for index in drawn[self.rank : self.total_size : self.num_replicas])
+        return iter(with_draws(self.epoch, drawn)[self.rank : self.total_size : self.num_replicas])
 
 
 def drops_last_batch(per_rank: int, batch_size: int, keep_last_batch: bool) -> bool:
