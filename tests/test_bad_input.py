@@ -494,3 +494,21 @@ def test_unreadable_files_leave_train_before_val_is_drawn_from_it(tmp_path, caps
     scored = evaluate_run(out, None, "val", tmp_path / "v.json", num_workers=0)
     assert scored["count"] == 3
     assert evaluate_run(out, None, "test", tmp_path / "t.json", num_workers=0)["count"] == 3
+
+
+def test_the_rebuild_after_skipped_files_keeps_the_mode_decided_on_every_image(tmp_path, monkeypatch):
+    """Skipped unreadable train files leave the folder before val is drawn from it, which rebuilt
+    the splits and guessed the mode again from a few images: colour data could train in gray."""
+    import scarce.data.loader as loader
+    from scarce.config import load_config
+    from scarce.engine.startup import scan_data
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 6}, mode="L")
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(root / "train" / "cat" / "red.png")  # one colour image
+    (root / "train" / "dog" / "empty.png").write_bytes(b"")  # one unreadable: the rebuild
+    guesses = iter(["RGB", "L"])  # the first guess saw the colour image; a second one might not
+    monkeypatch.setattr(loader, "_sniff_mode", lambda split, probe=16: next(guesses))
+    cfg = load_config(None, TINY, {"data": {"name": str(root), "skip_bad_images": True}})
+    data, bad = scan_data(cfg, loader.build_data(cfg.data))
+    assert data.mode == "RGB" and [Path(b["path"]).name for b in bad] == ["empty.png"]
+    assert "dog/empty.png" not in data.splits["train"].ids + data.splits["val"].ids

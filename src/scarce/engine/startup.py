@@ -58,20 +58,21 @@ def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
     colour = sum(s.colour_images for s in splits.values())
     files = sum(len(s.ids) for s in splits.values() if s.array is None)
-    redo = {}
-    if cfg.data.channels == "auto" and data.mode == "L" and colour:
+    recolour = cfg.data.channels == "auto" and data.mode == "L" and colour > 0
+    if recolour:
         print(
             f"data: {colour} of {files} images are in colour (the ones sampled to decide were gray): training in RGB "
             f"(set data.channels=gray to train in grayscale)",
             flush=True,
         )
-        redo["channels"] = "rgb"
     elif cfg.data.channels == "auto" and data.mode == "RGB" and files and colour < files:
         print(f"data: mixes modes ({files - colour} of {files} images gray); training in RGB", flush=True)
     val = data.splits.get("val")
     unreadable = unreadable_train_files(bad_images) if val is not None and val.from_train else []
-    if redo or unreadable:
-        data = build_data(replace(cfg.data, **redo), unreadable=unreadable)
+    if recolour or unreadable:
+        # the mode decided on every image (as set, or as auto chose), not a new guess from a few
+        decided = "rgb" if recolour or data.mode == "RGB" else "gray"
+        data = build_data(replace(cfg.data, channels=decided), unreadable=unreadable)
         splits, _ = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
         # the files left out before the val draw were all in the train folder
         bad_images = [{**b, "split": "train"} if b["path"] in unreadable else b for b in bad_images]
