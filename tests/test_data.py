@@ -103,6 +103,11 @@ def test_fashion_mnist_reader_and_sampling(tmp_path):
     assert again["train"].ids == splits["train"].ids
     with pytest.raises(UserError, match="asked for 13 images of class 0, only 12 exist"):
         fashion_mnist_splits(str(tmp_path), per_class=10, val_per_class=3, seed=1)
+    # without per_class, train is the rest of each class (it had been 6000 - val, whatever the set)
+    rest = fashion_mnist_splits(str(tmp_path), per_class=None, val_per_class=3, seed=1)
+    assert np.bincount(rest["train"].targets).tolist() == [9] * 10 and len(rest["val"].ids) == 30
+    with pytest.raises(UserError, match=r"^data.val_per_class=12: fashion-mnist has 12 train images per class"):
+        fashion_mnist_splits(str(tmp_path), per_class=None, val_per_class=12, seed=1)
 
 
 def test_sample_per_class_train_independent_of_val_size():

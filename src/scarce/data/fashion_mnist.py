@@ -82,7 +82,13 @@ def fashion_mnist_splits(
     if per_class is None and not val_per_class:
         picks = {"train": np.arange(len(labels))}
     else:
-        train_count = per_class if per_class is not None else 6000 - (val_per_class or 0)
+        fewest = int(np.bincount(labels).min())  # 6000 in the official set
+        train_count = per_class if per_class is not None else fewest - (val_per_class or 0)
+        if train_count < 1:  # without per_class, train is what val leaves of each class
+            raise UserError(
+                f"data.val_per_class={val_per_class}: fashion-mnist has {fewest} train images per class, and "
+                f"without data.per_class train is what val leaves of them; give val_per_class below {fewest}"
+            )
         counts = [train_count] + ([val_per_class] if val_per_class else [])
         picks = dict(zip(["train", "val"], sample_per_class(labels, counts, seed)))
     splits = {
