@@ -77,6 +77,23 @@ def test_sample_stage_low_bits_reach_the_model(image_folder):
     assert not torch.equal(seen & 3, plain[0][0] & 3)
 
 
+def test_a_class_of_one_image_is_not_swapped_with_itself(tmp_path):
+    """``partner=same_class`` with no other image of the class: the image was swapped with another
+    crop of itself; now it is left as it is."""
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", per_split={"train": 3})
+    for extra in ("1.png", "2.png"):  # emu keeps one image
+        (root / "train" / "emu" / extra).unlink()
+    swap = LsbSwapConfig(enabled=True, bits=2, p=1.0, stage="sample", partner="same_class")
+    data = DataConfig(name=str(root), img_size=16, val_fraction=0)
+    bundle = build_data(data)
+    swapped, plain = (build_dataset(bundle, "train", data, AugmentConfig(lsb_swap=s)) for s in (swap, LsbSwapConfig()))
+    alone = bundle.splits["train"].targets.index(2)
+    assert torch.equal(swapped[(0, alone)][0], plain[(0, alone)][0])
+    assert not torch.equal(swapped[(0, 0)][0], plain[(0, 0)][0])  # a class of three: swapped
+
+
 import pytest  # noqa: E402
 
 from scarce.cli import main  # noqa: E402

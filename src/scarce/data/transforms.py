@@ -147,7 +147,8 @@ class TrainTransform:
         self.swap = swap if swap.enabled and swap.stage == "sample" else None
         self._by_class: dict[int, list[int]] | None = None
 
-    def _partner_index(self, dataset, index: int) -> int:
+    def _partner_index(self, dataset, index: int) -> int | None:
+        """Another image of the pool (its class with ``same_class``), None where there is none."""
         if self.swap.partner == "same_class":
             if self._by_class is None:
                 self._by_class = {}
@@ -156,8 +157,8 @@ class TrainTransform:
             pool = self._by_class[dataset.targets[index]]
         else:
             pool = range(len(dataset))
-        if len(pool) < 2:
-            return index
+        if len(pool) < 2:  # a class of one image: no swap (not with another crop of itself)
+            return None
         pick = int(torch.randint(len(pool) - 1, ()).item())
         partner = pool[pick]
         return pool[-1] if partner == index else partner  # never the image itself
@@ -169,7 +170,8 @@ class TrainTransform:
         img = self.geometric(img)
         partner = None
         if self.swap is not None and float(torch.rand(())) < self.swap.p:
-            partner = self.geometric(dataset.load(self._partner_index(dataset, index)))
+            other = self._partner_index(dataset, index)
+            partner = None if other is None else self.geometric(dataset.load(other))
         if partner is not None and self.swap.placement == "before_randaugment":
             from scarce.augment import lsb_swap
 
