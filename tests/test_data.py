@@ -234,6 +234,27 @@ def test_cached_evaluation_scores_equal_the_image_files(tmp_path):
     assert all(torch.equal(plain[i][0], fast[i][0]) for i in range(len(plain)))
 
 
+def test_a_cached_train_split_with_pad_crops_gives_the_image_files_pixels(tmp_path):
+    """With ``augment.crop=pad`` the whole image is resized once, to img_size, then shifted: a
+    cache at 1.15 x resized it twice, so ``data.cache`` changed what the model trained on."""
+    from dataclasses import replace
+
+    from scarce.config import AugmentConfig
+    from scarce.data.check import preflight
+    from scarce.data.loader import decoded_cache_sides
+
+    root = make_image_folder(tmp_path / "d", size=40)
+    data, augment = DataConfig(name=str(root), img_size=16), AugmentConfig(crop="pad", pad=2, hflip=0.0)
+    bundle = build_data(data)
+    sides = decoded_cache_sides(data, bundle.splits, augment.crop)
+    assert sides["train"] == 16 and decoded_cache_sides(data, bundle.splits)["train"] == 19  # resized crops: 1.15 x
+    cached, _ = preflight(bundle.splits, bundle.mode, False, keep_sides=sides)
+    plain = build_dataset(bundle, "train", data, augment)
+    fast = build_dataset(replace(bundle, splits=cached), "train", data, augment)
+    assert fast.split.cache is not None
+    assert all(torch.equal(plain[(0, i)][0], fast[(0, i)][0]) for i in range(len(plain)))
+
+
 def sampler_items(ds, seed: int, epoch: int) -> list[tuple[int, int, int]]:
     from scarce.data.loader import BalancedEpochSampler
 

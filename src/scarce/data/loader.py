@@ -52,19 +52,23 @@ class DataBundle:
 CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
-def decoded_cache_sides(cfg: DataConfig, splits: dict[str, Split]) -> dict[str, int] | None:
+def decoded_cache_sides(cfg: DataConfig, splits: dict[str, Split], crop: str = "resized") -> dict[str, int] | None:
     """Per split, the shorter side at which the up-front scan keeps decoded images (None: no cache).
 
-    Train: 1.15 x the evaluation resize, so random crops still start from more pixels than they
-    produce. Val/test: exactly the evaluation resize, which the evaluation transform then
-    leaves as it is, so cached scores equal those of the image files. ``auto`` caches when the
-    images, at those sides, fit in :data:`CACHE_BUDGET_BYTES` (estimated as square RGB).
+    Train, with ``crop`` (``augment.crop``) ``resized``: 1.15 x the evaluation resize, so random
+    crops still start from more pixels than they produce; ``pad``: ``img_size``, the side the
+    whole image is resized to before its shift, so the cache changes no training pixel (a second
+    resize from 1.15 x had blurred them). Val/test: exactly the evaluation resize, which the
+    evaluation transform then leaves as it is, so cached scores equal those of the image files.
+    ``auto`` caches when the images, at those sides, fit in :data:`CACHE_BUDGET_BYTES` (estimated
+    as square RGB).
     """
     files = {name: len(s.ids) for name, s in splits.items() if s.array is None}
     if cfg.cache == "none" or not files:
         return None
     eval_side = int(round(cfg.img_size / cfg.crop_pct))  # EvalTransform's Resize
-    sides = {name: math.ceil(1.15 * eval_side) if name == "train" else eval_side for name in files}
+    train_side = cfg.img_size if crop == "pad" else math.ceil(1.15 * eval_side)
+    sides = {name: train_side if name == "train" else eval_side for name in files}
     if cfg.cache == "auto" and sum(n * sides[name] ** 2 * 3 for name, n in files.items()) > CACHE_BUDGET_BYTES:
         return None
     return sides

@@ -54,7 +54,7 @@ def scan_data(cfg: Config, data: DataBundle) -> tuple[DataBundle, list[dict]]:
     """The up-front scan (fail fast, before any epoch; decoded images kept when they fit). With
     ``data.channels=auto`` the mode is decided on every image, not on the first few. Skipped
     unreadable files of a train folder that val is drawn from leave it before the draw."""
-    keep_sides = decoded_cache_sides(cfg.data, data.splits)
+    keep_sides = decoded_cache_sides(cfg.data, data.splits, cfg.augment.crop)
     splits, bad_images = preflight(data.splits, data.mode, cfg.data.skip_bad_images, keep_sides=keep_sides)
     colour = sum(s.colour_images for s in splits.values())
     files = sum(len(s.ids) for s in splits.values() if s.array is None)
