@@ -81,7 +81,7 @@ class DataConfig:
     cache: Literal["auto", "ram", "none"] = opt(
         "auto",
         "keep decoded images in memory (decoded once, by the up-front scan); auto: when they "
-        "fit in 2 GB at 1.15 x the evaluation resize",
+        "fit in 2 GB (train at 1.15 x the evaluation resize, or img_size with augment.crop=pad)",
     )
     skip_bad_images: bool = opt(False, "skip unreadable images (counted, listed in the run dir) instead of failing")
     bit_depth: int | None = opt(
