@@ -131,7 +131,7 @@ def _note_if_views_repeat(path: str, views: int) -> None:
     """Say so on stderr when --tta asks for more views than the run's augmentation can make:
     the extra ones repeat the clean view (or its mirror), costing time and changing nothing."""
     from scarce.config import saved_config
-    from scarce.engine.evaluation import resolve_weights
+    from scarce.engine.run_dir import resolve_weights
     from scarce.inference.tta import distinct_views
 
     if views <= 1:
@@ -152,7 +152,7 @@ def _note_if_uncalibrated(path: str) -> None:
     """Say so on stderr when a run has no fitted temperature: its "calibrated" confidences are
     then the plain softmax (no val split, or training stopped before its final evaluation)."""
     from scarce.engine.calibrate import CALIBRATION_FILE
-    from scarce.engine.evaluation import resolve_weights
+    from scarce.engine.run_dir import resolve_weights
 
     run_dir, _ = resolve_weights(path)  # as the prediction just made found it
     if not (run_dir / CALIBRATION_FILE).is_file():

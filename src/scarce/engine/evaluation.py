@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from scarce.engine.eval_files import eval_file_name, free_eval_path, scored_sour
 from scarce.engine.factories import prediction_source
 from scarce.engine.hardware import device_name, scoring_speed
 from scarce.engine.resume import check_val_as_drawn, recorded_unreadable
+from scarce.engine.run_dir import resolve_weights
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, read_json, tensors_metadata
 from scarce.losses import loss_requires_head_g
@@ -72,20 +72,6 @@ class LoadedRun:
         """Normalisation and memory format of the batches to score with (:func:`load_run` put the
         model in the same format): evaluate, predict, report and the API score alike."""
         return BatchPreprocessor(self.mean, self.std, self.device, channels_last=self.channels_last)
-
-
-def resolve_weights(path: str | Path) -> tuple[Path, Path]:
-    """A run directory (-> its best.safetensors) or a weights file -> absolute (run dir, weights):
-    predictions files record them, and are compared from other working directories."""
-    path = Path(os.path.abspath(path))
-    if path.is_dir():
-        weights = path / "best.safetensors"
-        if not weights.is_file():
-            raise UserError(f"{path}: no best.safetensors (not a finished scarce run directory)")
-        return path, weights
-    if path.suffix != ".safetensors" or not path.is_file():
-        raise UserError(f"{path}: expected a scarce run directory or a .safetensors file inside one")
-    return path.parent, path
 
 
 def load_run(path: str | Path, device: torch.device | str = "auto") -> LoadedRun:

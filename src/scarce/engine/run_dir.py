@@ -182,3 +182,17 @@ def absolute_data_paths(cfg: Config) -> Config:
             root=absolute(data.root),
         ),
     )
+
+
+def resolve_weights(path: str | Path) -> tuple[Path, Path]:
+    """A run directory (-> its best.safetensors) or a weights file -> absolute (run dir, weights):
+    predictions files record them, and are compared from other working directories."""
+    path = Path(os.path.abspath(path))
+    if path.is_dir():
+        weights = path / "best.safetensors"
+        if not weights.is_file():
+            raise UserError(f"{path}: no best.safetensors (not a finished scarce run directory)")
+        return path, weights
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise UserError(f"{path}: expected a scarce run directory or a .safetensors file inside one")
+    return path.parent, path

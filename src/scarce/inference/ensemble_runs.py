@@ -76,7 +76,7 @@ def predict_runs(
     ``options.data`` (``own_data``: of each run's own data, as for the val split a threshold is chosen
     on), written into ``folder``; predictions files and None pass through. A run given twice is
     predicted once, also as its directory and its best.safetensors (the same weights)."""
-    from scarce.engine.evaluation import resolve_weights
+    from scarce.engine.run_dir import resolve_weights
     from scarce.inference.predict import predict_run, write_predictions
 
     done: dict[str, str] = {}
@@ -114,7 +114,7 @@ def check_paths(paths: Sequence[str | None]) -> None:
 def check_members_once(members: Sequence[str]) -> None:
     """Each member is given once: a run directory and its weights file, or a path given twice, name the
     same model, which would vote twice. Checked before anything is predicted."""
-    from scarce.engine.evaluation import resolve_weights
+    from scarce.engine.run_dir import resolve_weights
 
     seen: dict[str, str] = {}
     for member in members:
