@@ -23,6 +23,13 @@ def test_exponent_floats_without_dot_are_floats():
     assert cfg.optim.lr == 1e-3 and cfg.augment.scale == [0.1, 1.0]
 
 
+def test_a_float_that_is_not_finite_is_refused_also_without_a_range():
+    with pytest.raises(UserError, match=r"^config key 'sched.decay_milestones': expected a finite number, got nan$"):
+        load_config(None, ["sched.decay_milestones=[30, .nan]"])
+    with pytest.raises(UserError, match=r"^config key 'sched.decay_milestones': expected a finite number, got inf$"):
+        load_config(None, ["sched.decay_milestones=[.inf]"])
+
+
 def test_int_is_accepted_as_float_but_not_the_reverse():
     assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
     with pytest.raises(UserError, match=r"config key 'epochs': expected int or one of auto, got 2.5"):

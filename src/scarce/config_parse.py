@@ -97,6 +97,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     )
     if not ok:
         raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means them
+        raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
     return float(value) if tp is float else value
 
 
