@@ -84,6 +84,17 @@ def test_bool_is_not_an_int():
         build(Config, {"epochs": True})
 
 
+def test_yaml_boolean_word_gets_a_quoting_hint():
+    # YAML 1.1 reads `no` as False: the error says why a dataset or loss named "no"/"off" was refused
+    hint = "(YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
+    with pytest.raises(UserError, match=re.escape(f"config key 'data.name': expected str, got False (bool) {hint}")):
+        load_config(None, ["data.name=no"])
+    with pytest.raises(UserError, match=re.escape(f"got False {hint}")):
+        load_config(None, ["loss.name=off"])
+    with pytest.raises(UserError, match=r"expected int or one of auto, got False$"):  # no word to quote for a number
+        load_config(None, ["epochs=no"])
+
+
 def test_wrong_type_in_section():
     with pytest.raises(UserError, match=r"config key 'data': expected a mapping"):
         build(Config, {"data": 3})

@@ -73,7 +73,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
-            hint = f" (close: {', '.join(close)})" if close else ""
+            hint = f" (close: {', '.join(close)})" if close else _bool_hint(value)
             raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
         return value
     if origin is list:
@@ -96,10 +96,22 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         tp is float and isinstance(value, int) and not isinstance(value, bool)
     )
     if not ok:
-        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise UserError(
+            f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+            + (_bool_hint(value) if tp is str else "")
+        )
     if tp is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means them
         raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
     return float(value) if tp is float else value
+
+
+def _bool_hint(value: Any) -> str:
+    """YAML 1.1 reads yes/no/on/off as booleans: a user who meant the word needs to quote it."""
+    return (
+        " (YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
+        if isinstance(value, bool)
+        else ""
+    )
 
 
 def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
