@@ -19,6 +19,8 @@ import yaml
 from scarce.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+# YAML 1.1 reads yes/no/on/off as booleans: a user who meant the word has to quote it
+BOOL_HINT = " (YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
 
 
 def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None) -> Any:
@@ -73,7 +75,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
-            hint = f" (close: {', '.join(close)})" if close else _bool_hint(value)
+            hint = f" (close: {', '.join(close)})" if close else BOOL_HINT * isinstance(value, bool)
             raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
         return value
     if origin is list:
@@ -98,20 +100,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if not ok:
         raise UserError(
             f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-            + (_bool_hint(value) if tp is str else "")
+            + BOOL_HINT * (tp is str and isinstance(value, bool))
         )
     if tp is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means them
         raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
     return float(value) if tp is float else value
-
-
-def _bool_hint(value: Any) -> str:
-    """YAML 1.1 reads yes/no/on/off as booleans: a user who meant the word needs to quote it."""
-    return (
-        " (YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
-        if isinstance(value, bool)
-        else ""
-    )
 
 
 def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
@@ -296,11 +289,6 @@ def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         choices = field_choices(hints[f.name], f.metadata)
         if choices:
             text += f" [{'|'.join(map(str, choices))}{'|<number>' if _takes_number(hints[f.name]) else ''}]"
-        rows.append(
-            (
-                prefix + f.name,
-                yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ..."),
-                text,
-            )
-        )
+        shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix(" ...")
+        rows.append((prefix + f.name, shown, text))
     return rows
