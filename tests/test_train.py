@@ -61,7 +61,8 @@ def test_weights_load_in_plain_timm(tmp_path):
 
 
 def test_ema_is_evaluated_and_differs_from_model(tmp_path):
-    run_dir, _ = _train(tmp_path, "ema.enabled=true", "ema.decay=0.5", "ema.warmup=false")
+    # decay 0.9, no precise BN: the EMA of so short a run then scores apart from the raw model
+    run_dir, _ = _train(tmp_path, "ema.enabled=true", "ema.decay=0.9", "ema.warmup=false", "model.precise_bn=false")
     raw = load_file(str(run_dir / "last.safetensors"))
     ema = load_file(str(run_dir / "last_ema.safetensors"))
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
@@ -293,3 +294,22 @@ def test_dropout_is_seeded_apart_from_every_images_augmentation(tmp_path, monkey
     _train(tmp_path, "epochs=2")
     per_sample = {sample_seed(0, epoch, index) for epoch in (0, 1) for index in range(500)}  # the demo's train
     assert len(seeds) == 2 and not per_sample & set(seeds)
+
+
+def test_precise_bn_recomputes_the_ema_statistics_too(tmp_path, monkeypatch):
+    """The EMA's buffers average the raw model's lagging statistics: with precise BN they must be
+    the EMA weights' own, as for the raw model (else the EMA is scored and saved far off)."""
+    import scarce.engine.trainer as trainer
+    from scarce.engine.evaluation import load_run
+    from scarce.engine.loop import recompute_bn_stats
+
+    passes = []
+    monkeypatch.setattr(trainer, "recompute_bn_stats", lambda *args: (passes.append(args), recompute_bn_stats(*args)))
+    run_dir, _ = _train(tmp_path, "model.precise_bn=true", "ema.enabled=true", "ema.decay=0.9", "ema.warmup=false")
+    _, loader, preprocess = passes[-1]
+    saved = load_file(str(run_dir / "last_ema.safetensors"))
+    ema = load_run(run_dir / "last_ema.safetensors", "cpu").model
+    recompute_bn_stats(ema, loader, preprocess)
+    means = [k for k in saved if k.endswith("running_mean")]
+    assert means and all(torch.allclose(ema.state_dict()[k], saved[k], atol=1e-6) for k in means)
+    assert len(passes) == 4  # the raw model and the EMA, at each of the 2 epochs
