@@ -77,7 +77,9 @@ def test_prediction_probs_sum_to_one(source):
 
 def test_prediction_sources_select_the_right_scores():
     out = _outputs()
-    assert torch.allclose(prediction_probs(out, "auto"), F.softmax(out["aux_logits"], 1))
+    # a head-g model's default is its cosine scores (as the config's auto for focal_cosine), not g
+    assert torch.allclose(prediction_probs(out, "auto"), prediction_probs(out, "cosine"))
+    assert not torch.allclose(prediction_probs(out, "cosine"), F.softmax(out["aux_logits"], 1))
     assert torch.allclose(prediction_probs(out, "g"), F.softmax(out["aux_logits"], 1))
     assert torch.allclose(prediction_probs(out, "logits"), F.softmax(out["logits"], 1))
     assert torch.allclose(prediction_probs(out["logits"], "auto"), F.softmax(out["logits"], 1))

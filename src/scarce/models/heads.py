@@ -123,13 +123,14 @@ def prediction_scores(
     """Pre-softmax scores [B, C] (float32+) for a prediction source.
 
     'logits': outputs (Tensor) or outputs["logits"]; 'g': outputs["aux_logits"];
-    'cosine': normalize(logits) * cosine_scale; 'auto': 'g' if aux_logits exist else 'logits'.
+    'cosine': normalize(logits) * cosine_scale; 'auto': 'cosine' if aux_logits exist (a head-g model,
+    trained by a cosine loss: its cosine scores beat g's, as ``loss_prediction_source`` says) else 'logits'.
     Feed these to ``fit_temperature``; ``prediction_probs`` = softmax(scores / T).
     """
     _check_source(source)
     logits, aux = split_outputs(outputs, who="prediction_scores")
     if source == "auto":
-        source = "g" if aux is not None else "logits"
+        source = "cosine" if aux is not None else "logits"
     if source == "g":
         if aux is None:
             raise ValueError("prediction source 'g' needs 'aux_logits': the model has no head g")
