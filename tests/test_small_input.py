@@ -23,6 +23,7 @@ from tests.conftest import TINY
         ("efficientnet_b0", 1, 2),
         ("mobilenetv3_small_050", 1, 2),
         ("convnext_atto", 1, 4),
+        ("convnext_atto_ols", 1, 4),  # overlap stem: two 3x3 stride-2 convs (only the first was adapted: 2)
     ],
 )
 def test_stem_keeps_resolution(name, plain, small, one_thread):

@@ -46,8 +46,14 @@ def _strided_stem_conv(model: nn.Module) -> None:
 def _convnext(model: nn.Module) -> None:
     from timm.layers import trunc_normal_
 
-    patchify = model.stem[0]  # 4x4 stride-4 "patchify" conv
-    model.stem[0] = nn.Conv2d(patchify.in_channels, patchify.out_channels, 3, stride=1, padding=1)
+    first = model.stem[0]
+    if first.kernel_size != first.stride:  # overlap stems (*_ols): 3x3 stride-2 convs, padded to keep the size
+        for conv in model.stem:
+            if isinstance(conv, nn.Conv2d):
+                conv.stride = (1, 1)
+        return
+    # the 4x4 stride-4 "patchify" conv
+    model.stem[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, stride=1, padding=1)
     trunc_normal_(model.stem[0].weight, std=0.02)  # as timm's ConvNeXt initialises its convs
     nn.init.zeros_(model.stem[0].bias)
 
@@ -73,7 +79,7 @@ def adapt_to_small_input(model: nn.Module) -> nn.Module:
 
     Supported: ResNet/ResNeXt/SE-ResNet (3x3 stride-1 first conv, no max-pool),
     EfficientNet/MobileNet (stride-1 stem conv), ConvNeXt (3x3 stride-1 stem instead of
-    the 4x4 patchify conv). Other families raise :class:`UserError` naming these.
+    the 4x4 patchify conv; stride 1 in the overlap stems of ``*_ols``). Other families raise :class:`UserError` naming these.
     """
     for family, types in _families().items():
         if isinstance(model, types):
