@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn as nn
@@ -99,3 +101,43 @@ def test_a_lamb_run_checkpoints_and_resumes_as_if_uninterrupted(tmp_path):
     assert main(["train", "--resume", str(part), "--no-progress"]) == 0
     a, b = load_file(str(full / "last.safetensors")), load_file(str(part / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_keeps_the_optimizer_and_its_parameter_groups(tmp_path, capsys):
+    run = tmp_path / "run"  # two groups: norm weights and biases apart, without decay
+    extra = ["epochs=2", "optim.name=adamw", "optim.decay_norm_and_bias=false", "optim.weight_decay=0.05"]
+    train(load_config(None, TINY + extra), run, progress=False, stop_after=1)
+    for override, message in (
+        ("optim.name=sgd", "optim.name='sgd' differs from the run's 'adamw'; a resumed run keeps its model, data, "),
+        ("optim.decay_norm_and_bias=true", "optim.decay_norm_and_bias=True differs from the run's False"),
+        ("optim.weight_decay=0", "optim.weight_decay=0.0 differs from the run's 0.05; with optim.decay_norm_and_bias"),
+    ):
+        assert main(["train", "--resume", str(run), override, "--no-progress"]) == 2, override
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    state = json.loads((run / "state.json").read_text())
+    groups = state["optimizer"]["param_groups"]  # as if saved by a timm that grouped otherwise
+    state["optimizer"]["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[1]["params"]}]
+    (run / "state.json").write_text(json.dumps(state))
+    sizes = [len(g["params"]) for g in groups]
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"the checkpoint's optimizer state does not fit this run's optimizer (parameter groups of [{sum(sizes)}] "
+        in err
+    )
+    assert f"in the checkpoint, {sizes} in this run's optimizer)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_may_change_the_weight_decay_where_the_groups_stay(tmp_path, capsys):
+    # between two non-zero values always; to 0 too where every parameter decays (one group either way)
+    for name, extra, change in (
+        ("split", ["optim.decay_norm_and_bias=false"], "optim.weight_decay=0.01"),
+        ("whole", ["optim.decay_norm_and_bias=true"], "optim.weight_decay=0"),
+    ):
+        run = tmp_path / name
+        train(
+            load_config(None, TINY + ["epochs=2", "optim.weight_decay=0.05", *extra]), run, progress=False, stop_after=1
+        )
+        assert main(["train", "--resume", str(run), change, "--no-progress"]) == 0, name
+        assert f"optim.weight_decay 0.05 -> {float(change.split('=')[1])}" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from scarce.data.datasets import safe_join
-from scarce.engine.optim_state import flatten_optimizer, unflatten_optimizer
+from scarce.engine.optim_state import flatten_optimizer, group_mismatch, unflatten_optimizer
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.models.heads import CosineHeadModel
@@ -170,6 +170,20 @@ def drop_checkpoint(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
+def _load_optimizer(run_dir: Path, optimizer, tensors: dict, meta: dict) -> None:
+    """The checkpoint's optimizer state into ``optimizer``; one that does not fit (other parameter
+    groups, e.g. from another timm version's grouping) is one line naming the run."""
+    try:
+        saved = unflatten_optimizer(tensors, meta, optimizer)
+        optimizer.load_state_dict(saved)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        detail = group_mismatch(meta, optimizer) or f"{type(exc).__name__}: {exc}"
+        raise UserError(
+            f"--resume {run_dir}: the checkpoint's optimizer state does not fit this run's optimizer ({detail}); "
+            f"resume with the run's optim settings and versions, or train a new run with --out"
+        ) from None
+
+
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:
     """Restore what :func:`save_checkpoint` wrote; returns the state.json mapping."""
     state = read_json(run_dir / "state.json", STATE_SCHEMA)
@@ -177,8 +191,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler
         raise UserError(f"{run_dir / 'state.json'}: checkpoint {state['checkpoint']!r} is not under checkpoints/")
     folder = safe_join(run_dir, state["checkpoint"], what=str(run_dir / "state.json"))
     _load_state(getattr(model, "module", model), load_tensors(folder / "model.safetensors"), folder)
-    saved = unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"), state["optimizer"], optimizer)
-    optimizer.load_state_dict(saved)
+    _load_optimizer(run_dir, optimizer, load_tensors(folder / "optimizer.safetensors"), state["optimizer"])
     if ema is not None:
         ema_path = folder / "ema.safetensors"
         if not ema_path.is_file():

@@ -116,3 +116,12 @@ def unflatten_optimizer(tensors: dict, meta: dict, optimizer: torch.optim.Optimi
         pid, key = _split(flat)
         state.setdefault(pid, {})[key] = value
     return {"state": state, "param_groups": groups}
+
+
+def group_mismatch(saved: dict, optimizer: torch.optim.Optimizer) -> str | None:
+    """How a saved state dict's parameter groups differ from ``optimizer``'s; None if they match."""
+    saved_sizes = [len(g.get("params", [])) for g in saved.get("param_groups", [])]
+    live_sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if saved_sizes == live_sizes:
+        return None
+    return f"parameter groups of {saved_sizes} parameters in the checkpoint, {live_sizes} in this run's optimizer"
