@@ -141,3 +141,18 @@ def test_resume_may_change_the_weight_decay_where_the_groups_stay(tmp_path, caps
         )
         assert main(["train", "--resume", str(run), change, "--no-progress"]) == 0, name
         assert f"optim.weight_decay 0.05 -> {float(change.split('=')[1])}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgdw", "nesterovw", "lars"])
+def test_optim_momentum_reaches_every_optimizer_that_has_one(name):
+    optimizer = factories.build_optimizer(
+        load_config(None, TINY + [f"optim.name={name}", "optim.momentum=0.5"]), _model()
+    )
+    assert [g["momentum"] for g in optimizer.param_groups] == [0.5, 0.5]
+
+
+def test_optim_momentum_does_not_reach_an_optimizer_without_one():
+    optimizer = factories.build_optimizer(
+        load_config(None, TINY + ["optim.name=adamw", "optim.momentum=0.5"]), _model()
+    )
+    assert all("momentum" not in g for g in optimizer.param_groups)

@@ -55,10 +55,16 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     if o.name.lower() not in list_optimizers():
         raise _unknown("optim.name", o.name, list_optimizers())
     kwargs = {"eps": o.eps} if o.eps is not None else {}
-    if o.name.lower() in ("sgd", "momentum", "nesterov", "rmsprop", "rmsproptf"):
-        kwargs["momentum"] = o.momentum
+    # timm hands `momentum` (and `eps`) only to optimizers whose registry entry has one
+    # (get_optimizer_info(name).has_momentum: sgdw, lars, madgrad, ... as well as sgd and rmsprop)
     optimizer = create_optimizer_v2(
-        model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay, filter_bias_and_bn=not o.decay_norm_and_bias, **kwargs
+        model,
+        opt=o.name,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        filter_bias_and_bn=not o.decay_norm_and_bias,
+        **kwargs,
     )
     # refused now rather than at the first checkpoint, an epoch into the run
     setting = unrecordable_setting(optimizer)
