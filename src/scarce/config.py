@@ -77,7 +77,9 @@ class OptimConfig:
     name: str = opt("adamw", "any timm optimizer name (sgd, adamw, rmsproptf, lamb, ...)")
     lr: float = opt(1e-3, "peak learning rate", range="(0, inf)")
     weight_decay: float = opt(0.05, "weight decay", range="[0, inf)")
-    momentum: float = opt(0.9, "momentum (sgd, rmsprop)", range="[0, 1)")
+    momentum: float = opt(
+        0.9, "momentum, for optimizers that have one (sgd, nesterov, sgdw, lars, rmsprop, madgrad, ...)", range="[0, 1)"
+    )
     eps: float | None = opt(None, "optimizer epsilon (null: the optimizer's default)", range="(0, inf)")
     decay_norm_and_bias: bool = opt(
         False,

@@ -17,10 +17,10 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from scarce.data.datasets import safe_join
+from scarce.engine.optim_state import flatten_optimizer, group_mismatch, unflatten_optimizer
 from scarce.errors import UserError
 from scarce.io import atomic_write_json, load_tensors, read_json, save_tensors
 from scarce.models.heads import CosineHeadModel
@@ -84,25 +84,6 @@ def _load_state(module: nn.Module, state: dict, path: Path) -> None:
     module.load_state_dict(state)
 
 
-def _flatten_optimizer(state_dict: dict) -> tuple[dict, dict]:
-    tensors, scalars = {}, {}
-    for pid, per_param in state_dict["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"scalars": scalars, "param_groups": state_dict["param_groups"]}
-
-
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
-        pid, key = flat.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 def capture_state(
     epoch: int, model: nn.Module, optimizer, ema=None, scaler=None, extra: dict | None = None, copy: bool = False
 ) -> dict:
@@ -112,7 +93,7 @@ def capture_state(
     def tensors(state: dict) -> dict:
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()} if copy else state
 
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
     if copy:
         import copy as copy_module
 
@@ -136,7 +117,7 @@ def restore_snapshot(snapshot: dict, model: nn.Module, optimizer, ema=None, scal
         return {k: v.clone() for k, v in state.items()}
 
     getattr(model, "module", model).load_state_dict(snapshot["model"])
-    optimizer.load_state_dict(_unflatten_optimizer(copied(snapshot["optimizer"]), snapshot["optimizer_meta"]))
+    optimizer.load_state_dict(unflatten_optimizer(copied(snapshot["optimizer"]), snapshot["optimizer_meta"], optimizer))
     if ema is not None:
         ema.module.load_state_dict(snapshot["ema"])
     if scaler is not None and snapshot["scaler"]:
@@ -189,6 +170,20 @@ def drop_checkpoint(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
+def _load_optimizer(run_dir: Path, optimizer, tensors: dict, meta: dict) -> None:
+    """The checkpoint's optimizer state into ``optimizer``; one that does not fit (other parameter
+    groups, e.g. from another timm version's grouping) is one line naming the run."""
+    try:
+        saved = unflatten_optimizer(tensors, meta, optimizer)
+        optimizer.load_state_dict(saved)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        detail = group_mismatch(meta, optimizer) or f"{type(exc).__name__}: {exc}"
+        raise UserError(
+            f"--resume {run_dir}: the checkpoint's optimizer state does not fit this run's optimizer ({detail}); "
+            f"resume with the run's optim settings and versions, or train a new run with --out"
+        ) from None
+
+
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler=None) -> dict:
     """Restore what :func:`save_checkpoint` wrote; returns the state.json mapping."""
     state = read_json(run_dir / "state.json", STATE_SCHEMA)
@@ -196,7 +191,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer, ema=None, scaler
         raise UserError(f"{run_dir / 'state.json'}: checkpoint {state['checkpoint']!r} is not under checkpoints/")
     folder = safe_join(run_dir, state["checkpoint"], what=str(run_dir / "state.json"))
     _load_state(getattr(model, "module", model), load_tensors(folder / "model.safetensors"), folder)
-    optimizer.load_state_dict(_unflatten_optimizer(load_tensors(folder / "optimizer.safetensors"), state["optimizer"]))
+    _load_optimizer(run_dir, optimizer, load_tensors(folder / "optimizer.safetensors"), state["optimizer"])
     if ema is not None:
         ema_path = folder / "ema.safetensors"
         if not ema_path.is_file():

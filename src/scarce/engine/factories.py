@@ -13,6 +13,7 @@ from scarce.augment.mix import BatchMixer
 from scarce.config import Config, MixConfig
 from scarce.data.loader import DataBundle
 from scarce.engine.hardware import resolve_amp, resolve_channels_last
+from scarce.engine.optim_state import unrecordable_setting
 from scarce.errors import UserError
 from scarce.models.factory import create_model
 
@@ -47,17 +48,32 @@ def build_loss(cfg: Config, class_counts: list[int] | None = None, world_size: i
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The timm optimizer of ``optim.*``, one whose settings a checkpoint can record."""
     from timm.optim import create_optimizer_v2, list_optimizers
 
     o = cfg.optim
     if o.name.lower() not in list_optimizers():
         raise _unknown("optim.name", o.name, list_optimizers())
     kwargs = {"eps": o.eps} if o.eps is not None else {}
-    if o.name.lower() in ("sgd", "momentum", "nesterov", "rmsprop", "rmsproptf"):
-        kwargs["momentum"] = o.momentum
-    return create_optimizer_v2(
-        model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay, filter_bias_and_bn=not o.decay_norm_and_bias, **kwargs
+    # timm hands `momentum` (and `eps`) only to optimizers whose registry entry has one
+    # (get_optimizer_info(name).has_momentum: sgdw, lars, madgrad, ... as well as sgd and rmsprop)
+    optimizer = create_optimizer_v2(
+        model,
+        opt=o.name,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        filter_bias_and_bn=not o.decay_norm_and_bias,
+        **kwargs,
     )
+    # refused now rather than at the first checkpoint, an epoch into the run
+    setting = unrecordable_setting(optimizer)
+    if setting is not None:
+        raise UserError(
+            f"optim.name '{o.name}': its setting {setting} cannot be written to a checkpoint "
+            f"(tensors, dtypes and JSON values can); choose another optimizer"
+        )
+    return optimizer
 
 
 def schedule_steps(cfg: Config, updates_per_epoch: int) -> tuple[int, int]:

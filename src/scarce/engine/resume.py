@@ -99,14 +99,18 @@ def trim_metrics(run_dir: Path, start_epoch: int) -> None:
 
 
 # What a resumed run keeps: the weights' shapes (model), which images in which form (data),
-# what the outputs mean (loss), the steps per epoch (batch size) and its random streams (seed).
-# Epochs, lr, augmentation, threads and checkpoint settings may change (to extend a run, or to
+# what the outputs mean (loss), the steps per epoch (batch size), its random streams (seed) and
+# the optimizer's state: its kind (another one's moments are missing or lost) and its parameter
+# groups (decay_norm_and_bias splits them; see also _check_weight_decay). Epochs, lr, weight
+# decay, augmentation, threads and checkpoint settings may change (to extend a run, or to
 # recover from a fault); such changes are printed and recorded in resumes.jsonl.
 FIXED_ON_RESUME = (
     "model.",
     "batch_size",
     "seed",
     "loss.name",
+    "optim.name",
+    "optim.decay_norm_and_bias",
     *(
         f"data.{k}"
         for k in (
@@ -148,9 +152,22 @@ def check_resume_config(run_dir: Path, cfg: Config) -> dict[str, list]:
         if key.startswith(FIXED_ON_RESUME) and new.get(key) != value:
             raise UserError(
                 f"--resume {run_dir}: {key}={new.get(key)!r} differs from the run's {value!r}; a resumed run keeps "
-                f"its model, data, loss, batch size and seed (train a new run with --out instead)"
+                f"its model, data, loss, optimizer, batch size and seed (train a new run with --out instead)"
             )
+    _check_weight_decay(run_dir, saved, new)
     return {key: [value, new.get(key)] for key, value in saved.items() if new.get(key) != value}
+
+
+def _check_weight_decay(run_dir: Path, saved: dict, new: dict) -> None:
+    """Without decay on norm weights and biases, timm puts them in a parameter group of their own
+    only when the weight decay is not 0: a change to or from 0 would not fit the saved groups."""
+    old_decay, new_decay = saved.get("optim.weight_decay"), new.get("optim.weight_decay")
+    if not saved.get("optim.decay_norm_and_bias") and (old_decay == 0) != (new_decay == 0):
+        raise UserError(
+            f"--resume {run_dir}: optim.weight_decay={new_decay!r} differs from the run's {old_decay!r}; with "
+            f"optim.decay_norm_and_bias=false a resumed run may change the weight decay but not to or from 0 "
+            f"(that changes the optimizer's parameter groups)"
+        )
 
 
 def describe_changes(changes: dict[str, list]) -> str:
