@@ -41,6 +41,17 @@ def test_per_step_lr_reaches_peak_within_warmup_then_decays():
     assert lrs[-1] < 0.0015 and lrs[-1] >= 0.0001
 
 
+def test_multistep_milestones_are_epochs_of_the_run_whatever_the_warmup():
+    # timm counts milestones after a prefix warmup: [3, 6] with 2 warmup epochs decayed at 5 and 8
+    lrs = _lrs(
+        ["epochs=10", "optim.lr=1.0", "sched.name=multistep", "sched.warmup_epochs=2", "sched.warmup_lr=0.0"]
+        + ["sched.decay_milestones=[3, 6]", "sched.decay_rate=0.1"],
+        updates_per_epoch=10,
+    )
+    # each epoch's first step (timm's multistep decays one step before its milestone: 1 of 10 here)
+    assert lrs[::10] == pytest.approx([0.0, 0.5, 1.0, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
+
+
 def test_constant_holds_the_peak_after_warmup_in_any_timm_version():
     # built as a step schedule that never decays: timm before 1.0.31 has no 'constant' and
     # returned no scheduler at all (seen on a GPU machine's timm 1.0.29)

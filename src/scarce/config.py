@@ -100,16 +100,24 @@ class SchedConfig:
     )
     warmup_lr: float = opt(1e-5, "learning rate at the start of warmup", range="[0, inf)")
     min_lr: float = opt(1e-6, "final learning rate (cosine)", range="[0, inf)")
-    decay_epochs: float = opt(2.4, "step: epochs between decays", range="(0, inf)")
-    decay_rate: float = opt(0.97, "step, multistep: multiplicative decay", range="(0, inf)")
-    decay_milestones: list[float] = opt([90.0, 180.0, 270.0], "multistep: epochs at which the lr decays")
+    decay_epochs: float = opt(2.4, "step: epochs between decays, counted from the end of warmup", range="(0, inf)")
+    decay_rate: float = opt(
+        0.97, "step, multistep: multiplicative decay; poly: the power of the decay", range="(0, inf)"
+    )
+    decay_milestones: list[float] = opt(
+        [90.0, 180.0, 270.0], "multistep: epochs of the run at which the lr decays (one inside warmup: at its end)"
+    )
 
 
 @dataclass
 class EmaConfig:
     enabled: bool = opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3)")
     decay: float = opt(0.999, "EMA decay per optimizer step", range="[0, 1)")
-    warmup: bool = opt(True, "ramp the decay up early in training")
+    warmup: bool = opt(
+        True,
+        "ramp the decay up as timm does, 1 - (1 + step)^(-2/3): it reaches ema.decay only after "
+        "(1 - decay)^-1.5 steps (0.995: 2,800; 0.999: 31,600)",
+    )
 
 
 @dataclass

@@ -105,7 +105,8 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
         sched="step" if constant else s.name,
         num_epochs=max(total - warmup, 1),
         decay_epochs=s.decay_epochs * updates_per_epoch,
-        decay_milestones=[round(m * updates_per_epoch) for m in s.decay_milestones],
+        # timm counts milestones from the end of a prefix warmup: these are epochs of the run
+        decay_milestones=[max(round(m * updates_per_epoch) - warmup, 0) for m in s.decay_milestones],
         decay_rate=1.0 if constant else s.decay_rate,
         min_lr=s.min_lr,
         warmup_lr=s.warmup_lr,
