@@ -84,15 +84,32 @@ def test_bool_is_not_an_int():
         build(Config, {"epochs": True})
 
 
-def test_yaml_boolean_word_gets_a_quoting_hint():
-    # YAML 1.1 reads `no` as False: the error says why a dataset or loss named "no"/"off" was refused
-    hint = "(YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
-    with pytest.raises(UserError, match=re.escape(f"config key 'data.name': expected str, got False (bool) {hint}")):
-        load_config(None, ["data.name=no"])
-    with pytest.raises(UserError, match=re.escape(f"got False {hint}")):
+def test_overrides_and_recipes_read_yaml_1_2_scalars(tmp_path):
+    # PyYAML's YAML 1.1 read `no` as False, 010 as octal 8 and 1:30 as base-60 90
+    cfg = load_config(None, ["data.name=no", "seed=010", "optim.lr=1e-3", "ema.enabled=yes", "model.precise_bn=off"])
+    assert (cfg.data.name, cfg.seed, cfg.optim.lr, cfg.ema.enabled, cfg.model.precise_bn) == (
+        "no",
+        10,
+        0.001,
+        True,
+        False,
+    )
+    with pytest.raises(UserError, match=r"config key 'optim.lr': expected float, got '1:30' \(str\)$"):
+        load_config(None, ["optim.lr=1:30"])
+    with pytest.raises(UserError, match=r"config key 'loss.name': expected one of ce, .*, got 'off'$"):
         load_config(None, ["loss.name=off"])
-    with pytest.raises(UserError, match=r"expected int or one of auto, got False$"):  # no word to quote for a number
-        load_config(None, ["epochs=no"])
+    # a recipe written for YAML 1.1 keeps its yes/no booleans
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("seed: 010\nema:\n  enabled: yes\n  warmup: off\ndata:\n  name: 'no'\n")
+    cfg = load_config(str(recipe))
+    assert (cfg.seed, cfg.ema.enabled, cfg.ema.warmup, cfg.data.name) == (10, True, False, "no")
+
+
+def test_a_number_or_boolean_for_a_text_option_says_to_quote_it():
+    with pytest.raises(
+        UserError, match=re.escape("'data.train': expected str, got 2024 (int): quote it to mean the text ('2024')")
+    ):
+        load_config(None, ["data.train=2024"])
 
 
 def test_wrong_type_in_section():

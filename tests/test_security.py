@@ -126,9 +126,11 @@ def test_no_unsafe_deserialisation_in_the_code():
     assert _calls(r"\byaml\.(load|unsafe_load|full_load)\(|Loader=yaml\.(Unsafe|Full)?Loader") == []
     assert _calls(r"allow_pickle\s*=\s*True") == []
     assert _calls(r"yaml\.safe_load\(")  # the scanner does find calls
-    from scarce import config_parse  # recipes: safe_load's loader, plus a check for repeated keys
+    from scarce import config_yaml  # recipes: safe_load's loader, YAML 1.2 scalars, no repeated keys
 
-    assert issubclass(config_parse._UniqueKeyLoader, yaml.SafeLoader)
+    assert issubclass(config_yaml.Yaml12Loader, yaml.SafeLoader)
+    with pytest.raises(yaml.constructor.ConstructorError, match="could not determine a constructor"):
+        config_yaml.load_yaml("!!python/object/apply:os.system ['true']")
 
 
 @pytest.mark.parametrize("rel", ["../outside.png", "a/../../outside.png", "/etc/passwd", "..", "", "a/\0b.png"])

@@ -1,6 +1,6 @@
 """Typed run configuration: YAML recipe -> dataclasses -> keyword arguments.
 
-A recipe is a YAML file (read with ``yaml.safe_load``) whose nested keys mirror
+A recipe is a YAML file (read with ``yaml.SafeLoader``, YAML 1.2 scalars) whose nested keys mirror
 :class:`Config`. Command-line overrides are dotted ``key=value`` pairs whose
 values are parsed as YAML scalars (``optim.lr=0.01``, ``augment.randaugment=null``).
 Unknown keys and wrong types fail with a one-line :class:`UserError` that lists
@@ -214,7 +214,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None, e
 def saved_config(path: str | Path) -> Config:
     """A run's ``config.yaml`` as saved, without :func:`load_config`'s checks (older runs saved keys
     that later became refused); a folder-only run saved as ``name: demo`` reads as ``null``, as now."""
-    cfg = build(Config, read_recipe(str(path)))  # safe_load; bad YAML is a one-line UserError
+    cfg = build(Config, read_recipe(str(path)))  # SafeLoader; bad YAML is a one-line UserError
     return dataclasses.replace(cfg, data=folders_only(cfg.data))
 
 

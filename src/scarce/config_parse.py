@@ -1,4 +1,4 @@
-"""How a config is read and checked: recipe files (``yaml.safe_load``), dotted overrides,
+"""How a config is read and checked: recipe files (YAML, :mod:`scarce.config_yaml`), dotted overrides,
 type coercion, choices and numeric ranges, with one-line errors that list what is valid.
 The config's fields themselves are in :mod:`scarce.config`."""
 
@@ -16,11 +16,12 @@ from typing import Any, Union
 
 import yaml
 
+from scarce.config_yaml import load_yaml
 from scarce.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-# YAML 1.1 reads yes/no/on/off as booleans: a user who meant the word has to quote it
-BOOL_HINT = " (YAML reads yes/no/on/off/true/false as a boolean: quote the word, e.g. 'no')"
+# bool options also take YAML 1.1's words (recipes written for PyYAML's default loader)
+BOOL_WORDS = {"yes": True, "on": True, "no": False, "off": False}
 
 
 def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None) -> Any:
@@ -75,7 +76,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is typing.Literal:
         if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=3)
-            hint = f" (close: {', '.join(close)})" if close else BOOL_HINT * isinstance(value, bool)
+            hint = f" (close: {', '.join(close)})" if close else ""
             raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}{hint}")
         return value
     if origin is list:
@@ -89,18 +90,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 f"config key '{key}': expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}"
             )
         return build(tp, value, prefix=key + ".")
-    if tp is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
+    if tp is bool and isinstance(value, str):
+        value = BOOL_WORDS.get(value.lower(), value)
     ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
         tp is float and isinstance(value, int) and not isinstance(value, bool)
     )
     if not ok:
         raise UserError(
             f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-            + BOOL_HINT * (tp is str and isinstance(value, bool))
+            + (f": quote it to mean the text ('{value}')" if tp is str else "")
         )
     if tp is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means them
         raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
@@ -186,14 +184,14 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["optim.lr=0.01", "epochs=2"]`` -> nested dict; values parsed as YAML scalars."""
+    """``["optim.lr=0.01", "epochs=2"]`` -> nested dict; values parsed as YAML (:func:`load_yaml`)."""
     tree: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise UserError(f"override '{pair}': expected dotted key=value, e.g. optim.lr=0.01")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = load_yaml(raw) if raw != "" else None
         except yaml.YAMLError:
             raise UserError(f"override '{pair}': the value is not valid YAML") from None
         node = tree
@@ -210,28 +208,6 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping: PyYAML keeps the
-    last, so a second ``augment:`` block would silently replace the first (an ablation arm
-    trained without the part it was written to test)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, typing.Hashable):  # SafeLoader's own check says so
-                break
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
 def flat_keys(tree: dict, prefix: str = "") -> dict:
     """A nested config mapping as ``{"section.key": value}``."""
     out: dict = {}
@@ -240,17 +216,8 @@ def flat_keys(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _safe_load_unique(text: str):
-    """``yaml.safe_load`` that refuses repeated keys (what ``yaml.load`` does, with that loader)."""
-    loader = _UniqueKeyLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
 def read_recipe(recipe: str) -> dict:
-    """A recipe name (``demo``) or a YAML path -> its mapping (``yaml.safe_load``)."""
+    """A recipe name (``demo``) or a YAML path -> its mapping (:func:`load_yaml`)."""
     path = Path(recipe)
     if not path.is_file() and path.name == recipe:  # a bare name: a built-in recipe (a path stays a path)
         path = RECIPES_DIR / f"{recipe}.yaml"
@@ -263,7 +230,7 @@ def read_recipe(recipe: str) -> dict:
             f"{', '.join(available_recipes())}"
         )
     try:
-        values = _safe_load_unique(path.read_text(encoding="utf-8")) or {}
+        values = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
