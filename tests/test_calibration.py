@@ -29,13 +29,12 @@ def test_ece_two_bins_hand_value():
     assert len(bins["edges"]) == 11 and bins["ece"] == pytest.approx(0.25) and bins["n"] == 4
 
 
-def test_ece_bounds():
-    g = torch.Generator().manual_seed(0)
-    probs = F.softmax(torch.randn(200, 5, generator=g), 1)
-    y = torch.randint(0, 5, (200,), generator=g)
-    e = expected_calibration_error(probs, y)
-    assert isinstance(e, float) and 0.0 <= e <= 1.0
-    assert sum(reliability_bins(probs, y)["counts"]) == 200
+def test_ece_is_small_when_calibrated_and_large_when_overconfident():
+    z, y = _synthetic(1.0)  # labels drawn from softmax(z): these probabilities are calibrated
+    calibrated = expected_calibration_error(F.softmax(z, 1), y)
+    assert isinstance(calibrated, float) and calibrated < 0.02
+    assert expected_calibration_error(F.softmax(z * 3, 1), y) > 0.1  # sharpened: over-confident
+    assert sum(reliability_bins(F.softmax(z, 1), y)["counts"]) == len(y)
 
 
 def _synthetic(t0: float, n: int = 20000, c: int = 10, seed: int = 0):
