@@ -231,6 +231,15 @@ def test_ensemble_benchmark_compares_several_mixed_ensembles_in_one_table(tmp_pa
     results = {k: {1: {**rules, "soft vote": [0.1 * (i + 1)]}} for i, k in enumerate(kinds)}
     lines = small_data_ensemble.headlines(results, [1])
     assert [lines[f"{p}ensemble_soft_top1"] for p in ("", "mixed_", "mixed2_")] == ["0.1000", "0.2000", "0.3000"]
+    assert "mixed_goal_met" not in lines and "mixed_ensemble_soft_tta_top1" not in lines  # 1 view: no goal line
+    # with 2-view TTA the goal is read from the TTA soft vote (the pre-registered figure), not 1 view
+    for i, k in enumerate(kinds):
+        results[k][2] = {**rules, "base": [0.845], "soft vote": [0.854 + 0.001 * i]}
+    lines = small_data_ensemble.headlines(results, [1, 2])
+    assert lines["mixed_ensemble_soft_top1"] == "0.2000" and lines["mixed_ensemble_soft_tta_top1"] == "0.8550"
+    assert lines["single_tta_top1"] == "0.8450" and lines["mixed_goal_met"].startswith("yes ")
+    results["mixed: c + x"][2]["soft vote"] = [0.8549]
+    assert small_data_ensemble.headlines(results, [1, 2])["mixed_goal_met"].startswith("no ")
 
 
 def test_holdout_split_avoids_every_excluded_seeds_train_and_val():
