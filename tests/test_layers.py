@@ -9,7 +9,7 @@ PACKAGE = Path(scarce.__file__).parent
 # Bottom to top; a module may import its own layer or any layer below it.
 LAYERS = [
     {"errors", "io", "calibration"},
-    {"config", "config_augment", "config_data", "config_parse"},
+    {"config", "config_augment", "config_data", "config_parse", "config_yaml"},
     {"augment", "data", "losses", "models"},
     {"engine"},
     {"inference"},
