@@ -128,3 +128,26 @@ def test_every_rank_takes_rank_0s_cpu_speed_choice_even_from_a_record(monkeypatc
         choose = prepare.cpu_speed_chooser(cfg, data, "run", DistInfo(rank=rank, world_size=2))
         assert choose(True) == ("from rank 0",)
     assert sent == [("none", True, None), None]  # rank 0 sends the record; rank 1 receives
+
+
+def test_other_ranks_outwait_a_final_evaluation_longer_than_the_process_group_timeout(tmp_path):
+    # NCCL's default timeout is 10 minutes: a large test set scored by rank 0 alone outlasted it
+    # and the waiting rank failed. Here the default group's timeout is 8 s and scoring takes 20 s.
+    script = tmp_path / "slow_end.py"
+    script.write_text(
+        "import sys, time\n"
+        "from datetime import timedelta\n"
+        "import torch.distributed as dist\n"
+        "import scarce.engine.trainer as trainer\n"
+        "init, finish = dist.init_process_group, trainer.finish_run\n"
+        "dist.init_process_group = lambda *a, **k: init(*a, **{**k, 'timeout': timedelta(seconds=8)})\n"
+        "trainer.finish_run = lambda *a: (time.sleep(20), finish(*a))[1]\n"
+        "from scarce.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    cmd += ["train", "--recipe", "demo", "--out", str(tmp_path / "ddp"), "--no-progress", *TINY, "epochs=1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ddp" / "summary.json").is_file()

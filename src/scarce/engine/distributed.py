@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -42,7 +43,17 @@ def init_distributed(device: str) -> DistInfo:
             check_gpu_per_process(info.local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
+    if "end_of_run" not in _GROUPS:  # new_group is collective: every rank creates it here, together
+        _GROUPS["end_of_run"] = dist.new_group(backend="gloo", timeout=END_OF_RUN_TIMEOUT)
     return info
+
+
+# At the end of a run the other ranks wait while rank 0 alone scores val and test and fits
+# temperatures. On a large test set that outlasts NCCL's 10-minute default timeout, and a
+# timed-out rank would make torchrun stop rank 0 mid-evaluation: they wait in a gloo group
+# of their own with a long timeout (a crash of rank 0 still ends them through torchrun).
+END_OF_RUN_TIMEOUT = timedelta(hours=24)
+_GROUPS: dict = {}
 
 
 def check_gpu_per_process(local_rank: int, local_processes: int) -> None:
@@ -93,9 +104,10 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def barrier(info: DistInfo) -> None:
+def wait_for_main(info: DistInfo) -> None:
+    """The other ranks wait for rank 0 to finish the run (:data:`END_OF_RUN_TIMEOUT`)."""
     if info.enabled:
-        dist.barrier()
+        dist.barrier(group=_GROUPS.get("end_of_run"))
 
 
 def broadcast_object(value, info: DistInfo):
@@ -109,4 +121,5 @@ def broadcast_object(value, info: DistInfo):
 
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the end-of-run one too
+        _GROUPS.clear()

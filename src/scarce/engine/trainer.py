@@ -13,7 +13,7 @@ from scarce.data.seeding import sample_seed, seed_everything
 from scarce.engine.amp_fallback import can_fall_back, fall_back_to_fp32, keep_initial_state
 from scarce.engine.checkpoint import capture_state, drop_checkpoint
 from scarce.engine.describe import startup_lines
-from scarce.engine.distributed import barrier, broadcast_buffers, broadcast_object, cleanup
+from scarce.engine.distributed import broadcast_buffers, broadcast_object, cleanup, wait_for_main
 from scarce.engine.factories import probs_function
 from scarce.engine.faults import (
     Interrupted,
@@ -213,7 +213,7 @@ def train(
     try:
         with lock:
             summary = _train_locked(run, progress, stop_after, start)
-        barrier(run.info)
+        wait_for_main(run.info)
         return summary
     except NonFiniteLossError as exc:
         fix = "lower optim.lr or set clip_grad" + (" (or amp=none)" if run.hardware.amp != "none" else "")
