@@ -49,12 +49,11 @@ def cell(run_dir: Path) -> dict | None:
     metrics = cell_metrics(run_dir)
     if metrics is None or metrics["test_top1"] is None:  # unfinished, or trained without a test split
         return None
-    import yaml
-
+    from scarce.config_yaml import load_yaml
     from scarce.io import read_jsonl
 
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    config = flat(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    config = flat(load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")))
     return {
         "test_top1": metrics["test_top1"],
         "epoch_seconds": statistics.median(r["seconds"] for r in rows),

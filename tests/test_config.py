@@ -2,7 +2,16 @@ import re
 
 import pytest
 
-from scarce.config import Config, available_recipes, build, describe, load_config, parse_overrides
+from scarce.config import (
+    Config,
+    available_recipes,
+    build,
+    describe,
+    load_config,
+    parse_overrides,
+    save_config,
+    saved_config,
+)
 from scarce.errors import UserError
 
 
@@ -103,6 +112,15 @@ def test_overrides_and_recipes_read_yaml_1_2_scalars(tmp_path):
     recipe.write_text("seed: 010\nema:\n  enabled: yes\n  warmup: off\ndata:\n  name: 'no'\n")
     cfg = load_config(str(recipe))
     assert (cfg.seed, cfg.ema.enabled, cfg.ema.warmup, cfg.data.name) == (10, True, False, "no")
+
+
+def test_a_saved_config_reads_back_as_written(tmp_path):
+    # PyYAML's 1.1 dumper writes the string 1e3 unquoted (no dot: not a 1.1 float); 1.2 reads 1000.0
+    cfg = load_config(None, ["data.name='1e3'", "data.train='0x1F'", "model.name='True'", "optim.lr=1e-5"])
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path)
+    assert "name: '1e3'" in path.read_text(encoding="utf-8")
+    assert saved_config(path) == cfg
 
 
 def test_a_number_or_boolean_for_a_text_option_says_to_quote_it():

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from scarce.config_augment import AugmentConfig, LsbSwapConfig, MixConfig  # noqa: F401  (re-exported)
 from scarce.config_data import DataConfig, check_data_source, check_sampling_keys, data_label, folders_only  # noqa: F401  (re-exported)
 from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in one place)
@@ -30,6 +28,7 @@ from scarce.config_parse import (  # noqa: F401  (re-exported: the config API in
     parse_overrides,
     read_recipe,
 )
+from scarce.config_yaml import dump_yaml
 from scarce.errors import UserError
 
 
@@ -225,7 +224,7 @@ def config_to_dict(cfg: Any) -> dict:
 def save_config(cfg: Config, path: Path) -> None:
     from scarce.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, dump_yaml(config_to_dict(cfg)))
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -74,3 +74,20 @@ def load_yaml(text: str):
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+class Yaml12Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes every string :class:`Yaml12Loader` would read as something
+    else. The 1.1 dumper writes the string ``1e3`` plain (not a 1.1 float: no dot), and a 1.2
+    reader then loads it as 1000.0: a saved ``config.yaml`` must read back as it was written."""
+
+
+# Added after the 1.1 resolvers, so a string that either schema reads as non-string is quoted.
+Yaml12Dumper.add_implicit_resolver(_TAG + "bool", _BOOL, list("tTfF"))
+Yaml12Dumper.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))
+Yaml12Dumper.add_implicit_resolver(_TAG + "float", _FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data, **kwargs) -> str:
+    """``data`` as YAML that :func:`load_yaml` reads back unchanged (keys in insertion order)."""
+    return yaml.dump(data, Dumper=Yaml12Dumper, sort_keys=False, **kwargs)

@@ -18,9 +18,9 @@ RESUMES_FILE = "resumes.jsonl"  # one line per resume that changed the config: {
 
 
 def _saved_epochs(run_dir: Path) -> int | str | None:
-    import yaml
+    from scarce.config_yaml import load_yaml
 
-    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("epochs")
+    return (load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("epochs")
 
 
 def finished_run(run_dir: Path, resume: bool, cfg: Config) -> dict | None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from scarce.config_yaml import dump_yaml, load_yaml
 from scarce.errors import UserError
 from scarce.io import atomic_path, read_json, read_jsonl
 from scarce.report import plots
@@ -227,7 +227,7 @@ def build_run_report(
         )
     out = Path(out) if out else run_dir / "report.html"
     figs = Figures(out.parent, out.stem + "_")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    cfg = load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     test = read_json(run_dir / "test_metrics.json") if (run_dir / "test_metrics.json").is_file() else {}
     calibration = read_json(run_dir / "calibration.json") if (run_dir / "calibration.json").is_file() else None
@@ -248,7 +248,7 @@ def build_run_report(
     if calibration is not None:
         predictions[-1].parts.insert(0, _calibration_table(calibration))
     sections += predictions
-    sections.append(Section("config", "Resolved config (config.yaml)", [pre(yaml.safe_dump(cfg, sort_keys=False))]))
+    sections.append(Section("config", "Resolved config (config.yaml)", [pre(dump_yaml(cfg))]))
     sections.append(_timings_section(figs, rows, summary))
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else {}
