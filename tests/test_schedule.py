@@ -48,8 +48,10 @@ def test_multistep_milestones_are_epochs_of_the_run_whatever_the_warmup():
         + ["sched.decay_milestones=[3, 6]", "sched.decay_rate=0.1"],
         updates_per_epoch=10,
     )
-    # each epoch's first step (timm's multistep decays one step before its milestone: 1 of 10 here)
+    # each epoch's first step
     assert lrs[::10] == pytest.approx([0.0, 0.5, 1.0, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
+    # and on the step: timm's own multistep decays one update before its milestone
+    assert (lrs[29], lrs[30], lrs[59], lrs[60]) == pytest.approx((1.0, 0.1, 0.1, 0.01))
 
 
 def test_constant_holds_the_peak_after_warmup_in_any_timm_version():

@@ -83,6 +83,16 @@ def schedule_steps(cfg: Config, updates_per_epoch: int) -> tuple[int, int]:
     return total, min(warmup, total // 5)
 
 
+def _multistep_lead() -> int:
+    """Updates by which timm's multistep decays before its milestone: 1 in timm 1.0 (it bisects
+    ``t + 1``), so a milestone at epoch 3 decayed on the last update of epoch 2. Probed, not
+    assumed, so a timm that fixes it is not shifted a step late."""
+    from timm.scheduler import MultiStepLRScheduler
+
+    probe = MultiStepLRScheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), decay_t=[1])
+    return probe.get_curr_decay_steps(0)
+
+
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_epoch: int):
     """A timm scheduler stepped per optimizer update (``step_update(global_step)``).
 
@@ -106,7 +116,9 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
         num_epochs=max(total - warmup, 1),
         decay_epochs=s.decay_epochs * updates_per_epoch,
         # timm counts milestones from the end of a prefix warmup: these are epochs of the run
-        decay_milestones=[max(round(m * updates_per_epoch) - warmup, 0) for m in s.decay_milestones],
+        decay_milestones=[
+            max(round(m * updates_per_epoch) - warmup, 0) + _multistep_lead() for m in s.decay_milestones
+        ],
         decay_rate=1.0 if constant else s.decay_rate,
         min_lr=s.min_lr,
         warmup_lr=s.warmup_lr,
