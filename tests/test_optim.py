@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -156,3 +157,19 @@ def test_optim_momentum_does_not_reach_an_optimizer_without_one():
         load_config(None, TINY + ["optim.name=adamw", "optim.momentum=0.5"]), _model()
     )
     assert all("momentum" not in g for g in optimizer.param_groups)
+
+
+def test_a_second_order_optimizer_gets_the_graph_of_its_gradients():
+    # timm's adahessian differentiates the gradients again: without create_graph it fails on step 1
+    from scarce.engine.loop import TrainStep
+
+    model = _model()
+    optimizer = factories.build_optimizer(load_config(None, TINY + ["optim.name=adahessian", "optim.lr=0.1"]), model)
+    before = [p.detach().clone() for p in model.parameters()]
+    gen = torch.Generator().manual_seed(0)
+    x, target = torch.randn(4, 6, generator=gen), torch.tensor([0, 1, 2, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's create_graph cycle warning is handled, not shown
+        loss = TrainStep(model, nn.functional.cross_entropy, optimizer)(x, target, global_step=0)
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -63,9 +63,9 @@ def train(
     from scarce.engine.trainer import train as train_run
 
     extra = _nested(settings)
-    if data is not None:  # a plain <class>/<image> folder is its own train split, unless one is given
-        given_train = extra.get("data", {}).get("train") is not None
-        extra = _merge(extra, {"data": {"name": str(data)} if given_train else data_fields(str(data))})
+    if data is not None:
+        train_given = extra.get("data", {}).get("train") is not None
+        extra = _merge(extra, {"data": data_fields(str(data), train_given=train_given)})
     if resume:
         if out is None:
             raise UserError("scarce.train(resume=True) needs out= (the run directory to continue)")

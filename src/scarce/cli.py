@@ -85,12 +85,10 @@ def cmd_train(args) -> int:
 
     extra: dict = {}
     data = {
-        k: v
-        for k, v in (("name", args.data), ("train", args.train_dir), ("val", args.val_dir), ("test", args.test_dir))
-        if v is not None
+        k: v for k, v in (("train", args.train_dir), ("val", args.val_dir), ("test", args.test_dir)) if v is not None
     }
-    if args.data is not None and args.train_dir is None:  # a plain <class>/<image> folder is its own train split
-        data.update(data_fields(args.data))
+    if args.data is not None:
+        data.update(data_fields(args.data, train_given=args.train_dir is not None))
     if args.skip_bad_images:
         data["skip_bad_images"] = True
     if data:

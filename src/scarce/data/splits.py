@@ -118,11 +118,12 @@ def is_class_folder_root(path: str | os.PathLike) -> bool:
     return any(p.is_dir() and p.name not in SPLIT_NAMES + VAL_FOLDER_NAMES for p in path.iterdir())
 
 
-def data_fields(name: str) -> dict[str, str]:
+def data_fields(name: str, train_given: bool = False) -> dict[str, str]:
     """The ``data`` keys of a ``--data`` argument (train's, the tools', ``scarce.train(data=...)``): a
     built-in dataset or image-folder root is ``data.name``; a folder of ``<class>/<image>`` is also
-    the train split (as ``--train`` gives it; val is then taken from it, and it has no test split)."""
-    if name not in BUILTIN_DATASETS and is_class_folder_root(name):
+    the train split (as ``--train`` gives it; val is then taken from it, and it has no test split),
+    unless a train folder is given beside it (``train_given``)."""
+    if not train_given and name not in BUILTIN_DATASETS and is_class_folder_root(name):
         return {"name": name, "train": name}
     return {"name": name}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -67,10 +68,10 @@ class TrainStep:
             loss = mixed_loss(self.loss_fn, self.model(x), target, mix)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # as timm's NativeScaler: scale, unscale, clip, step, update
-            self.scaler.scale(loss).backward()
+            self._backward(self.scaler.scale(loss))
             self.scaler.unscale_(self.optimizer)
         else:
-            loss.backward()
+            self._backward(loss)
         if self.clip_grad is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
         if self.scaler is not None:
@@ -83,6 +84,16 @@ class TrainStep:
         if self.scheduler is not None:
             self.scheduler.step_update(num_updates=global_step + 1)
         return loss.detach()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if not getattr(self.optimizer, "is_second_order", False):
+            loss.backward()
+            return
+        # a second-order optimizer (timm's adahessian) differentiates the gradients again; torch
+        # warns of the grad <-> graph cycle that zero_grad(set_to_none=True) breaks each update
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+            loss.backward(create_graph=True)
 
 
 def train_one_epoch(
