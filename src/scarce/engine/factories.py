@@ -110,15 +110,14 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, updates_per_e
     # timm before 1.0.31 has no 'constant' (create_scheduler_v2 returned None): a step schedule
     # that never decays is the same lr curve in every timm version
     constant = s.name == "constant"
+    lead = _multistep_lead() if s.name == "multistep" else 0
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched="step" if constant else s.name,
         num_epochs=max(total - warmup, 1),
         decay_epochs=s.decay_epochs * updates_per_epoch,
         # timm counts milestones from the end of a prefix warmup: these are epochs of the run
-        decay_milestones=[
-            max(round(m * updates_per_epoch) - warmup, 0) + _multistep_lead() for m in s.decay_milestones
-        ],
+        decay_milestones=[max(round(m * updates_per_epoch) - warmup, 0) + lead for m in s.decay_milestones],
         decay_rate=1.0 if constant else s.decay_rate,
         min_lr=s.min_lr,
         warmup_lr=s.warmup_lr,
