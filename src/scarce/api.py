@@ -185,6 +185,7 @@ class Classifier:
 
         from scarce.engine.factories import probs_function
         from scarce.inference.tta import TTATransform, tta_predict
+        from scarce.inference.tta_calibration import tta_temperature
 
         if tta < 1:
             raise UserError(f"tta: expected a number of views >= 1, got {tta}")
@@ -203,7 +204,7 @@ class Classifier:
                 rows = range(start, min(start + batch_size, len(images)))
                 yield torch.stack([transform(keys, i, self._image(images[i], i)) for i in rows]), [0] * len(rows)
 
-        probs_fn = probs_function(run.cfg, run.temperature)
+        probs_fn = probs_function(run.cfg, tta_temperature(run, tta, batch_size)[0])
         probs, _ = tta_predict(run.model, batches(), self._preprocess, probs_fn, chunk_size=batch_size, amp=run.amp)
         probs = probs.numpy().astype(np.float32) if len(images) else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))
