@@ -27,31 +27,8 @@ sys.path.insert(0, str(HERE))
 from bench_results import machine, markdown_table, write_results  # noqa: E402
 
 
-def view_scores(run, split: str, views: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores ``[N, views, C]`` (the run's prediction source, before any temperature) and targets."""
-    from scarce.data.loader import build_eval_loader
-    from scarce.engine.evaluation import eval_dataset, run_data_config, with_run_view
-    from scarce.engine.factories import prediction_source
-    from scarce.inference.tta import TTATransform, tta_predict
-    from scarce.models.heads import prediction_scores
-
-    data = run_data_config(run, None)
-    dataset = eval_dataset(run, data, split)
-    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, views, seed=0)
-    source = prediction_source(run.cfg)
-    return tta_predict(
-        run.model,
-        build_eval_loader(dataset, batch_size, 0),
-        run.preprocessor(),
-        lambda outputs: prediction_scores(outputs, source=source),
-        chunk_size=batch_size,
-        amp=run.amp,
-        per_view=True,
-    )
-
-
 def vote_metrics(scores: torch.Tensor, targets: torch.Tensor, temperature: float) -> dict[str, float]:
-    """Test top-1, ECE and NLL of the soft vote ``mean_v softmax(scores[:, v] / T)``."""
+    """Top-1, ECE and NLL of the soft vote ``mean_v softmax(scores[:, v] / T)``."""
     from scarce.calibration import expected_calibration_error, soft_vote_nll
 
     vote = (scores.double() / temperature).softmax(2).mean(1)
@@ -65,6 +42,7 @@ def vote_metrics(scores: torch.Tensor, targets: torch.Tensor, temperature: float
 def score_run(run_dir: Path, views: list[int], batch_size: int) -> list[dict]:
     from scarce.engine.calibrate import fitted_temperature
     from scarce.engine.evaluation import load_run
+    from scarce.inference.tta_calibration import view_scores
 
     run = load_run(run_dir, "cpu")
     val, val_targets = view_scores(run, "val", max(views), batch_size)

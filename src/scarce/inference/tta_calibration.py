@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from scarce.engine.calibrate import CALIBRATION_FILE, fitted_temperature
 from scarce.engine.evaluation import LoadedRun, eval_dataset, run_data_config, with_run_view
 from scarce.errors import UserError
@@ -44,23 +46,21 @@ def tta_temperature(run: LoadedRun, views: int, batch_size: int = 64, num_worker
     return fitted, views
 
 
-def _fit_on_val(run: LoadedRun, views: int, batch_size: int, num_workers: int) -> float | None:
-    """T of the soft vote over ``views`` views of the run's own val split; None without one."""
+def view_scores(
+    run: LoadedRun, split: str, views: int, batch_size: int = 64, num_workers: int = 0, seed: int = FIT_SEED
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores ``[N, views, C]`` of ``split`` of the run's own data (its prediction source, before
+    any temperature), one row per TTA view, and targets ``[N]``."""
     from scarce.data.loader import build_eval_loader
     from scarce.engine.factories import prediction_source
     from scarce.inference.tta import TTATransform, tta_predict
     from scarce.models.heads import prediction_scores
 
     data = run_data_config(run, None)
-    try:
-        dataset = eval_dataset(run, data, "val")
-    except UserError:  # e.g. the data are not on this machine: the single-view T stands
-        return None
-    if len(dataset) == 0:
-        return None
-    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, views, FIT_SEED)
+    dataset = eval_dataset(run, data, split)
+    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, views, seed)
     source = prediction_source(run.cfg)
-    scores, targets = tta_predict(
+    return tta_predict(
         run.model,
         build_eval_loader(dataset, batch_size, num_workers),
         run.preprocessor(),
@@ -69,5 +69,15 @@ def _fit_on_val(run: LoadedRun, views: int, batch_size: int, num_workers: int) -
         amp=run.amp,
         per_view=True,
     )
+
+
+def _fit_on_val(run: LoadedRun, views: int, batch_size: int, num_workers: int) -> float | None:
+    """T of the soft vote over ``views`` views of the run's own val split; None without one."""
+    try:
+        scores, targets = view_scores(run, "val", views, batch_size, num_workers)
+    except UserError:  # e.g. the data are not on this machine: the single-view T stands
+        return None
+    if len(targets) == 0:
+        return None
     kept, fitted = fitted_temperature(scores, targets)
     return fitted if kept == fitted else None  # at a bound: no optimum found
