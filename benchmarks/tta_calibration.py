@@ -42,15 +42,14 @@ def vote_metrics(scores: torch.Tensor, targets: torch.Tensor, temperature: float
 def score_run(run_dir: Path, views: list[int], batch_size: int) -> list[dict]:
     from scarce.engine.calibrate import fitted_temperature
     from scarce.engine.evaluation import load_run
-    from scarce.inference.tta_calibration import view_scores
+    from scarce.inference.tta_calibration import FIT_IMAGES, view_scores
 
     run = load_run(run_dir, "cpu")
-    val, val_targets = view_scores(run, "val", max(views), batch_size)
+    val, val_targets = view_scores(run, "val", max(views), batch_size, max_images=FIT_IMAGES)
     test, test_targets = view_scores(run, "test", max(views), batch_size)
     rows = []
     for v in views:
-        kept, fitted = fitted_temperature(val[:, :v], val_targets)
-        t_views = fitted if kept == fitted else run.temperature  # at a bound: predict keeps the single T
+        t_views = fitted_temperature(val[:, :v], val_targets)[0]  # as predict fits it
         single = vote_metrics(test[:, :v], test_targets, run.temperature)
         own = vote_metrics(test[:, :v], test_targets, t_views)
         rows.append(

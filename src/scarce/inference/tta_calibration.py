@@ -11,8 +11,10 @@ under ``tta_temperatures`` -> weights file -> V, so the val pass runs once per r
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
+from torch.utils.data import Subset
 
 from scarce.engine.calibrate import CALIBRATION_FILE, fitted_temperature
 from scarce.engine.evaluation import LoadedRun, eval_dataset, run_data_config, with_run_view
@@ -21,12 +23,13 @@ from scarce.io import atomic_write_json, read_json
 
 TTA_TEMPERATURES = "tta_temperatures"
 FIT_SEED = 0  # the views' seed on val: T belongs to the number of views, not to one draw of them
+FIT_IMAGES = 2000  # at most, spread over val: one T is well fitted on far fewer, and a big val costs views x N
 
 
 def tta_temperature(run: LoadedRun, views: int, batch_size: int = 64, num_workers: int = 0) -> tuple[float, int]:
     """``(temperature, views it was fitted on)`` for a soft vote over ``views`` views of ``run``:
     the saved or newly fitted T of that many views; the single-view T (``views`` 1) when the run
-    has no val split, its val images cannot be read here, or the fit ran to a bound."""
+    has no val split or its val images cannot be read here."""
     path = run.run_dir / CALIBRATION_FILE
     if views == 1 or not path.is_file():
         return run.temperature, 1
@@ -47,10 +50,17 @@ def tta_temperature(run: LoadedRun, views: int, batch_size: int = 64, num_worker
 
 
 def view_scores(
-    run: LoadedRun, split: str, views: int, batch_size: int = 64, num_workers: int = 0, seed: int = FIT_SEED
+    run: LoadedRun,
+    split: str,
+    views: int,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    seed: int = FIT_SEED,
+    max_images: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores ``[N, views, C]`` of ``split`` of the run's own data (its prediction source, before
-    any temperature), one row per TTA view, and targets ``[N]``."""
+    any temperature), one row per TTA view, and targets ``[N]``; ``max_images``: at most that
+    many, evenly spaced over the split."""
     from scarce.data.loader import build_eval_loader
     from scarce.engine.factories import prediction_source
     from scarce.inference.tta import TTATransform, tta_predict
@@ -60,9 +70,12 @@ def view_scores(
     dataset = eval_dataset(run, data, split)
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, views, seed)
     source = prediction_source(run.cfg)
+    chosen = dataset
+    if max_images is not None and len(dataset) > max_images:
+        chosen = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_images).round().long().tolist())
     return tta_predict(
         run.model,
-        build_eval_loader(dataset, batch_size, num_workers),
+        build_eval_loader(chosen, batch_size, num_workers),
         run.preprocessor(),
         lambda outputs: prediction_scores(outputs, source=source),
         chunk_size=batch_size,
@@ -72,12 +85,18 @@ def view_scores(
 
 
 def _fit_on_val(run: LoadedRun, views: int, batch_size: int, num_workers: int) -> float | None:
-    """T of the soft vote over ``views`` views of the run's own val split; None without one."""
+    """T of the soft vote over ``views`` views of the run's own val split (1 when the fit runs to a
+    bound, as for one view); None without a readable val split."""
     try:
-        scores, targets = view_scores(run, "val", views, batch_size, num_workers)
+        dataset = eval_dataset(run, run_data_config(run, None), "val")
     except UserError:  # e.g. the data are not on this machine: the single-view T stands
         return None
-    if len(targets) == 0:
+    if len(dataset) == 0:
         return None
-    kept, fitted = fitted_temperature(scores, targets)
-    return fitted if kept == fitted else None  # at a bound: no optimum found
+    n = min(len(dataset), FIT_IMAGES)
+    print(
+        f"fitting the temperature of {views}-view votes on {n} val images (once: kept in {CALIBRATION_FILE})",
+        file=sys.stderr,
+    )
+    scores, targets = view_scores(run, "val", views, batch_size, num_workers, max_images=FIT_IMAGES)
+    return fitted_temperature(scores, targets)[0]  # at a bound 1, as for one view: the model's own
