@@ -180,7 +180,9 @@ class Classifier:
     def predict(self, images: Sequence[Any], batch_size: int = 64, tta: int = 1, seed: int = 0) -> ImagePredictions:
         """Calibrated probabilities of ``images``, soft-voted over ``tta`` views (1: the clean
         evaluation view; 2: clean + mirror for a run that flipped, as ``scarce predict --tta 2``;
-        more: the run's RandAugment drawn from ``seed`` and each image's path or pixels)."""
+        more: the run's RandAugment drawn from ``seed`` and each image's path or pixels). A vote
+        over views uses the temperature fitted on the run's val split with as many views (the
+        first call for a view count fits it, once)."""
         import torch
 
         from scarce.engine.factories import probs_function
