@@ -83,7 +83,8 @@ def predictions(run_dir: Path, data, split: str, views: int, weights: str = "bes
                 f"{run_dir}: no {source.name} and no kept {split} predictions with {views} view(s) "
                 f"({path.name}); keep_cells.py keeps 2 views only with --tta"
             )
-        preds = predict_run(source, data=data, split=split, tta_views=views, batch_size=250, num_workers=0, seed=0)
+        # the single-view temperature, as every kept cell's predictions (sessions 18-31) were made
+        preds = predict_run(source, data, split, views, batch_size=250, num_workers=0, seed=0, views_temperature=False)
         write_predictions(preds, path)
     return load_predictions(path)
 

@@ -1,8 +1,10 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from scarce.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins
+from scarce.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins, soft_vote_nll
 
 T = torch.tensor
 
@@ -192,3 +194,31 @@ def test_each_weights_file_of_a_run_has_its_own_temperature(tmp_path):
     del calibration["temperatures"]  # a run from before: best's temperature for every file
     (run_dir / "calibration.json").write_text(json.dumps(calibration))
     assert load_run(run_dir / "last_ema.safetensors", "cpu").temperature == best.temperature
+
+
+def test_soft_vote_nll_hand_value_and_one_view_is_plain_nll():
+    # views (1/4, 3/4) and (3/4, 1/4) vote (1/2, 1/2): NLL ln 2 whatever the label
+    views = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]], dtype=torch.float64)
+    assert soft_vote_nll(views, T([1])) == pytest.approx(math.log(2.0), abs=1e-12)
+    z, y = _synthetic(2.0, n=500)
+    assert soft_vote_nll(z.unsqueeze(1), y, 1.5) == pytest.approx(nll(z, y, 1.5), abs=1e-12)
+    assert fit_temperature(z.unsqueeze(1), y) == fit_temperature(z, y)
+
+
+def test_a_vote_over_disagreeing_views_gets_a_sharper_temperature():
+    """Views that disagree (logits z + noise, labels from softmax(z)): their soft vote is less
+    confident than any one view, so at the T fitted on single views it is under-confident; the T
+    fitted on the vote itself is smaller and brings its calibration back."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(20000, 10, generator=g, dtype=torch.float64) * 4.0
+    y = torch.multinomial(F.softmax(z, 1), 1, generator=g).squeeze(1)
+    noise = torch.randn(20000, 4, 10, generator=g, dtype=torch.float64) * 2.0
+    views = z.unsqueeze(1) + noise - noise.mean(dim=1, keepdim=True)  # views disagree, mean is z
+    single, vote = fit_temperature(views[:, 0], y), fit_temperature(views, y)
+    assert vote < 0.9 * single
+    assert soft_vote_nll(views, y, vote) < soft_vote_nll(views, y, single)
+
+    def vote_ece(t: float) -> float:
+        return expected_calibration_error(F.softmax(views / t, 2).mean(1), y)
+
+    assert vote_ece(vote) < 0.6 * vote_ece(single)  # 0.093 vs 0.207

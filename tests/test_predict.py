@@ -249,7 +249,11 @@ def test_predicting_image_files_decodes_each_once(trained, monkeypatch, capsys):
     monkeypatch.setattr(scarce.data.datasets, "read_image", lambda path, *a: reads.append(path) or read_image(path, *a))
     monkeypatch.setattr(scarce.data.check, "check_image", lambda *a, **k: pytest.fail("an image was decoded twice"))
     assert main(["predict", str(trained["plain"]), *files, "--tta", "2"]) == 0
-    assert reads == files and len(capsys.readouterr().out.splitlines()) == 3
+    # besides the val images of the first 2-view vote's temperature fit (kept for the next one)
+    assert [path for path in reads if path in files] == files and len(capsys.readouterr().out.splitlines()) == 3
+    reads.clear()
+    assert main(["predict", str(trained["plain"]), *files, "--tta", "2"]) == 0
+    assert reads == files
 
 
 def test_skip_bad_images_decodes_once_and_predicts_as_the_files(trained, tmp_path):
@@ -468,3 +472,79 @@ def test_a_failed_csv_write_keeps_the_previous_npz_and_csv_together(tmp_path, mo
         predict.write_predictions(preds(0.2), out, table)
     assert (out.read_bytes(), table.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.npz"]  # no temporary left
+
+
+def _fresh_copy(run_dir, to):
+    """A copy of a trained run without the vote temperatures that earlier tests fitted and kept."""
+    shutil.copytree(run_dir, to)
+    calibration = json.loads((to / "calibration.json").read_text())
+    calibration.pop("tta_temperatures", None)
+    (to / "calibration.json").write_text(json.dumps(calibration))
+    return to
+
+
+def test_a_vote_over_views_uses_the_temperature_fitted_on_val_with_as_many_views(trained, tmp_path, monkeypatch):
+    from scarce.calibration import fit_temperature
+    from scarce.data.loader import build_eval_loader
+    from scarce.inference import tta_calibration
+    from scarce.inference.tta import TTATransform, tta_predict
+    from scarce.models.heads import prediction_scores
+
+    run_dir = _fresh_copy(trained["fancy"], tmp_path / "fancy")
+    data = DataConfig(name=str(trained["data"]))
+    four = predict_run(run_dir, data, "test", tta_views=4, num_workers=0)
+    # by hand: the val split, 4 views each (seed 0), one row of scores per view
+    run = load_run(run_dir, "cpu")
+    val = eval_dataset(run, data, "val")
+    val.transform = TTATransform(run.cfg.data, run.cfg.augment, run.augment_fill, 4, seed=0)
+    source = prediction_source(run.cfg)
+    scores, targets = tta_predict(
+        run.model,
+        build_eval_loader(val, 4, 0),
+        run.preprocessor(),
+        lambda outputs: prediction_scores(outputs, source=source),
+        per_view=True,
+    )
+    assert scores.shape == (len(val), 4, len(CLASSES))
+    expected = fit_temperature(scores, targets, (0.01, 100.0))
+    assert four.metadata["temperature"] == pytest.approx(expected, rel=1e-6) != run.temperature
+    assert four.metadata["temperature_views"] == 4
+    saved = json.loads((run_dir / "calibration.json").read_text())
+    assert saved["tta_temperatures"]["best.safetensors"]["4"] == four.metadata["temperature"]
+    assert saved["temperature"] == run.temperature  # the single-view fit is kept
+    # saved: the next vote over 4 views reads it (no val pass), and one view keeps the run's T
+    monkeypatch.setattr(tta_calibration, "_fit_on_val", lambda *a: pytest.fail("fitted again"))
+    again = predict_run(run_dir, data, "test", tta_views=4, num_workers=0)
+    np.testing.assert_array_equal(again.probs, four.probs)
+    one = predict_run(run_dir, data, "test", tta_views=1, num_workers=0)
+    assert (one.metadata["temperature"], one.metadata["temperature_views"]) == (run.temperature, 1)
+    single = predict_run(run_dir, data, "test", tta_views=4, num_workers=0, views_temperature=False)
+    assert (single.metadata["temperature"], single.metadata["temperature_views"]) == (run.temperature, 1)
+    assert not np.allclose(single.probs, four.probs, atol=1e-5)
+
+
+def test_without_a_val_split_a_vote_keeps_the_single_view_temperature(trained, tmp_path):
+    run_dir = tmp_path / "fancy"
+    shutil.copytree(trained["fancy"], run_dir)
+    (run_dir / "calibration.json").unlink()  # as a run trained without val
+    two = predict_run(run_dir, DataConfig(name=str(trained["data"])), "test", tta_views=2, num_workers=0)
+    assert (two.metadata["temperature"], two.metadata["temperature_views"]) == (1.0, 1)
+    assert not (run_dir / "calibration.json").exists()
+
+
+def test_a_vote_whose_val_split_is_gone_says_it_keeps_the_single_view_temperature(trained, tmp_path, capsys):
+    run_dir, data = _fresh_copy(trained["fancy"], tmp_path / "fancy"), tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace(str(trained["data"]), str(data)))
+    for split in ("train", "val"):  # its val split (and the train it could be drawn from) are not here any more
+        shutil.rmtree(data / split)
+
+    out = tmp_path / "p.npz"
+    assert main(["predict", str(run_dir), "--split", "test", "--tta", "2", "--out", str(out), "--workers", "0"]) == 0
+    assert "note: --tta 2: no temperature fitted on val with 2 views" in capsys.readouterr().err
+    meta = load_predictions(out).metadata
+    assert (meta["temperature_views"], meta["temperature"]) == (
+        1,
+        json.loads((run_dir / "calibration.json").read_text())["temperature"],
+    )

@@ -180,11 +180,14 @@ class Classifier:
     def predict(self, images: Sequence[Any], batch_size: int = 64, tta: int = 1, seed: int = 0) -> ImagePredictions:
         """Calibrated probabilities of ``images``, soft-voted over ``tta`` views (1: the clean
         evaluation view; 2: clean + mirror for a run that flipped, as ``scarce predict --tta 2``;
-        more: the run's RandAugment drawn from ``seed`` and each image's path or pixels)."""
+        more: the run's RandAugment drawn from ``seed`` and each image's path or pixels). A vote
+        over views uses the temperature fitted on the run's val split with as many views (the
+        first call for a view count fits it, once)."""
         import torch
 
         from scarce.engine.factories import probs_function
         from scarce.inference.tta import TTATransform, tta_predict
+        from scarce.inference.tta_calibration import tta_temperature
 
         if tta < 1:
             raise UserError(f"tta: expected a number of views >= 1, got {tta}")
@@ -203,7 +206,7 @@ class Classifier:
                 rows = range(start, min(start + batch_size, len(images)))
                 yield torch.stack([transform(keys, i, self._image(images[i], i)) for i in rows]), [0] * len(rows)
 
-        probs_fn = probs_function(run.cfg, run.temperature)
+        probs_fn = probs_function(run.cfg, tta_temperature(run, tta, batch_size)[0])
         probs, _ = tta_predict(run.model, batches(), self._preprocess, probs_fn, chunk_size=batch_size, amp=run.amp)
         probs = probs.numpy().astype(np.float32) if len(images) else np.zeros((0, len(self.classes)), np.float32)
         return ImagePredictions([self.classes[j] for j in probs.argmax(1)], probs, list(self.classes))

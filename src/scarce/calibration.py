@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["expected_calibration_error", "reliability_bins", "fit_temperature", "nll"]
+__all__ = ["expected_calibration_error", "reliability_bins", "fit_temperature", "nll", "soft_vote_nll"]
 
 
 def _check(probs_or_logits: torch.Tensor, targets: torch.Tensor, what: str) -> None:
@@ -76,6 +76,15 @@ def nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -
     return float(F.cross_entropy(z / temperature, targets.detach().to("cpu").long()))
 
 
+def soft_vote_nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the soft vote ``mean_v softmax(logits[:, v] / T)`` over
+    views; logits ``[N, V, C]``, targets ``[N]`` (V = 1: :func:`nll`)."""
+    _check(logits[:, 0], targets, "logits")
+    z = logits.detach().to("cpu", torch.float64)
+    log_vote = torch.logsumexp(F.log_softmax(z / temperature, dim=2), dim=1) - math.log(z.shape[1])
+    return float(F.nll_loss(log_vote, targets.detach().to("cpu").long()))
+
+
 def fit_temperature(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -85,25 +94,29 @@ def fit_temperature(
 ) -> float:
     """Scalar T > 0 minimising the NLL of softmax(logits / T) on (logits, targets).
 
-    logits: [N, C] pre-softmax scores (e.g. ``prediction_scores``); targets: Long [N].
-    Golden-section search on log T within ``bounds``: the NLL is convex in 1/T, hence
-    unimodal in log T, so a bounded 1-D search finds the optimum deterministically and
-    needs no gradient; if the data want T -> 0 or T -> inf (e.g. all predictions right)
-    it stops at the bound instead of diverging. Returns a python float.
+    logits: [N, C] pre-softmax scores (e.g. ``prediction_scores``), or [N, V, C] for V TTA
+    views, whose prediction is the soft vote ``mean_v softmax(logits[:, v] / T)``; targets:
+    Long [N]. Golden-section search on log T within ``bounds``: the NLL is convex in 1/T
+    for one view, hence unimodal in log T, so a bounded 1-D search finds the optimum
+    deterministically and needs no gradient (a vote over views is not proven convex; the
+    search returns the best of its interior point and both bounds); if the data want T -> 0
+    or T -> inf (e.g. all predictions right) it stops at the bound instead of diverging.
+    Returns a python float.
     """
-    _check(logits, targets, "logits")
+    views = logits if logits.ndim == 3 else logits.unsqueeze(1)
+    _check(views[:, 0], targets, "logits")
     lo_t, hi_t = bounds
     if not 0 < lo_t < hi_t:
         raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
-    z = logits.detach().to("cpu", torch.float64)
+    z = views.detach().to("cpu", torch.float64)
     y = targets.detach().to("cpu").long()
     if not torch.isfinite(z).all():
         raise ValueError("logits contain non-finite values")
-    if bool((z == z[:, :1]).all()):
+    if bool((z == z[..., :1]).all()):
         return 1.0  # every row constant: the NLL does not depend on T
 
     def f(log_t: float) -> float:
-        return float(F.cross_entropy(z * math.exp(-log_t), y))
+        return soft_vote_nll(z, y, math.exp(log_t))
 
     a, b = math.log(lo_t), math.log(hi_t)
     inv_phi = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618...

@@ -112,6 +112,7 @@ def cmd_predict(args) -> int:
     write_predictions(preds, args.out, args.csv)
     _note_if_uncalibrated(args.path)
     _note_if_views_repeat(args.path, args.tta)
+    _note_if_single_view_temperature(args.path, preds.metadata)
     skipped = preds.metadata.get("skipped_images") or []
     for bad in skipped[:5]:
         print(f"skipped {bad['path']}: {bad['reason']}")
@@ -146,6 +147,22 @@ def _note_if_views_repeat(path: str, views: int) -> None:
             else ("neither flips nor RandAugment: every view is the clean one")
         )
         print(f"note: --tta {views}: the run trained with {why}; only {distinct} differ", file=sys.stderr)
+
+
+def _note_if_single_view_temperature(path: str, metadata: dict) -> None:
+    """Say so on stderr when a vote over views of a calibrated run used the single-view temperature
+    (its val split could not be read here): a vote over views is less confident than one view."""
+    from scarce.engine.calibrate import CALIBRATION_FILE
+    from scarce.engine.run_dir import resolve_weights
+
+    run_dir, _ = resolve_weights(path)
+    views = metadata["tta_views"]
+    if views > 1 and metadata["temperature_views"] == 1 and (run_dir / CALIBRATION_FILE).is_file():
+        print(
+            f"note: --tta {views}: no temperature fitted on val with {views} views (val not readable here); "
+            "the single-view one is used, and a vote over views is less confident than it",
+            file=sys.stderr,
+        )
 
 
 def _note_if_uncalibrated(path: str) -> None:

@@ -13,7 +13,9 @@ Ids are image paths relative to the data root (``test/cat/1.png``), relative to 
 folder for a folder given as ``--split``, and dataset ids (``test/123``) for
 fashion-mnist. Probabilities come from the run's declared prediction source, divided by
 its fitted temperature (``calibration.json``), averaged over ``tta_views`` deterministic
-views (:mod:`scarce.inference.tta`; 1 = the clean evaluation view only).
+views (:mod:`scarce.inference.tta`; 1 = the clean evaluation view only); a vote over more
+than one view uses the temperature fitted on val with as many views
+(:mod:`scarce.inference.tta_calibration`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from scarce.engine.hardware import device_name
 from scarce.errors import UserError, counted
 from scarce.inference.predictions import Predictions, prediction_arrays, write_npz, write_predictions_csv
 from scarce.inference.tta import TTATransform, first_randaugment_view, tta_predict
+from scarce.inference.tta_calibration import tta_temperature
 from scarce.io import atomic_paths
 
 UNREADABLE_HINT = "; fix or remove it, or leave such images out: scarce predict --skip-bad-images"
@@ -102,6 +105,7 @@ def predict_run(
     num_workers: int = 2,
     seed: int = 0,
     skip_bad_images: bool = False,
+    views_temperature: bool = True,
 ) -> Predictions:
     """Predict ``split`` with the run (or weights file) at ``path``.
 
@@ -111,6 +115,8 @@ def predict_run(
     ``batch_size`` images are loaded at a time and ``batch_size`` views go through the model
     at a time; ``seed`` draws the augmented views. ``skip_bad_images``: unreadable images are
     left out and listed in ``metadata["skipped_images"]`` (else the first one is an error).
+    ``views_temperature``: a vote over views uses the temperature fitted on val with as many
+    views (False: the single-view one, as predictions made before it existed).
     """
     if tta_views < 1:
         raise UserError(f"--tta: expected a number of views >= 1, got {tta_views}")
@@ -128,20 +134,19 @@ def predict_run(
         raise UserError(f"split '{split}' of data '{data_label(data)}': no images")
     dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, tta_views, seed)
     loader = build_eval_loader(dataset, batch_size, num_workers)
+    temperature, temperature_views = tta_temperature(
+        run, tta_views if views_temperature else 1, batch_size, num_workers
+    )
     probs, _ = tta_predict(
-        run.model,
-        loader,
-        run.preprocessor(),
-        probs_function(run.cfg, run.temperature),
-        chunk_size=batch_size,
-        amp=run.amp,
+        run.model, loader, run.preprocessor(), probs_function(run.cfg, temperature), chunk_size=batch_size, amp=run.amp
     )
     metadata = {
         "run_dir": str(run.run_dir),
         "weights": str(run.weights),
         "model": run.cfg.model.name,
         "source": prediction_source(run.cfg),
-        "temperature": run.temperature,
+        "temperature": temperature,
+        "temperature_views": temperature_views,  # < tta_views: no val split to fit that many on
         "tta_views": tta_views,
         "tta_seed": seed,
         "tta_randaugment": run.cfg.augment.randaugment if tta_views > first_randaugment_view(run.cfg.augment) else None,
