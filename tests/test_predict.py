@@ -548,3 +548,14 @@ def test_a_vote_whose_val_split_is_gone_says_it_keeps_the_single_view_temperatur
         1,
         json.loads((run_dir / "calibration.json").read_text())["temperature"],
     )
+
+
+@pytest.mark.parametrize("damaged", [{"best.safetensors": {"2": -1.0}}, {"best.safetensors": "x"}, [1, 2]])
+def test_a_damaged_vote_temperature_is_fitted_again(trained, tmp_path, damaged):
+    run_dir = _fresh_copy(trained["fancy"], tmp_path / "fancy")
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    (run_dir / "calibration.json").write_text(json.dumps({**calibration, "tta_temperatures": damaged}))
+    two = predict_run(run_dir, DataConfig(name=str(trained["data"])), "test", tta_views=2, num_workers=0)
+    saved = json.loads((run_dir / "calibration.json").read_text())["tta_temperatures"]
+    assert saved["best.safetensors"]["2"] == two.metadata["temperature"] > 0
+    assert two.metadata["temperature_views"] == 2

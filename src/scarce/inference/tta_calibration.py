@@ -34,14 +34,15 @@ def tta_temperature(run: LoadedRun, views: int, batch_size: int = 64, num_worker
     if views == 1 or not path.is_file():
         return run.temperature, 1
     saved = read_json(path)
-    per_weights = saved.get(TTA_TEMPERATURES, {}).get(run.weights.name, {})
+    by_weights = saved.get(TTA_TEMPERATURES) if isinstance(saved.get(TTA_TEMPERATURES), dict) else {}
+    per_weights = by_weights.get(run.weights.name) if isinstance(by_weights.get(run.weights.name), dict) else {}
     cached = per_weights.get(str(views))
     if isinstance(cached, (int, float)) and not isinstance(cached, bool) and math.isfinite(cached) and cached > 0:
         return float(cached), views
     fitted = _fit_on_val(run, views, batch_size, num_workers)
     if fitted is None:
         return run.temperature, 1
-    saved.setdefault(TTA_TEMPERATURES, {})[run.weights.name] = {**per_weights, str(views): fitted}
+    saved[TTA_TEMPERATURES] = {**by_weights, run.weights.name: {**per_weights, str(views): fitted}}
     try:
         atomic_write_json(path, saved)
     except OSError:
