@@ -41,12 +41,13 @@ def vote_metrics(scores: torch.Tensor, targets: torch.Tensor, temperature: float
 
 def score_run(run_dir: Path, views: list[int], batch_size: int) -> list[dict]:
     from scarce.engine.calibrate import fitted_temperature
-    from scarce.engine.evaluation import load_run
+    from scarce.engine.evaluation import eval_dataset, load_run, run_data_config
     from scarce.inference.tta_calibration import FIT_IMAGES, view_scores
 
     run = load_run(run_dir, "cpu")
-    val, val_targets = view_scores(run, "val", max(views), batch_size, max_images=FIT_IMAGES)
-    test, test_targets = view_scores(run, "test", max(views), batch_size)
+    data = run_data_config(run, None)
+    val, val_targets = view_scores(run, eval_dataset(run, data, "val"), max(views), batch_size, max_images=FIT_IMAGES)
+    test, test_targets = view_scores(run, eval_dataset(run, data, "test"), max(views), batch_size)
     rows = []
     for v in views:
         t_views = fitted_temperature(val[:, :v], val_targets)[0]  # as predict fits it

@@ -16,6 +16,7 @@ import sys
 import torch
 from torch.utils.data import Subset
 
+from scarce.data.datasets import ImageDataset
 from scarce.engine.calibrate import CALIBRATION_FILE, fitted_temperature
 from scarce.engine.evaluation import LoadedRun, eval_dataset, run_data_config, with_run_view
 from scarce.errors import UserError
@@ -52,24 +53,23 @@ def tta_temperature(run: LoadedRun, views: int, batch_size: int = 64, num_worker
 
 def view_scores(
     run: LoadedRun,
-    split: str,
+    dataset: ImageDataset,
     views: int,
     batch_size: int = 64,
     num_workers: int = 0,
     seed: int = FIT_SEED,
     max_images: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores ``[N, views, C]`` of ``split`` of the run's own data (its prediction source, before
-    any temperature), one row per TTA view, and targets ``[N]``; ``max_images``: at most that
-    many, evenly spaced over the split."""
+    """Scores ``[N, views, C]`` of ``dataset`` (a split of the run's own data, :func:`eval_dataset`;
+    its transform is replaced by the views) in the run's prediction source, before any temperature,
+    one row per TTA view, and targets ``[N]``; ``max_images``: at most that many, evenly spaced."""
     from scarce.data.loader import build_eval_loader
     from scarce.engine.factories import prediction_source
     from scarce.inference.tta import TTATransform, tta_predict
     from scarce.models.heads import prediction_scores
 
-    data = run_data_config(run, None)
-    dataset = eval_dataset(run, data, split)
-    dataset.transform = TTATransform(with_run_view(run, data), run.cfg.augment, run.augment_fill, views, seed)
+    own_view = with_run_view(run, run_data_config(run, None))
+    dataset.transform = TTATransform(own_view, run.cfg.augment, run.augment_fill, views, seed)
     source = prediction_source(run.cfg)
     chosen = dataset
     if max_images is not None and len(dataset) > max_images:
@@ -99,5 +99,5 @@ def _fit_on_val(run: LoadedRun, views: int, batch_size: int, num_workers: int) -
         f"fitting the temperature of {views}-view votes on {n} val images (once: kept in {CALIBRATION_FILE})",
         file=sys.stderr,
     )
-    scores, targets = view_scores(run, "val", views, batch_size, num_workers, max_images=FIT_IMAGES)
+    scores, targets = view_scores(run, dataset, views, batch_size, num_workers, max_images=FIT_IMAGES)
     return fitted_temperature(scores, targets)[0]  # at a bound 1, as for one view: the model's own
